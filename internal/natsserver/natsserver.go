@@ -1,0 +1,144 @@
+// Package natsserver runs an embedded nats-server with JetStream: dev mode's
+// server and every test's.
+package natsserver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Config configures an embedded server.
+type Config struct {
+	// Listen is the client address, host:port; port 0 or -1 picks a free one.
+	// Defaults to "127.0.0.1:-1".
+	Listen string
+	// StoreDir holds JetStream's files. Required.
+	StoreDir string
+	// Name is the server name. Defaults to one chosen by nats-server.
+	Name string
+	// Logger receives the server's notices, warnings and errors. Defaults to
+	// none.
+	Logger *slog.Logger
+	// Cluster, when set, joins the server to a cluster.
+	Cluster *ClusterConfig
+	// ReadyTimeout bounds the wait for the server to accept clients.
+	// Defaults to 10s.
+	ReadyTimeout time.Duration
+}
+
+// ClusterConfig joins a server to a JetStream cluster.
+type ClusterConfig struct {
+	Name   string   // cluster name
+	Listen string   // route address host:port
+	Routes []string // nats-route://host:port of the other members
+}
+
+// Server is a running embedded server.
+type Server struct {
+	s *server.Server
+}
+
+// Start starts a server and waits until it accepts clients.
+func Start(cfg Config) (*Server, error) {
+	opts, err := cfg.options()
+	if err != nil {
+		return nil, err
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natsserver: %w", err)
+	}
+	if cfg.Logger != nil {
+		s.SetLoggerV2(slogAdapter{cfg.Logger}, false, false, false)
+	}
+	s.Start()
+	wait := cfg.ReadyTimeout
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	if !s.ReadyForConnections(wait) {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, fmt.Errorf("natsserver: not ready for connections on %s after %s", cfg.Listen, wait)
+	}
+	return &Server{s: s}, nil
+}
+
+func (cfg Config) options() (*server.Options, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("natsserver: StoreDir is required")
+	}
+	listen := cfg.Listen
+	if listen == "" {
+		listen = "127.0.0.1:-1"
+	}
+	host, port, err := splitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("natsserver: listen address %q: %w", listen, err)
+	}
+	opts := &server.Options{
+		ServerName: cfg.Name,
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   cfg.StoreDir,
+		NoSigs:     true,
+		NoLog:      cfg.Logger == nil,
+	}
+	if c := cfg.Cluster; c != nil {
+		chost, cport, err := splitHostPort(c.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("natsserver: cluster address %q: %w", c.Listen, err)
+		}
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: chost, Port: cport}
+		opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	}
+	return opts, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, err
+	}
+	if port == 0 {
+		port = -1 // nats-server's "pick a free port"
+	}
+	return host, port, nil
+}
+
+// ClientURL is the URL clients connect to, e.g. nats://127.0.0.1:4222.
+func (s *Server) ClientURL() string { return s.s.ClientURL() }
+
+// ClusterAddr is the route address the server listens on, when clustered.
+func (s *Server) ClusterAddr() *net.TCPAddr { return s.s.ClusterAddr() }
+
+// NATS returns the underlying server, for tests that inspect it.
+func (s *Server) NATS() *server.Server { return s.s }
+
+// Shutdown stops the server and waits until it has stopped. Safe to call twice.
+func (s *Server) Shutdown() {
+	s.s.Shutdown()
+	s.s.WaitForShutdown()
+}
+
+// slogAdapter makes a slog.Logger a nats-server logger.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Noticef(format string, v ...any) { a.l.Info(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Tracef(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,60 @@
+// Package natstest starts real, in-process NATS servers with JetStream for
+// tests: one per test, on a random port, with a temporary store, shut down
+// when the test ends.
+package natstest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/internal/natsserver"
+)
+
+// RunServer starts a JetStream server for t, shut down in t.Cleanup.
+func RunServer(t testing.TB) *natsserver.Server {
+	t.Helper()
+	return RunServerIn(t, t.TempDir())
+}
+
+// RunServerIn starts a JetStream server storing into dir, so a test can
+// restart it on the same data.
+func RunServerIn(t testing.TB, dir string) *natsserver.Server {
+	t.Helper()
+	s, err := natsserver.Start(natsserver.Config{StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// Connect opens a connection to url for t, closed in t.Cleanup. It
+// reconnects forever, so a test can restart the server under it.
+func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	base := []nats.Option{
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(50 * time.Millisecond),
+		nats.Timeout(5 * time.Second),
+	}
+	nc, err := nats.Connect(url, append(base, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// JetStream returns a JetStream context on a new connection to url.
+func JetStream(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc := Connect(t, url)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}

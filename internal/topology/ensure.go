@@ -1,0 +1,188 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Topology holds handles to every resource, ready to use.
+type Topology struct {
+	Config   Config
+	Jobs     jetstream.Stream
+	Replies  jetstream.Stream
+	Consumer jetstream.Consumer
+	Inflight jetstream.KeyValue
+	Cache    jetstream.KeyValue
+	Cancels  jetstream.KeyValue
+}
+
+// Ensure creates what is missing and checks what exists. An existing
+// resource with a different configuration is an error (*MismatchError)
+// naming every difference; Ensure never changes it.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Topology{Config: cfg}
+	var err error
+	if t.Jobs, err = ensureStream(ctx, js, jobsStream(cfg)); err != nil {
+		return nil, err
+	}
+	if t.Replies, err = ensureStream(ctx, js, repliesStream(cfg)); err != nil {
+		return nil, err
+	}
+	if t.Consumer, err = ensureConsumer(ctx, t.Jobs, workersConsumer(cfg)); err != nil {
+		return nil, err
+	}
+	buckets := []struct {
+		dst *jetstream.KeyValue
+		cfg jetstream.KeyValueConfig
+	}{
+		{&t.Inflight, inflightBucket(cfg)},
+		{&t.Cache, cacheBucket(cfg)},
+		{&t.Cancels, cancelBucket(cfg)},
+	}
+	for _, b := range buckets {
+		if *b.dst, err = ensureBucket(ctx, js, b.cfg); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func jobsStream(c Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        c.Names.JobsStream(),
+		Description: "chatfleet jobs, one per request; workers share one consumer",
+		Subjects:    []string{c.Names.AllJobs()},
+		Retention:   jetstream.WorkQueuePolicy,
+		MaxMsgs:     c.QueueLimit,
+		MaxMsgSize:  c.MaxJobBytes,
+		Discard:     jetstream.DiscardNew,
+		Duplicates:  c.DuplicateWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		AllowDirect: true,
+	}
+}
+
+func repliesStream(c Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        c.Names.RepliesStream(),
+		Description: "chatfleet reply events and shared generations, readable from the first event",
+		Subjects:    []string{c.Names.AllReplies(), c.Names.AllGens()},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      c.ReplyMaxAge,
+		MaxBytes:    c.ReplyMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		AllowDirect: true,
+	}
+}
+
+func workersConsumer(c Config) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       c.Names.WorkersConsumer(),
+		Description:   "chatfleet workers",
+		FilterSubject: c.Names.AllJobs(),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    c.MaxDeliver,
+		MaxAckPending: c.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+func inflightBucket(c Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      c.Names.InflightBucket(),
+		Description: "chatfleet leader leases of in-flight generations",
+		TTL:         c.LeaseTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
+func cacheBucket(c Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:       c.Names.CacheBucket(),
+		Description:  "chatfleet finished answers by dedupe key",
+		TTL:          c.CacheTTL,
+		MaxValueSize: c.CacheMaxValueBytes,
+		Storage:      jetstream.FileStorage,
+		Replicas:     c.Replicas,
+	}
+}
+
+func cancelBucket(c Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      c.Names.CancelBucket(),
+		Description: "chatfleet cancel requests by tenant.id",
+		TTL:         c.CancelTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.CreateStream(ctx, want)
+	if err == nil {
+		return s, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return nil, fmt.Errorf("topology: create stream %s: %w", want.Name, err)
+	}
+	s, err = js.Stream(ctx, want.Name)
+	if err != nil {
+		return nil, fmt.Errorf("topology: stream %s: %w", want.Name, err)
+	}
+	if diffs := streamDiffs(s.CachedInfo().Config, want); len(diffs) > 0 {
+		return nil, &MismatchError{Kind: "stream", Name: want.Name, Diffs: diffs}
+	}
+	return s, nil
+}
+
+func ensureConsumer(ctx context.Context, s jetstream.Stream, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := s.CreateConsumer(ctx, want)
+	if err == nil {
+		return c, nil
+	}
+	if !errors.Is(err, jetstream.ErrConsumerExists) {
+		return nil, fmt.Errorf("topology: create consumer %s: %w", want.Durable, err)
+	}
+	c, err = s.Consumer(ctx, want.Durable)
+	if err != nil {
+		return nil, fmt.Errorf("topology: consumer %s: %w", want.Durable, err)
+	}
+	if diffs := consumerDiffs(c.CachedInfo().Config, want); len(diffs) > 0 {
+		return nil, &MismatchError{Kind: "consumer", Name: want.Durable, Diffs: diffs}
+	}
+	return c, nil
+}
+
+func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, want)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketExists) {
+		return nil, fmt.Errorf("topology: create bucket %s: %w", want.Bucket, err)
+	}
+	kv, err = js.KeyValue(ctx, want.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("topology: bucket %s: %w", want.Bucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("topology: bucket %s: %w", want.Bucket, err)
+	}
+	if diffs := bucketDiffs(st, want); len(diffs) > 0 {
+		return nil, &MismatchError{Kind: "bucket", Name: want.Bucket, Diffs: diffs}
+	}
+	return kv, nil
+}

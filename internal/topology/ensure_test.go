@@ -1,0 +1,109 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/subjects"
+)
+
+func setup(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	s := natstest.RunServer(t)
+	_, js := natstest.JetStream(t, s.ClientURL())
+	return js
+}
+
+func TestEnsureIdempotent(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	ctx := context.Background()
+	first, err := Ensure(ctx, js, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Ensure(ctx, js, Config{})
+	if err != nil {
+		t.Fatalf("second Ensure: %v", err)
+	}
+	if first.Jobs.CachedInfo().Config.Name != "CHAT_JOBS" || second.Replies.CachedInfo().Config.Name != "CHAT_REPLIES" {
+		t.Errorf("unexpected names")
+	}
+	info := first.Jobs.CachedInfo().Config
+	if info.Retention != jetstream.WorkQueuePolicy || info.Discard != jetstream.DiscardNew || info.MaxMsgs != 10000 {
+		t.Errorf("jobs stream config = %+v", info)
+	}
+	st, err := second.Inflight.Status(ctx)
+	if err != nil || st.TTL() != 10*time.Second {
+		t.Errorf("inflight TTL = %v, %v", st.TTL(), err)
+	}
+	if c := first.Consumer.CachedInfo().Config; c.AckPolicy != jetstream.AckExplicitPolicy || c.MaxDeliver != 5 {
+		t.Errorf("consumer config = %+v", c)
+	}
+}
+
+func TestEnsureReportsMismatch(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	ctx := context.Background()
+	if _, err := Ensure(ctx, js, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"queue limit", Config{QueueLimit: 5}, []string{"stream CHAT_JOBS", "max_msgs is 10000, want 5"}},
+		{"reply age", Config{ReplyMaxAge: time.Hour}, []string{"stream CHAT_REPLIES", "max_age is 15m0s, want 1h0m0s"}},
+		{"ack wait", Config{AckWait: 5 * time.Second}, []string{"consumer chat_workers", "ack_wait is 30s, want 5s"}},
+		{"lease ttl", Config{LeaseTTL: 3 * time.Second}, []string{"bucket chat_inflight", "ttl is 10s, want 3s"}},
+	}
+	for _, tt := range tests {
+		_, err := Ensure(ctx, js, tt.cfg)
+		if !errors.Is(err, ErrMismatch) {
+			t.Fatalf("%s: err = %v, want ErrMismatch", tt.name, err)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q does not say %q", tt.name, err, w)
+			}
+		}
+	}
+	// Nothing was overwritten.
+	s, err := js.Stream(ctx, "CHAT_JOBS")
+	if err != nil || s.CachedInfo().Config.MaxMsgs != 10000 {
+		t.Errorf("jobs stream changed: %v", err)
+	}
+}
+
+func TestEnsurePrefix(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	n, _ := subjects.New("acme.chat")
+	top, err := Ensure(context.Background(), js, Config{Names: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := top.Jobs.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != "acme.chat.jobs.>" {
+		t.Errorf("subjects = %v", got)
+	}
+	if top.Cache.Bucket() != "acme_chat_cache" {
+		t.Errorf("cache bucket = %s", top.Cache.Bucket())
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	for _, c := range []Config{{Replicas: 2}, {AckWait: time.Millisecond}, {LeaseTTL: time.Millisecond}, {DuplicateWindow: time.Hour}} {
+		if err := c.WithDefaults().Validate(); err == nil {
+			t.Errorf("%+v: want error", c)
+		}
+	}
+}

@@ -1,0 +1,48 @@
+package protocol
+
+import "fmt"
+
+// Code is a stable error code in an error event.
+type Code string
+
+// Error codes. New codes may be added; producers should treat an unknown
+// code like CodeInternal.
+const (
+	// CodeInvalidRequest: the job is malformed or breaks a limit; Field names
+	// the offending field. Never retried.
+	CodeInvalidRequest Code = "invalid_request"
+	// CodeQueueFull: the jobs stream is at its backlog limit (returned to
+	// the producer by the publish, not as an event).
+	CodeQueueFull Code = "queue_full"
+	// CodeQueueTimeout: the job waited in the queue longer than allowed.
+	CodeQueueTimeout Code = "queue_timeout"
+	// CodeTimeout: the job ran longer than its processing timeout.
+	CodeTimeout Code = "timeout"
+	// CodeRateLimited: the upstream kept answering 429.
+	CodeRateLimited Code = "rate_limited"
+	// CodeUpstreamUnavailable: the upstream could not be reached or kept
+	// failing with 5xx, or its circuit breaker is open.
+	CodeUpstreamUnavailable Code = "upstream_unavailable"
+	// CodeUpstreamError: the upstream refused the request (4xx) or broke
+	// off mid-stream; Status holds its HTTP status when there was one.
+	CodeUpstreamError Code = "upstream_error"
+	// CodeInternal: a fault inside chatfleet.
+	CodeInternal Code = "internal"
+)
+
+// Error is the error of an error event.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+	// Field names the offending job field for CodeInvalidRequest.
+	Field string `json:"field,omitempty"`
+	// Status is the upstream's HTTP status, when there was one.
+	Status int `json:"status,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s: %s", e.Code, e.Field, e.Message)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}

@@ -1,0 +1,97 @@
+package protocol
+
+import "encoding/json"
+
+// EventType is the type of a reply event.
+type EventType string
+
+// Event types.
+const (
+	// EventMeta says a worker accepted the job: Worker and Role are set.
+	EventMeta EventType = "meta"
+	// EventChunk carries a text delta (Content) and/or tool-call deltas.
+	EventChunk EventType = "chunk"
+	// EventReset says: discard the output so far; new output follows.
+	EventReset EventType = "reset"
+	// EventDone ends a request that succeeded (terminal).
+	EventDone EventType = "done"
+	// EventError ends a request that failed (terminal): Error is set.
+	EventError EventType = "error"
+	// EventCancelled ends a request that was cancelled (terminal).
+	EventCancelled EventType = "cancelled"
+)
+
+// Terminal reports whether t ends a request.
+func (t EventType) Terminal() bool {
+	return t == EventDone || t == EventError || t == EventCancelled
+}
+
+// Role says how a worker served a request.
+type Role string
+
+// Roles in meta events.
+const (
+	// RoleLeader: this request's worker called the upstream for it.
+	RoleLeader Role = "leader"
+	// RoleFollower: this request shares a generation another request leads.
+	RoleFollower Role = "follower"
+	// RoleCache: this request is answered from the answer cache.
+	RoleCache Role = "cache"
+)
+
+// Event is one reply event. Which fields are set depends on Type.
+type Event struct {
+	V    int       `json:"v"`
+	ID   string    `json:"id"`
+	Seq  uint64    `json:"seq"`
+	Type EventType `json:"type"`
+
+	// meta
+	Worker string `json:"worker,omitempty"`
+	Role   Role   `json:"role,omitempty"`
+	Model  string `json:"model,omitempty"`
+
+	// chunk
+	Content   string     `json:"content,omitempty"`
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+
+	// done
+	FinishReason string   `json:"finish_reason,omitempty"`
+	Usage        *Usage   `json:"usage,omitempty"`
+	Timings      *Timings `json:"timings,omitempty"`
+	// Cached is true when the answer came from the answer cache; omitted
+	// when false.
+	Cached bool `json:"cached,omitempty"`
+
+	// error
+	Error *Error `json:"error,omitempty"`
+}
+
+// Usage counts tokens, as the upstream reported them.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// Timings of one request, in milliseconds.
+type Timings struct {
+	// QueueMS is the time from the job's arrival in the jobs stream to a
+	// worker pulling it.
+	QueueMS float64 `json:"queue_ms"`
+	// TTFTMS is the time from the job's arrival to its first chunk event
+	// (0 when there was none).
+	TTFTMS float64 `json:"ttft_ms"`
+	// TotalMS is the time from the job's arrival to its terminal event.
+	TotalMS float64 `json:"total_ms"`
+}
+
+// Marshal encodes e as the JSON of one event.
+func (e *Event) Marshal() ([]byte, error) { return json.Marshal(e) }
+
+// DecodeEvent decodes one event.
+func DecodeEvent(b []byte) (Event, error) {
+	var e Event
+	err := json.Unmarshal(b, &e)
+	return e, err
+}

@@ -1,0 +1,102 @@
+package subjects
+
+import (
+	"strings"
+)
+
+// DefaultPrefix is the subject prefix used when none is configured.
+const DefaultPrefix = "chat"
+
+// Names builds and parses every subject, stream, consumer and bucket name
+// for one prefix. The zero value is not usable; use New or Default.
+type Names struct {
+	prefix string // e.g. "chat" or "acme.chat"
+	res    string // prefix as a resource-name part: "chat", "acme_chat"
+}
+
+// New returns the names for prefix: one or more '.'-separated tokens, each
+// from [A-Za-z0-9_-].
+func New(prefix string) (Names, error) {
+	if prefix == "" {
+		return Names{}, &NameError{Field: "prefix", Value: prefix, Reason: "empty"}
+	}
+	for _, tok := range strings.Split(prefix, ".") {
+		if err := ValidName("prefix", tok); err != nil {
+			return Names{}, &NameError{Field: "prefix", Value: prefix, Reason: "token " + err.(*NameError).Reason}
+		}
+	}
+	return Names{prefix: prefix, res: strings.ReplaceAll(prefix, ".", "_")}, nil
+}
+
+// Default returns the names for DefaultPrefix.
+func Default() Names {
+	n, _ := New(DefaultPrefix)
+	return n
+}
+
+// Prefix returns the subject prefix, e.g. "chat".
+func (n Names) Prefix() string { return n.prefix }
+
+// Jobs is the subject a tenant's jobs are published to: <prefix>.jobs.<tenant>.
+func (n Names) Jobs(tenant string) string { return n.prefix + ".jobs." + tenant }
+
+// AllJobs matches every tenant's jobs: <prefix>.jobs.>.
+func (n Names) AllJobs() string { return n.prefix + ".jobs.>" }
+
+// Reply is the subject a request's events are published to:
+// <prefix>.reply.<tenant>.<id>.
+func (n Names) Reply(tenant, id string) string { return n.prefix + ".reply." + tenant + "." + id }
+
+// AllReplies matches every reply subject: <prefix>.reply.>.
+func (n Names) AllReplies() string { return n.prefix + ".reply.>" }
+
+// Gen is the subject a leader mirrors a shared generation on, for followers
+// on other workers: <prefix>.gen.<tenant>.<gen>.
+func (n Names) Gen(tenant, gen string) string { return n.prefix + ".gen." + tenant + "." + gen }
+
+// AllGens matches every generation subject: <prefix>.gen.>.
+func (n Names) AllGens() string { return n.prefix + ".gen.>" }
+
+// Control is the request subject a worker answers control messages on:
+// <prefix>.ctl.<worker>.
+func (n Names) Control(worker string) string { return n.prefix + ".ctl." + worker }
+
+// DeadLetter is the subject a tenant's dead-lettered jobs are copied to:
+// <prefix>.dlq.<tenant>.
+func (n Names) DeadLetter(tenant string) string { return n.prefix + ".dlq." + tenant }
+
+// AllDeadLetters matches every dead-letter subject: <prefix>.dlq.>.
+func (n Names) AllDeadLetters() string { return n.prefix + ".dlq.>" }
+
+// JobsStream names the work-queue stream of jobs, e.g. "CHAT_JOBS".
+func (n Names) JobsStream() string { return strings.ToUpper(n.res) + "_JOBS" }
+
+// RepliesStream names the stream capturing reply and generation events,
+// e.g. "CHAT_REPLIES".
+func (n Names) RepliesStream() string { return strings.ToUpper(n.res) + "_REPLIES" }
+
+// DeadLetterStream names the dead-letter stream, e.g. "CHAT_DLQ".
+func (n Names) DeadLetterStream() string { return strings.ToUpper(n.res) + "_DLQ" }
+
+// WorkersConsumer names the durable pull consumer all workers share,
+// e.g. "chat_workers".
+func (n Names) WorkersConsumer() string { return n.res + "_workers" }
+
+// InflightBucket names the key-value bucket of in-flight generations
+// (leader leases), e.g. "chat_inflight".
+func (n Names) InflightBucket() string { return n.res + "_inflight" }
+
+// CacheBucket names the key-value bucket of finished answers, e.g. "chat_cache".
+func (n Names) CacheBucket() string { return n.res + "_cache" }
+
+// CancelBucket names the key-value bucket of cancel requests, e.g. "chat_cancels".
+func (n Names) CancelBucket() string { return n.res + "_cancels" }
+
+// RequestKey is the key-value key of one request: <tenant>.<id>. Cancel
+// requests are stored under it.
+func (n Names) RequestKey(tenant, id string) string { return tenant + "." + id }
+
+// DedupeKey is the key-value key of one dedupe key in a tenant:
+// <tenant>.<hash>. The hash already covers the tenant; the prefix keeps
+// a tenant's keys together for operators.
+func (n Names) DedupeKey(tenant, hash string) string { return tenant + "." + hash }

@@ -1,0 +1,167 @@
+package llm
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// maxMessage bounds an upstream body quoted in Error.Message.
+const maxMessage = 512
+
+// classify turns any failure of the stream into an *Error; a is the
+// attempt it happened in, nil between attempts. The API key is redacted
+// from the message.
+func (s *Stream) classify(err error, a *attempt) *Error {
+	e := s.classifyRaw(err, a)
+	e.Message = s.c.redact(e.Message)
+	return e
+}
+
+func (s *Stream) classifyRaw(err error, a *attempt) *Error {
+	// Our own reasons for ending a request come first: the upstream's
+	// errors are their symptoms.
+	if s.ctx.Err() != nil {
+		return contextError(s.ctx)
+	}
+	if errors.Is(context.Cause(s.sctx), errClosed) {
+		return &Error{Code: protocol.CodeInternal, Message: "stream used after Close", Err: errClosed}
+	}
+	if a == nil {
+		return &Error{Code: protocol.CodeInternal, Message: err.Error(), Err: err}
+	}
+	if errors.Is(context.Cause(a.ctx), errIdle) {
+		return &Error{
+			Code:      protocol.CodeTimeout,
+			Message:   fmt.Sprintf("the upstream went silent for %s (IdleTimeout)", s.c.cfg.IdleTimeout),
+			Retryable: !s.started,
+			Err:       errIdle,
+		}
+	}
+
+	// The upstream answered with an error status.
+	var apiErr *openai.APIError
+	var reqErr *openai.RequestError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.HTTPStatusCode != 0:
+		return statusError(apiErr.HTTPStatusCode, apiErr.Message, a, err)
+	case errors.As(err, &reqErr):
+		return statusError(reqErr.HTTPStatusCode, quote(reqErr.Body), a, err)
+	case a.status >= 300 && a.status != 0:
+		return statusError(a.status, err.Error(), a, err) // reading its body failed
+	}
+
+	// The upstream could not be reached.
+	if a.doErr != nil {
+		return transportError(a.doErr)
+	}
+	if !a.sent {
+		return &Error{
+			Code:    protocol.CodeInvalidRequest,
+			Message: "go-openai refused the request before sending it: " + err.Error(),
+			Err:     err,
+		}
+	}
+
+	// The stream failed.
+	switch {
+	case apiErr != nil: // an error object in the stream
+		return &Error{Code: protocol.CodeUpstreamError, Message: apiErr.Message, Err: err}
+	case errors.Is(err, errNoDone), errors.Is(err, io.ErrUnexpectedEOF), isNetError(err):
+		code := protocol.CodeUpstreamError
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			code = protocol.CodeTimeout
+		}
+		return &Error{
+			Code:      code,
+			Message:   "the stream broke off before data: [DONE]: " + err.Error(),
+			Retryable: !s.started,
+			Err:       err,
+		}
+	default: // JSON errors, go-openai's ErrTooManyEmptyStreamMessages
+		return &Error{Code: protocol.CodeUpstreamError, Message: "malformed stream: " + err.Error(), Err: err}
+	}
+}
+
+// statusError classifies an HTTP error status.
+func statusError(status int, msg string, a *attempt, err error) *Error {
+	if msg == "" {
+		msg = http.StatusText(status)
+	}
+	e := &Error{Status: status, Message: msg, RetryAfter: a.retryAfter, Err: err}
+	switch {
+	case status == http.StatusTooManyRequests:
+		e.Code, e.Retryable = protocol.CodeRateLimited, true
+	case status == http.StatusRequestTimeout:
+		e.Code, e.Retryable = protocol.CodeTimeout, true
+	case status >= 500:
+		e.Code, e.Retryable = protocol.CodeUpstreamUnavailable, true
+	default:
+		e.Code = protocol.CodeUpstreamError
+	}
+	return e
+}
+
+// transportError classifies a failure to get a response.
+func transportError(err error) *Error {
+	e := &Error{
+		Code:      protocol.CodeUpstreamUnavailable,
+		Message:   "cannot reach the upstream: " + err.Error(),
+		Retryable: true,
+		Err:       err,
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		e.Code = protocol.CodeTimeout
+	}
+	// A certificate the client does not trust will not change on retry.
+	var certErr *tls.CertificateVerificationError
+	var authErr x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	if errors.As(err, &certErr) || errors.As(err, &authErr) || errors.As(err, &hostErr) {
+		e.Retryable = false
+	}
+	return e
+}
+
+// contextError is the error of a request whose ctx ended.
+func contextError(ctx context.Context) *Error {
+	err := ctx.Err()
+	e := &Error{Code: protocol.CodeInternal, Message: "request cancelled", Err: err}
+	if errors.Is(err, context.DeadlineExceeded) {
+		e.Code, e.Message = protocol.CodeTimeout, "request deadline exceeded"
+	}
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		e.Message += ": " + cause.Error()
+	}
+	return e
+}
+
+func isNetError(err error) bool {
+	_, ok := errors.AsType[net.Error](err)
+	return ok
+}
+
+// quote returns an error body for a message: trimmed, valid UTF-8, at most
+// maxMessage bytes.
+func quote(b []byte) string {
+	s := strings.TrimSpace(strings.ToValidUTF8(string(b), "\uFFFD"))
+	if len(s) <= maxMessage {
+		return s
+	}
+	cut := maxMessage
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

@@ -1,0 +1,37 @@
+// Package llmtest is an OpenAI-compatible chat-completions server that
+// streams scripted answers: a real HTTP server on 127.0.0.1 for tests, and
+// chatfleet's built-in "simulated model" for dev mode.
+//
+// # Protocol
+//
+// The server answers POST {URL}/chat/completions with "stream": true the way
+// the OpenAI API does: Content-Type text/event-stream, one
+// "data: {chat.completion.chunk}" event per delta, a final chunk carrying
+// finish_reason, a usage chunk (empty choices) when
+// stream_options.include_usage is true, then "data: [DONE]". Errors are an
+// HTTP status with the OpenAI error JSON, {"error":{"message":…,"type":…,
+// "code":…}}, and an optional Retry-After header. Requests without
+// "stream": true get 400.
+//
+// # Scripts
+//
+// Without options every call streams DefaultReply: a deterministic answer
+// derived from the request's model and messages. WithScript decides each
+// call instead, with a Reply that can delay, stall, cut the connection or
+// fail with an HTTP status:
+//
+//	srv := llmtest.New(llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+//		if r.N == 1 {
+//			return llmtest.Reply{Status: 503, Message: "overloaded"}
+//		}
+//		return llmtest.Reply{Tokens: []string{"Hel", "lo"}}
+//	}))
+//	defer srv.Close()
+//	baseURL := srv.URL() // ends in /v1
+//
+// # Observing the client
+//
+// Calls, Requests and Disconnects report what the server saw; WaitCalls and
+// WaitDisconnects block until a count is reached, so tests wait for signals
+// rather than sleeping.
+package llmtest

@@ -1,0 +1,104 @@
+package llm
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// protectedFields are the body fields job.Extra never overrides: the
+// client's choice of model, messages and streaming.
+var protectedFields = map[string]bool{
+	"model": true, "messages": true, "stream": true, "stream_options": true,
+}
+
+// rewriteBody fixes what go-openai cannot express in the chat-completions
+// body b it marshalled from job:
+//   - float32 `omitempty` drops an explicit 0 (then the upstream samples at
+//     its default, 1.0): every sampling parameter the job set is written
+//     with the job's exact value;
+//   - `omitempty` drops an empty string content (or empty parts), making a
+//     message without content: the job's content is written back;
+//   - job.Extra is not modelled: its fields are merged in, except
+//     protectedFields (compared case-insensitively).
+//
+// A body that needs none of this is returned unchanged.
+func rewriteBody(b []byte, job *protocol.Job) ([]byte, error) {
+	floats := []struct {
+		key string
+		v   *float64
+	}{
+		{"temperature", job.Temperature},
+		{"top_p", job.TopP},
+		{"presence_penalty", job.PresencePenalty},
+		{"frequency_penalty", job.FrequencyPenalty},
+	}
+	needed := len(job.Extra) > 0 || emptyContents(job)
+	for _, f := range floats {
+		needed = needed || f.v != nil
+	}
+	if !needed {
+		return b, nil
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(b, &body); err != nil {
+		return nil, err
+	}
+	for _, f := range floats {
+		if f.v != nil {
+			v, err := json.Marshal(*f.v)
+			if err != nil {
+				return nil, err
+			}
+			body[f.key] = v
+		}
+	}
+	if emptyContents(job) {
+		msgs, err := restoreContents(body["messages"], job.Messages)
+		if err != nil {
+			return nil, err
+		}
+		body["messages"] = msgs
+	}
+	for k, v := range job.Extra {
+		if !protectedFields[strings.ToLower(k)] {
+			body[k] = v
+		}
+	}
+	return json.Marshal(body)
+}
+
+// emptyContents reports whether a message has content go-openai omits: an
+// empty string or an empty list of parts.
+func emptyContents(job *protocol.Job) bool {
+	for _, m := range job.Messages {
+		if isEmptyContent(m.Content) {
+			return true
+		}
+	}
+	return false
+}
+
+func isEmptyContent(c protocol.Content) bool {
+	return !c.Null && len(c.Parts) == 0 && c.Text == ""
+}
+
+// restoreContents writes the job's content into every marshalled message
+// that has empty content.
+func restoreContents(raw json.RawMessage, jobMsgs []protocol.Message) (json.RawMessage, error) {
+	var msgs []map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &msgs); err != nil {
+		return nil, err
+	}
+	for i := range msgs {
+		if i < len(jobMsgs) && isEmptyContent(jobMsgs[i].Content) {
+			c, err := json.Marshal(jobMsgs[i].Content)
+			if err != nil {
+				return nil, err
+			}
+			msgs[i]["content"] = c
+		}
+	}
+	return json.Marshal(msgs)
+}

@@ -176,3 +176,23 @@ func TestEventJSON(t *testing.T) {
 		t.Errorf("decode: %+v %v", back, err)
 	}
 }
+
+func TestMergeToolCalls(t *testing.T) {
+	t.Parallel()
+	i0, i1, bad := 0, 1, 1<<30
+	calls := MergeToolCalls(nil, []ToolCall{
+		{Index: &i0, ID: "c0", Type: "function", Function: FunctionCall{Name: "get"}},
+		{Index: &i1, ID: "c1", Type: "function", Function: FunctionCall{Name: "put", Arguments: `{"a"`}},
+	})
+	calls = MergeToolCalls(calls, []ToolCall{
+		{Index: &i0, Function: FunctionCall{Arguments: `{"x":1}`}},
+		{Index: &i1, Function: FunctionCall{Arguments: `:2}`}},
+		{Index: &bad, Function: FunctionCall{Name: "huge"}},
+	})
+	if len(calls) != 3 {
+		t.Fatalf("got %d calls, want 3 (a bad index appends)", len(calls))
+	}
+	if calls[0].ID != "c0" || calls[0].Function.Arguments != `{"x":1}` || calls[1].Function.Arguments != `{"a":2}` || calls[2].Function.Name != "huge" {
+		t.Errorf("merged = %+v", calls)
+	}
+}

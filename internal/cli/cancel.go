@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/publisher"
+)
+
+func runCancel(ctx context.Context, args []string, io IO) int {
+	fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
+	fs.SetOutput(io.Err)
+	tenant := fs.String("tenant", protocol.DefaultTenant, "tenant of the request")
+	fs.Usage = func() {
+		fmt.Fprintln(io.Err, "Usage: chatfleet cancel [--tenant T] ID")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return ExitUsage
+	}
+	id := fs.Arg(0)
+	env, ok := loadEnv(io, "cancel")
+	if !ok {
+		return ExitUsage
+	}
+	nc, err := env.Connect("chatfleet cancel", false)
+	if err != nil {
+		fmt.Fprintln(io.Err, "chatfleet cancel:", err)
+		return ExitFailed
+	}
+	defer nc.Close()
+	pub, err := publisher.New(nc, publisher.WithPrefix(env.Prefix))
+	if err != nil {
+		fmt.Fprintln(io.Err, "chatfleet cancel:", err)
+		return ExitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	switch err := pub.Cancel(ctx, *tenant, id); {
+	case errors.Is(err, publisher.ErrAlreadyFinished):
+		fmt.Fprintf(io.Err, "chatfleet cancel: request %s/%s has already finished\n", *tenant, id)
+		return ExitFailed
+	case err != nil:
+		fmt.Fprintln(io.Err, "chatfleet cancel:", err)
+		return ExitFailed
+	}
+	fmt.Fprintf(io.Out, "cancel requested for %s/%s\n", *tenant, id)
+	return ExitOK
+}

@@ -1,0 +1,65 @@
+// Package cli implements the chatfleet command: dev, worker, ask, cancel
+// and env.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+// Exit codes.
+const (
+	ExitOK        = 0 // done
+	ExitFailed    = 1 // an error event, or any other failure
+	ExitUsage     = 2 // bad command line
+	ExitCancelled = 3 // the request ended cancelled
+)
+
+// IO is where a command reads and writes.
+type IO struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, io IO) int
+}
+
+func commands() []command {
+	return []command{
+		{"dev", "run NATS, workers and (without an upstream) a simulated model in one process", runDev},
+		{"worker", "run one worker against CHATFLEET_NATS_URL", runWorker},
+		{"ask", "submit a job and print the answer as it streams: ask [flags] PROMPT", runAsk},
+		{"cancel", "cancel a request: cancel [--tenant T] ID", runCancel},
+		{"env", "print every configuration variable with its default", runEnv},
+	}
+}
+
+// Run runs the command named by args[0] and returns the exit code.
+func Run(ctx context.Context, args []string, io IO) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(io.Err)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], io)
+		}
+	}
+	fmt.Fprintf(io.Err, "chatfleet: unknown command %q\n\n", args[0])
+	usage(io.Err)
+	return ExitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "chatfleet: LLM chat jobs on NATS JetStream\n\nUsage: chatfleet COMMAND [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nConfiguration comes from CHATFLEET_* variables: see `chatfleet env`.")
+}

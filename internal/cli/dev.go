@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/chatfleet/chatfleet/internal/natsserver"
+	"github.com/chatfleet/chatfleet/llm"
+	"github.com/chatfleet/chatfleet/llm/llmtest"
+	"github.com/chatfleet/chatfleet/worker"
+)
+
+// runDev runs everything on one machine with no set-up: an embedded NATS
+// server with JetStream that other processes can join, in-process workers,
+// and a simulated model when no upstream is configured.
+func runDev(ctx context.Context, args []string, io IO) int {
+	if len(args) > 0 {
+		fmt.Fprintln(io.Err, "chatfleet dev takes no arguments; configure it with CHATFLEET_* variables (see chatfleet env)")
+		return ExitUsage
+	}
+	env, ok := loadEnv(io, "dev")
+	if !ok {
+		return ExitUsage
+	}
+	logger, err := env.Logger(io.Err)
+	if err != nil {
+		fmt.Fprintln(io.Err, "chatfleet dev:", err)
+		return ExitUsage
+	}
+	ns, err := natsserver.Start(natsserver.Config{
+		Listen:   env.DevListen,
+		StoreDir: filepath.Join(env.DevDataDir, "nats"),
+		Name:     "chatfleet-dev",
+	})
+	if err != nil {
+		logger.Error("cannot start the embedded NATS server", "listen", env.DevListen, "err", err)
+		return ExitFailed
+	}
+	defer ns.Shutdown()
+
+	llmCfg := env.LLM()
+	if !env.UpstreamConfigured() {
+		sim := llmtest.New(llmtest.WithDelay(80*time.Millisecond, 25*time.Millisecond))
+		defer sim.Close()
+		llmCfg = llm.Config{BaseURL: sim.URL()}
+		logger.Warn("SIMULATED MODEL: no upstream is configured (set CHATFLEET_LLM_BASE_URL or OPENAI_API_KEY); " +
+			"answers come from chatfleet's built-in simulated model, not an LLM")
+	}
+
+	workers := make([]*worker.Worker, 0, env.DevWorkers)
+	defer func() {
+		if len(workers) > 0 {
+			stopWorkers(logger, env.ShutdownGrace, workers...)
+		}
+	}()
+	for i := range env.DevWorkers {
+		nc, err := nats.Connect(ns.ClientURL(), nats.Name(fmt.Sprintf("chatfleet dev worker %d", i+1)), nats.MaxReconnects(-1))
+		if err != nil {
+			logger.Error("cannot connect a worker", "err", err)
+			return ExitFailed
+		}
+		defer nc.Close()
+		cfg := env.Worker(llmCfg, logger)
+		if cfg.ID == "" || env.DevWorkers > 1 {
+			cfg.ID = fmt.Sprintf("dev-%d", i+1)
+		}
+		if i > 0 {
+			cfg.HTTPAddr = "" // one health endpoint is enough in dev mode
+		}
+		w, err := worker.New(cfg, nc)
+		if err != nil {
+			logger.Error("invalid configuration", "err", err)
+			return ExitUsage
+		}
+		if err := w.Start(ctx); err != nil {
+			logger.Error("worker did not start", "err", err)
+			return ExitFailed
+		}
+		workers = append(workers, w)
+	}
+	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(workers), "data", env.DevDataDir)
+	fmt.Fprintf(io.Err, "\nchatfleet dev: NATS at %s. In another terminal:\n  go run ./cmd/chatfleet ask \"hello\"\nCtrl-C stops.\n\n", ns.ClientURL())
+	<-ctx.Done()
+	return ExitOK
+}

@@ -1,0 +1,47 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Connect connects to NATS with the configured authentication and keeps
+// reconnecting forever. With waitForServer it also waits for a server that
+// is not up yet (workers); without, it fails at once (the CLI's clients).
+func (e Env) Connect(name string, waitForServer bool) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(waitForServer),
+	}
+	if e.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(e.NATSCreds))
+	}
+	if e.NATSNKey != "" {
+		opt, err := nats.NkeyOptionFromSeed(e.NATSNKey)
+		if err != nil {
+			return nil, fmt.Errorf("config: CHATFLEET_NATS_NKEY: %w", err)
+		}
+		opts = append(opts, opt)
+	}
+	if e.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(e.NATSUser, e.NATSPassword))
+	}
+	if e.NATSToken != "" {
+		opts = append(opts, nats.Token(e.NATSToken))
+	}
+	if e.NATSTLSCA != "" {
+		opts = append(opts, nats.RootCAs(e.NATSTLSCA))
+	}
+	if e.NATSTLSCert != "" || e.NATSTLSKey != "" {
+		opts = append(opts, nats.ClientCert(e.NATSTLSCert, e.NATSTLSKey))
+	}
+	nc, err := nats.Connect(e.NATSURL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("config: connect to NATS at %s: %w", e.NATSURL, err)
+	}
+	return nc, nil
+}

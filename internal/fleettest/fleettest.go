@@ -1,0 +1,129 @@
+// Package fleettest runs a whole chatfleet on one test's behalf: a real
+// in-process NATS server with JetStream, the OpenAI-compatible test
+// upstream, any number of workers (each with its own NATS connection) and
+// a publisher, all stopped when the test ends.
+package fleettest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/internal/natsserver"
+	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/internal/topology"
+	"github.com/chatfleet/chatfleet/llm"
+	"github.com/chatfleet/chatfleet/llm/llmtest"
+	"github.com/chatfleet/chatfleet/publisher"
+	"github.com/chatfleet/chatfleet/worker"
+)
+
+// Fleet is a running test fleet.
+type Fleet struct {
+	t        testing.TB
+	NATS     *natsserver.Server
+	LLM      *llmtest.Server
+	Pub      *publisher.Publisher
+	Topology topology.Config
+	workers  atomic.Int32
+}
+
+// Options shape a fleet.
+type Options struct {
+	// LLM options for the test upstream.
+	LLM []llmtest.Option
+	// Topology for every worker. Defaults to topology's defaults.
+	Topology topology.Config
+}
+
+// New starts NATS, the test upstream and a publisher.
+func New(t testing.TB, o Options) *Fleet {
+	t.Helper()
+	f := &Fleet{t: t, Topology: o.Topology}
+	f.NATS = natstest.RunServer(t)
+	f.LLM = llmtest.New(o.LLM...)
+	t.Cleanup(f.LLM.Close)
+	pub, err := publisher.New(natstest.Connect(t, f.NATS.ClientURL()), publisher.WithIdleProbe(500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Pub = pub
+	return f
+}
+
+// Logger is the logger test workers use: silent unless CHATFLEET_TEST_LOG
+// is set (logging through t.Log would race the test's end).
+func Logger() *slog.Logger {
+	if os.Getenv("CHATFLEET_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// WorkerConfig is the config StartWorker starts from.
+func (f *Fleet) WorkerConfig() worker.Config {
+	n := f.workers.Add(1)
+	return worker.Config{
+		ID:        fmt.Sprintf("w%d", n),
+		Topology:  f.Topology,
+		LLM:       llm.Config{BaseURL: f.LLM.URL(), APIKey: "test-key"},
+		FetchWait: 250 * time.Millisecond,
+		Logger:    Logger(),
+	}
+}
+
+// StartWorker starts a worker on its own connection; change adjusts its
+// config first (may be nil). The worker is stopped when the test ends.
+func (f *Fleet) StartWorker(change func(*worker.Config)) *worker.Worker {
+	f.t.Helper()
+	cfg := f.WorkerConfig()
+	if change != nil {
+		change(&cfg)
+	}
+	w, err := worker.New(cfg, natstest.Connect(f.t, f.NATS.ClientURL()))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Start(ctx); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { StopWorker(f.t, w) })
+	return w
+}
+
+// StopWorker stops w gracefully, failing the test if it does not stop.
+func StopWorker(t testing.TB, w *worker.Worker) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Stop(ctx); err != nil {
+		t.Errorf("stop worker %s: %v", w.ID(), err)
+	}
+}
+
+// Context returns a context for one test step, bounded so a hang fails
+// the test instead of the whole run.
+func Context(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// ConsumerInfo returns the workers' consumer state.
+func (f *Fleet) ConsumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	_, js := natstest.JetStream(f.t, f.NATS.ClientURL())
+	cfg := f.Topology.WithDefaults()
+	c, err := js.Consumer(ctx, cfg.Names.JobsStream(), cfg.Names.WorkersConsumer())
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(ctx)
+}

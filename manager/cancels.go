@@ -1,0 +1,90 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// cancelSet remembers cancel requests, by tenant.id, so a job cancelled
+// while queued ends at once when pulled. Entries expire with the cancel
+// bucket's TTL.
+type cancelSet struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func newCancelSet() *cancelSet { return &cancelSet{seen: map[string]time.Time{}} }
+
+func (s *cancelSet) add(key string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seen[key] = at
+}
+
+func (s *cancelSet) has(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.seen[key]
+	return ok
+}
+
+// purge forgets cancels recorded before cutoff.
+func (s *cancelSet) purge(cutoff time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, at := range s.seen {
+		if at.Before(cutoff) {
+			delete(s.seen, k)
+		}
+	}
+}
+
+// watchCancels mirrors the cancel bucket into memory and cancels active
+// requests as their cancels arrive. It returns after the initial values.
+func (m *Manager) watchCancels(ctx context.Context) error {
+	w, err := m.top.Cancels.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("manager: watch cancels: %w", err)
+	}
+	m.watcher = w
+	// Read up to the end-of-initial-values marker (a nil entry) here, so
+	// Start returns only once every existing cancel is known.
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("manager: cancel watcher closed during start")
+			}
+			if e == nil {
+				m.goBackground(func() { m.applyCancels(w) })
+				return nil
+			}
+			m.applyCancel(e)
+		case <-ctx.Done():
+			_ = w.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+func (m *Manager) applyCancels(w jetstream.KeyWatcher) {
+	for e := range w.Updates() {
+		if e != nil {
+			m.applyCancel(e)
+		}
+	}
+}
+
+func (m *Manager) applyCancel(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		return
+	}
+	m.cancels.add(e.Key(), e.Created())
+	if r := m.requests.get(e.Key()); r != nil {
+		r.cancel(errCancelled)
+	}
+}

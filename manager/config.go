@@ -1,0 +1,105 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/subjects"
+)
+
+// Config configures a Manager. Each field's comment ends with its default.
+type Config struct {
+	// WorkerID names this worker in meta events, leases and control
+	// subjects; a valid subjects name. Required.
+	WorkerID string
+	// Names derives subjects and buckets. Defaults to subjects.Default().
+	Names subjects.Names
+	// DefaultModel is used for jobs that name no model. Defaults to "".
+	DefaultModel string
+	// Limits bound accepted jobs. Defaults to protocol's defaults.
+	Limits protocol.Limits
+	// MaxConcurrentRequests caps requests this worker leads or is routing.
+	// Defaults to 64.
+	MaxConcurrentRequests int
+	// MaxConcurrentLLMStreams caps concurrent upstream streams. Defaults to 16.
+	MaxConcurrentLLMStreams int
+	// MaxConcurrentFollowers caps requests that follow a generation or are
+	// served from the cache. Defaults to 1024.
+	MaxConcurrentFollowers int
+	// DisableDedupe makes jobs that do not say otherwise skip dedupe.
+	// Defaults to false (dedupe on).
+	DisableDedupe bool
+	// DisableCache makes jobs that do not say otherwise skip the answer
+	// cache. Defaults to false (cache on).
+	DisableCache bool
+	// ChunkWindow merges upstream deltas arriving within this window into
+	// one chunk event; the first delta after a quiet spell goes out at
+	// once. Negative disables merging. Defaults to 5ms.
+	ChunkWindow time.Duration
+	// ProcessingTimeout bounds a request's run and a generation's upstream
+	// call; a job's timeout_ms may shorten it. Defaults to 10m.
+	ProcessingTimeout time.Duration
+	// AckWait is the jobs consumer's ack wait; running jobs report
+	// progress every third of it. Defaults to 30s.
+	AckWait time.Duration
+	// LeaseTTL is the in-flight bucket's TTL; leaders renew every third of
+	// it and followers check the lease as often. Defaults to 10s.
+	LeaseTTL time.Duration
+	// JoinTimeout bounds a follower's request to join a remote leader.
+	// Defaults to 2s.
+	JoinTimeout time.Duration
+	// Logger receives the manager's logs. Prompts and answers are never
+	// logged. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.Names == (subjects.Names{}) {
+		c.Names = subjects.Default()
+	}
+	setDefault(&c.MaxConcurrentRequests, 64)
+	setDefault(&c.MaxConcurrentLLMStreams, 16)
+	setDefault(&c.MaxConcurrentFollowers, 1024)
+	setDefault(&c.ChunkWindow, 5*time.Millisecond)
+	setDefault(&c.ProcessingTimeout, 10*time.Minute)
+	setDefault(&c.AckWait, 30*time.Second)
+	setDefault(&c.LeaseTTL, 10*time.Second)
+	setDefault(&c.JoinTimeout, 2*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+// ErrInvalidConfig is wrapped by every configuration error.
+var ErrInvalidConfig = errors.New("manager: invalid config")
+
+func (c Config) validate() error {
+	if err := subjects.ValidName("worker", c.WorkerID); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	for name, v := range map[string]int{
+		"MaxConcurrentRequests":   c.MaxConcurrentRequests,
+		"MaxConcurrentLLMStreams": c.MaxConcurrentLLMStreams,
+		"MaxConcurrentFollowers":  c.MaxConcurrentFollowers,
+	} {
+		if v < 1 {
+			return fmt.Errorf("%w: %s must be at least 1, got %d", ErrInvalidConfig, name, v)
+		}
+	}
+	if c.LeaseTTL < time.Second {
+		return fmt.Errorf("%w: LeaseTTL must be at least 1s, got %s", ErrInvalidConfig, c.LeaseTTL)
+	}
+	return nil
+}

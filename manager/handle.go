@@ -1,0 +1,166 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/subjects"
+)
+
+// Handle answers one pulled job. The caller (the worker's fetch loop) has
+// taken one request slot for it, which Handle gives back. Handle returns
+// once the job has been acked, terminated or handed back.
+func (m *Manager) Handle(msg jetstream.Msg) {
+	r := &request{m: m, msg: msg, slot: slotRequest, pulled: time.Now(), log: m.cfg.Logger}
+	defer r.releaseSlot()
+	m.stats.requests.Add(1)
+	meta, err := msg.Metadata()
+	if err != nil {
+		r.log.Error("job without JetStream metadata; terminated", "subject", msg.Subject(), "err", err)
+		_ = msg.TermWithReason("no metadata")
+		return
+	}
+	r.arrived = meta.Timestamp
+	if !r.decode() {
+		return
+	}
+	r.log = m.cfg.Logger.With("tenant", r.job.Tenant, "request", r.job.ID)
+	if !m.requests.add(r) {
+		// The same request is already running here (a redelivery while we
+		// still work on it): that run will answer it.
+		r.log.Warn("duplicate delivery of a running request; acked")
+		_ = msg.Ack()
+		return
+	}
+	defer m.requests.remove(r)
+	ctx, cancel := context.WithCancelCause(m.life)
+	r.ctx, r.cancel = ctx, cancel
+	defer cancel(nil)
+	tctx, tcancel := context.WithTimeoutCause(r.ctx, r.timeout(), errTimeout)
+	defer tcancel()
+	r.ctx = tctx
+
+	if meta.NumDelivered > 1 && !r.resume() {
+		return
+	}
+	if m.cancels.has(r.key) {
+		r.end(protocol.Event{Type: protocol.EventCancelled})
+		return
+	}
+	r.serve()
+}
+
+// decode validates the job. An invalid job is answered with an
+// invalid_request error naming the field, when a reply subject can be
+// derived, and terminated: it is never redelivered.
+func (r *request) decode() bool {
+	names := r.m.cfg.Names
+	tenant, err := names.ParseJobs(r.msg.Subject())
+	if err != nil {
+		r.reject("", "", protocol.Invalid("", "published to an invalid jobs subject"))
+		return false
+	}
+	job, err := protocol.DecodeJob(r.msg.Data(), r.m.cfg.DefaultModel, r.m.cfg.Limits)
+	if err != nil {
+		var perr *protocol.Error
+		errors.As(err, &perr)
+		r.reject(tenant, r.guessID(), perr)
+		return false
+	}
+	if job.Tenant != tenant {
+		r.reject(tenant, job.ID, protocol.Invalid("tenant", "the job says tenant %q but was published for tenant %q", job.Tenant, tenant))
+		return false
+	}
+	r.job = job
+	r.key = names.RequestKey(job.Tenant, job.ID)
+	r.subject = names.Reply(job.Tenant, job.ID)
+	return true
+}
+
+// guessID finds the request ID of a job that failed to decode: the
+// Nats-Msg-Id header the publisher sets, or an "id" field.
+func (r *request) guessID() string {
+	if id := r.msg.Headers().Get(jetstream.MsgIDHeader); subjects.ValidName("id", id) == nil {
+		return id
+	}
+	var partial struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(r.msg.Data(), &partial) == nil && subjects.ValidName("id", partial.ID) == nil {
+		return partial.ID
+	}
+	return ""
+}
+
+// reject answers an invalid job (when its reply subject is known) and
+// terminates it.
+func (r *request) reject(tenant, id string, perr *protocol.Error) {
+	r.m.stats.errors.Add(1)
+	r.m.cfg.Logger.Warn("invalid job terminated", "subject", r.msg.Subject(), "tenant", tenant, "request", id,
+		"field", perr.Field, "reason", perr.Message)
+	if tenant != "" && id != "" {
+		ev := protocol.Event{V: protocol.Version, ID: id, Seq: 1, Type: protocol.EventError, Error: perr}
+		if b, err := ev.Marshal(); err == nil {
+			_ = r.m.publishAcked(r.m.cfg.Names.Reply(tenant, id), b)
+		}
+	}
+	_ = r.msg.TermWithReason(fmt.Sprintf("invalid job: %s", perr.Error()))
+}
+
+// resume continues a redelivered job from what its reply subject already
+// holds: a finished request is only acked; a partial one continues its
+// sequence after a reset. It returns false when the job needs no more work.
+func (r *request) resume() bool {
+	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+	defer cancel()
+	last, err := r.m.top.Replies.GetLastMsgForSubject(ctx, r.subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true
+	}
+	if err != nil {
+		r.log.Warn("cannot read the reply so far; job handed back", "err", err)
+		_ = r.msg.NakWithDelay(time.Second)
+		return false
+	}
+	ev, err := protocol.DecodeEvent(last.Data)
+	if err != nil {
+		return true
+	}
+	if ev.Type.Terminal() {
+		_ = r.msg.Ack()
+		return false
+	}
+	r.seq = ev.Seq
+	if err := r.publish(protocol.Event{Type: protocol.EventReset}); err != nil {
+		r.log.Warn("reset not published", "err", err)
+	}
+	return true
+}
+
+// releaseSlot gives back whatever slot the request holds.
+func (r *request) releaseSlot() {
+	switch r.slot {
+	case slotRequest:
+		r.m.slots.requests.Release(1)
+	case slotFollower:
+		r.m.slots.followers.Release(1)
+	}
+	r.slot = slotNone
+}
+
+// becomeFollower trades the request slot for a follower slot, so the
+// worker can pull more jobs to lead while this one only relays.
+func (r *request) becomeFollower() error {
+	if err := r.m.slots.followers.Acquire(r.ctx, 1); err != nil {
+		return err
+	}
+	r.m.slots.requests.Release(1)
+	r.slot = slotFollower
+	return nil
+}

@@ -1,0 +1,224 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/chatfleet/chatfleet/llm"
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// lead generates the answer: take an upstream slot, stream from the
+// upstream into the log, then cache the answer, append the end, and only
+// then release the lease, so a request arriving at any moment finds either
+// the live generation or the cached answer. l is nil when dedupe is off.
+func (g *generation) lead(l *lease, genID string) next {
+	g.newAttempt(modeLead, genID)
+	g.m.setLeading(genID, g)
+	defer g.m.setLeading(genID, nil)
+	g.m.stats.leading.Add(1)
+	defer g.m.stats.leading.Add(-1)
+
+	ctx, cancel := context.WithCancelCause(g.ctx)
+	defer cancel(nil)
+	if l != nil {
+		l.keep(func() { cancel(errLeaseLost) })
+		defer l.stopKeeping()
+	}
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, g.m.cfg.ProcessingTimeout, errTimeout)
+	defer cancelTimeout()
+
+	ans, err := g.generate(ctx)
+	cause := context.Cause(ctx)
+	switch {
+	case err == nil:
+		if l != nil {
+			l.stopKeeping() // no renewal may race the release below
+		}
+		if g.useCache && ans.cacheable() {
+			fctx, cancel := g.finalContext()
+			g.m.writeCache(fctx, g.key, ans)
+			cancel()
+		}
+		g.appendEntry(0, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: ans.FinishReason, usage: ans.Usage}})
+	case errors.Is(cause, errLeaseLost):
+		// Fenced: someone else leads now. Publish nothing more; route again.
+		g.m.stats.leasesLost.Add(1)
+		g.m.cfg.Logger.Warn("leader lease lost; following the new leader", "key", g.key, "gen", genID)
+		return again
+	default:
+		g.endByContext(ctx, err)
+	}
+	if l != nil {
+		fctx, cancel := g.finalContext()
+		if err := l.release(fctx); err != nil {
+			g.m.cfg.Logger.Debug("lease release failed; it expires by itself", "key", g.key, "err", err)
+		}
+		cancel()
+	}
+	return ended
+}
+
+// finalContext bounds the cache write and lease release that close a
+// generation; they run even when the generation's context is done.
+func (g *generation) finalContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), g.m.cfg.LeaseTTL/2)
+}
+
+// received is one result of the upstream stream's Recv.
+type received struct {
+	delta llm.Delta
+	err   error
+}
+
+// generate streams the answer into the log, merging deltas that arrive
+// within the chunk window, and returns the whole answer.
+func (g *generation) generate(ctx context.Context) (*cachedAnswer, error) {
+	if err := g.m.slots.llm.Acquire(ctx, 1); err != nil {
+		return nil, err
+	}
+	defer g.m.slots.llm.Release(1)
+	g.m.stats.upstreamCalls.Add(1)
+	stream, err := g.m.upstream.Stream(ctx, g.job)
+	if err != nil {
+		return nil, err
+	}
+
+	// The reader goroutine is owned here: closing the stream ends its
+	// Recv, and stop ends its send; we wait for it before returning.
+	deltas := make(chan received, 64)
+	stop, readerDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			d, err := stream.Recv()
+			select {
+			case deltas <- received{d, err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		_ = stream.Close()
+		<-readerDone
+	}()
+
+	ans := &cachedAnswer{Model: g.job.Model, Created: time.Now().UTC()}
+	var content strings.Builder
+	m := merger{window: g.m.cfg.ChunkWindow, emit: func(e entry) { g.appendEntry(0, e) }}
+	defer m.stopTimer()
+	for {
+		select {
+		case r := <-deltas:
+			if r.err != nil {
+				m.flush()
+				if errors.Is(r.err, io.EOF) {
+					ans.Content = content.String()
+					return ans, nil
+				}
+				return nil, r.err
+			}
+			d := r.delta
+			content.WriteString(d.Content)
+			ans.ToolCalls = protocol.MergeToolCalls(ans.ToolCalls, d.ToolCalls)
+			if d.FinishReason != "" {
+				ans.FinishReason = d.FinishReason
+			}
+			if d.Usage != nil {
+				ans.Usage = d.Usage
+			}
+			m.add(d.Content, d.ToolCalls)
+		case <-m.timerC():
+			m.flush()
+		}
+	}
+}
+
+// merger batches deltas into chunk entries: a delta after a quiet spell of
+// at least window goes out at once (no added latency); deltas that follow
+// it closely are merged and go out when the window has passed.
+type merger struct {
+	window    time.Duration
+	emit      func(entry)
+	pending   entry
+	has       bool
+	lastFlush time.Time
+	timer     *time.Timer
+	armed     bool
+}
+
+func (m *merger) add(content string, toolCalls []protocol.ToolCall) {
+	if content == "" && len(toolCalls) == 0 {
+		return
+	}
+	m.pending.kind = entryChunk
+	m.pending.content += content
+	m.pending.toolCalls = append(m.pending.toolCalls, toolCalls...)
+	m.has = true
+	since := time.Since(m.lastFlush)
+	if m.window <= 0 || since >= m.window {
+		m.flush()
+		return
+	}
+	if !m.armed {
+		if m.timer == nil {
+			m.timer = time.NewTimer(m.window - since)
+		} else {
+			m.timer.Reset(m.window - since)
+		}
+		m.armed = true
+	}
+}
+
+func (m *merger) flush() {
+	if m.armed {
+		m.timer.Stop()
+		m.armed = false
+	}
+	if !m.has {
+		return
+	}
+	m.emit(m.pending)
+	m.pending, m.has, m.lastFlush = entry{}, false, time.Now()
+}
+
+// timerC is the channel of an armed timer, or nil (never ready).
+func (m *merger) timerC() <-chan time.Time {
+	if !m.armed {
+		return nil
+	}
+	return m.timer.C
+}
+
+func (m *merger) stopTimer() {
+	if m.timer != nil {
+		m.timer.Stop()
+	}
+}
+
+// errorFor maps a generation failure onto the error a request reports.
+func errorFor(err error, cause error) *protocol.Error {
+	if errors.Is(cause, errTimeout) {
+		return &protocol.Error{Code: protocol.CodeTimeout, Message: "the generation exceeded the processing timeout"}
+	}
+	var lerr *llm.Error
+	if errors.As(err, &lerr) {
+		return &protocol.Error{Code: lerr.Code, Message: lerr.Message, Status: lerr.Status}
+	}
+	if err == nil {
+		err = cause
+	}
+	msg := "internal error"
+	if err != nil {
+		msg = err.Error()
+	}
+	return &protocol.Error{Code: protocol.CodeInternal, Message: msg}
+}

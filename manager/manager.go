@@ -1,0 +1,140 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/internal/topology"
+	"github.com/chatfleet/chatfleet/llm"
+)
+
+// Causes a request or generation context is cancelled with.
+var (
+	errCancelled  = errors.New("cancelled by request")
+	errTimeout    = errors.New("processing timeout")
+	errShutdown   = errors.New("worker shutting down")
+	errNoInterest = errors.New("no request is interested any more")
+	errLeaseLost  = errors.New("leader lease lost")
+)
+
+// Manager runs the requests of one worker. Create it with New, Start it,
+// hand it pulled jobs with Handle, and Stop it.
+type Manager struct {
+	cfg      Config
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	top      *topology.Topology
+	upstream *llm.Client
+	slots    *Slots
+	requests *registry
+	cancels  *cancelSet
+	stats    counters
+
+	// life is cancelled (with errShutdown) by Stop: every request and
+	// generation derives from it.
+	life       context.Context
+	endLife    context.CancelCauseFunc
+	background sync.WaitGroup // generations, the cancel watcher
+
+	hubsMu sync.Mutex
+	hubs   map[string]*generation // routing or serving, by hub key
+	gens   map[string]*generation // leading, by generation ID
+
+	ctlSub  *nats.Subscription
+	watcher jetstream.KeyWatcher
+	stopped chan struct{}
+	stop    sync.Once
+}
+
+// New returns a manager. nc must be the connection js and top were made
+// from; up is the upstream every leader streams from.
+func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topology, up *llm.Client) (*Manager, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if nc == nil || js == nil || top == nil || up == nil {
+		return nil, fmt.Errorf("%w: connection, JetStream, topology and upstream are required", ErrInvalidConfig)
+	}
+	life, end := context.WithCancelCause(context.Background())
+	return &Manager{
+		cfg:      cfg,
+		nc:       nc,
+		js:       js,
+		top:      top,
+		upstream: up,
+		slots:    newSlots(cfg),
+		requests: newRegistry(),
+		cancels:  newCancelSet(),
+		life:     life,
+		endLife:  end,
+		hubs:     map[string]*generation{},
+		gens:     map[string]*generation{},
+		stopped:  make(chan struct{}),
+	}, nil
+}
+
+// Start watches cancel requests and answers control requests. It returns
+// once every cancel recorded so far is known, so a job cancelled while
+// queued is recognised from the first pull.
+func (m *Manager) Start(ctx context.Context) error {
+	if err := m.watchCancels(ctx); err != nil {
+		return err
+	}
+	sub, err := m.nc.Subscribe(m.cfg.Names.Control(m.cfg.WorkerID), m.handleControl)
+	if err != nil {
+		m.watcher.Stop()
+		return fmt.Errorf("manager: subscribe to control subject: %w", err)
+	}
+	m.ctlSub = sub
+	return nil
+}
+
+// Slots returns the worker's pools; the fetch loop takes request slots.
+func (m *Manager) Slots() *Slots { return m.slots }
+
+// WorkerID returns the worker's ID.
+func (m *Manager) WorkerID() string { return m.cfg.WorkerID }
+
+// Stop ends every request and generation at once: running jobs are handed
+// back (Nak) for another worker, leaders give up their leases so followers
+// elsewhere take over. It waits for the manager's goroutines or ctx. Safe
+// to call twice.
+func (m *Manager) Stop(ctx context.Context) error {
+	m.stop.Do(func() {
+		m.endLife(errShutdown)
+		if m.ctlSub != nil {
+			_ = m.ctlSub.Unsubscribe()
+		}
+		if m.watcher != nil {
+			_ = m.watcher.Stop()
+		}
+		go func() {
+			m.background.Wait()
+			close(m.stopped)
+		}()
+	})
+	select {
+	case <-m.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stopped is closed once Stop has finished.
+func (m *Manager) Stopped() <-chan struct{} { return m.stopped }
+
+// go runs f as a manager-owned goroutine; Stop waits for it.
+func (m *Manager) goBackground(f func()) {
+	m.background.Add(1)
+	go func() {
+		defer m.background.Done()
+		f()
+	}()
+}

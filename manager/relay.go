@@ -1,0 +1,108 @@
+package manager
+
+import (
+	"time"
+
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// serve joins the request's generation, announces the request's role, and
+// relays the generation onto the reply subject until the end.
+func (r *request) serve() {
+	sub, err := r.m.attach(r)
+	if err != nil {
+		r.endWithError(&protocol.Error{Code: protocol.CodeInternal, Message: "cannot compute the dedupe key"})
+		return
+	}
+	defer sub.leave()
+	g := sub.g
+	tick := time.NewTicker(r.m.cfg.AckWait / 3)
+	defer tick.Stop()
+
+	// Wait until the generation knows how it will answer.
+	for routed := false; !routed; {
+		select {
+		case <-g.routed:
+			routed = true
+		case <-g.done:
+			routed = true // ended before routing (a shutdown): handled below
+		case <-r.ctx.Done():
+			r.endByContext()
+			return
+		case <-tick.C:
+			r.progress()
+		}
+	}
+	role := g.role(r.key)
+	switch role {
+	case protocol.RoleLeader:
+		r.m.stats.leaders.Add(1)
+	case protocol.RoleFollower:
+		r.m.stats.followers.Add(1)
+	case protocol.RoleCache:
+		r.m.stats.cacheHits.Add(1)
+	}
+	if err := r.publish(protocol.Event{Type: protocol.EventMeta, Worker: r.m.cfg.WorkerID, Role: role, Model: r.job.Model}); err != nil {
+		r.log.Warn("meta not published", "err", err)
+	}
+	if role != protocol.RoleLeader {
+		if err := r.becomeFollower(); err != nil {
+			r.endByContext()
+			return
+		}
+	}
+	r.relay(sub, tick)
+}
+
+// relay copies the generation's entries onto the reply subject, renumbered,
+// until the end entry.
+func (r *request) relay(sub *subscription, tick *time.Ticker) {
+	g := sub.g
+	for {
+		entries, wake := g.since(sub.next)
+		for _, e := range entries {
+			sub.next++
+			switch e.kind {
+			case entryChunk:
+				if r.firstChunk.IsZero() {
+					r.firstChunk = time.Now()
+				}
+				r.chunks++
+				if err := r.publish(protocol.Event{Type: protocol.EventChunk, Content: e.content, ToolCalls: e.toolCalls}); err != nil {
+					r.log.Warn("chunk not published", "err", err)
+				}
+			case entryReset:
+				if r.chunks > 0 {
+					r.chunks = 0
+					_ = r.publish(protocol.Event{Type: protocol.EventReset})
+				}
+			case entryEnd:
+				r.end(protocol.Event{Type: e.end.typ, FinishReason: e.end.finishReason, Usage: e.end.usage, Cached: e.end.cached, Error: e.end.err})
+				return
+			}
+		}
+		select {
+		case <-wake:
+		case <-g.done:
+			if len(entries) == 0 {
+				r.orphaned()
+				return
+			}
+		case <-r.ctx.Done():
+			r.endByContext()
+			return
+		case <-tick.C:
+			r.progress()
+		}
+	}
+}
+
+// orphaned ends a request whose generation stopped without an end: on
+// shutdown it is handed back; anything else is a bug, reported as such.
+func (r *request) orphaned() {
+	if r.ctx.Err() != nil {
+		r.endByContext()
+		return
+	}
+	r.endWithError(&protocol.Error{Code: protocol.CodeInternal, Message: "the generation stopped without a result"})
+}

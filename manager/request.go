@@ -1,0 +1,165 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// slotKind is the pool a request holds a slot of.
+type slotKind uint8
+
+const (
+	slotNone slotKind = iota
+	slotRequest
+	slotFollower
+)
+
+// request is one job being answered on this worker. Only its own goroutine
+// publishes its events, so its sequence numbers are strictly increasing
+// and it ends with exactly one terminal event (or is handed back).
+type request struct {
+	m       *Manager
+	msg     jetstream.Msg
+	job     *protocol.Job
+	key     string // tenant.id
+	subject string // reply subject
+	log     *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	slot       slotKind
+	arrived    time.Time // stored in the jobs stream
+	pulled     time.Time
+	firstChunk time.Time
+	seq        uint64 // last published
+	chunks     int    // chunks published since the last reset
+}
+
+// publish sends a non-terminal event on the reply subject. The replies
+// stream captures it; the terminal event is published with an ack, which
+// also confirms every earlier event of the same connection was received.
+func (r *request) publish(ev protocol.Event) error {
+	r.seq++
+	ev.V, ev.ID, ev.Seq = protocol.Version, r.job.ID, r.seq
+	b, err := ev.Marshal()
+	if err != nil {
+		return err
+	}
+	return r.m.nc.Publish(r.subject, b)
+}
+
+// end publishes the terminal event, then acks the job.
+func (r *request) end(ev protocol.Event) {
+	r.seq++
+	ev.V, ev.ID, ev.Seq = protocol.Version, r.job.ID, r.seq
+	if ev.Type == protocol.EventDone {
+		now := time.Now()
+		ev.Timings = &protocol.Timings{QueueMS: ms(r.pulled.Sub(r.arrived)), TotalMS: ms(now.Sub(r.arrived))}
+		if !r.firstChunk.IsZero() {
+			ev.Timings.TTFTMS = ms(r.firstChunk.Sub(r.arrived))
+		}
+	}
+	switch ev.Type {
+	case protocol.EventCancelled:
+		r.m.stats.cancelled.Add(1)
+	case protocol.EventError:
+		r.m.stats.errors.Add(1)
+	}
+	b, err := ev.Marshal()
+	if err == nil {
+		err = r.m.publishAcked(r.subject, b)
+	}
+	if err != nil {
+		// Not stored: hand the job back; its next delivery resumes from
+		// whatever the replies stream holds.
+		r.log.Error("terminal event not stored; job handed back", "type", ev.Type, "err", err)
+		_ = r.msg.NakWithDelay(time.Second)
+		return
+	}
+	_ = r.msg.Ack()
+}
+
+// endWithError ends the request with an error event.
+func (r *request) endWithError(perr *protocol.Error) {
+	r.end(protocol.Event{Type: protocol.EventError, Error: perr})
+}
+
+// endByContext ends a request whose context is done: cancelled, timed out,
+// or handed back to the queue when the worker shuts down.
+func (r *request) endByContext() {
+	switch cause := context.Cause(r.ctx); {
+	case errors.Is(cause, errShutdown):
+		// Another worker takes it at once and resumes from the replies
+		// stream; no terminal event here.
+		_ = r.msg.Nak()
+	case errors.Is(cause, errCancelled):
+		r.end(protocol.Event{Type: protocol.EventCancelled})
+	default:
+		r.endWithError(&protocol.Error{Code: protocol.CodeTimeout, Message: fmt.Sprintf("request exceeded its processing timeout of %s", r.timeout())})
+	}
+}
+
+// timeout is the request's processing timeout: the worker's, or the job's
+// own when shorter.
+func (r *request) timeout() time.Duration {
+	d := r.m.cfg.ProcessingTimeout
+	if t := time.Duration(r.job.TimeoutMS) * time.Millisecond; t > 0 && t < d {
+		d = t
+	}
+	return d
+}
+
+// progress tells JetStream the job is alive, so AckWait can stay short.
+func (r *request) progress() {
+	_ = r.msg.InProgress()
+}
+
+func ms(d time.Duration) float64 {
+	if d < 0 {
+		return 0 // clocks of the server and this worker disagree
+	}
+	return float64(d.Microseconds()) / 1000
+}
+
+// publishAcked publishes with a JetStream ack, retrying briefly.
+func (m *Manager) publishAcked(subject string, data []byte) error {
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = m.js.Publish(ctx, subject, data)
+		cancel()
+		if err == nil || errors.Is(err, nats.ErrConnectionClosed) {
+			return err
+		}
+	}
+	return err
+}
+
+// publishGenEvent mirrors a generation event for remote followers; acked
+// when it ends the generation.
+func (m *Manager) publishGenEvent(subject string, ev *protocol.Event, acked bool) {
+	b, err := ev.Marshal()
+	if err != nil {
+		return
+	}
+	if acked {
+		err = m.publishAcked(subject, b)
+	} else {
+		err = m.nc.Publish(subject, b)
+	}
+	if err != nil {
+		m.cfg.Logger.Warn("generation event not published", "subject", subject, "type", ev.Type, "err", err)
+	}
+}

@@ -1,0 +1,41 @@
+package manager
+
+import "sync/atomic"
+
+// Stats counts what a worker has done since it started.
+type Stats struct {
+	Requests      int64 // jobs handled
+	Leaders       int64 // requests that led their generation
+	Followers     int64 // requests that shared another request's generation
+	CacheHits     int64 // requests answered from the cache
+	UpstreamCalls int64 // upstream streams opened
+	Takeovers     int64 // generations taken over from a leader that died
+	LeasesLost    int64 // leader leases lost while generating
+	Cancelled     int64 // requests that ended cancelled
+	Errors        int64 // requests that ended with an error event
+	Active        int64 // requests active now
+	Generations   int64 // generations this worker leads now
+}
+
+type counters struct {
+	requests, leaders, followers, cacheHits, upstreamCalls atomic.Int64
+	takeovers, leasesLost, cancelled, errors, leading      atomic.Int64
+}
+
+// Stats returns a snapshot of the counters.
+func (m *Manager) Stats() Stats {
+	c := &m.stats
+	return Stats{
+		Requests:      c.requests.Load(),
+		Leaders:       c.leaders.Load(),
+		Followers:     c.followers.Load(),
+		CacheHits:     c.cacheHits.Load(),
+		UpstreamCalls: c.upstreamCalls.Load(),
+		Takeovers:     c.takeovers.Load(),
+		LeasesLost:    c.leasesLost.Load(),
+		Cancelled:     c.cancelled.Load(),
+		Errors:        c.errors.Load(),
+		Active:        int64(m.requests.len()),
+		Generations:   c.leading.Load(),
+	}
+}

@@ -1,0 +1,65 @@
+package publisher
+
+import (
+	"context"
+
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// Answer is a finished reply, assembled from its events.
+type Answer struct {
+	Tenant       string
+	ID           string
+	Worker       string        // the worker that served the request
+	Role         protocol.Role // leader, follower or cache
+	Content      string
+	ToolCalls    []protocol.ToolCall // merged from the deltas
+	FinishReason string
+	Usage        *protocol.Usage
+	Timings      *protocol.Timings
+	Cached       bool
+	Resets       int // how many resets the reply carried
+}
+
+// apply folds one event into the answer.
+func (a *Answer) apply(ev *protocol.Event) {
+	switch ev.Type {
+	case protocol.EventMeta:
+		a.Worker, a.Role = ev.Worker, ev.Role
+	case protocol.EventChunk:
+		a.Content += ev.Content
+		a.ToolCalls = protocol.MergeToolCalls(a.ToolCalls, ev.ToolCalls)
+	case protocol.EventReset:
+		a.Content, a.ToolCalls = "", nil
+		a.Resets++
+	case protocol.EventDone:
+		a.FinishReason, a.Usage, a.Timings, a.Cached = ev.FinishReason, ev.Usage, ev.Timings, ev.Cached
+	}
+}
+
+// Collect reads the reply to its end and assembles the answer: on done the
+// answer, on cancelled ErrCancelled, on error a *JobError.
+func (r *Reply) Collect(ctx context.Context) (*Answer, error) {
+	a := &Answer{Tenant: r.tenant, ID: r.id}
+	for ev, err := range r.Events(ctx) {
+		if err != nil {
+			return nil, err
+		}
+		a.apply(&ev)
+		switch ev.Type {
+		case protocol.EventDone:
+			return a, nil
+		case protocol.EventCancelled:
+			return nil, ErrCancelled
+		case protocol.EventError:
+			jerr := &JobError{Tenant: r.tenant, ID: r.id}
+			if ev.Error != nil {
+				jerr.Err = *ev.Error
+			} else {
+				jerr.Err = protocol.Error{Code: protocol.CodeInternal, Message: "error event without error"}
+			}
+			return nil, jerr
+		}
+	}
+	return nil, ErrReplyEnded
+}

@@ -1,0 +1,60 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/subjects"
+)
+
+// Cancel asks the fleet to cancel a request, wherever it is: still queued
+// (it ends with cancelled when a worker pulls it, without an upstream
+// call) or running on any worker (it ends with cancelled there). Its own
+// producer sees a cancelled event; requests sharing its generation are not
+// affected. Cancel returns once the request is recorded; it returns
+// ErrAlreadyFinished when the request has already ended.
+func (p *Publisher) Cancel(ctx context.Context, tenant, id string) error {
+	if tenant == "" {
+		tenant = protocol.DefaultTenant
+	}
+	if err := subjects.ValidName("tenant", tenant); err != nil {
+		return err
+	}
+	if err := subjects.ValidName("id", id); err != nil {
+		return err
+	}
+	finished, err := p.finished(ctx, tenant, id)
+	if err != nil {
+		return err
+	}
+	if finished {
+		return ErrAlreadyFinished
+	}
+	kv, err := p.cancelBucket(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = kv.Put(ctx, p.names.RequestKey(tenant, id), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	return err
+}
+
+// finished reports whether the request's last stored event is terminal.
+func (p *Publisher) finished(ctx context.Context, tenant, id string) (bool, error) {
+	s, err := p.repliesStream(ctx)
+	if err != nil {
+		return false, err
+	}
+	last, err := s.GetLastMsgForSubject(ctx, p.names.Reply(tenant, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	ev, err := protocol.DecodeEvent(last.Data)
+	return err == nil && ev.Type.Terminal(), nil
+}

@@ -1,0 +1,121 @@
+package publisher
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/subjects"
+)
+
+// Publisher submits jobs and reads replies over one NATS connection. It is
+// safe for concurrent use.
+type Publisher struct {
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	names subjects.Names
+	opts  options
+
+	mu      sync.Mutex
+	replies jetstream.Stream   // looked up on first use
+	cancels jetstream.KeyValue // looked up on first use
+}
+
+type options struct {
+	prefix      string
+	waitTimeout time.Duration
+	idleProbe   time.Duration
+}
+
+// Option configures a Publisher.
+type Option func(*options) error
+
+// WithPrefix sets the subject prefix. Defaults to "chat".
+func WithPrefix(prefix string) Option {
+	return func(o *options) error {
+		if _, err := subjects.New(prefix); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+		o.prefix = prefix
+		return nil
+	}
+}
+
+// WithWaitTimeout bounds each wait for the next event when the caller's
+// context has no deadline. Defaults to 5m.
+func WithWaitTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: wait timeout must be positive", ErrInvalidOption)
+		}
+		o.waitTimeout = d
+		return nil
+	}
+}
+
+// WithIdleProbe sets how long a reply waits on its live subscription before
+// checking the replies stream for events it may have missed (after a
+// reconnect, say). Defaults to 2s.
+func WithIdleProbe(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: idle probe must be positive", ErrInvalidOption)
+		}
+		o.idleProbe = d
+		return nil
+	}
+}
+
+// New returns a Publisher using nc.
+func New(nc *nats.Conn, opts ...Option) (*Publisher, error) {
+	o := options{prefix: subjects.DefaultPrefix, waitTimeout: 5 * time.Minute, idleProbe: 2 * time.Second}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	names, err := subjects.New(o.prefix)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{nc: nc, js: js, names: names, opts: o}, nil
+}
+
+// Names returns the names the publisher uses.
+func (p *Publisher) Names() subjects.Names { return p.names }
+
+// repliesStream returns the replies stream, looking it up once.
+func (p *Publisher) repliesStream(ctx context.Context) (jetstream.Stream, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.replies == nil {
+		s, err := p.js.Stream(ctx, p.names.RepliesStream())
+		if err != nil {
+			return nil, fmt.Errorf("publisher: replies stream %s (has a worker created the topology?): %w", p.names.RepliesStream(), err)
+		}
+		p.replies = s
+	}
+	return p.replies, nil
+}
+
+// cancelBucket returns the cancel bucket, looking it up once.
+func (p *Publisher) cancelBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cancels == nil {
+		kv, err := p.js.KeyValue(ctx, p.names.CancelBucket())
+		if err != nil {
+			return nil, fmt.Errorf("publisher: cancel bucket %s (has a worker created the topology?): %w", p.names.CancelBucket(), err)
+		}
+		p.cancels = kv
+	}
+	return p.cancels, nil
+}

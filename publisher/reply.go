@@ -1,0 +1,264 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/subjects"
+)
+
+// Reply is the event stream of one request. Read it with Next or Events
+// from one goroutine at a time; Stop releases it.
+type Reply struct {
+	p       *Publisher
+	tenant  string
+	id      string
+	subject string
+
+	live       *nats.Subscription        // fast path: core subscription to the reply subject
+	stored     jetstream.MessagesContext // slow path: the replies stream from the first event
+	fromStream bool                      // switch to the stream before the next read
+	next       uint64                    // the seq expected next
+	ended      bool
+	raw        []byte // the JSON of the event Next returned last
+}
+
+// subscribe returns a Reply on the live reply subject.
+func (p *Publisher) subscribe(tenant, id string) (*Reply, error) {
+	r := &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), next: 1}
+	sub, err := p.nc.SubscribeSync(r.subject)
+	if err != nil {
+		return nil, err
+	}
+	// A reply is a few hundred events at most; never drop one for being
+	// slow to read (a drop would only cost a switch to the stream).
+	if err := sub.SetPendingLimits(-1, 64<<20); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
+	r.live = sub
+	return r, nil
+}
+
+// Attach reads the reply of an existing request from its first event, from
+// the replies stream: after a reconnect, a restart, or from another
+// process. Replies are kept for the replies stream's max age (15m by
+// default).
+func (p *Publisher) Attach(ctx context.Context, tenant, id string) (*Reply, error) {
+	if err := subjects.ValidName("tenant", tenant); err != nil {
+		return nil, err
+	}
+	if err := subjects.ValidName("id", id); err != nil {
+		return nil, err
+	}
+	r := &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), next: 1, fromStream: true}
+	if err := r.openStream(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ID returns the request ID.
+func (r *Reply) ID() string { return r.id }
+
+// Tenant returns the request's tenant.
+func (r *Reply) Tenant() string { return r.tenant }
+
+// Subject returns the reply subject.
+func (r *Reply) Subject() string { return r.subject }
+
+// Next returns the next event. After the terminal event (done, error or
+// cancelled) it returns ErrReplyEnded. When ctx has no deadline, a wait
+// longer than the publisher's wait timeout returns ErrTimeout.
+func (r *Reply) Next(ctx context.Context) (protocol.Event, error) {
+	if r.ended {
+		return protocol.Event{}, ErrReplyEnded
+	}
+	ctx, cancel := r.waitContext(ctx)
+	defer cancel()
+	for {
+		ev, raw, err := r.read(ctx)
+		if err != nil {
+			return protocol.Event{}, r.waitError(ctx, err)
+		}
+		switch {
+		case ev.Seq < r.next:
+			continue // already delivered (seen live, now again in the stream)
+		case ev.Seq > r.next && r.stored == nil:
+			r.fromStream = true // missed something live: the stream has it
+			continue
+		case ev.Seq > r.next:
+			r.Stop()
+			return protocol.Event{}, fmt.Errorf("%w: want seq %d, stream has %d next", ErrEventsLost, r.next, ev.Seq)
+		}
+		r.next++
+		if ev.Type.Terminal() {
+			r.Stop()
+		}
+		r.raw = raw
+		return ev, nil
+	}
+}
+
+// Raw returns the JSON of the event Next returned last, exactly as the
+// worker published it.
+func (r *Reply) Raw() []byte { return r.raw }
+
+// Events iterates over the events up to and including the terminal one.
+// An error ends the iteration; so does breaking out of the loop, which
+// stops the reply.
+func (r *Reply) Events(ctx context.Context) iter.Seq2[protocol.Event, error] {
+	return func(yield func(protocol.Event, error) bool) {
+		for {
+			ev, err := r.Next(ctx)
+			if err != nil {
+				if !errors.Is(err, ErrReplyEnded) {
+					yield(ev, err)
+				}
+				return
+			}
+			if !yield(ev, nil) {
+				r.Stop()
+				return
+			}
+			if ev.Type.Terminal() {
+				return
+			}
+		}
+	}
+}
+
+// Stop releases the reply's subscription or consumer. Safe to call twice.
+func (r *Reply) Stop() {
+	r.ended = true
+	if r.live != nil {
+		_ = r.live.Unsubscribe()
+		r.live = nil
+	}
+	if r.stored != nil {
+		r.stored.Stop()
+		r.stored = nil
+	}
+}
+
+// read returns the next message that is an event of this request, from
+// the live subscription or the stream, decoded and raw.
+func (r *Reply) read(ctx context.Context) (protocol.Event, []byte, error) {
+	for {
+		if r.fromStream && r.stored == nil {
+			if err := r.openStream(ctx); err != nil {
+				return protocol.Event{}, nil, err
+			}
+		}
+		var data []byte
+		if r.stored != nil {
+			msg, err := r.stored.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				return protocol.Event{}, nil, err
+			}
+			data = msg.Data()
+		} else {
+			msg, err := r.readLive(ctx)
+			if err != nil {
+				return protocol.Event{}, nil, err
+			}
+			if msg == nil {
+				continue // switched to the stream
+			}
+			data = msg.Data
+		}
+		ev, err := protocol.DecodeEvent(data)
+		if err != nil || ev.ID != r.id || ev.Seq == 0 {
+			continue // not an event of this request; nothing a worker sent
+		}
+		return ev, data, nil
+	}
+}
+
+// readLive waits on the live subscription. Every idle probe interval it
+// asks the stream whether events were published that it did not see (lost
+// during a reconnect); then it returns nil and sets fromStream.
+func (r *Reply) readLive(ctx context.Context) (*nats.Msg, error) {
+	for {
+		probeCtx, cancel := context.WithTimeout(ctx, r.p.opts.idleProbe)
+		msg, err := r.live.NextMsgWithContext(probeCtx)
+		cancel()
+		switch {
+		case err == nil:
+			return msg, nil
+		case errors.Is(err, nats.ErrSlowConsumer):
+			r.fromStream = true
+			return nil, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			if r.missedEvents(ctx) {
+				r.fromStream = true
+				return nil, nil
+			}
+		default:
+			return nil, err
+		}
+	}
+}
+
+// missedEvents reports whether the stream holds an event at or beyond the
+// one expected next.
+func (r *Reply) missedEvents(ctx context.Context) bool {
+	s, err := r.p.repliesStream(ctx)
+	if err != nil {
+		return false
+	}
+	last, err := s.GetLastMsgForSubject(ctx, r.subject)
+	if err != nil {
+		return false
+	}
+	ev, err := protocol.DecodeEvent(last.Data)
+	return err == nil && ev.Seq >= r.next
+}
+
+// openStream switches to an ordered consumer over the reply subject from
+// its first event.
+func (r *Reply) openStream(ctx context.Context) error {
+	if r.live != nil {
+		_ = r.live.Unsubscribe()
+		r.live = nil
+	}
+	cons, err := r.p.js.OrderedConsumer(ctx, r.p.names.RepliesStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{r.subject},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("publisher: read replies stream: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("publisher: read replies stream: %w", err)
+	}
+	r.stored = it
+	return nil
+}
+
+// waitContext applies the wait timeout to a context without a deadline.
+func (r *Reply) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, r.p.opts.waitTimeout, errWaitTimeout)
+}
+
+var errWaitTimeout = errors.New("no event within the wait timeout")
+
+// waitError maps the wait timeout onto ErrTimeout.
+func (r *Reply) waitError(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errWaitTimeout) {
+		return fmt.Errorf("%w: no event for request %s/%s within %s", ErrTimeout, r.tenant, r.id, r.p.opts.waitTimeout)
+	}
+	return err
+}

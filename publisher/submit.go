@@ -1,0 +1,98 @@
+package publisher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// jsErrStoreFailed is the JetStream error a DiscardNew stream at its limit
+// answers with ("maximum messages exceeded").
+const jsErrStoreFailed jetstream.ErrorCode = 10077
+
+// Submit validates job, subscribes to its reply subject and publishes it.
+// An empty job.ID gets a fresh unguessable one and an empty tenant becomes
+// "default"; the model may be left empty for the worker's default. The
+// returned Reply must be stopped (Stop, or reading it to its end).
+//
+// Submitting the same ID again within the duplicate window stores the job
+// once; the second Reply reads the first one's events.
+func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error) {
+	if job.ID == "" {
+		job.ID = protocol.NewID()
+	}
+	if err := validateForSubmit(&job); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return nil, err
+	}
+	r, err := p.subscribe(job.Tenant, job.ID)
+	if err != nil {
+		return nil, err
+	}
+	msg := nats.NewMsg(p.names.Jobs(job.Tenant))
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, job.ID)
+	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(p.names.JobsStream()))
+	if err != nil {
+		r.Stop()
+		return nil, p.publishError(&job, err)
+	}
+	if ack.Duplicate {
+		// The job was stored before: its events may already be gone from
+		// the live subject, so read them from the stream.
+		r.fromStream = true
+	}
+	return r, nil
+}
+
+// validateForSubmit checks what a producer can know: everything but the
+// model, which a worker may default.
+func validateForSubmit(job *protocol.Job) error {
+	check := *job
+	check.Normalize("-")
+	if err := check.Validate(protocol.Limits{MaxJobBytes: 1 << 30, MaxMessages: 1 << 30}); err != nil {
+		var perr *protocol.Error
+		errors.As(err, &perr)
+		return &JobError{Tenant: check.Tenant, ID: check.ID, Err: *perr}
+	}
+	job.V, job.Tenant = check.V, check.Tenant
+	return nil
+}
+
+func (p *Publisher) publishError(job *protocol.Job, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch {
+		case apiErr.ErrorCode == jsErrStoreFailed && strings.Contains(apiErr.Description, "maximum"):
+			return errors.Join(ErrQueueFull, err)
+		case apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
+			return &JobError{Tenant: job.Tenant, ID: job.ID, Err: *protocol.Invalid("", "job is larger than the jobs stream accepts")}
+		}
+	}
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return &JobError{Tenant: job.Tenant, ID: job.ID, Err: *protocol.Invalid("", "job is larger than the NATS server's max_payload")}
+	}
+	return err
+}
+
+// Complete submits job and waits for its terminal event. It returns the
+// answer on done, ErrCancelled on cancelled, and a *JobError on error.
+// Resets (after a failover) are applied: the answer holds only the output
+// that followed the last reset.
+func (p *Publisher) Complete(ctx context.Context, job protocol.Job) (*Answer, error) {
+	r, err := p.Submit(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Stop()
+	return r.Collect(ctx)
+}

@@ -1,0 +1,80 @@
+package worker
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/chatfleet/chatfleet/internal/topology"
+	"github.com/chatfleet/chatfleet/llm"
+	"github.com/chatfleet/chatfleet/manager"
+	"github.com/chatfleet/chatfleet/subjects"
+)
+
+// Config configures a Worker. Each field's comment ends with its default.
+type Config struct {
+	// ID names the worker in meta events and leases. Defaults to
+	// "<hostname>-<pid>", with characters outside [A-Za-z0-9_-] replaced.
+	ID string
+	// Prefix is the subject prefix. Defaults to "chat".
+	Prefix string
+	// Topology sizes the streams, consumer and buckets the worker creates
+	// (or checks) at start. Names is set from Prefix. Defaults to
+	// topology's defaults.
+	Topology topology.Config
+	// Manager configures request handling; WorkerID, Names, AckWait and
+	// LeaseTTL are set from the fields above. Defaults to manager's
+	// defaults.
+	Manager manager.Config
+	// LLM configures the upstream. Defaults to llm's defaults (OpenAI).
+	LLM llm.Config
+	// HTTPAddr serves /healthz; empty disables it. Defaults to "".
+	HTTPAddr string
+	// FetchWait is how long one pull request waits for jobs before it is
+	// renewed. Shorter means a quicker Stop. Defaults to 1s.
+	FetchWait time.Duration
+	// Logger receives the worker's logs. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// WithDefaults returns c with every zero field set to its default and the
+// shared fields copied into Topology and Manager.
+func (c Config) WithDefaults() (Config, error) {
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = subjects.SanitizeName(fmt.Sprintf("%s-%d", host, os.Getpid()))
+	}
+	if c.Prefix == "" {
+		c.Prefix = subjects.DefaultPrefix
+	}
+	names, err := subjects.New(c.Prefix)
+	if err != nil {
+		return c, err
+	}
+	if c.FetchWait <= 0 {
+		c.FetchWait = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Topology.Names = names
+	c.Topology = c.Topology.WithDefaults()
+	c.Manager.WorkerID = c.ID
+	c.Manager.Names = names
+	c.Manager.AckWait = c.Topology.AckWait
+	c.Manager.LeaseTTL = c.Topology.LeaseTTL
+	c.Manager.Limits.MaxJobBytes = int(c.Topology.MaxJobBytes)
+	if c.Manager.Logger == nil {
+		c.Manager.Logger = c.Logger
+	}
+	c.Manager = c.Manager.WithDefaults()
+	return c, nil
+}
+
+func (c Config) validate() error {
+	if err := subjects.ValidName("worker ID", c.ID); err != nil {
+		return err
+	}
+	return c.Topology.Validate()
+}

@@ -1,0 +1,156 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/internal/topology"
+	"github.com/chatfleet/chatfleet/llm"
+	"github.com/chatfleet/chatfleet/manager"
+)
+
+// Worker pulls jobs and answers them. Create it with New, then Start and
+// Stop it.
+type Worker struct {
+	cfg Config
+	nc  *nats.Conn
+
+	mgr      *manager.Manager
+	consumer jetstream.Consumer
+	http     *http.Server
+	httpAddr net.Addr
+
+	stopFetch context.CancelFunc
+	fetching  chan struct{} // closed when the fetch loop returns
+	jobs      sync.WaitGroup
+
+	startOnce, stopOnce sync.Once
+	started             bool
+	stopped             chan struct{}
+}
+
+// New returns a worker that will use nc. It does no I/O.
+func New(cfg Config, nc *nats.Conn) (*Worker, error) {
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if nc == nil {
+		return nil, errors.New("worker: a NATS connection is required")
+	}
+	return &Worker{cfg: cfg, nc: nc, stopped: make(chan struct{})}, nil
+}
+
+// ID returns the worker's ID.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// Manager returns the worker's manager, once started.
+func (w *Worker) Manager() *manager.Manager { return w.mgr }
+
+// HTTPAddr returns the address /healthz listens on, once started (nil when
+// disabled).
+func (w *Worker) HTTPAddr() net.Addr { return w.httpAddr }
+
+// Start creates or checks the topology, starts the manager and the health
+// server, and starts pulling jobs in the background.
+func (w *Worker) Start(ctx context.Context) error {
+	err := errors.New("worker: already started")
+	w.startOnce.Do(func() { err = w.start(ctx) })
+	return err
+}
+
+func (w *Worker) start(ctx context.Context) error {
+	js, err := jetstream.New(w.nc)
+	if err != nil {
+		return err
+	}
+	top, err := topology.Ensure(ctx, js, w.cfg.Topology)
+	if err != nil {
+		return err
+	}
+	up, err := llm.New(w.cfg.LLM)
+	if err != nil {
+		return err
+	}
+	w.mgr, err = manager.New(w.cfg.Manager, w.nc, js, top, up)
+	if err != nil {
+		return err
+	}
+	if err := w.mgr.Start(ctx); err != nil {
+		return err
+	}
+	w.consumer = top.Consumer
+	if err := w.serveHTTP(); err != nil {
+		_ = w.mgr.Stop(ctx)
+		return err
+	}
+	fetchCtx, stop := context.WithCancel(context.Background())
+	w.stopFetch = stop
+	w.fetching = make(chan struct{})
+	go w.fetchLoop(fetchCtx) // owned by the worker: Stop cancels and waits for it
+	w.started = true
+	w.cfg.Logger.Info("worker started", "worker", w.cfg.ID, "prefix", w.cfg.Prefix,
+		"max_requests", w.cfg.Manager.MaxConcurrentRequests, "max_llm_streams", w.cfg.Manager.MaxConcurrentLLMStreams,
+		"max_followers", w.cfg.Manager.MaxConcurrentFollowers)
+	return nil
+}
+
+func (w *Worker) serveHTTP() error {
+	if w.cfg.HTTPAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", w.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("worker: listen on %s: %w", w.cfg.HTTPAddr, err)
+	}
+	w.httpAddr = ln.Addr()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "text/plain")
+		_, _ = rw.Write([]byte("ok\n"))
+	})
+	w.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = w.http.Serve(ln) }() // owned by the worker: Stop shuts it down
+	return nil
+}
+
+// Stop stops pulling, waits for in-flight jobs until ctx ends, then hands
+// the rest back to the queue and stops the manager. Safe to call twice or
+// before Start.
+func (w *Worker) Stop(ctx context.Context) error {
+	var err error
+	w.stopOnce.Do(func() {
+		defer close(w.stopped)
+		if !w.started {
+			return
+		}
+		w.stopFetch()
+		<-w.fetching
+		if werr := w.mgr.Slots().WaitIdle(ctx); werr != nil {
+			w.cfg.Logger.Warn("grace period over; handing unfinished jobs back", "active", w.mgr.Stats().Active)
+		}
+		hardCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = w.mgr.Stop(hardCtx)
+		w.jobs.Wait()
+		if w.http != nil {
+			_ = w.http.Shutdown(hardCtx)
+		}
+		w.cfg.Logger.Info("worker stopped", "worker", w.cfg.ID)
+	})
+	return err
+}
+
+// Stopped is closed once Stop has finished.
+func (w *Worker) Stopped() <-chan struct{} { return w.stopped }

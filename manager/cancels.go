@@ -44,9 +44,10 @@ func (s *cancelSet) purge(cutoff time.Time) {
 }
 
 // watchCancels mirrors the cancel bucket into memory and cancels active
-// requests as their cancels arrive. It returns after the initial values.
+// requests as their cancels arrive. It returns after the initial values;
+// ctx bounds only that wait: the watch lives until Stop.
 func (m *Manager) watchCancels(ctx context.Context) error {
-	w, err := m.top.Cancels.WatchAll(ctx)
+	w, err := m.top.Cancels.WatchAll(m.life)
 	if err != nil {
 		return fmt.Errorf("manager: watch cancels: %w", err)
 	}
@@ -83,6 +84,7 @@ func (m *Manager) applyCancel(e jetstream.KeyValueEntry) {
 	if e.Operation() != jetstream.KeyValuePut {
 		return
 	}
+	m.cfg.Logger.Debug("cancel received", "key", e.Key(), "active", m.requests.get(e.Key()) != nil)
 	m.cancels.add(e.Key(), e.Created())
 	if r := m.requests.get(e.Key()); r != nil {
 		r.cancel(errCancelled)

@@ -31,6 +31,12 @@ func (m *Manager) Handle(msg jetstream.Msg) {
 		return
 	}
 	r.log = m.cfg.Logger.With("tenant", r.job.Tenant, "request", r.job.ID)
+	ctx, cancel := context.WithCancelCause(m.life)
+	defer cancel(nil)
+	r.cancel = cancel
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, r.timeout(), errTimeout)
+	defer cancelTimeout()
+	r.ctx = ctx
 	if !m.requests.add(r) {
 		// The same request is already running here (a redelivery while we
 		// still work on it): that run will answer it.
@@ -39,12 +45,6 @@ func (m *Manager) Handle(msg jetstream.Msg) {
 		return
 	}
 	defer m.requests.remove(r)
-	ctx, cancel := context.WithCancelCause(m.life)
-	r.ctx, r.cancel = ctx, cancel
-	defer cancel(nil)
-	tctx, tcancel := context.WithTimeoutCause(r.ctx, r.timeout(), errTimeout)
-	defer tcancel()
-	r.ctx = tctx
 
 	if meta.NumDelivered > 1 && !r.resume() {
 		return

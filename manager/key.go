@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/chatfleet/chatfleet/protocol"
 )
@@ -97,18 +99,52 @@ func writeCanonical(buf *bytes.Buffer, v any) error {
 	return nil
 }
 
-// canonicalNumber spells integers as integers (exactly, however large) and
-// other numbers in Go's shortest float64 form.
+// canonicalNumber spells a JSON number exactly and in one way: integers as
+// written (JSON allows no leading zeros), other numbers as an exact
+// rational (0.7, 0.70 and 7e-1 all become "7/10"). A number with an
+// absurd exponent is kept as written: different, never merged, and never
+// expanded into a huge value.
 func canonicalNumber(n json.Number) string {
-	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
-		return strconv.FormatInt(i, 10)
+	s := string(n)
+	if isInteger(s) {
+		if s == "-0" {
+			return "0"
+		}
+		return s
 	}
-	f, err := strconv.ParseFloat(string(n), 64)
+	if exp := exponent(s); exp > 400 || exp < -400 {
+		return s
+	}
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return s
+	}
+	return r.RatString()
+}
+
+func isInteger(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// exponent returns the value after e/E, or 0; a huge or unreadable one
+// returns a huge value.
+func exponent(s string) int64 {
+	i := strings.IndexAny(s, "eE")
+	if i < 0 {
+		return 0
+	}
+	e, err := strconv.ParseInt(s[i+1:], 10, 64)
 	if err != nil {
-		return string(n)
+		return 1 << 62
 	}
-	if f == float64(int64(f)) && f >= -1<<53 && f <= 1<<53 {
-		return strconv.FormatInt(int64(f), 10)
-	}
-	return strconv.FormatFloat(f, 'g', -1, 64)
+	return e
 }

@@ -124,7 +124,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, rep
 	if rep.OmitDone {
 		return nil
 	}
-	return e.write(ctx, []byte("data: [DONE]\n\n"))
+	// The client may hang up as soon as it reads [DONE]; that is not a
+	// disconnect, so only a failed write counts here.
+	if err := e.write(context.Background(), []byte("data: [DONE]\n\n")); err != nil {
+		return goneErr(s.closing)
+	}
+	return nil
 }
 
 // at turns a StallAfter/CutAfter into the token index it applies before:

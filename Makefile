@@ -1,0 +1,38 @@
+# chatfleet — run `make help` for the targets.
+GO       ?= go
+FUZZTIME ?= 10s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: ## start chatfleet on this machine: embedded NATS, a worker, a simulated model unless an upstream is configured
+	$(GO) run ./cmd/chatfleet dev
+
+.PHONY: build
+build: ## build bin/chatfleet
+	$(GO) build -o bin/chatfleet ./cmd/chatfleet
+
+.PHONY: test
+test: lint ## run every test with the race detector (fuzz seeds included)
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each
+	@for pkg in ./subjects ./protocol; do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; $(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; \
+		done; \
+	done
+
+.PHONY: tidy
+tidy: ## go mod tidy
+	$(GO) mod tidy

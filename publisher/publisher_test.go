@@ -1,0 +1,156 @@
+package publisher_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/internal/topology"
+	"github.com/chatfleet/chatfleet/llm/llmtest"
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/publisher"
+	"github.com/chatfleet/chatfleet/worker"
+)
+
+func userJob(prompt string) protocol.Job {
+	return protocol.Job{Model: "m", Messages: []protocol.Message{{Role: protocol.RoleUser, Content: protocol.TextContent(prompt)}}}
+}
+
+// ensureTopology creates the streams without starting a worker.
+func ensureTopology(t *testing.T, f *fleettest.Fleet) *topology.Topology {
+	t.Helper()
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	top, err := topology.Ensure(context.Background(), js, f.Topology)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return top
+}
+
+func TestSubmitRejectsInvalidJob(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	top := ensureTopology(t, f)
+	ctx := fleettest.Context(t, 10*time.Second)
+
+	_, err := f.Pub.Submit(ctx, protocol.Job{Tenant: "acme"})
+	var jerr *publisher.JobError
+	if !errors.Is(err, publisher.ErrInvalidJob) || !errors.As(err, &jerr) || jerr.Err.Field != "messages" {
+		t.Fatalf("err = %v, want ErrInvalidJob naming messages", err)
+	}
+	_, err = f.Pub.Submit(ctx, protocol.Job{ID: "bad.id", Messages: userJob("x").Messages})
+	if !errors.As(err, &jerr) || jerr.Err.Field != "id" {
+		t.Fatalf("err = %v, want an invalid id", err)
+	}
+	info, err := top.Jobs.Info(ctx)
+	if err != nil || info.State.Msgs != 0 {
+		t.Errorf("invalid jobs must not be published: %d msgs, %v", info.State.Msgs, err)
+	}
+}
+
+func TestSubmitQueueFull(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{Topology: topology.Config{QueueLimit: 2}})
+	ensureTopology(t, f)
+	ctx := fleettest.Context(t, 10*time.Second)
+	for i := range 2 {
+		r, err := f.Pub.Submit(ctx, userJob("queued"))
+		if err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+		r.Stop()
+	}
+	_, err := f.Pub.Submit(ctx, userJob("one too many"))
+	if !errors.Is(err, publisher.ErrQueueFull) {
+		t.Fatalf("err = %v, want ErrQueueFull", err)
+	}
+}
+
+func TestDuplicateSubmitIsStoredOnce(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	f.StartWorker(nil)
+	ctx := fleettest.Context(t, 20*time.Second)
+	job := userJob("same request twice")
+	job.ID = "dup-1"
+	job.Cache = protocol.Bool(false)
+	first, err := f.Pub.Complete(ctx, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := f.Pub.Complete(ctx, job) // a producer retrying its submit
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.LLM.Calls() != 1 {
+		t.Errorf("upstream calls = %d, want 1: a resubmitted ID is stored once", f.LLM.Calls())
+	}
+	if first.Content != second.Content || second.Worker != first.Worker {
+		t.Errorf("the resubmit reads the first reply: %+v vs %+v", first, second)
+	}
+}
+
+func TestCancelAfterFinish(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	f.StartWorker(nil)
+	ctx := fleettest.Context(t, 20*time.Second)
+	ans, err := f.Pub.Complete(ctx, userJob("quick"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Pub.Cancel(ctx, ans.Tenant, ans.ID); !errors.Is(err, publisher.ErrAlreadyFinished) {
+		t.Errorf("Cancel after done = %v, want ErrAlreadyFinished", err)
+	}
+}
+
+func TestWaitTimeoutWithoutDeadline(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	ensureTopology(t, f) // no worker: nothing ever answers
+	pub, err := publisher.New(natstest.Connect(t, f.NATS.ClientURL()), publisher.WithWaitTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := pub.Submit(context.Background(), userJob("nobody home"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	if _, err := r.Next(context.Background()); !errors.Is(err, publisher.ErrTimeout) {
+		t.Errorf("Next = %v, want ErrTimeout", err)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	nc := natstest.Connect(t, f.NATS.ClientURL())
+	for _, opt := range []publisher.Option{publisher.WithPrefix("a b"), publisher.WithWaitTimeout(0), publisher.WithIdleProbe(-1)} {
+		if _, err := publisher.New(nc, opt); !errors.Is(err, publisher.ErrInvalidOption) {
+			t.Errorf("err = %v, want ErrInvalidOption", err)
+		}
+	}
+}
+
+// TestErrorEventBecomesJobError: an upstream refusal reaches Complete as a
+// *JobError with the upstream's status.
+func TestErrorEventBecomesJobError(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(llmtest.Request) llmtest.Reply {
+		return llmtest.Reply{Status: 400, Message: "model does not exist"}
+	})}})
+	f.StartWorker(func(c *worker.Config) { c.LLM.MaxRetries = -1 })
+	ctx := fleettest.Context(t, 20*time.Second)
+	_, err := f.Pub.Complete(ctx, userJob("x"))
+	var jerr *publisher.JobError
+	if !errors.Is(err, publisher.ErrUpstream) || !errors.As(err, &jerr) {
+		t.Fatalf("err = %v, want an upstream JobError", err)
+	}
+	if jerr.Code() != protocol.CodeUpstreamError || jerr.Err.Status != 400 || jerr.Err.Message != "model does not exist" {
+		t.Errorf("error = %+v", jerr.Err)
+	}
+}

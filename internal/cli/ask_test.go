@@ -1,0 +1,374 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/llm/llmtest"
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/worker"
+)
+
+// TestAskPrintsAnswer: ask streams the upstream's answer to Out, ends it
+// with a newline and exits 0; unset sampling flags are left to the
+// upstream.
+func TestAskPrintsAnswer(t *testing.T) {
+	f := newFleet(t, nil)
+	ctx := fleettest.Context(t, 30*time.Second)
+
+	res := run(ctx, "", "ask", "what", "is", "NATS?")
+	if res.code != 0 {
+		t.Fatalf("ask: %v", res)
+	}
+	if f.LLM.Calls() != 1 {
+		t.Fatalf("upstream calls = %d, want 1", f.LLM.Calls())
+	}
+	req := f.LLM.Requests()[0]
+	if got := req.LastUserMessage(); got != "what is NATS?" {
+		t.Errorf("upstream prompt = %q, want the arguments joined by spaces", got)
+	}
+	if want := llmtest.Answer(req) + "\n"; res.out != want {
+		t.Errorf("stdout = %q, want %q", res.out, want)
+	}
+	if res.err != "" {
+		t.Errorf("stderr = %q, want nothing", res.err)
+	}
+	body := req.JSON()
+	if m := req.Model(); m != testModel {
+		t.Errorf("model = %q, want the worker's default %q", m, testModel)
+	}
+	for _, k := range []string{"temperature", "max_tokens"} {
+		if v, ok := body[k]; ok {
+			t.Errorf("%s sent as %s without its flag", k, v)
+		}
+	}
+	var msgs []struct{ Role string }
+	if err := json.Unmarshal(body["messages"], &msgs); err != nil || len(msgs) != 1 || msgs[0].Role != "user" {
+		t.Errorf("messages = %s, want the user's only", body["messages"])
+	}
+}
+
+// TestAskJSON: --json prints every event exactly once, one JSON line
+// each, in order: meta first, done last, the chunks adding up to the
+// answer.
+func TestAskJSON(t *testing.T) {
+	f := newFleet(t, func(c *worker.Config) { c.Manager.ChunkWindow = -1 })
+	ctx := fleettest.Context(t, 30*time.Second)
+
+	res := run(ctx, "", "ask", "--json", "--id", "json-1", "list the events")
+	if res.code != 0 {
+		t.Fatalf("ask --json: %v", res)
+	}
+	lines := strings.Split(strings.TrimSuffix(res.out, "\n"), "\n")
+	if len(lines) < 3 || !strings.HasSuffix(res.out, "\n") {
+		t.Fatalf("stdout = %q, want meta, chunks and done on lines of their own", res.out)
+	}
+	var content strings.Builder
+	for i, line := range lines {
+		var ev protocol.Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("line %d is not an event: %q: %v", i+1, line, err)
+		}
+		if ev.Seq != uint64(i+1) || ev.ID != "json-1" || ev.V != 1 {
+			t.Errorf("line %d: seq %d id %q v %d; want seq %d id json-1 v 1", i+1, ev.Seq, ev.ID, ev.V, i+1)
+		}
+		switch {
+		case i == 0:
+			if ev.Type != protocol.EventMeta || ev.Role != protocol.RoleLeader || ev.Model != testModel {
+				t.Errorf("first event = %+v, want meta of the leader", ev)
+			}
+		case i == len(lines)-1:
+			if ev.Type != protocol.EventDone || ev.FinishReason != "stop" {
+				t.Errorf("last event = %+v, want done", ev)
+			}
+		case ev.Type == protocol.EventChunk:
+			content.WriteString(ev.Content)
+		default:
+			t.Errorf("event %d = %+v, want a chunk", i+1, ev)
+		}
+	}
+	if want := llmtest.Answer(f.LLM.Requests()[0]); content.String() != want {
+		t.Errorf("chunks add up to %q, want %q", content.String(), want)
+	}
+	if res.err != "" {
+		t.Errorf("stderr = %q, want nothing", res.err)
+	}
+}
+
+// TestAskFlagsReachUpstream: --model, --system, --temperature 0 (as an
+// explicit 0), --max-tokens reach the upstream body; --id and --tenant
+// name the request in the fleet (the upstream never sees them), so the
+// reply can be attached under them.
+func TestAskFlagsReachUpstream(t *testing.T) {
+	f := newFleet(t, nil)
+	ctx := fleettest.Context(t, 30*time.Second)
+
+	res := run(ctx, "", "ask", "--model", "other-model", "--system", "answer in French",
+		"--temperature", "0", "--max-tokens", "42", "--id", "flags-1", "--tenant", "acme", "hello", "there")
+	if res.code != 0 {
+		t.Fatalf("ask: %v", res)
+	}
+	if f.LLM.Calls() != 1 {
+		t.Fatalf("upstream calls = %d, want 1", f.LLM.Calls())
+	}
+	req := f.LLM.Requests()[0]
+	body := req.JSON()
+	want := map[string]string{
+		"model":       `"other-model"`,
+		"temperature": `0`,
+		"max_tokens":  `42`,
+		"messages":    `[{"role":"system","content":"answer in French"},{"role":"user","content":"hello there"}]`,
+	}
+	for k, v := range want {
+		if !jsonEqual(t, body[k], v) {
+			t.Errorf("upstream %s = %s, want %s", k, body[k], v)
+		}
+	}
+	if want := llmtest.Answer(req) + "\n"; res.out != want {
+		t.Errorf("stdout = %q, want %q", res.out, want)
+	}
+
+	// The request lives under the tenant and ID given.
+	reply, err := f.Pub.Attach(ctx, "acme", "flags-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reply.Stop()
+	ans, err := reply.Collect(ctx)
+	if err != nil {
+		t.Fatalf("attach acme/flags-1: %v", err)
+	}
+	if ans.Content != llmtest.Answer(req) || ans.Tenant != "acme" || ans.ID != "flags-1" || ans.Role != protocol.RoleLeader {
+		t.Errorf("attached answer = %+v", ans)
+	}
+}
+
+func jsonEqual(t *testing.T, got json.RawMessage, want string) bool {
+	t.Helper()
+	var x, y any
+	if json.Unmarshal(got, &x) != nil {
+		return false
+	}
+	if err := json.Unmarshal([]byte(want), &y); err != nil {
+		t.Fatalf("bad expectation %s: %v", want, err)
+	}
+	a, _ := json.Marshal(x)
+	b, _ := json.Marshal(y)
+	return string(a) == string(b)
+}
+
+// TestAskCache: without flags a repeated prompt is answered from the
+// cache; --no-cache neither reads nor writes it.
+func TestAskCache(t *testing.T) {
+	f := newFleet(t, nil)
+	ctx := fleettest.Context(t, 30*time.Second)
+
+	ask := func(wantCalls int, args ...string) result {
+		t.Helper()
+		res := run(ctx, "", append([]string{"ask"}, args...)...)
+		if res.code != 0 {
+			t.Fatalf("ask %v: %v", args, res)
+		}
+		if got := f.LLM.Calls(); got != wantCalls {
+			t.Fatalf("after ask %v: upstream calls = %d, want %d", args, got, wantCalls)
+		}
+		if want := llmtest.Answer(f.LLM.Requests()[0]) + "\n"; !strings.HasPrefix(res.out, "{") && res.out != want {
+			t.Errorf("ask %v printed %q, want %q", args, res.out, want)
+		}
+		return res
+	}
+	ask(1, "--no-cache", "same question")
+	ask(2, "--no-cache", "same question")    // not read from the cache
+	ask(3, "same question")                  // nor written by --no-cache
+	res := ask(3, "--json", "same question") // now it is cached
+	first := strings.SplitN(res.out, "\n", 2)[0]
+	var meta protocol.Event
+	if err := json.Unmarshal([]byte(first), &meta); err != nil || meta.Role != protocol.RoleCache {
+		t.Errorf("meta of the repeated ask = %s, want role cache", first)
+	}
+	if !strings.Contains(res.out, `"cached":true`) {
+		t.Errorf("done of the repeated ask is not marked cached:\n%s", res.out)
+	}
+}
+
+// TestAskDedupe: a second identical ask while the first is generating
+// follows it; with --no-dedupe it makes its own upstream call.
+func TestAskDedupe(t *testing.T) {
+	release := make(chan struct{})
+	f := newFleet(t, nil, stalled(release))
+	ctx := fleettest.Context(t, 30*time.Second)
+
+	first := start(ctx, "ask", "--no-cache", "shared question")
+	if err := f.LLM.WaitCalls(ctx, 1); err != nil {
+		t.Fatalf("first ask never reached the upstream: %v", err)
+	}
+	follower := start(ctx, "ask", "--json", "--no-cache", "shared question")
+	follower.out.WaitFor(t, ctx, `"type":"meta"`)
+	own := start(ctx, "ask", "--json", "--no-cache", "--no-dedupe", "shared question")
+	if err := f.LLM.WaitCalls(ctx, 2); err != nil {
+		t.Fatalf("--no-dedupe did not call the upstream itself: %v", err)
+	}
+	own.out.WaitFor(t, ctx, `"type":"meta"`)
+	close(release)
+
+	want := llmtest.Answer(f.LLM.Requests()[0])
+	if res := first.wait(t, 30*time.Second); res.code != 0 || res.out != want+"\n" {
+		t.Errorf("first ask: %v", res)
+	}
+	for name, r := range map[string]*running{"follower": follower, "--no-dedupe": own} {
+		res := r.wait(t, 30*time.Second)
+		if res.code != 0 {
+			t.Errorf("%s: %v", name, res)
+			continue
+		}
+		var meta protocol.Event
+		_ = json.Unmarshal([]byte(strings.SplitN(res.out, "\n", 2)[0]), &meta)
+		wantRole := protocol.RoleFollower
+		if r == own {
+			wantRole = protocol.RoleLeader
+		}
+		if meta.Type != protocol.EventMeta || meta.Role != wantRole {
+			t.Errorf("%s: meta = %+v, want role %s", name, meta, wantRole)
+		}
+	}
+	if got := f.LLM.Calls(); got != 2 {
+		t.Errorf("upstream calls = %d, want 2 (one shared, one --no-dedupe)", got)
+	}
+}
+
+// TestAskPromptFromStdin: with no arguments, or "-", the prompt is read
+// from stdin, trimmed.
+func TestAskPromptFromStdin(t *testing.T) {
+	f := newFleet(t, nil)
+	ctx := fleettest.Context(t, 30*time.Second)
+
+	for i, args := range [][]string{{"ask"}, {"ask", "--no-cache", "-"}} {
+		res := run(ctx, "  a prompt\non two lines \n\n", args...)
+		if res.code != 0 {
+			t.Fatalf("%v: %v", args, res)
+		}
+		if f.LLM.Calls() != i+1 {
+			t.Fatalf("%v: upstream calls = %d, want %d", args, f.LLM.Calls(), i+1)
+		}
+		req := f.LLM.Requests()[i]
+		if got := req.LastUserMessage(); got != "a prompt\non two lines" {
+			t.Errorf("%v: upstream prompt = %q", args, got)
+		}
+		if want := llmtest.Answer(req) + "\n"; res.out != want {
+			t.Errorf("%v: stdout = %q, want %q", args, res.out, want)
+		}
+	}
+}
+
+// TestAskUpstreamError: an error event ends ask with exit 1 and the error
+// on stderr.
+func TestAskUpstreamError(t *testing.T) {
+	f := newFleet(t, func(c *worker.Config) { c.LLM.MaxRetries = -1 },
+		llmtest.WithScript(func(llmtest.Request) llmtest.Reply {
+			return llmtest.Reply{Status: 400, Message: "the prompt displeases the model"}
+		}))
+	ctx := fleettest.Context(t, 30*time.Second)
+
+	res := run(ctx, "", "ask", "anything")
+	if res.code != 1 {
+		t.Fatalf("ask: %v; want exit 1", res)
+	}
+	if !strings.Contains(res.err, "error:") || !strings.Contains(res.err, "the prompt displeases the model") {
+		t.Errorf("stderr = %q, want the upstream's error", res.err)
+	}
+	if f.LLM.Calls() != 1 {
+		t.Errorf("upstream calls = %d, want 1", f.LLM.Calls())
+	}
+
+	res = run(ctx, "", "ask", "--json", "--no-cache", "anything")
+	lines := strings.Split(strings.TrimSpace(res.out), "\n")
+	var last protocol.Event
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Type != protocol.EventError || last.Error == nil {
+		t.Errorf("--json: last line = %q, want the error event", lines[len(lines)-1])
+	}
+	if res.code != 1 {
+		t.Errorf("--json: exit %d, want 1", res.code)
+	}
+}
+
+// TestAskUsage: a missing prompt or a bad flag is a usage error, found
+// before anything connects.
+func TestAskUsage(t *testing.T) {
+	useNATS(t, "nats://127.0.0.1:1") // nothing listens: a connect would fail with 1
+	ctx := fleettest.Context(t, 30*time.Second)
+	for _, tc := range []struct {
+		stdin string
+		args  []string
+		err   string
+	}{
+		{"", []string{"ask"}, "no prompt"},
+		{" \n\t\n", []string{"ask", "-"}, "no prompt"},
+		{"", []string{"ask", "--json"}, "no prompt"},
+		{"", []string{"ask", "--bogus", "hi"}, "flag provided but not defined: -bogus"},
+		{"", []string{"ask", "--temperature", "warm", "hi"}, "invalid value"},
+		{"", []string{"ask", "--max-tokens"}, "flag needs an argument"},
+	} {
+		res := run(ctx, tc.stdin, tc.args...)
+		if res.code != 2 || !strings.Contains(res.err, tc.err) || res.out != "" {
+			t.Errorf("%v: %v; want exit 2 and %q", tc.args, res, tc.err)
+		}
+	}
+}
+
+// TestAskNoServer: an unreachable NATS fails at once with exit 1 (ask does
+// not wait for a server).
+func TestAskNoServer(t *testing.T) {
+	useNATS(t, "nats://"+freeAddr(t))
+	res := run(fleettest.Context(t, 30*time.Second), "", "ask", "hello")
+	if res.code != 1 || !strings.Contains(res.err, "connect to NATS") {
+		t.Errorf("%v; want exit 1 and the connect error", res)
+	}
+}
+
+// TestAskCancelledByContext: cancelling ask's context (Ctrl-C) cancels the
+// request in the fleet: the upstream call is dropped, the reply ends
+// cancelled and ask exits 3.
+func TestAskCancelledByContext(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	f := newFleet(t, nil, stalled(release))
+	ctx := fleettest.Context(t, 30*time.Second)
+
+	sigCtx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	ask := start(sigCtx, "ask", "--id", "interrupted-1", "a long story")
+	if err := f.LLM.WaitCalls(ctx, 1); err != nil {
+		t.Fatalf("ask never reached the upstream: %v", err)
+	}
+	interrupt()
+	res := ask.wait(t, 30*time.Second)
+	if res.code != 3 {
+		t.Errorf("exit %d, want 3: %v", res.code, res)
+	}
+	if !strings.Contains(res.err, "cancelled") {
+		t.Errorf("stderr = %q, want it to say cancelled", res.err)
+	}
+	if err := f.LLM.WaitDisconnects(ctx, 1); err != nil {
+		t.Errorf("the upstream never saw the call dropped: %v", err)
+	}
+	// The fleet recorded the end: the stored reply ends cancelled.
+	reply, err := f.Pub.Attach(ctx, "default", "interrupted-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reply.Stop()
+	var last protocol.Event
+	for ev, err := range reply.Events(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ev
+	}
+	if last.Type != protocol.EventCancelled {
+		t.Errorf("stored reply ends with %+v, want cancelled", last)
+	}
+}

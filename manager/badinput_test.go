@@ -1,0 +1,76 @@
+package manager_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// TestInvalidJobsAreAnsweredAndTerminated: a bad job gets an
+// invalid_request error naming the field on its derived reply subject, is
+// never redelivered, and costs nothing else: a good job behind it is
+// answered.
+func TestInvalidJobsAreAnsweredAndTerminated(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	f.StartWorker(nil)
+	nc := natstest.Connect(t, f.NATS.ClientURL())
+	ctx := ctxFor(t, 30*time.Second)
+
+	tests := []struct {
+		name, subject, msgID, body string
+		replyTo, field             string // "" replyTo: no reply subject can be derived
+	}{
+		{"not json", "chat.jobs.default", "bad-json", `{"id":`, "chat.reply.default.bad-json", ""},
+		{"wrong type", "chat.jobs.default", "", `{"id":"bad-type","messages":"hi"}`, "chat.reply.default.bad-type", "messages"},
+		{"version", "chat.jobs.default", "bad-v", `{"v":9,"id":"bad-v","messages":[{"role":"user","content":"x"}]}`, "chat.reply.default.bad-v", "v"},
+		{"role", "chat.jobs.default", "bad-role", `{"id":"bad-role","model":"m","messages":[{"role":"boss","content":"x"}]}`, "chat.reply.default.bad-role", "messages[0].role"},
+		{"tenant mismatch", "chat.jobs.acme", "bad-tenant", `{"id":"bad-tenant","model":"m","tenant":"other","messages":[{"role":"user","content":"x"}]}`, "chat.reply.acme.bad-tenant", "tenant"},
+		{"no id anywhere", "chat.jobs.default", "", `{"messages":[]}`, "", ""},
+	}
+	for _, tt := range tests {
+		var sub *nats.Subscription
+		if tt.replyTo != "" {
+			var err error
+			if sub, err = nc.SubscribeSync(tt.replyTo); err != nil {
+				t.Fatal(err)
+			}
+		}
+		msg := nats.NewMsg(tt.subject)
+		msg.Data = []byte(tt.body)
+		if tt.msgID != "" {
+			msg.Header.Set(nats.MsgIdHdr, tt.msgID)
+		}
+		if err := nc.PublishMsg(msg); err != nil {
+			t.Fatal(err)
+		}
+		if sub == nil {
+			continue
+		}
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			t.Fatalf("%s: no error event: %v", tt.name, err)
+		}
+		ev, err := protocol.DecodeEvent(m.Data)
+		if err != nil || ev.Type != protocol.EventError || ev.Error.Code != protocol.CodeInvalidRequest || ev.Error.Field != tt.field || ev.Seq != 1 {
+			t.Errorf("%s: event %s", tt.name, m.Data)
+		}
+	}
+	// A good job after the bad ones is answered; then nothing is left
+	// pending or waiting for redelivery.
+	if _, err := f.Pub.Complete(ctx, userJob("still working?")); err != nil {
+		t.Fatal(err)
+	}
+	info, err := f.ConsumerInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
+		t.Errorf("consumer: pending %d, ack pending %d, redelivered %d; want all 0", info.NumPending, info.NumAckPending, info.NumRedelivered)
+	}
+}

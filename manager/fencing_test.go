@@ -1,0 +1,62 @@
+package manager_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/internal/topology"
+	"github.com/chatfleet/chatfleet/llm/llmtest"
+)
+
+// TestLeaderFencedWhenLeaseLost: when a leader's lease is taken from it
+// (here overwritten by a leader that does not exist), its next renewal
+// fails, it stops generating at once, and — once the usurper's lease
+// expires — it leads again; its producer sees a reset, then the complete
+// answer.
+func TestLeaderFencedWhenLeaseLost(t *testing.T) {
+	t.Parallel()
+	stall := make(chan struct{})
+	defer close(stall)
+	f := fleettest.New(t, fleettest.Options{LLM: midStream(stall), Topology: topology.Config{LeaseTTL: 2 * time.Second}})
+	w := f.StartWorker(nil)
+	ctx := ctxFor(t, time.Minute)
+
+	r, err := f.Pub.Submit(ctx, userJob("fence me"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer := watch(ctx, r)
+	<-producer.firstChunk
+
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	kv, err := js.KeyValue(ctx, f.Topology.WithDefaults().Names.InflightBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.Keys(ctx)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("in-flight keys = %v, %v", keys, err)
+	}
+	usurper, _ := json.Marshal(map[string]string{"gen": "ghost-gen", "tenant": "default", "worker": "ghost", "request": "ghost"})
+	if _, err := kv.Put(ctx, keys[0], usurper); err != nil {
+		t.Fatal(err)
+	}
+	// The renewal fails within a third of the TTL: the upstream call stops.
+	if err := f.LLM.WaitDisconnects(ctx, 1); err != nil {
+		t.Fatalf("the fenced leader kept generating: %v", err)
+	}
+	<-producer.done
+	want := llmtest.Answer(f.LLM.Requests()[0])
+	if producer.err != nil || producer.answer.Content != want || producer.answer.Resets != 1 {
+		t.Errorf("producer: err %v, resets %d, content %q", producer.err, producer.answer.Resets, producer.answer.Content)
+	}
+	if f.LLM.Calls() != 2 {
+		t.Errorf("upstream calls = %d, want 2", f.LLM.Calls())
+	}
+	if st := w.Manager().Stats(); st.LeasesLost != 1 {
+		t.Errorf("leases lost = %d, want 1", st.LeasesLost)
+	}
+}

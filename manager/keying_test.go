@@ -29,9 +29,11 @@ func TestDifferentRequestsNeverShare(t *testing.T) {
 		return j
 	}
 	jobs := map[string]protocol.Job{
-		"base":        base,
-		"prompt":      variant(func(j *protocol.Job) { j.Messages[0].Content = protocol.TextContent("which answer is mine?!") }),
-		"system":      variant(func(j *protocol.Job) { j.Messages = append([]protocol.Message{{Role: "system", Content: protocol.TextContent("be terse")}}, j.Messages...) }),
+		"base":   base,
+		"prompt": variant(func(j *protocol.Job) { j.Messages[0].Content = protocol.TextContent("which answer is mine?!") }),
+		"system": variant(func(j *protocol.Job) {
+			j.Messages = append([]protocol.Message{{Role: "system", Content: protocol.TextContent("be terse")}}, j.Messages...)
+		}),
 		"model":       variant(func(j *protocol.Job) { j.Model = "m2" }),
 		"temperature": variant(func(j *protocol.Job) { j.Temperature = protocol.Float(0) }),
 		"top_p":       variant(func(j *protocol.Job) { j.TopP = protocol.Float(0.5) }),

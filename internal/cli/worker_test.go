@@ -13,8 +13,8 @@ import (
 
 // TestWorkerServesAndKeepsSecrets: `chatfleet worker` joins a fleet's
 // NATS, answers an ask with the configured upstream and key, and stops
-// when its context ends. Even at debug level its log holds neither the API
-// key nor the prompt.
+// when its context ends. Even at debug level, and with a job it rejects,
+// its log holds neither the API key nor the prompt.
 func TestWorkerServesAndKeepsSecrets(t *testing.T) {
 	const (
 		apiKey = "sk-cli-test-9d41c7e2b5"
@@ -30,6 +30,7 @@ func TestWorkerServesAndKeepsSecrets(t *testing.T) {
 	t.Setenv("CHATFLEET_HTTP_ADDR", "")
 	t.Setenv("CHATFLEET_WORKER_ID", workerID)
 	t.Setenv("CHATFLEET_MODEL", testModel)
+	t.Setenv("CHATFLEET_ALLOWED_MODELS", testModel)
 	ctx := fleettest.Context(t, 30*time.Second)
 
 	workerCtx, stop := context.WithCancel(context.Background())
@@ -62,6 +63,12 @@ func TestWorkerServesAndKeepsSecrets(t *testing.T) {
 		t.Errorf("upstream got model %q prompt %q", req.Model(), req.LastUserMessage())
 	}
 
+	// A job the worker rejects is logged; its prompt is not.
+	res = run(ctx, "", "ask", "--model", "forbidden-model", prompt)
+	if res.code != 1 || !strings.Contains(res.err, "forbidden-model") {
+		t.Errorf("ask with a model not allowed: %v; want exit 1 naming the model", res)
+	}
+
 	stop()
 	stopped = true
 	wres := w.wait(t, 30*time.Second)
@@ -69,8 +76,7 @@ func TestWorkerServesAndKeepsSecrets(t *testing.T) {
 		t.Errorf("worker exit %d, want 0", wres.code)
 	}
 	log := wres.err
-	t.Log(log)
-	for _, want := range []string{"worker started", "worker=" + workerID, "worker stopped"} {
+	for _, want := range []string{"worker started", "worker=" + workerID, "invalid job terminated", "worker stopped"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("worker log lacks %q:\n%s", want, log)
 		}

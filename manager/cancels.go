@@ -10,8 +10,8 @@ import (
 )
 
 // cancelSet remembers cancel requests, by tenant.id, so a job cancelled
-// while queued ends at once when pulled. Entries expire with the cancel
-// bucket's TTL.
+// while queued ends at once when pulled. applyCancels forgets entries
+// older than the cancel bucket's TTL.
 type cancelSet struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
@@ -61,7 +61,11 @@ func (m *Manager) watchCancels(ctx context.Context) error {
 				return fmt.Errorf("manager: cancel watcher closed during start")
 			}
 			if e == nil {
-				m.goBackground(func() { m.applyCancels(w) })
+				m.background.Add(1) // owned by the manager: Stop stops the watcher and waits
+				go func() {
+					defer m.background.Done()
+					m.applyCancels(w)
+				}()
 				return nil
 			}
 			m.applyCancel(e)
@@ -72,10 +76,23 @@ func (m *Manager) watchCancels(ctx context.Context) error {
 	}
 }
 
+// applyCancels applies cancels as they arrive and forgets those older than
+// the bucket's TTL (they can no longer match a queued job).
 func (m *Manager) applyCancels(w jetstream.KeyWatcher) {
-	for e := range w.Updates() {
-		if e != nil {
-			m.applyCancel(e)
+	ttl := m.top.Config.CancelTTL
+	purge := time.NewTicker(ttl / 10)
+	defer purge.Stop()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				m.applyCancel(e)
+			}
+		case <-purge.C:
+			m.cancels.purge(time.Now().Add(-ttl))
 		}
 	}
 }

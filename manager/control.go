@@ -8,57 +8,62 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Workers talk to each other on <prefix>.ctl.<worker>: a follower's hub
-// joins the leading worker's generation (the leader then mirrors it to its
+// Workers talk to each other on <prefix>.ctl.<worker>: a follower hub joins
+// the leading worker's generation (the leader then mirrors it to its
 // generation subject) and leaves it when its last local request is gone,
-// so the leader knows when nobody anywhere still wants the answer.
+// so the leader knows when nobody anywhere still wants the answer. A hub
+// on the same worker that cannot share in memory (a cache:false hub
+// following a cache:true one) takes the same path to itself.
 
 type controlMsg struct {
-	Op     string `json:"op"` // "join" or "leave"
-	Gen    string `json:"gen"`
-	Worker string `json:"worker"`
+	Op     string `json:"op"`     // "join" or "leave"
+	Gen    string `json:"gen"`    // the generation ID
+	Worker string `json:"worker"` // the follower's worker, for operators
+	Hub    string `json:"hub"`    // the follower hub: joins are idempotent per hub
 }
 
 type controlReply struct {
-	OK     bool   `json:"ok"`
-	Reason string `json:"reason,omitempty"`
+	OK bool `json:"ok"`
 }
 
 var errGenGone = errors.New("generation is gone")
 
-// join asks h's worker to let this worker follow h's generation. It
-// returns errGenGone when the generation has ended, or the transport error
-// (no responders, timeout) when the leader cannot be reached.
-func (m *Manager) join(ctx context.Context, h leaseValue) (bool, error) {
+// join asks h's worker to let hub follow h's generation. It returns
+// errGenGone when the generation is not led there (any more), or the
+// transport error (no responders, timeout) when the leader cannot be
+// reached. After a transport error the join may still have registered, so
+// the caller leaves again (leave is harmless when not joined).
+func (m *Manager) join(ctx context.Context, h leaseValue, hub string) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
 	defer cancel()
-	b, _ := json.Marshal(controlMsg{Op: "join", Gen: h.Gen, Worker: m.cfg.WorkerID})
+	b, _ := json.Marshal(controlMsg{Op: "join", Gen: h.Gen, Worker: m.cfg.WorkerID, Hub: hub})
 	msg, err := m.nc.RequestWithContext(ctx, m.cfg.Names.Control(h.Worker), b)
 	if err != nil {
-		return false, err
+		return err
 	}
 	var r controlReply
 	if err := json.Unmarshal(msg.Data, &r); err != nil {
-		return false, err
+		return err
 	}
 	if !r.OK {
-		return false, errGenGone
+		return errGenGone
 	}
-	return true, nil
+	return nil
 }
 
-// leave tells h's worker that this worker no longer follows h's
-// generation. Best effort: a lost leave only lets the leader finish an
-// answer nobody reads (it is still cached).
-func (m *Manager) leave(h leaseValue) {
-	b, _ := json.Marshal(controlMsg{Op: "leave", Gen: h.Gen, Worker: m.cfg.WorkerID})
+// leave tells h's worker that hub no longer follows h's generation. Best
+// effort: a lost leave only lets the leader finish an answer nobody reads.
+func (m *Manager) leave(h leaseValue, hub string) {
+	b, _ := json.Marshal(controlMsg{Op: "leave", Gen: h.Gen, Worker: m.cfg.WorkerID, Hub: hub})
 	_ = m.nc.Publish(m.cfg.Names.Control(h.Worker), b)
 }
 
 // handleControl answers join and leave for generations this worker leads.
+// It runs on the control subscription's goroutine and never waits long:
+// startMirroring only publishes without acks.
 func (m *Manager) handleControl(msg *nats.Msg) {
 	var c controlMsg
-	if err := json.Unmarshal(msg.Data, &c); err != nil {
+	if err := json.Unmarshal(msg.Data, &c); err != nil || c.Hub == "" {
 		return
 	}
 	m.hubsMu.Lock()
@@ -66,16 +71,12 @@ func (m *Manager) handleControl(msg *nats.Msg) {
 	switch c.Op {
 	case "leave":
 		if g != nil {
-			g.removeRemote(c.Worker)
+			g.removeRemote(c.Gen, c.Hub)
 		}
 		m.hubsMu.Unlock()
 	case "join":
 		m.hubsMu.Unlock()
-		r := controlReply{OK: g != nil && g.startMirroring(c.Worker)}
-		if !r.OK {
-			r.Reason = "gone"
-		}
-		b, _ := json.Marshal(r)
+		b, _ := json.Marshal(controlReply{OK: g != nil && g.startMirroring(c.Gen, c.Hub)})
 		_ = msg.Respond(b)
 	default:
 		m.hubsMu.Unlock()

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,65 +18,97 @@ import (
 // lease. When the lease names another generation, follow that one.
 func (g *generation) follow(h leaseValue) next {
 	ctx := g.ctx
-	joined, err := g.m.join(ctx, h)
-	if errors.Is(err, errGenGone) {
-		return againLater // it just ended: the cache or a new lease follows
+	f := &following{g: g, h: h}
+	defer f.stop()
+	if err := f.join(ctx); errors.Is(err, errGenGone) {
+		return againLater // it just ended (the cache follows) or is not registered yet
 	}
 	// Any other join failure: the leader may be dead. Watch its lease.
-	var stopConsumer func()
-	if joined {
-		if stopConsumer, err = g.followEvents(ctx, h); err != nil {
-			g.m.leave(h)
-			return againLater
-		}
-		defer stopConsumer()
-	}
 	tick := time.NewTicker(g.m.cfg.LeaseTTL / 3)
 	defer tick.Stop()
+	endStoredTicks := 0
 	for {
 		select {
 		case <-g.endCh:
 			return ended
+		case <-f.gap:
+			return againLater // an event of the generation is missing: read it again
 		case <-ctx.Done():
-			if joined {
-				g.m.leave(h)
-			}
 			return again // run ends it by its context
 		case <-tick.C:
+		}
+		if g.isEnded() {
+			return ended
 		}
 		cur, err := readLease(ctx, g.m.top.Inflight, g.key)
 		switch {
 		case err == nil && cur.Gen == h.Gen:
-			if !joined {
-				if joined, _ = g.m.join(ctx, h); joined {
-					if stopConsumer, err = g.followEvents(ctx, h); err != nil {
-						g.m.leave(h)
-						return againLater
-					}
-					defer stopConsumer()
+			if !f.joined {
+				if err := f.join(ctx); errors.Is(err, errGenGone) {
+					return againLater
 				}
 			}
-		case err == nil:
-			if joined {
-				g.m.leave(h)
+		case err == nil || errors.Is(err, jetstream.ErrKeyNotFound):
+			// The leader released the key or lost it. If it stored the end,
+			// that end is on its way to us; wait a few ticks for it.
+			if f.joined && g.m.genEndStored(ctx, h) && endStoredTicks < 3 {
+				endStoredTicks++
+				continue
 			}
-			return again // a new leader
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			if joined && g.m.genEndStored(ctx, h) {
-				continue // the end is on its way to us
-			}
-			return again // the leader died: try to take over
+			return again // a new leader, or none: route again (take over)
 		}
 		// Other errors are transient: look again at the next tick.
 	}
 }
 
-// followEvents starts a new attempt that reads h's generation subject from
-// its first event into the log. The returned func stops reading and waits
-// until the consumer has stopped.
-func (g *generation) followEvents(ctx context.Context, h leaseValue) (func(), error) {
-	g.newAttempt(modeFollow, h.Gen)
-	attempt := g.currentAttempt()
+// following is one attempt to follow a remote generation.
+type following struct {
+	g      *generation
+	h      leaseValue
+	joined bool
+	stopCC func()
+	gap    chan struct{} // closed when an event is missing
+}
+
+// join registers with the leader and starts reading the generation.
+func (f *following) join(ctx context.Context) error {
+	g := f.g
+	if err := g.m.join(ctx, f.h, g.id); err != nil {
+		if !errors.Is(err, errGenGone) {
+			g.m.leave(f.h, g.id) // the join may have registered after all
+		}
+		return err
+	}
+	f.joined = true
+	attempt, ok := g.newAttempt(modeFollow, f.h.Gen)
+	if !ok {
+		return nil // ended meanwhile; follow sees endCh
+	}
+	gap := make(chan struct{})
+	var once sync.Once
+	stop, err := g.readGeneration(ctx, f.h, attempt, func() { once.Do(func() { close(gap) }) })
+	if err != nil {
+		close(gap)
+	}
+	f.gap, f.stopCC = gap, stop
+	return nil
+}
+
+// stop stops reading and leaves the leader, unless the generation ended
+// (then the leader is done with us anyway).
+func (f *following) stop() {
+	if f.stopCC != nil {
+		f.stopCC()
+	}
+	if f.joined && !f.g.isEnded() {
+		f.g.m.leave(f.h, f.g.id)
+	}
+}
+
+// readGeneration reads h's generation subject from its first event into
+// the log as attempt. A missing event calls gap. The returned func stops
+// reading and waits until the consumer has stopped.
+func (g *generation) readGeneration(ctx context.Context, h leaseValue, attempt int, gap func()) (func(), error) {
 	cons, err := g.m.js.OrderedConsumer(ctx, g.m.cfg.Names.RepliesStream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{g.m.cfg.Names.Gen(h.Tenant, h.Gen)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -83,11 +116,17 @@ func (g *generation) followEvents(ctx context.Context, h leaseValue) (func(), er
 	if err != nil {
 		return nil, err
 	}
+	var want uint64 = 1 // the consumer's callbacks run one at a time
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		ev, err := protocol.DecodeEvent(msg.Data())
 		if err != nil || ev.ID != h.Gen {
 			return
 		}
+		if ev.Seq != want {
+			gap()
+			return
+		}
+		want++
 		switch ev.Type {
 		case protocol.EventChunk, protocol.EventDone, protocol.EventError, protocol.EventCancelled:
 			g.appendEntry(attempt, entryFromEvent(&ev))

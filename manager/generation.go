@@ -23,8 +23,10 @@ const (
 // the log onto its own reply subject.
 type generation struct {
 	m        *Manager
-	key      string // in-flight and cache key (tenant.hash); "" when dedupe is off
-	hubKey   string // key in Manager.hubs; "" when dedupe is off
+	id       string // this hub's own ID: how a leader tells its followers apart
+	key      string // cache and in-flight key (tenant.hash); "" when neither is used
+	hubKey   string // key in Manager.hubs; "" for a private generation
+	private  bool   // dedupe off: never shared, no lease
 	job      *protocol.Job
 	creator  string // the request that started it: the leader, if it leads
 	useCache bool
@@ -43,13 +45,13 @@ type generation struct {
 	routed    chan struct{} // closed once the first mode is known
 	firstMode mode
 	mode      mode
-	genID     string         // generation ID of the current attempt
-	attempt   int            // bumped by every new attempt; stale follower events are dropped
-	chunks    int            // chunk entries in the current attempt
-	local     int            // subscribed local requests
-	remote    map[string]int // remote workers following this leader, with their hub count
-	mirror    bool           // mirroring the current attempt to its generation subject
-	mirrored  uint64         // events of the current attempt mirrored so far
+	genID     string              // generation ID of the current attempt
+	attempt   int                 // bumped by every new attempt; stale follower events are dropped
+	chunks    int                 // chunk entries in the current attempt
+	local     int                 // subscribed local requests
+	remote    map[string]struct{} // follower hubs on other workers reading the current attempt
+	mirror    bool                // mirroring the current attempt to its generation subject
+	mirrored  uint64              // events of the current attempt mirrored so far
 	ended     bool
 	endCh     chan struct{} // closed when ended becomes true
 	abandoned bool          // nobody interested: no longer joinable
@@ -61,45 +63,59 @@ type subscription struct {
 	next int
 }
 
-// attach finds the generation for r or starts one, and subscribes r.
+// attach finds the generation for r or starts one, and subscribes r. It
+// returns errShutdown once the manager is stopping.
 func (m *Manager) attach(r *request) (*subscription, error) {
 	useCache := r.job.CacheOr(!m.cfg.DisableCache)
-	if !r.job.DedupeOr(!m.cfg.DisableDedupe) {
-		g := m.newGeneration(r, "", "", useCache)
-		return g.subscribe(), nil
+	dedupe := r.job.DedupeOr(!m.cfg.DisableDedupe)
+	key := ""
+	if dedupe || useCache {
+		hash, err := Key(r.job)
+		if err != nil {
+			return nil, err
+		}
+		key = m.cfg.Names.DedupeKey(r.job.Tenant, hash)
 	}
-	hash, err := Key(r.job)
-	if err != nil {
-		return nil, err
+	m.hubsMu.Lock()
+	defer m.hubsMu.Unlock()
+	if m.stopping {
+		return nil, errShutdown
 	}
-	key := m.cfg.Names.DedupeKey(r.job.Tenant, hash)
+	if !dedupe {
+		return m.startGeneration(r, key, "", useCache), nil
+	}
 	hubKey := key
 	if !useCache {
 		hubKey += "/nocache" // never joins a generation served from the cache
 	}
-	m.hubsMu.Lock()
-	defer m.hubsMu.Unlock()
 	if g := m.hubs[hubKey]; g != nil {
 		if s := g.subscribe(); s != nil {
 			return s, nil
 		}
 	}
-	g := m.newGeneration(r, key, hubKey, useCache)
-	m.hubs[hubKey] = g
-	return g.subscribe(), nil
+	s := m.startGeneration(r, key, hubKey, useCache)
+	m.hubs[hubKey] = s.g
+	return s, nil
 }
 
-// newGeneration creates a generation and starts its goroutine, which the
-// manager owns (Stop waits for it).
-func (m *Manager) newGeneration(r *request, key, hubKey string, useCache bool) *generation {
+// startGeneration creates a generation with r subscribed and starts its
+// goroutine, which the manager owns (Stop waits for it). Callers hold
+// hubsMu and have checked the manager is not stopping.
+func (m *Manager) startGeneration(r *request, key, hubKey string, useCache bool) *subscription {
 	ctx, cancel := context.WithCancelCause(m.life)
 	g := &generation{
-		m: m, key: key, hubKey: hubKey, job: r.job, creator: r.key, useCache: useCache,
+		m: m, id: protocol.NewID(), key: key, hubKey: hubKey, private: hubKey == "",
+		job: r.job, creator: r.key, useCache: useCache,
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		log: newGenLog(), routed: make(chan struct{}), endCh: make(chan struct{}), remote: map[string]int{},
+		log: newGenLog(), routed: make(chan struct{}), endCh: make(chan struct{}), remote: map[string]struct{}{},
+		local: 1, // r, subscribed before run can end the generation
 	}
-	m.goBackground(g.run)
-	return g
+	m.background.Add(1)
+	go func() {
+		defer m.background.Done()
+		g.run()
+	}()
+	return &subscription{g: g}
 }
 
 // subscribe adds a local request; nil when the generation can no longer be
@@ -162,12 +178,18 @@ func (g *generation) role(requestKey string) protocol.Role {
 }
 
 // newAttempt starts answering in mode under genID: a leader's own
-// generation or the one it follows. Output of an earlier attempt is reset.
-func (g *generation) newAttempt(md mode, genID string) {
+// generation or the one it follows. Output of an earlier attempt is reset,
+// and its remote followers are forgotten: they follow a generation ID, and
+// this is a new one. It returns the attempt number, or false once the
+// generation has ended.
+func (g *generation) newAttempt(md mode, genID string) (int, bool) {
 	g.pubMu.Lock()
 	defer g.pubMu.Unlock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.ended {
+		return 0, false
+	}
 	if g.chunks > 0 {
 		g.log.append(entry{kind: entryReset})
 	}
@@ -178,19 +200,21 @@ func (g *generation) newAttempt(md mode, genID string) {
 		g.m.stats.takeovers.Add(1)
 	}
 	g.mode, g.genID, g.chunks, g.mirror, g.mirrored = md, genID, 0, false, 0
+	clear(g.remote)
 	g.attempt++
+	return g.attempt, true
 }
 
-// appendEntry adds an entry of the current attempt (or of attempt, for a
-// follower's events; stale attempts are dropped) and mirrors it when remote
-// followers read this generation. It reports whether it appended.
-func (g *generation) appendEntry(attempt int, e entry) bool {
+// appendEntry adds an entry of attempt (stale attempts are dropped, as are
+// entries after the end) and mirrors it when remote followers read this
+// generation.
+func (g *generation) appendEntry(attempt int, e entry) {
 	g.pubMu.Lock()
-	defer g.pubMu.Unlock()
 	g.mu.Lock()
-	if g.ended || (attempt != 0 && attempt != g.attempt) {
+	if g.ended || attempt != g.attempt {
 		g.mu.Unlock()
-		return false
+		g.pubMu.Unlock()
+		return
 	}
 	g.log.append(e)
 	switch e.kind {
@@ -208,26 +232,38 @@ func (g *generation) appendEntry(attempt int, e entry) bool {
 	}
 	subject := g.m.cfg.Names.Gen(g.job.Tenant, g.genID)
 	g.mu.Unlock()
-	if mirror != nil {
-		// The end is published with an ack: followers that find the lease
-		// gone must find the end stored (see follow).
-		g.m.publishGenEvent(subject, mirror, e.kind == entryEnd)
+	if mirror == nil {
+		g.pubMu.Unlock()
+		return
 	}
-	return true
+	if e.kind != entryEnd {
+		g.m.publishGenEvent(subject, mirror, false)
+		g.pubMu.Unlock()
+		return
+	}
+	// Nothing is mirrored after the end, so the end can be published
+	// without holding up joins. It is published with an ack: followers
+	// that find the lease gone must find the end stored (see follow).
+	g.pubMu.Unlock()
+	g.m.publishGenEvent(subject, mirror, true)
 }
 
-// startMirroring publishes the current attempt's history to its generation
-// subject and keeps mirroring from then on. Called when a remote follower
-// joins; false if the generation is over or not leading.
-func (g *generation) startMirroring(worker string) bool {
+// startMirroring registers follower (a hub on another worker) as reading
+// genID, publishes the attempt's history to its generation subject and
+// keeps mirroring from then on. It is idempotent per follower, and false
+// when genID is not the attempt this worker leads now.
+func (g *generation) startMirroring(genID, follower string) bool {
+	if !g.leads(genID) {
+		return false // quick refusal without waiting for pubMu
+	}
 	g.pubMu.Lock()
 	defer g.pubMu.Unlock()
 	g.mu.Lock()
-	if g.ended || g.abandoned || g.mode != modeLead {
+	if !g.leadsLocked(genID) {
 		g.mu.Unlock()
 		return false
 	}
-	g.remote[worker]++
+	g.remote[follower] = struct{}{}
 	if g.mirror {
 		g.mu.Unlock()
 		return true
@@ -250,15 +286,24 @@ func (g *generation) startMirroring(worker string) bool {
 	return true
 }
 
-// removeRemote drops one of worker's follower hubs. Callers hold hubsMu.
-func (g *generation) removeRemote(worker string) {
+func (g *generation) leads(genID string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.remote[worker] <= 1 {
-		delete(g.remote, worker)
-	} else {
-		g.remote[worker]--
+	return g.leadsLocked(genID)
+}
+
+func (g *generation) leadsLocked(genID string) bool {
+	return !g.ended && !g.abandoned && g.mode == modeLead && g.genID == genID
+}
+
+// removeRemote forgets a follower hub of genID. Callers hold hubsMu.
+func (g *generation) removeRemote(genID, follower string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.genID != genID {
+		return // it followed an earlier attempt, already forgotten
 	}
+	delete(g.remote, follower)
 	g.abandonIfUnwanted()
 }
 
@@ -273,9 +318,12 @@ func (g *generation) markEnded() {
 	}
 }
 
-// currentAttempt returns the attempt number.
-func (g *generation) currentAttempt() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.attempt
+// isEnded reports whether the generation has ended.
+func (g *generation) isEnded() bool {
+	select {
+	case <-g.endCh:
+		return true
+	default:
+		return false
+	}
 }

@@ -39,9 +39,9 @@ func (m *Manager) Handle(msg jetstream.Msg) {
 	r.ctx = ctx
 	if !m.requests.add(r) {
 		// The same request is already running here (a redelivery while we
-		// still work on it): that run will answer it.
-		r.log.Warn("duplicate delivery of a running request; acked")
-		_ = msg.Ack()
+		// still work on it). That run acks, naks or reports progress for
+		// the job; acking here could drop it if that run hands it back.
+		r.log.Warn("duplicate delivery of a running request; left to the running one")
 		return
 	}
 	defer m.requests.remove(r)
@@ -107,7 +107,7 @@ func (r *request) reject(tenant, id string, perr *protocol.Error) {
 	if tenant != "" && id != "" {
 		ev := protocol.Event{V: protocol.Version, ID: id, Seq: 1, Type: protocol.EventError, Error: perr}
 		if b, err := ev.Marshal(); err == nil {
-			_ = r.m.publishAcked(r.m.cfg.Names.Reply(tenant, id), b)
+			_ = r.m.publishAcked(r.m.cfg.Names.Reply(tenant, id), 1, b, r.progress)
 		}
 	}
 	_ = r.msg.TermWithReason(fmt.Sprintf("invalid job: %s", perr.Error()))
@@ -115,32 +115,47 @@ func (r *request) reject(tenant, id string, perr *protocol.Error) {
 
 // resume continues a redelivered job from what its reply subject already
 // holds: a finished request is only acked; a partial one continues its
-// sequence after a reset. It returns false when the job needs no more work.
+// sequence after a reset. The reset is stored only if nothing was stored
+// after the event it follows, so a seq is never used twice even if the
+// previous delivery's last events arrive late. It returns false when the
+// job needs no more work here.
 func (r *request) resume() bool {
-	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
-	defer cancel()
-	last, err := r.m.top.Replies.GetLastMsgForSubject(ctx, r.subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return true
+	for range 3 {
+		ctx, cancel := context.WithTimeout(r.ctx, r.progressEvery())
+		last, err := r.m.top.Replies.GetLastMsgForSubject(ctx, r.subject)
+		cancel()
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return true
+		}
+		if err != nil {
+			r.log.Warn("cannot read the reply so far; job handed back", "err", err)
+			_ = r.msg.NakWithDelay(time.Second)
+			return false
+		}
+		ev, err := protocol.DecodeEvent(last.Data)
+		if err != nil || ev.ID != r.job.ID {
+			r.log.Error("the reply subject holds a foreign message; job terminated", "err", err)
+			_ = r.msg.TermWithReason("reply subject holds a foreign message")
+			return false
+		}
+		if ev.Type.Terminal() {
+			_ = r.msg.Ack()
+			return false
+		}
+		reset := protocol.Event{V: protocol.Version, ID: r.job.ID, Seq: ev.Seq + 1, Type: protocol.EventReset}
+		b, _ := reset.Marshal()
+		ctx, cancel = context.WithTimeout(r.ctx, r.progressEvery())
+		_, err = r.m.js.Publish(ctx, r.subject, b, jetstream.WithExpectLastSequencePerSubject(last.Sequence))
+		cancel()
+		if err == nil {
+			r.seq = reset.Seq
+			return true
+		}
+		// Something else was stored meanwhile: read the reply again.
 	}
-	if err != nil {
-		r.log.Warn("cannot read the reply so far; job handed back", "err", err)
-		_ = r.msg.NakWithDelay(time.Second)
-		return false
-	}
-	ev, err := protocol.DecodeEvent(last.Data)
-	if err != nil {
-		return true
-	}
-	if ev.Type.Terminal() {
-		_ = r.msg.Ack()
-		return false
-	}
-	r.seq = ev.Seq
-	if err := r.publish(protocol.Event{Type: protocol.EventReset}); err != nil {
-		r.log.Warn("reset not published", "err", err)
-	}
-	return true
+	r.log.Warn("the reply keeps changing under a redelivered job; handed back")
+	_ = r.msg.NakWithDelay(time.Second)
+	return false
 }
 
 // releaseSlot gives back whatever slot the request holds.
@@ -155,10 +170,20 @@ func (r *request) releaseSlot() {
 }
 
 // becomeFollower trades the request slot for a follower slot, so the
-// worker can pull more jobs to lead while this one only relays.
+// worker can pull more jobs to lead while this one only relays. While the
+// follower pool is full it waits, reporting progress.
 func (r *request) becomeFollower() error {
-	if err := r.m.slots.followers.Acquire(r.ctx, 1); err != nil {
-		return err
+	for {
+		ctx, cancel := context.WithTimeout(r.ctx, r.progressEvery())
+		err := r.m.slots.followers.Acquire(ctx, 1)
+		cancel()
+		if err == nil {
+			break
+		}
+		if r.ctx.Err() != nil {
+			return r.ctx.Err()
+		}
+		r.progress()
 	}
 	r.m.slots.requests.Release(1)
 	r.slot = slotFollower

@@ -16,56 +16,54 @@ import (
 // then release the lease, so a request arriving at any moment finds either
 // the live generation or the cached answer. l is nil when dedupe is off.
 func (g *generation) lead(l *lease, genID string) next {
-	g.newAttempt(modeLead, genID)
+	attempt, ok := g.newAttempt(modeLead, genID)
+	if !ok {
+		if l != nil {
+			g.releaseLease(l)
+		}
+		return ended
+	}
 	g.m.setLeading(genID, g)
 	defer g.m.setLeading(genID, nil)
 	g.m.stats.leading.Add(1)
 	defer g.m.stats.leading.Add(-1)
 
-	ctx, cancel := context.WithCancelCause(g.ctx)
-	defer cancel(nil)
+	ctx, cancelLead := context.WithCancelCause(g.ctx)
+	defer cancelLead(nil)
 	if l != nil {
-		l.keep(func() { cancel(errLeaseLost) })
+		// The keeper renews until release, through the cache write and the
+		// end's publication, so the lease cannot lapse while we finish.
+		l.keep(func() { cancelLead(errLeaseLost) })
 		defer l.stopKeeping()
 	}
 	ctx, cancelTimeout := context.WithTimeoutCause(ctx, g.m.cfg.ProcessingTimeout, errTimeout)
 	defer cancelTimeout()
 
-	ans, err := g.generate(ctx)
+	ans, err := g.generate(ctx, attempt)
+	if err == nil && l != nil && l.isLost() {
+		err = errLeaseLost // fenced just as the stream ended: not ours to publish
+	}
 	cause := context.Cause(ctx)
 	switch {
 	case err == nil:
-		if l != nil {
-			l.stopKeeping() // no renewal may race the release below
-		}
 		if g.useCache && ans.cacheable() {
 			fctx, cancel := g.finalContext()
 			g.m.writeCache(fctx, g.key, ans)
 			cancel()
 		}
-		g.appendEntry(0, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: ans.FinishReason, usage: ans.Usage}})
-	case errors.Is(cause, errLeaseLost):
+		g.appendEntry(attempt, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: ans.FinishReason, usage: ans.Usage}})
+	case errors.Is(err, errLeaseLost), errors.Is(cause, errLeaseLost):
 		// Fenced: someone else leads now. Publish nothing more; route again.
 		g.m.stats.leasesLost.Add(1)
-		g.m.cfg.Logger.Warn("leader lease lost; following the new leader", "key", g.key, "gen", genID)
+		g.m.cfg.Logger.Warn("leader lease lost; routing again", "key", g.key, "gen", genID)
 		return again
 	default:
 		g.endByContext(ctx, err)
 	}
 	if l != nil {
-		fctx, cancel := g.finalContext()
-		if err := l.release(fctx); err != nil {
-			g.m.cfg.Logger.Debug("lease release failed; it expires by itself", "key", g.key, "err", err)
-		}
-		cancel()
+		g.releaseLease(l)
 	}
 	return ended
-}
-
-// finalContext bounds the cache write and lease release that close a
-// generation; they run even when the generation's context is done.
-func (g *generation) finalContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), g.m.cfg.LeaseTTL/2)
 }
 
 // received is one result of the upstream stream's Recv.
@@ -75,8 +73,9 @@ type received struct {
 }
 
 // generate streams the answer into the log, merging deltas that arrive
-// within the chunk window, and returns the whole answer.
-func (g *generation) generate(ctx context.Context) (*cachedAnswer, error) {
+// within the chunk window, and returns the whole answer. Once ctx is done
+// (lease lost, nobody interested, timeout) it appends nothing more.
+func (g *generation) generate(ctx context.Context, attempt int) (*cachedAnswer, error) {
 	if err := g.m.slots.llm.Acquire(ctx, 1); err != nil {
 		return nil, err
 	}
@@ -113,11 +112,14 @@ func (g *generation) generate(ctx context.Context) (*cachedAnswer, error) {
 
 	ans := &cachedAnswer{Model: g.job.Model, Created: time.Now().UTC()}
 	var content strings.Builder
-	m := merger{window: g.m.cfg.ChunkWindow, emit: func(e entry) { g.appendEntry(0, e) }}
+	m := merger{window: g.m.cfg.ChunkWindow, emit: func(e entry) { g.appendEntry(attempt, e) }}
 	defer m.stopTimer()
 	for {
 		select {
 		case r := <-deltas:
+			if ctx.Err() != nil {
+				return nil, ctx.Err() // fenced or unwanted: not one more delta
+			}
 			if r.err != nil {
 				m.flush()
 				if errors.Is(r.err, io.EOF) {
@@ -137,6 +139,9 @@ func (g *generation) generate(ctx context.Context) (*cachedAnswer, error) {
 			}
 			m.add(d.Content, d.ToolCalls)
 		case <-m.timerC():
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			m.flush()
 		}
 	}
@@ -164,7 +169,7 @@ func (m *merger) add(content string, toolCalls []protocol.ToolCall) {
 	m.pending.toolCalls = append(m.pending.toolCalls, toolCalls...)
 	m.has = true
 	since := time.Since(m.lastFlush)
-	if m.window <= 0 || since >= m.window {
+	if m.window <= 0 || since >= m.window || len(m.pending.content) >= maxChunkBytes {
 		m.flush()
 		return
 	}

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,20 +22,23 @@ type leaseValue struct {
 }
 
 // lease is a held leader lease. The bucket's TTL expires it unless the
-// keeper renews it with compare-and-swap updates; a renewal that fails on
-// the revision, or cannot be confirmed before the TTL runs out, means the
-// lease is lost and the leader must stop publishing.
+// keeper renews it with compare-and-swap updates. The lease is lost when a
+// renewal is refused, or when no renewal sent in the last 90% of the TTL
+// has been confirmed: from then on the key may have expired and another
+// worker may lead, so the leader must stop publishing.
 type lease struct {
 	kv    jetstream.KeyValue
 	key   string
-	value []byte
+	value []byte // unique: it names our generation ID
 	ttl   time.Duration
+
+	sent time.Time // when Create was sent: the earliest the key can expire is sent+ttl
 
 	mu   sync.Mutex
 	rev  uint64
 	lost bool
 
-	stopKeeper context.CancelFunc
+	stop       chan struct{}
 	keeperDone chan struct{}
 }
 
@@ -44,11 +48,12 @@ func acquireLease(ctx context.Context, kv jetstream.KeyValue, key string, v leas
 	if err != nil {
 		return nil, err
 	}
+	sent := time.Now()
 	rev, err := kv.Create(ctx, key, b)
 	if err != nil {
 		return nil, err
 	}
-	return &lease{kv: kv, key: key, value: b, ttl: ttl, rev: rev}, nil
+	return &lease{kv: kv, key: key, value: b, ttl: ttl, sent: sent, rev: rev}, nil
 }
 
 // readLease returns the current holder of key; jetstream.ErrKeyNotFound
@@ -65,53 +70,57 @@ func readLease(ctx context.Context, kv jetstream.KeyValue, key string) (leaseVal
 	return v, nil
 }
 
-// keep renews the lease every third of its TTL until stopped, calling
+// keep renews the lease every third of its TTL until stopKeeping, calling
 // lost once if the lease is lost. The keeper goroutine is owned by the
-// lease: stopKeeping or release stops it.
+// lease: stopKeeping (or release) stops it and waits.
 func (l *lease) keep(lost func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	l.stopKeeper = cancel
+	l.stop = make(chan struct{})
 	l.keeperDone = make(chan struct{})
 	go func() {
 		defer close(l.keeperDone)
 		every := l.ttl / 3
-		confirmed := time.Now()
+		deadline := l.sent.Add(l.ttl * 9 / 10)
 		t := time.NewTimer(every)
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-l.stop:
 				return
 			case <-t.C:
 			}
-			err := l.renew(ctx)
+			sent := time.Now()
+			err := l.renew(deadline)
 			switch {
 			case err == nil:
-				confirmed = time.Now()
+				deadline = sent.Add(l.ttl * 9 / 10)
 				t.Reset(every)
-			case ctx.Err() != nil:
-				return
 			case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound),
-				time.Since(confirmed) > l.ttl*9/10:
+				!time.Now().Before(deadline):
 				l.mu.Lock()
 				l.lost = true
 				l.mu.Unlock()
 				lost()
 				return
 			default:
-				t.Reset(every / 4) // transient: retry soon, within the TTL
+				t.Reset(min(every/4, time.Until(deadline))) // transient: retry soon, within the deadline
 			}
 		}
 	}()
 }
 
-func (l *lease) renew(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, l.ttl/3)
+// renew updates the key, bounded by deadline. A refusal because the
+// revision moved is checked: if the key still holds our value (an earlier
+// update that succeeded but whose answer was lost), we adopt its revision.
+func (l *lease) renew(deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	l.mu.Lock()
 	rev := l.rev
 	l.mu.Unlock()
 	next, err := l.kv.Update(ctx, l.key, l.value, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		next, err = l.adopt(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -121,12 +130,36 @@ func (l *lease) renew(ctx context.Context) error {
 	return nil
 }
 
-// stopKeeping stops renewals and waits for the keeper. Safe to call twice.
-func (l *lease) stopKeeping() {
-	if l.stopKeeper != nil {
-		l.stopKeeper()
-		<-l.keeperDone
+// adopt returns the key's current revision if it still holds our value.
+func (l *lease) adopt(ctx context.Context) (uint64, error) {
+	e, err := l.kv.Get(ctx, l.key)
+	if err != nil {
+		return 0, err
 	}
+	if !bytes.Equal(e.Value(), l.value) {
+		return 0, jetstream.ErrKeyRevisionMismatch
+	}
+	return e.Revision(), nil
+}
+
+func (l *lease) isLost() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost
+}
+
+// stopKeeping stops renewals and waits for the keeper; a renewal in flight
+// completes, so the revision stays known. Safe to call twice.
+func (l *lease) stopKeeping() {
+	if l.stop == nil {
+		return
+	}
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	<-l.keeperDone
 }
 
 // release stops renewals and deletes the key if it is still ours.
@@ -138,5 +171,11 @@ func (l *lease) release(ctx context.Context) error {
 	if lost {
 		return nil
 	}
-	return l.kv.Delete(ctx, l.key, jetstream.LastRevision(rev))
+	err := l.kv.Delete(ctx, l.key, jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if rev, err = l.adopt(ctx); err == nil {
+			err = l.kv.Delete(ctx, l.key, jetstream.LastRevision(rev))
+		}
+	}
+	return err
 }

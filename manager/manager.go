@@ -41,9 +41,10 @@ type Manager struct {
 	endLife    context.CancelCauseFunc
 	background sync.WaitGroup // generations, the cancel watcher
 
-	hubsMu sync.Mutex
-	hubs   map[string]*generation // routing or serving, by hub key
-	gens   map[string]*generation // leading, by generation ID
+	hubsMu   sync.Mutex
+	hubs     map[string]*generation // routing or serving, by hub key
+	gens     map[string]*generation // leading, by generation ID
+	stopping bool                   // set by Stop: no new generations
 
 	ctlSub  *nats.Subscription
 	watcher jetstream.KeyWatcher
@@ -107,6 +108,10 @@ func (m *Manager) WorkerID() string { return m.cfg.WorkerID }
 // to call twice.
 func (m *Manager) Stop(ctx context.Context) error {
 	m.stop.Do(func() {
+		// Under hubsMu, so no generation starts after Stop waits for them.
+		m.hubsMu.Lock()
+		m.stopping = true
+		m.hubsMu.Unlock()
 		m.endLife(errShutdown)
 		if m.ctlSub != nil {
 			_ = m.ctlSub.Unsubscribe()
@@ -129,12 +134,3 @@ func (m *Manager) Stop(ctx context.Context) error {
 
 // Stopped is closed once Stop has finished.
 func (m *Manager) Stopped() <-chan struct{} { return m.stopped }
-
-// go runs f as a manager-owned goroutine; Stop waits for it.
-func (m *Manager) goBackground(f func()) {
-	m.background.Add(1)
-	go func() {
-		defer m.background.Done()
-		f()
-	}()
-}

@@ -3,8 +3,7 @@ package manager
 import "sync"
 
 // registry is the set of requests active on this worker, by tenant.id: how
-// a cancel finds its request. Reads (cancel lookups, status) far outnumber
-// writes, hence the RWMutex.
+// a cancel finds its request, and what the janitor and status read.
 type registry struct {
 	mu     sync.RWMutex
 	active map[string]*request

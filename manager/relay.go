@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"errors"
 	"time"
 
 	"github.com/chatfleet/chatfleet/protocol"
@@ -10,13 +11,17 @@ import (
 // relays the generation onto the reply subject until the end.
 func (r *request) serve() {
 	sub, err := r.m.attach(r)
+	if errors.Is(err, errShutdown) {
+		_ = r.msg.Nak() // stopping: another worker takes it at once
+		return
+	}
 	if err != nil {
 		r.endWithError(&protocol.Error{Code: protocol.CodeInternal, Message: "cannot compute the dedupe key"})
 		return
 	}
 	defer sub.leave()
 	g := sub.g
-	tick := time.NewTicker(r.m.cfg.AckWait / 3)
+	tick := time.NewTicker(r.progressEvery())
 	defer tick.Stop()
 
 	// Wait until the generation knows how it will answer.
@@ -25,7 +30,13 @@ func (r *request) serve() {
 		case <-g.routed:
 			routed = true
 		case <-g.done:
-			routed = true // ended before routing (a shutdown): handled below
+			select {
+			case <-g.routed:
+				routed = true
+			default:
+				r.orphaned() // ended before routing: a shutdown
+				return
+			}
 		case <-r.ctx.Done():
 			r.endByContext()
 			return
@@ -42,8 +53,8 @@ func (r *request) serve() {
 	case protocol.RoleCache:
 		r.m.stats.cacheHits.Add(1)
 	}
-	if err := r.publish(protocol.Event{Type: protocol.EventMeta, Worker: r.m.cfg.WorkerID, Role: role, Model: r.job.Model}); err != nil {
-		r.log.Warn("meta not published", "err", err)
+	if r.publish(protocol.Event{Type: protocol.EventMeta, Worker: r.m.cfg.WorkerID, Role: role, Model: r.job.Model}) != nil {
+		return
 	}
 	if role != protocol.RoleLeader {
 		if err := r.becomeFollower(); err != nil {
@@ -68,13 +79,15 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 					r.firstChunk = time.Now()
 				}
 				r.chunks++
-				if err := r.publish(protocol.Event{Type: protocol.EventChunk, Content: e.content, ToolCalls: e.toolCalls}); err != nil {
-					r.log.Warn("chunk not published", "err", err)
+				if r.publish(protocol.Event{Type: protocol.EventChunk, Content: e.content, ToolCalls: e.toolCalls}) != nil {
+					return
 				}
 			case entryReset:
 				if r.chunks > 0 {
 					r.chunks = 0
-					_ = r.publish(protocol.Event{Type: protocol.EventReset})
+					if r.publish(protocol.Event{Type: protocol.EventReset}) != nil {
+						return
+					}
 				}
 			case entryEnd:
 				r.end(protocol.Event{Type: e.end.typ, FinishReason: e.end.finishReason, Usage: e.end.usage, Cached: e.end.cached, Error: e.end.err})
@@ -84,7 +97,9 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 		select {
 		case <-wake:
 		case <-g.done:
-			if len(entries) == 0 {
+			// The end may have been appended just before run returned:
+			// read once more before calling the generation orphaned.
+			if rest, _ := g.since(sub.next); len(rest) == 0 {
 				r.orphaned()
 				return
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,23 +45,30 @@ type request struct {
 	chunks     int    // chunks published since the last reset
 }
 
-// publish sends a non-terminal event on the reply subject. The replies
-// stream captures it; the terminal event is published with an ack, which
-// also confirms every earlier event of the same connection was received.
+// errHandedBack ends a request whose job went back to the queue.
+var errHandedBack = errors.New("job handed back")
+
+// publish sends a non-terminal event on the reply subject; the replies
+// stream captures it. A failed publish (the connection is gone, say) hands
+// the job back: its next delivery resumes from what the stream holds.
 func (r *request) publish(ev protocol.Event) error {
-	r.seq++
-	ev.V, ev.ID, ev.Seq = protocol.Version, r.job.ID, r.seq
+	ev.V, ev.ID, ev.Seq = protocol.Version, r.job.ID, r.seq+1
 	b, err := ev.Marshal()
-	if err != nil {
-		return err
+	if err == nil {
+		err = r.m.nc.Publish(r.subject, b)
 	}
-	return r.m.nc.Publish(r.subject, b)
+	if err != nil {
+		r.log.Warn("reply event not published; job handed back", "type", ev.Type, "err", err)
+		_ = r.msg.NakWithDelay(time.Second)
+		return errHandedBack
+	}
+	r.seq++
+	return nil
 }
 
-// end publishes the terminal event, then acks the job.
+// end publishes the terminal event, stored with an ack, then acks the job.
 func (r *request) end(ev protocol.Event) {
-	r.seq++
-	ev.V, ev.ID, ev.Seq = protocol.Version, r.job.ID, r.seq
+	ev.V, ev.ID, ev.Seq = protocol.Version, r.job.ID, r.seq+1
 	if ev.Type == protocol.EventDone {
 		now := time.Now()
 		ev.Timings = &protocol.Timings{QueueMS: ms(r.pulled.Sub(r.arrived)), TotalMS: ms(now.Sub(r.arrived))}
@@ -68,15 +76,9 @@ func (r *request) end(ev protocol.Event) {
 			ev.Timings.TTFTMS = ms(r.firstChunk.Sub(r.arrived))
 		}
 	}
-	switch ev.Type {
-	case protocol.EventCancelled:
-		r.m.stats.cancelled.Add(1)
-	case protocol.EventError:
-		r.m.stats.errors.Add(1)
-	}
 	b, err := ev.Marshal()
 	if err == nil {
-		err = r.m.publishAcked(r.subject, b)
+		err = r.m.publishAcked(r.subject, ev.Seq, b, r.progress)
 	}
 	if err != nil {
 		// Not stored: hand the job back; its next delivery resumes from
@@ -84,6 +86,13 @@ func (r *request) end(ev protocol.Event) {
 		r.log.Error("terminal event not stored; job handed back", "type", ev.Type, "err", err)
 		_ = r.msg.NakWithDelay(time.Second)
 		return
+	}
+	r.seq++
+	switch ev.Type {
+	case protocol.EventCancelled:
+		r.m.stats.cancelled.Add(1)
+	case protocol.EventError:
+		r.m.stats.errors.Add(1)
 	}
 	_ = r.msg.Ack()
 }
@@ -123,6 +132,9 @@ func (r *request) progress() {
 	_ = r.msg.InProgress()
 }
 
+// progressEvery is how often a waiting request reports progress.
+func (r *request) progressEvery() time.Duration { return r.m.cfg.AckWait / 3 }
+
 func ms(d time.Duration) float64 {
 	if d < 0 {
 		return 0 // clocks of the server and this worker disagree
@@ -130,15 +142,22 @@ func ms(d time.Duration) float64 {
 	return float64(d.Microseconds()) / 1000
 }
 
-// publishAcked publishes with a JetStream ack, retrying briefly.
-func (m *Manager) publishAcked(subject string, data []byte) error {
+// publishAcked publishes a request's terminal event with a JetStream ack,
+// retrying a few times. The message ID makes a retry of an event that was
+// stored (but whose ack was lost) a no-op. progress is called between
+// tries, so the job does not look dead meanwhile.
+func (m *Manager) publishAcked(subject string, seq uint64, data []byte, progress func()) error {
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, subject+":"+strconv.FormatUint(seq, 10))
 	var err error
 	for attempt := range 3 {
 		if attempt > 0 {
+			progress()
 			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = m.js.Publish(ctx, subject, data)
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.AckWait/4)
+		_, err = m.js.PublishMsg(ctx, msg)
 		cancel()
 		if err == nil || errors.Is(err, nats.ErrConnectionClosed) {
 			return err
@@ -155,7 +174,7 @@ func (m *Manager) publishGenEvent(subject string, ev *protocol.Event, acked bool
 		return
 	}
 	if acked {
-		err = m.publishAcked(subject, b)
+		err = m.publishAcked(subject, ev.Seq, b, func() {})
 	} else {
 		err = m.nc.Publish(subject, b)
 	}

@@ -23,15 +23,23 @@ const (
 const maxRoutes = 20
 
 // run answers the generation: from the cache, by leading, or by following,
-// routing again when a leader dies or a lease changes hands.
+// routing again when a leader dies or a lease changes hands. Only run (and
+// what it calls) starts attempts, so the current attempt is stable here.
 func (g *generation) run() {
 	defer g.finish()
-	if g.key == "" {
+	if g.private {
+		if a := g.cached(g.ctx); a != nil {
+			g.serveCached(a)
+			return
+		}
 		g.lead(nil, protocol.NewID())
 		return
 	}
 	delay := 10 * time.Millisecond
 	for range maxRoutes {
+		if g.isEnded() {
+			return
+		}
 		if g.ctx.Err() != nil {
 			g.endByContext(g.ctx, nil)
 			return
@@ -49,8 +57,8 @@ func (g *generation) run() {
 			delay = min(2*delay, g.m.cfg.LeaseTTL/3)
 		}
 	}
-	g.appendEntry(0, entry{kind: entryEnd, end: &ending{typ: protocol.EventError,
-		err: &protocol.Error{Code: protocol.CodeInternal, Message: "could not settle who generates this answer"}}})
+	g.end(ending{typ: protocol.EventError,
+		err: &protocol.Error{Code: protocol.CodeInternal, Message: "could not settle who generates this answer"}})
 }
 
 // route takes one step: cache, then the lease, then lead or follow.
@@ -61,15 +69,21 @@ func (g *generation) route() next {
 		return ended
 	}
 	genID := protocol.NewID()
-	l, err := acquireLease(ctx, g.m.top.Inflight, g.key, leaseValue{
+	// Create runs to completion even if the generation is cancelled
+	// meanwhile: a lease created under a cancelled request would otherwise
+	// be left for nobody to release. lead sees the cancellation and
+	// releases it.
+	cctx, cancel := g.finalContext()
+	l, err := acquireLease(cctx, g.m.top.Inflight, g.key, leaseValue{
 		Gen: genID, Tenant: g.job.Tenant, Worker: g.m.cfg.WorkerID, Request: g.job.ID, Since: time.Now().UTC(),
 	}, g.m.cfg.LeaseTTL)
+	cancel()
 	switch {
 	case err == nil:
 		// A leader may have finished between our cache read and our
 		// Create: read again, so an answer is never generated twice.
 		if a := g.cached(ctx); a != nil {
-			_ = l.release(ctx)
+			g.releaseLease(l)
 			g.serveCached(a)
 			return ended
 		}
@@ -101,10 +115,37 @@ func (g *generation) cached(ctx context.Context) *cachedAnswer {
 	return a
 }
 
+// maxChunkBytes bounds one chunk event, far below NATS's max_payload.
+const maxChunkBytes = 64 << 10
+
 func (g *generation) serveCached(a *cachedAnswer) {
-	g.newAttempt(modeCache, "")
-	g.appendEntry(0, entry{kind: entryChunk, content: a.Content, toolCalls: a.ToolCalls})
-	g.appendEntry(0, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: a.FinishReason, usage: a.Usage, cached: true}})
+	attempt, ok := g.newAttempt(modeCache, "")
+	if !ok {
+		return
+	}
+	content := a.Content
+	for len(content) > maxChunkBytes {
+		cut := maxChunkBytes
+		for cut > 0 && !utf8RuneStart(content[cut]) {
+			cut--
+		}
+		g.appendEntry(attempt, entry{kind: entryChunk, content: content[:cut]})
+		content = content[cut:]
+	}
+	g.appendEntry(attempt, entry{kind: entryChunk, content: content, toolCalls: a.ToolCalls})
+	g.appendEntry(attempt, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: a.FinishReason, usage: a.Usage, cached: true}})
+}
+
+// utf8RuneStart reports whether b starts a UTF-8 sequence, so a long text
+// is split between characters.
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// end appends the end to the current attempt.
+func (g *generation) end(e ending) {
+	g.mu.Lock()
+	attempt := g.attempt
+	g.mu.Unlock()
+	g.appendEntry(attempt, entry{kind: entryEnd, end: &e})
 }
 
 // endByContext ends a generation after a failure or when ctx (the
@@ -116,9 +157,25 @@ func (g *generation) endByContext(ctx context.Context, err error) {
 	case errors.Is(cause, errShutdown):
 		g.markEnded()
 	case errors.Is(cause, errNoInterest):
-		g.appendEntry(0, entry{kind: entryEnd, end: &ending{typ: protocol.EventCancelled}})
+		g.end(ending{typ: protocol.EventCancelled})
 	default:
-		g.appendEntry(0, entry{kind: entryEnd, end: &ending{typ: protocol.EventError, err: errorFor(err, cause)}})
+		g.end(ending{typ: protocol.EventError, err: errorFor(err, cause)})
+	}
+}
+
+// finalContext bounds the KV calls that must finish whatever becomes of
+// the generation: lease create, cache write, lease release.
+func (g *generation) finalContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), g.m.cfg.LeaseTTL/2)
+}
+
+// releaseLease deletes the lease if it is still ours; failure only means
+// it expires by itself.
+func (g *generation) releaseLease(l *lease) {
+	ctx, cancel := g.finalContext()
+	defer cancel()
+	if err := l.release(ctx); err != nil {
+		g.m.cfg.Logger.Debug("lease release failed; it expires by itself", "key", g.key, "err", err)
 	}
 }
 

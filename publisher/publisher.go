@@ -59,7 +59,8 @@ func WithWaitTimeout(d time.Duration) Option {
 
 // WithIdleProbe sets how long a reply waits on its live subscription before
 // checking the replies stream for events it may have missed (after a
-// reconnect, say). Defaults to 2s.
+// reconnect, say); each check that finds nothing doubles the wait, up to
+// 30s. Defaults to 2s.
 func WithIdleProbe(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math/rand/v2"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,13 +27,14 @@ type Reply struct {
 	stored     jetstream.MessagesContext // slow path: the replies stream from the first event
 	fromStream bool                      // switch to the stream before the next read
 	next       uint64                    // the seq expected next
+	probe      time.Duration             // current quiet spell before checking the stream
 	ended      bool
 	raw        []byte // the JSON of the event Next returned last
 }
 
 // subscribe returns a Reply on the live reply subject.
 func (p *Publisher) subscribe(tenant, id string) (*Reply, error) {
-	r := &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), next: 1}
+	r := &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), next: 1, probe: p.opts.idleProbe}
 	sub, err := p.nc.SubscribeSync(r.subject)
 	if err != nil {
 		return nil, err
@@ -181,16 +184,20 @@ func (r *Reply) read(ctx context.Context) (protocol.Event, []byte, error) {
 	}
 }
 
-// readLive waits on the live subscription. Every idle probe interval it
-// asks the stream whether events were published that it did not see (lost
-// during a reconnect); then it returns nil and sets fromStream.
+// readLive waits on the live subscription. After a quiet spell it asks the
+// stream whether events went out that it did not see (lost during a
+// reconnect); then it returns nil and sets fromStream. The quiet spell
+// starts at the idle probe interval and doubles, with jitter, up to
+// maxProbe, so a thousand replies waiting on a slow generation do not
+// flood the server.
 func (r *Reply) readLive(ctx context.Context) (*nats.Msg, error) {
 	for {
-		probeCtx, cancel := context.WithTimeout(ctx, r.p.opts.idleProbe)
+		probeCtx, cancel := context.WithTimeout(ctx, jitter(r.probe))
 		msg, err := r.live.NextMsgWithContext(probeCtx)
 		cancel()
 		switch {
 		case err == nil:
+			r.probe = r.p.opts.idleProbe
 			return msg, nil
 		case errors.Is(err, nats.ErrSlowConsumer):
 			r.fromStream = true
@@ -202,10 +209,19 @@ func (r *Reply) readLive(ctx context.Context) (*nats.Msg, error) {
 				r.fromStream = true
 				return nil, nil
 			}
+			r.probe = min(2*r.probe, maxProbe)
 		default:
 			return nil, err
 		}
 	}
+}
+
+// maxProbe is the longest quiet spell before a reply checks the stream.
+const maxProbe = 30 * time.Second
+
+// jitter spreads d by ±20%.
+func jitter(d time.Duration) time.Duration {
+	return d*4/5 + rand.N(d*2/5+1)
 }
 
 // missedEvents reports whether the stream holds an event at or beyond the

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,7 +34,7 @@ type Worker struct {
 	jobs      sync.WaitGroup
 
 	startOnce, stopOnce sync.Once
-	started             bool
+	started             atomic.Bool
 	stopped             chan struct{}
 }
 
@@ -99,7 +100,7 @@ func (w *Worker) start(ctx context.Context) error {
 	w.stopFetch = stop
 	w.fetching = make(chan struct{})
 	go w.fetchLoop(fetchCtx) // owned by the worker: Stop cancels and waits for it
-	w.started = true
+	w.started.Store(true)
 	w.cfg.Logger.Info("worker started", "worker", w.cfg.ID, "prefix", w.cfg.Prefix,
 		"max_requests", w.cfg.Manager.MaxConcurrentRequests, "max_llm_streams", w.cfg.Manager.MaxConcurrentLLMStreams,
 		"max_followers", w.cfg.Manager.MaxConcurrentFollowers)
@@ -132,7 +133,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	var err error
 	w.stopOnce.Do(func() {
 		defer close(w.stopped)
-		if !w.started {
+		if !w.started.Load() {
 			return
 		}
 		w.stopFetch()

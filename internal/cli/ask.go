@@ -12,6 +12,7 @@ import (
 
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/publisher"
+	"github.com/chatfleet/chatfleet/subjects"
 )
 
 type askFlags struct {
@@ -49,6 +50,10 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 		return ExitUsage
 	}
 	job := f.job(prompt)
+	if err := validNames(job); err != nil {
+		fmt.Fprintln(io.Err, "chatfleet ask:", err)
+		return ExitUsage
+	}
 
 	env, ok := loadEnv(io, "ask")
 	if !ok {
@@ -65,26 +70,48 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintln(io.Err, "chatfleet ask:", err)
 		return ExitUsage
 	}
+	// Reading goes on after Ctrl-C, until the cancelled event arrives; only
+	// --timeout ends it early.
 	readCtx := context.Background()
 	if f.timeout > 0 {
 		var cancel context.CancelFunc
 		readCtx, cancel = context.WithTimeout(readCtx, f.timeout)
 		defer cancel()
 	}
-	reply, err := pub.Submit(readCtx, job)
+	submitCtx, cancelSubmit := context.WithCancel(readCtx)
+	defer cancelSubmit()
+	stopSubmit := context.AfterFunc(ctx, cancelSubmit)
+	reply, err := pub.Submit(submitCtx, job)
+	stopSubmit()
 	if err != nil {
 		fmt.Fprintln(io.Err, "chatfleet ask:", err)
 		return ExitFailed
 	}
 	defer reply.Stop()
-	// Ctrl-C cancels the request; the reply then ends with cancelled.
-	stopCancel := context.AfterFunc(ctx, func() {
+	// Ctrl-C, or giving up at --timeout, cancels the request fleet-wide:
+	// nobody should pay for an answer nobody reads.
+	cancelRequest := func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = pub.Cancel(cctx, reply.Tenant(), reply.ID())
-	})
-	defer stopCancel()
-	return printReply(readCtx, reply, f.json, io)
+	}
+	defer context.AfterFunc(ctx, cancelRequest)()
+	code := printReply(readCtx, reply, f.json, io)
+	if readCtx.Err() != nil && ctx.Err() == nil {
+		cancelRequest()
+	}
+	return code
+}
+
+// validNames checks the tenant and ID before anything connects.
+func validNames(job protocol.Job) error {
+	if err := subjects.ValidName("tenant", job.Tenant); err != nil {
+		return err
+	}
+	if job.ID != "" {
+		return subjects.ValidName("id", job.ID)
+	}
+	return nil
 }
 
 func (f *askFlags) job(prompt string) protocol.Job {
@@ -111,6 +138,9 @@ func (f *askFlags) job(prompt string) protocol.Job {
 func readPrompt(args []string, in io.Reader) (string, error) {
 	if len(args) > 0 && !(len(args) == 1 && args[0] == "-") {
 		return strings.Join(args, " "), nil
+	}
+	if in == nil {
+		return "", errors.New("no prompt: give it as arguments or on stdin")
 	}
 	b, err := io.ReadAll(bufio.NewReader(in))
 	if err != nil {

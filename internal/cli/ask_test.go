@@ -198,8 +198,9 @@ func TestAskCache(t *testing.T) {
 // TestAskDedupe: a second identical ask while the first is generating
 // follows it; with --no-dedupe it makes its own upstream call.
 func TestAskDedupe(t *testing.T) {
-	release := make(chan struct{})
-	f := newFleet(t, nil, stalled(release))
+	gate, release := newRelease()
+	defer release()
+	f := newFleet(t, nil, stalled(gate))
 	ctx := fleettest.Context(t, 30*time.Second)
 
 	first := start(ctx, "ask", "--no-cache", "shared question")
@@ -213,7 +214,7 @@ func TestAskDedupe(t *testing.T) {
 		t.Fatalf("--no-dedupe did not call the upstream itself: %v", err)
 	}
 	own.out.WaitFor(t, ctx, `"type":"meta"`)
-	close(release)
+	release()
 
 	want := llmtest.Answer(f.LLM.Requests()[0])
 	if res := first.wait(t, 30*time.Second); res.code != 0 || res.out != want+"\n" {
@@ -333,9 +334,9 @@ func TestAskNoServer(t *testing.T) {
 // request in the fleet: the upstream call is dropped, the reply ends
 // cancelled and ask exits 3.
 func TestAskCancelledByContext(t *testing.T) {
-	release := make(chan struct{})
-	defer close(release)
-	f := newFleet(t, nil, stalled(release))
+	gate, release := newRelease()
+	defer release()
+	f := newFleet(t, nil, stalled(gate))
 	ctx := fleettest.Context(t, 30*time.Second)
 
 	sigCtx, interrupt := context.WithCancel(context.Background())
@@ -370,5 +371,23 @@ func TestAskCancelledByContext(t *testing.T) {
 	}
 	if last.Type != protocol.EventCancelled {
 		t.Errorf("stored reply ends with %+v, want cancelled", last)
+	}
+}
+
+// TestAskTimeout: --timeout gives up on a request that does not finish in
+// time, with exit 1.
+func TestAskTimeout(t *testing.T) {
+	gate, release := newRelease()
+	defer release()
+	f := newFleet(t, nil, stalled(gate))
+	ctx := fleettest.Context(t, 30*time.Second)
+
+	ask := start(ctx, "ask", "--timeout", "500ms", "never answered")
+	res := ask.wait(t, 30*time.Second)
+	if res.code != 1 || !strings.Contains(res.err, "deadline exceeded") {
+		t.Errorf("%v; want exit 1 on the deadline", res)
+	}
+	if f.LLM.Calls() > 1 {
+		t.Errorf("upstream calls = %d, want at most 1", f.LLM.Calls())
 	}
 }

@@ -51,10 +51,18 @@ func runDev(ctx context.Context, args []string, io IO) int {
 			"answers come from chatfleet's built-in simulated model, not an LLM")
 	}
 
-	workers := make([]*worker.Worker, 0, env.DevWorkers)
+	// Workers stop before their connections close, and both before the
+	// NATS server shuts down (deferred above).
+	var (
+		workers []*worker.Worker
+		conns   []*nats.Conn
+	)
 	defer func() {
 		if len(workers) > 0 {
 			stopWorkers(logger, env.ShutdownGrace, workers...)
+		}
+		for _, nc := range conns {
+			nc.Close()
 		}
 	}()
 	for i := range env.DevWorkers {
@@ -63,7 +71,7 @@ func runDev(ctx context.Context, args []string, io IO) int {
 			logger.Error("cannot connect a worker", "err", err)
 			return ExitFailed
 		}
-		defer nc.Close()
+		conns = append(conns, nc)
 		cfg := env.Worker(llmCfg, logger)
 		if cfg.ID == "" || env.DevWorkers > 1 {
 			cfg.ID = fmt.Sprintf("dev-%d", i+1)
@@ -85,5 +93,7 @@ func runDev(ctx context.Context, args []string, io IO) int {
 	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(workers), "data", env.DevDataDir)
 	fmt.Fprintf(io.Err, "\nchatfleet dev: NATS at %s. In another terminal:\n  go run ./cmd/chatfleet ask \"hello\"\nCtrl-C stops.\n\n", ns.ClientURL())
 	<-ctx.Done()
-	return ExitOK
+	code := stopWorkers(logger, env.ShutdownGrace, workers...)
+	workers = nil // stopped: the deferred stop has nothing left to do
+	return code
 }

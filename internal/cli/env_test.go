@@ -50,7 +50,7 @@ func TestEnvListsVariables(t *testing.T) {
 	}
 	typ := reflect.TypeFor[config.Env]()
 	for i := range typ.NumField() {
-		name := config.Prefix + "_" + typ.Field(i).Tag.Get("envconfig")
+		name := typ.Field(i).Tag.Get("envconfig")
 		if _, ok := rows[name]; !ok {
 			t.Errorf("%s (field %s) is not listed", name, typ.Field(i).Name)
 		}

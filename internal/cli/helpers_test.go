@@ -80,18 +80,20 @@ func run(ctx context.Context, stdin string, args ...string) result {
 	return result{code: code, out: out.String(), err: errb.String()}
 }
 
-// running is a command running in a goroutine the test owns: it must
-// wait for done (wait does) before it ends.
+// running is a command running in a goroutine the test owns: the test
+// must see it end (wait) before it ends itself.
 type running struct {
 	out, err *syncBuffer
-	done     chan int // receives the exit code
+	exited   chan struct{} // closed when Run has returned
+	code     int           // Run's result, once exited is closed
 }
 
 // start runs a command in the background with empty stdin.
 func start(ctx context.Context, args ...string) *running {
-	r := &running{out: newSyncBuffer(), err: newSyncBuffer(), done: make(chan int, 1)}
+	r := &running{out: newSyncBuffer(), err: newSyncBuffer(), exited: make(chan struct{})}
 	go func() {
-		r.done <- cli.Run(ctx, args, cli.IO{In: strings.NewReader(""), Out: r.out, Err: r.err})
+		defer close(r.exited)
+		r.code = cli.Run(ctx, args, cli.IO{In: strings.NewReader(""), Out: r.out, Err: r.err})
 	}()
 	return r
 }
@@ -101,12 +103,28 @@ func start(ctx context.Context, args ...string) *running {
 func (r *running) wait(t *testing.T, d time.Duration) result {
 	t.Helper()
 	select {
-	case code := <-r.done:
-		return result{code: code, out: r.out.String(), err: r.err.String()}
+	case <-r.exited:
+		return result{code: r.code, out: r.out.String(), err: r.err.String()}
 	case <-time.After(d):
 		t.Fatalf("command still running after %s; stderr so far:\n%s", d, r.err.String())
 		return result{}
 	}
+}
+
+// waitErr blocks until the command's stderr contains s; it fails the test
+// when the command ends first or ctx does.
+func (r *running) waitErr(t *testing.T, ctx context.Context, s string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // ends with this call: cancel or the command's end
+		select {
+		case <-r.exited:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	r.err.WaitFor(t, ctx, s)
 }
 
 // newFleet starts NATS, the test upstream (with opts) and one worker whose
@@ -138,6 +156,15 @@ func stalled(release <-chan struct{}) llmtest.Option {
 		rep.StallAfter, rep.Release = -1, release
 		return rep
 	})
+}
+
+// newRelease returns a channel for stalled and a func closing it that is
+// safe to call twice. Tests defer it, so that it runs before the fleet's
+// cleanup stops the workers (which would wait for stalled jobs).
+func newRelease() (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	return ch, func() { once.Do(func() { close(ch) }) }
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment

@@ -43,7 +43,7 @@ func TestWorkerServesAndKeepsSecrets(t *testing.T) {
 			w.wait(t, 30*time.Second)
 		}
 	}()
-	w.err.WaitFor(t, ctx, "worker started")
+	w.waitErr(t, ctx, "worker started")
 
 	res := run(ctx, "", "ask", "--json", prompt)
 	if res.code != 0 {

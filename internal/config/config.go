@@ -20,68 +20,68 @@ import (
 	"github.com/chatfleet/chatfleet/worker"
 )
 
-// Prefix of every variable.
-const Prefix = "CHATFLEET"
-
 // Env is every configuration variable. `chatfleet env` prints this table.
 type Env struct {
-	NATSURL      string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
-	NATSCreds    string `envconfig:"NATS_CREDS" desc:"NATS credentials file (JWT and nkey seed)"`
-	NATSNKey     string `envconfig:"NATS_NKEY" desc:"NATS nkey seed file"`
-	NATSUser     string `envconfig:"NATS_USER" desc:"NATS user name"`
-	NATSPassword string `envconfig:"NATS_PASSWORD" desc:"NATS password (never printed)"`
-	NATSToken    string `envconfig:"NATS_TOKEN" desc:"NATS token (never printed)"`
-	NATSTLSCA    string `envconfig:"NATS_TLS_CA" desc:"CA file to verify the NATS server"`
-	NATSTLSCert  string `envconfig:"NATS_TLS_CERT" desc:"client certificate file for NATS"`
-	NATSTLSKey   string `envconfig:"NATS_TLS_KEY" desc:"client key file for NATS"`
+	NATSURL      string `envconfig:"CHATFLEET_NATS_URL" default:"nats://127.0.0.1:4222" desc:"NATS server URL(s), comma-separated"`
+	NATSCreds    string `envconfig:"CHATFLEET_NATS_CREDS" desc:"NATS credentials file (JWT and nkey seed)"`
+	NATSNKey     string `envconfig:"CHATFLEET_NATS_NKEY" desc:"NATS nkey seed file"`
+	NATSUser     string `envconfig:"CHATFLEET_NATS_USER" desc:"NATS user name"`
+	NATSPassword string `envconfig:"CHATFLEET_NATS_PASSWORD" desc:"NATS password (never printed)"`
+	NATSToken    string `envconfig:"CHATFLEET_NATS_TOKEN" desc:"NATS token (never printed)"`
+	NATSTLSCA    string `envconfig:"CHATFLEET_NATS_TLS_CA" desc:"CA file to verify the NATS server"`
+	NATSTLSCert  string `envconfig:"CHATFLEET_NATS_TLS_CERT" desc:"client certificate file for NATS"`
+	NATSTLSKey   string `envconfig:"CHATFLEET_NATS_TLS_KEY" desc:"client key file for NATS"`
 
-	Prefix   string `envconfig:"PREFIX" default:"chat" desc:"subject prefix; streams and buckets are named after it"`
-	WorkerID string `envconfig:"WORKER_ID" desc:"worker ID (default: hostname-pid)"`
-	HTTPAddr string `envconfig:"HTTP_ADDR" default:":9090" desc:"address of /healthz; empty disables"`
+	Prefix   string `envconfig:"CHATFLEET_PREFIX" default:"chat" desc:"subject prefix; streams and buckets are named after it"`
+	WorkerID string `envconfig:"CHATFLEET_WORKER_ID" desc:"worker ID (default: hostname-pid)"`
+	HTTPAddr string `envconfig:"CHATFLEET_HTTP_ADDR" default:":9090" desc:"address of /healthz; empty disables"`
 
-	LLMBaseURL string        `envconfig:"LLM_BASE_URL" desc:"OpenAI-compatible base URL incl. /v1 (falls back to OPENAI_BASE_URL, then https://api.openai.com/v1)"`
-	LLMAPIKey  string        `envconfig:"LLM_API_KEY" desc:"upstream API key (falls back to OPENAI_API_KEY; never printed or logged)"`
-	Model      string        `envconfig:"MODEL" default:"gpt-4o-mini" desc:"model for jobs that name none"`
-	Models     []string      `envconfig:"ALLOWED_MODELS" desc:"comma-separated allow-list of models; empty allows any"`
-	LLMIdle    time.Duration `envconfig:"LLM_IDLE_TIMEOUT" default:"60s" desc:"cut an upstream stream silent this long"`
-	LLMRetries int           `envconfig:"LLM_MAX_RETRIES" default:"3" desc:"retries of 429/5xx/connection errors before the first token"`
+	LLMBaseURL string        `envconfig:"CHATFLEET_LLM_BASE_URL" desc:"OpenAI-compatible base URL incl. /v1 (falls back to OPENAI_BASE_URL, then https://api.openai.com/v1)"`
+	LLMAPIKey  string        `envconfig:"CHATFLEET_LLM_API_KEY" desc:"upstream API key (falls back to OPENAI_API_KEY; never printed or logged)"`
+	Model      string        `envconfig:"CHATFLEET_MODEL" default:"gpt-4o-mini" desc:"model for jobs that name none"`
+	Models     []string      `envconfig:"CHATFLEET_ALLOWED_MODELS" desc:"comma-separated allow-list of models; empty allows any"`
+	LLMIdle    time.Duration `envconfig:"CHATFLEET_LLM_IDLE_TIMEOUT" default:"60s" desc:"cut an upstream stream silent this long"`
+	LLMRetries int           `envconfig:"CHATFLEET_LLM_MAX_RETRIES" default:"3" desc:"retries of 429/5xx/connection errors before the first token"`
 
-	MaxConcurrentRequests   int           `envconfig:"MAX_CONCURRENT_REQUESTS" default:"64" desc:"jobs a worker leads or routes at once"`
-	MaxConcurrentLLMStreams int           `envconfig:"MAX_CONCURRENT_LLM_STREAMS" default:"16" desc:"upstream streams a worker runs at once"`
-	MaxConcurrentFollowers  int           `envconfig:"MAX_CONCURRENT_FOLLOWERS" default:"1024" desc:"jobs a worker serves as follower or from the cache at once"`
-	Dedupe                  bool          `envconfig:"DEDUPE" default:"true" desc:"share one generation among identical concurrent jobs (jobs may override)"`
-	Cache                   bool          `envconfig:"CACHE" default:"true" desc:"serve and store finished answers (jobs may override)"`
-	ChunkWindow             time.Duration `envconfig:"CHUNK_WINDOW" default:"5ms" desc:"merge deltas arriving within this window into one chunk event; 0 disables"`
-	ProcessingTimeout       time.Duration `envconfig:"PROCESSING_TIMEOUT" default:"10m" desc:"longest a job may run"`
-	MaxJobBytes             int32         `envconfig:"MAX_JOB_BYTES" default:"1048576" desc:"largest job accepted"`
-	MaxMessages             int           `envconfig:"MAX_MESSAGES" default:"256" desc:"most messages in one job"`
-	ShutdownGrace           time.Duration `envconfig:"SHUTDOWN_GRACE" default:"30s" desc:"on SIGTERM, how long in-flight jobs may finish before they are handed back"`
+	MaxConcurrentRequests   int           `envconfig:"CHATFLEET_MAX_CONCURRENT_REQUESTS" default:"64" desc:"jobs a worker leads or routes at once"`
+	MaxConcurrentLLMStreams int           `envconfig:"CHATFLEET_MAX_CONCURRENT_LLM_STREAMS" default:"16" desc:"upstream streams a worker runs at once"`
+	MaxConcurrentFollowers  int           `envconfig:"CHATFLEET_MAX_CONCURRENT_FOLLOWERS" default:"1024" desc:"jobs a worker serves as follower or from the cache at once"`
+	Dedupe                  bool          `envconfig:"CHATFLEET_DEDUPE" default:"true" desc:"share one generation among identical concurrent jobs (jobs may override)"`
+	Cache                   bool          `envconfig:"CHATFLEET_CACHE" default:"true" desc:"serve and store finished answers (jobs may override)"`
+	ChunkWindow             time.Duration `envconfig:"CHATFLEET_CHUNK_WINDOW" default:"5ms" desc:"merge deltas arriving within this window into one chunk event; 0 disables"`
+	ProcessingTimeout       time.Duration `envconfig:"CHATFLEET_PROCESSING_TIMEOUT" default:"10m" desc:"longest a job may run"`
+	MaxJobBytes             int32         `envconfig:"CHATFLEET_MAX_JOB_BYTES" default:"1048576" desc:"largest job accepted"`
+	MaxMessages             int           `envconfig:"CHATFLEET_MAX_MESSAGES" default:"256" desc:"most messages in one job"`
+	ShutdownGrace           time.Duration `envconfig:"CHATFLEET_SHUTDOWN_GRACE" default:"30s" desc:"on SIGTERM, how long in-flight jobs may finish before they are handed back"`
 
-	QueueLimit      int64         `envconfig:"QUEUE_LIMIT" default:"10000" desc:"most jobs waiting; beyond it submits fail with queue_full"`
-	DuplicateWindow time.Duration `envconfig:"DUPLICATE_WINDOW" default:"2m" desc:"a resubmitted request ID within this window is stored once"`
-	ReplyMaxAge     time.Duration `envconfig:"REPLY_MAX_AGE" default:"15m" desc:"how long reply events stay readable"`
-	ReplyMaxBytes   int64         `envconfig:"REPLY_MAX_BYTES" default:"1073741824" desc:"size cap of the replies stream"`
-	AckWait         time.Duration `envconfig:"ACK_WAIT" default:"30s" desc:"a job silent this long is redelivered (running jobs report progress)"`
-	MaxDeliver      int           `envconfig:"MAX_DELIVER" default:"5" desc:"deliveries of one job before it is given up"`
-	MaxAckPending   int           `envconfig:"MAX_ACK_PENDING" default:"20000" desc:"jobs in flight across the fleet"`
-	Replicas        int           `envconfig:"REPLICAS" default:"1" desc:"replicas of every stream and bucket (1, 3 or 5)"`
-	LeaseTTL        time.Duration `envconfig:"LEASE_TTL" default:"10s" desc:"leader lease; a dead leader is replaced within about this long"`
-	CacheTTL        time.Duration `envconfig:"CACHE_TTL" default:"24h" desc:"how long finished answers are served from the cache"`
-	CacheMaxBytes   int32         `envconfig:"CACHE_MAX_BYTES" default:"1048576" desc:"largest cached answer"`
-	CancelTTL       time.Duration `envconfig:"CANCEL_TTL" default:"1h" desc:"how long a cancel request is remembered"`
+	QueueLimit      int64         `envconfig:"CHATFLEET_QUEUE_LIMIT" default:"10000" desc:"most jobs waiting; beyond it submits fail with queue_full"`
+	DuplicateWindow time.Duration `envconfig:"CHATFLEET_DUPLICATE_WINDOW" default:"2m" desc:"a resubmitted request ID within this window is stored once"`
+	ReplyMaxAge     time.Duration `envconfig:"CHATFLEET_REPLY_MAX_AGE" default:"15m" desc:"how long reply events stay readable"`
+	ReplyMaxBytes   int64         `envconfig:"CHATFLEET_REPLY_MAX_BYTES" default:"1073741824" desc:"size cap of the replies stream"`
+	AckWait         time.Duration `envconfig:"CHATFLEET_ACK_WAIT" default:"30s" desc:"a job silent this long is redelivered (running jobs report progress)"`
+	MaxDeliver      int           `envconfig:"CHATFLEET_MAX_DELIVER" default:"5" desc:"deliveries of one job before it is given up"`
+	MaxAckPending   int           `envconfig:"CHATFLEET_MAX_ACK_PENDING" default:"20000" desc:"jobs in flight across the fleet"`
+	Replicas        int           `envconfig:"CHATFLEET_REPLICAS" default:"1" desc:"replicas of every stream and bucket (1, 3 or 5)"`
+	LeaseTTL        time.Duration `envconfig:"CHATFLEET_LEASE_TTL" default:"10s" desc:"leader lease; a dead leader is replaced within about this long"`
+	CacheTTL        time.Duration `envconfig:"CHATFLEET_CACHE_TTL" default:"24h" desc:"how long finished answers are served from the cache"`
+	CacheMaxBytes   int32         `envconfig:"CHATFLEET_CACHE_MAX_BYTES" default:"1048576" desc:"largest cached answer"`
+	CancelTTL       time.Duration `envconfig:"CHATFLEET_CANCEL_TTL" default:"1h" desc:"how long a cancel request is remembered"`
 
-	LogFormat string `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
-	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat string `envconfig:"CHATFLEET_LOG_FORMAT" default:"text" desc:"text or json"`
+	LogLevel  string `envconfig:"CHATFLEET_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
-	DevListen  string `envconfig:"DEV_LISTEN" default:"127.0.0.1:4222" desc:"dev mode: address of the embedded NATS server"`
-	DevDataDir string `envconfig:"DEV_DATA_DIR" default:"./data" desc:"dev mode: JetStream data directory"`
-	DevWorkers int    `envconfig:"DEV_WORKERS" default:"1" desc:"dev mode: in-process workers (0 runs only NATS)"`
+	DevListen  string `envconfig:"CHATFLEET_DEV_LISTEN" default:"127.0.0.1:4222" desc:"dev mode: address of the embedded NATS server"`
+	DevDataDir string `envconfig:"CHATFLEET_DEV_DATA_DIR" default:"./data" desc:"dev mode: JetStream data directory"`
+	DevWorkers int    `envconfig:"CHATFLEET_DEV_WORKERS" default:"1" desc:"dev mode: in-process workers (0 runs only NATS)"`
 }
 
 // Load reads the environment.
 func Load() (Env, error) {
 	var e Env
-	if err := envconfig.Process(Prefix, &e); err != nil {
+	// The tags hold the full names and the prefix is empty: envconfig
+	// would otherwise also read the unprefixed names (PREFIX, MODEL, …)
+	// that shells commonly export for other purposes.
+	if err := envconfig.Process("", &e); err != nil {
 		return e, fmt.Errorf("config: %w", err)
 	}
 	if e.LLMBaseURL == "" {
@@ -101,7 +101,7 @@ func (e Env) UpstreamConfigured() bool { return e.LLMBaseURL != "" || e.LLMAPIKe
 func Usage(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	format := "VARIABLE\tDEFAULT\tMEANING\n{{range .}}{{usage_key .}}\t{{usage_default .}}\t{{usage_description .}}\n{{end}}"
-	if err := envconfig.Usagef(Prefix, &Env{}, tw, format); err != nil {
+	if err := envconfig.Usagef("", &Env{}, tw, format); err != nil {
 		return err
 	}
 	if err := tw.Flush(); err != nil {

@@ -51,6 +51,15 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Port > 0 {
+		// Fail at once, with the reason, when the address is taken;
+		// nats-server would only report "not ready" after ReadyTimeout.
+		ln, err := net.Listen("tcp", net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)))
+		if err != nil {
+			return nil, fmt.Errorf("natsserver: %w", err)
+		}
+		_ = ln.Close()
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsserver: %w", err)

@@ -1,0 +1,79 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Variables are read by their full CHATFLEET_ names only: shells commonly
+// export PREFIX, MODEL and the like for other purposes.
+func TestLoadIgnoresUnprefixedNames(t *testing.T) {
+	t.Setenv("PREFIX", "/usr/local")
+	t.Setenv("MODEL", "leaked")
+	t.Setenv("NATS_URL", "nats://elsewhere:4222")
+	e, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Prefix != "chat" || e.Model != "gpt-4o-mini" || e.NATSURL != "nats://127.0.0.1:4222" {
+		t.Errorf("unprefixed variables leaked in: prefix %q model %q url %q", e.Prefix, e.Model, e.NATSURL)
+	}
+	t.Setenv("CHATFLEET_PREFIX", "acme.chat")
+	if e, _ = Load(); e.Prefix != "acme.chat" {
+		t.Errorf("CHATFLEET_PREFIX not read: %q", e.Prefix)
+	}
+}
+
+func TestOpenAIFallbacks(t *testing.T) {
+	t.Setenv("CHATFLEET_LLM_API_KEY", "")
+	t.Setenv("CHATFLEET_LLM_BASE_URL", "")
+	t.Setenv("OPENAI_API_KEY", "sk-fallback")
+	t.Setenv("OPENAI_BASE_URL", "http://fallback/v1")
+	e, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.LLMAPIKey != "sk-fallback" || e.LLMBaseURL != "http://fallback/v1" || !e.UpstreamConfigured() {
+		t.Errorf("fallbacks not used: %+v", e.LLM())
+	}
+	t.Setenv("CHATFLEET_LLM_API_KEY", "sk-own")
+	if e, _ = Load(); e.LLMAPIKey != "sk-own" {
+		t.Errorf("CHATFLEET_LLM_API_KEY must win, got %q", e.LLMAPIKey)
+	}
+	t.Setenv("CHATFLEET_LLM_API_KEY", "")
+	t.Setenv("OPENAI_API_KEY", "")
+	t.Setenv("OPENAI_BASE_URL", "")
+	if e, _ = Load(); e.UpstreamConfigured() {
+		t.Errorf("no upstream configured, but UpstreamConfigured is true")
+	}
+}
+
+func TestWorkerConfig(t *testing.T) {
+	t.Setenv("CHATFLEET_CHUNK_WINDOW", "0")
+	t.Setenv("CHATFLEET_DEDUPE", "false")
+	t.Setenv("CHATFLEET_LEASE_TTL", "3s")
+	t.Setenv("CHATFLEET_ALLOWED_MODELS", "a,b")
+	e, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.Worker(e.LLM(), nil)
+	if w.Manager.ChunkWindow >= 0 {
+		t.Errorf("CHATFLEET_CHUNK_WINDOW=0 must disable merging (negative), got %s", w.Manager.ChunkWindow)
+	}
+	if !w.Manager.DisableDedupe || w.Manager.DisableCache {
+		t.Errorf("dedupe/cache switches: %+v", w.Manager)
+	}
+	if w.Topology.LeaseTTL != 3*time.Second || strings.Join(w.Manager.Limits.AllowedModels, ",") != "a,b" {
+		t.Errorf("topology/limits: %+v %+v", w.Topology, w.Manager.Limits)
+	}
+}
+
+func TestLoggerRejectsBadValues(t *testing.T) {
+	for _, e := range []Env{{LogFormat: "xml", LogLevel: "info"}, {LogFormat: "text", LogLevel: "loud"}} {
+		if _, err := e.Logger(nil); err == nil {
+			t.Errorf("%+v: want an error", e)
+		}
+	}
+}

@@ -5,9 +5,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -31,7 +33,7 @@ func TestInvalidJobsAreAnsweredAndTerminated(t *testing.T) {
 		{"version", "chat.jobs.default", "bad-v", `{"v":9,"id":"bad-v","messages":[{"role":"user","content":"x"}]}`, "chat.reply.default.bad-v", "v"},
 		{"role", "chat.jobs.default", "bad-role", `{"id":"bad-role","model":"m","messages":[{"role":"boss","content":"x"}]}`, "chat.reply.default.bad-role", "messages[0].role"},
 		{"tenant mismatch", "chat.jobs.acme", "bad-tenant", `{"id":"bad-tenant","model":"m","tenant":"other","messages":[{"role":"user","content":"x"}]}`, "chat.reply.acme.bad-tenant", "tenant"},
-		{"no id anywhere", "chat.jobs.default", "", `{"messages":[]}`, "", ""},
+		{"no id anywhere", "chat.jobs.default", "", `{"messages":[]}`, "", "id"},
 	}
 	for _, tt := range tests {
 		var sub *nats.Subscription
@@ -66,11 +68,38 @@ func TestInvalidJobsAreAnsweredAndTerminated(t *testing.T) {
 	if _, err := f.Pub.Complete(ctx, userJob("still working?")); err != nil {
 		t.Fatal(err)
 	}
-	info, err := f.ConsumerInfo(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// The bad jobs are terminated concurrently with the good one: wait
+	// (with a deadline) until nothing is pending or unacked.
+	for {
+		info, err := f.ConsumerInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumRedelivered != 0 {
+			t.Fatalf("a bad job was redelivered")
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("consumer never settled: pending %d, ack pending %d", info.NumPending, info.NumAckPending)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	if info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
-		t.Errorf("consumer: pending %d, ack pending %d, redelivered %d; want all 0", info.NumPending, info.NumAckPending, info.NumRedelivered)
+	// Each bad job is in the dead-letter stream, as published, with why.
+	byBody := map[string]*jetstream.RawStreamMsg{}
+	for _, d := range deadLetters(t, f) {
+		byBody[string(d.Data)] = d
+	}
+	if len(byBody) != len(tests) {
+		t.Fatalf("%d dead letters, want %d", len(byBody), len(tests))
+	}
+	for _, tt := range tests {
+		d := byBody[tt.body]
+		if d == nil || d.Header.Get(manager.HeaderCode) != "invalid_request" || d.Header.Get(manager.HeaderField) != tt.field ||
+			d.Header.Get(manager.HeaderSubject) != tt.subject || d.Header.Get(manager.HeaderReason) == "" {
+			t.Errorf("%s: dead letter %+v", tt.name, d)
+		}
 	}
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // cancelSet remembers cancel requests, by tenant.id, so a job cancelled
-// while queued ends at once when pulled. applyCancels forgets entries
-// older than the cancel bucket's TTL.
+// while queued ends at once when pulled. The janitor forgets entries older
+// than the cancel bucket's TTL.
 type cancelSet struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
@@ -76,23 +76,11 @@ func (m *Manager) watchCancels(ctx context.Context) error {
 	}
 }
 
-// applyCancels applies cancels as they arrive and forgets those older than
-// the bucket's TTL (they can no longer match a queued job).
+// applyCancels applies cancels as they arrive, until the watcher stops.
 func (m *Manager) applyCancels(w jetstream.KeyWatcher) {
-	ttl := m.top.Config.CancelTTL
-	purge := time.NewTicker(ttl / 10)
-	defer purge.Stop()
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e != nil {
-				m.applyCancel(e)
-			}
-		case <-purge.C:
-			m.cancels.purge(time.Now().Add(-ttl))
+	for e := range w.Updates() {
+		if e != nil {
+			m.applyCancel(e)
 		}
 	}
 }

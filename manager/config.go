@@ -42,6 +42,18 @@ type Config struct {
 	// ProcessingTimeout bounds a request's run and a generation's upstream
 	// call; a job's timeout_ms may shorten it. Defaults to 10m.
 	ProcessingTimeout time.Duration
+	// QueueTimeout ends a job that waited longer than this in the queue
+	// with queue_timeout, without an upstream call (first deliveries only).
+	// Negative disables. Defaults to 5m.
+	QueueTimeout time.Duration
+	// MidStreamRetries is how often a generation whose upstream stream
+	// breaks after partial output is started again, behind a reset event;
+	// after that the requests end with the upstream's error. Negative
+	// disables retrying. Defaults to 1.
+	MidStreamRetries int
+	// JanitorInterval is how often the janitor sweeps for requests past
+	// their deadline and stale entries. Defaults to 1s.
+	JanitorInterval time.Duration
 	// AckWait is the jobs consumer's ack wait; running jobs report
 	// progress every third of it. Defaults to 30s.
 	AckWait time.Duration
@@ -66,6 +78,9 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.MaxConcurrentFollowers, 1024)
 	setDefault(&c.ChunkWindow, 5*time.Millisecond)
 	setDefault(&c.ProcessingTimeout, 10*time.Minute)
+	setDefault(&c.QueueTimeout, 5*time.Minute)
+	setDefault(&c.MidStreamRetries, 1)
+	setDefault(&c.JanitorInterval, time.Second)
 	setDefault(&c.AckWait, 30*time.Second)
 	setDefault(&c.LeaseTTL, 10*time.Second)
 	setDefault(&c.JoinTimeout, 2*time.Second)

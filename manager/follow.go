@@ -128,7 +128,7 @@ func (g *generation) readGeneration(ctx context.Context, h leaseValue, attempt i
 		}
 		want++
 		switch ev.Type {
-		case protocol.EventChunk, protocol.EventDone, protocol.EventError, protocol.EventCancelled:
+		case protocol.EventChunk, protocol.EventReset, protocol.EventDone, protocol.EventError, protocol.EventCancelled:
 			g.appendEntry(attempt, entryFromEvent(&ev))
 		}
 	})

@@ -220,6 +220,8 @@ func (g *generation) appendEntry(attempt int, e entry) {
 	switch e.kind {
 	case entryChunk:
 		g.chunks++
+	case entryReset:
+		g.chunks = 0
 	case entryEnd:
 		g.ended = true
 		close(g.endCh)

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatfleet/chatfleet/protocol"
@@ -15,18 +17,21 @@ import (
 
 // Handle answers one pulled job. The caller (the worker's fetch loop) has
 // taken one request slot for it, which Handle gives back. Handle returns
-// once the job has been acked, terminated or handed back.
+// once the job has been acked, terminated or handed back. A panic while
+// handling it is recovered: the job ends with an internal error and is
+// dead-lettered, and the worker lives on.
 func (m *Manager) Handle(msg jetstream.Msg) {
 	r := &request{m: m, msg: msg, slot: slotRequest, pulled: time.Now(), log: m.cfg.Logger}
 	defer r.releaseSlot()
+	defer r.recoverPanic()
 	m.stats.requests.Add(1)
 	meta, err := msg.Metadata()
 	if err != nil {
 		r.log.Error("job without JetStream metadata; terminated", "subject", msg.Subject(), "err", err)
-		_ = msg.TermWithReason("no metadata")
+		r.term("no metadata")
 		return
 	}
-	r.arrived = meta.Timestamp
+	r.arrived, r.streamSeq, r.deliveries = meta.Timestamp, meta.Sequence.Stream, meta.NumDelivered
 	if !r.decode() {
 		return
 	}
@@ -36,29 +41,66 @@ func (m *Manager) Handle(msg jetstream.Msg) {
 	r.cancel = cancel
 	ctx, cancelTimeout := context.WithTimeoutCause(ctx, r.timeout(), errTimeout)
 	defer cancelTimeout()
-	r.ctx = ctx
+	r.ctx, r.deadline = ctx, r.pulled.Add(r.timeout())
 	if !m.requests.add(r) {
 		// The same request is already running here (a redelivery while we
 		// still work on it). That run acks, naks or reports progress for
 		// the job; acking here could drop it if that run hands it back.
 		r.log.Warn("duplicate delivery of a running request; left to the running one")
+		r.settled = true
 		return
 	}
 	defer m.requests.remove(r)
 
-	if meta.NumDelivered > 1 && !r.resume() {
+	if r.deliveries > 1 && !r.resume() {
 		return
 	}
 	if m.cancels.has(r.key) {
 		r.end(protocol.Event{Type: protocol.EventCancelled})
 		return
 	}
+	if wait := r.pulled.Sub(r.arrived); r.deliveries == 1 && m.cfg.QueueTimeout > 0 && wait > m.cfg.QueueTimeout {
+		m.stats.queueTimeouts.Add(1)
+		r.endWithError(&protocol.Error{Code: protocol.CodeQueueTimeout,
+			Message: fmt.Sprintf("the job waited %s in the queue; the limit is %s", wait.Round(time.Millisecond), m.cfg.QueueTimeout)})
+		return
+	}
+	if testHookServe != nil {
+		testHookServe(r.job)
+	}
 	r.serve()
+}
+
+// testHookServe, when set by a test, runs before a job is served (to
+// inject a panic, say). It is never set outside tests.
+var testHookServe func(*protocol.Job)
+
+// recoverPanic turns a panic in the handling of this job into an internal
+// error, once: the job is answered (if it was not), dead-lettered, and
+// settled; the stack goes to the log.
+func (r *request) recoverPanic() {
+	p := recover()
+	if p == nil {
+		return
+	}
+	r.m.stats.panics.Add(1)
+	r.m.cfg.Logger.Error("panic while handling a job; recovered", "subject", r.msg.Subject(), "seq", r.streamSeq,
+		"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	if r.settled {
+		return
+	}
+	perr := &protocol.Error{Code: protocol.CodeInternal, Message: "internal error while handling the job; it was dead-lettered"}
+	r.deadLetter(perr)
+	if r.job != nil {
+		r.endWithError(perr)
+	} else {
+		r.term("panic while handling the job")
+	}
 }
 
 // decode validates the job. An invalid job is answered with an
 // invalid_request error naming the field, when a reply subject can be
-// derived, and terminated: it is never redelivered.
+// derived, dead-lettered and terminated: it is never redelivered.
 func (r *request) decode() bool {
 	names := r.m.cfg.Names
 	tenant, err := names.ParseJobs(r.msg.Subject())
@@ -70,7 +112,7 @@ func (r *request) decode() bool {
 	if err != nil {
 		var perr *protocol.Error
 		errors.As(err, &perr)
-		r.reject(tenant, r.guessID(), perr)
+		r.reject(tenant, guessID(r.msg.Headers(), r.msg.Data()), perr)
 		return false
 	}
 	if job.Tenant != tenant {
@@ -83,23 +125,23 @@ func (r *request) decode() bool {
 	return true
 }
 
-// guessID finds the request ID of a job that failed to decode: the
+// guessID finds the request ID of a job that may not decode: the
 // Nats-Msg-Id header the publisher sets, or an "id" field.
-func (r *request) guessID() string {
-	if id := r.msg.Headers().Get(jetstream.MsgIDHeader); subjects.ValidName("id", id) == nil {
+func guessID(h nats.Header, data []byte) string {
+	if id := h.Get(jetstream.MsgIDHeader); subjects.ValidName("id", id) == nil {
 		return id
 	}
 	var partial struct {
 		ID string `json:"id"`
 	}
-	if json.Unmarshal(r.msg.Data(), &partial) == nil && subjects.ValidName("id", partial.ID) == nil {
+	if json.Unmarshal(data, &partial) == nil && subjects.ValidName("id", partial.ID) == nil {
 		return partial.ID
 	}
 	return ""
 }
 
-// reject answers an invalid job (when its reply subject is known) and
-// terminates it.
+// reject answers an invalid job (when its reply subject is known),
+// dead-letters it and terminates it.
 func (r *request) reject(tenant, id string, perr *protocol.Error) {
 	r.m.stats.errors.Add(1)
 	r.m.cfg.Logger.Warn("invalid job terminated", "subject", r.msg.Subject(), "tenant", tenant, "request", id,
@@ -110,7 +152,19 @@ func (r *request) reject(tenant, id string, perr *protocol.Error) {
 			_ = r.m.publishAcked(r.m.cfg.Names.Reply(tenant, id), 1, b, r.progress)
 		}
 	}
-	_ = r.msg.TermWithReason(fmt.Sprintf("invalid job: %s", perr.Error()))
+	r.m.deadLetter(deadLetter{data: r.msg.Data(), header: r.msg.Headers(), subject: r.msg.Subject(),
+		tenant: tenant, id: id, streamSeq: r.streamSeq, deliveries: r.deliveries, err: perr})
+	r.term(fmt.Sprintf("invalid job: %s", perr.Error()))
+}
+
+// deadLetter copies this request's job to the dead-letter stream.
+func (r *request) deadLetter(perr *protocol.Error) {
+	d := deadLetter{data: r.msg.Data(), header: r.msg.Headers(), subject: r.msg.Subject(),
+		streamSeq: r.streamSeq, deliveries: r.deliveries, err: perr}
+	if r.job != nil {
+		d.tenant, d.id = r.job.Tenant, r.job.ID
+	}
+	r.m.deadLetter(d)
 }
 
 // resume continues a redelivered job from what its reply subject already
@@ -129,17 +183,17 @@ func (r *request) resume() bool {
 		}
 		if err != nil {
 			r.log.Warn("cannot read the reply so far; job handed back", "err", err)
-			_ = r.msg.NakWithDelay(time.Second)
+			r.nak(time.Second)
 			return false
 		}
 		ev, err := protocol.DecodeEvent(last.Data)
 		if err != nil || ev.ID != r.job.ID {
 			r.log.Error("the reply subject holds a foreign message; job terminated", "err", err)
-			_ = r.msg.TermWithReason("reply subject holds a foreign message")
+			r.term("reply subject holds a foreign message")
 			return false
 		}
 		if ev.Type.Terminal() {
-			_ = r.msg.Ack()
+			r.ack()
 			return false
 		}
 		reset := protocol.Event{V: protocol.Version, ID: r.job.ID, Seq: ev.Seq + 1, Type: protocol.EventReset}
@@ -154,7 +208,7 @@ func (r *request) resume() bool {
 		// Something else was stored meanwhile: read the reply again.
 	}
 	r.log.Warn("the reply keeps changing under a redelivered job; handed back")
-	_ = r.msg.NakWithDelay(time.Second)
+	r.nak(time.Second)
 	return false
 }
 

@@ -3,7 +3,9 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -40,6 +42,21 @@ func (g *generation) lead(l *lease, genID string) next {
 	defer cancelTimeout()
 
 	ans, err := g.generate(ctx, attempt)
+	for retry := 0; err != nil && retry < g.m.cfg.MidStreamRetries && ctx.Err() == nil; retry++ {
+		var broke *midStreamError
+		if !errors.As(err, &broke) {
+			break
+		}
+		// The stream broke after partial output: everyone discards it
+		// (reset) and the answer starts again.
+		g.m.cfg.Logger.Warn("upstream stream broke mid-answer; starting it again", "key", g.key, "err", broke.err)
+		g.appendEntry(attempt, entry{kind: entryReset})
+		ans, err = g.generate(ctx, attempt)
+	}
+	var broke *midStreamError
+	if errors.As(err, &broke) {
+		err = broke.err
+	}
 	if err == nil && l != nil && l.isLost() {
 		err = errLeaseLost // fenced just as the stream ended: not ours to publish
 	}
@@ -65,6 +82,13 @@ func (g *generation) lead(l *lease, genID string) next {
 	}
 	return ended
 }
+
+// midStreamError is an upstream failure after partial output: the
+// generation may be started again behind a reset.
+type midStreamError struct{ err error }
+
+func (e *midStreamError) Error() string { return "after partial output: " + e.err.Error() }
+func (e *midStreamError) Unwrap() error { return e.err }
 
 // received is one result of the upstream stream's Recv.
 type received struct {
@@ -92,6 +116,16 @@ func (g *generation) generate(ctx context.Context, attempt int) (*cachedAnswer, 
 	stop, readerDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(readerDone)
+		defer func() {
+			if p := recover(); p != nil {
+				g.m.stats.panics.Add(1)
+				g.m.cfg.Logger.Error("panic reading the upstream stream; recovered", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				select {
+				case deltas <- received{err: fmt.Errorf("panic reading the upstream stream: %v", p)}:
+				case <-stop:
+				}
+			}
+		}()
 		for {
 			d, err := stream.Recv()
 			select {
@@ -126,6 +160,9 @@ func (g *generation) generate(ctx context.Context, attempt int) (*cachedAnswer, 
 					ans.Content = content.String()
 					return ans, nil
 				}
+				if m.emitted > 0 {
+					return nil, &midStreamError{r.err}
+				}
 				return nil, r.err
 			}
 			d := r.delta
@@ -153,6 +190,7 @@ func (g *generation) generate(ctx context.Context, attempt int) (*cachedAnswer, 
 type merger struct {
 	window    time.Duration
 	emit      func(entry)
+	emitted   int // chunk entries emitted
 	pending   entry
 	has       bool
 	lastFlush time.Time
@@ -192,6 +230,7 @@ func (m *merger) flush() {
 		return
 	}
 	m.emit(m.pending)
+	m.emitted++
 	m.pending, m.has, m.lastFlush = entry{}, false, time.Now()
 }
 

@@ -47,6 +47,7 @@ type Manager struct {
 	stopping bool                   // set by Stop: no new generations
 
 	ctlSub  *nats.Subscription
+	advSub  *nats.Subscription
 	watcher jetstream.KeyWatcher
 	stopped chan struct{}
 	stop    sync.Once
@@ -93,6 +94,19 @@ func (m *Manager) Start(ctx context.Context) error {
 		return fmt.Errorf("manager: subscribe to control subject: %w", err)
 	}
 	m.ctlSub = sub
+	// One worker of the fleet handles each advisory.
+	adv, err := m.nc.QueueSubscribe(m.maxDeliveriesSubject(), m.cfg.Names.WorkersConsumer(), m.handleMaxDeliveries)
+	if err != nil {
+		m.watcher.Stop()
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("manager: subscribe to max-deliveries advisories: %w", err)
+	}
+	m.advSub = adv
+	m.background.Add(1)
+	go func() { // owned by the manager: it ends with m.life
+		defer m.background.Done()
+		m.janitor()
+	}()
 	return nil
 }
 
@@ -113,8 +127,10 @@ func (m *Manager) Stop(ctx context.Context) error {
 		m.stopping = true
 		m.hubsMu.Unlock()
 		m.endLife(errShutdown)
-		if m.ctlSub != nil {
-			_ = m.ctlSub.Unsubscribe()
+		for _, sub := range []*nats.Subscription{m.ctlSub, m.advSub} {
+			if sub != nil {
+				_ = sub.Unsubscribe()
+			}
 		}
 		if m.watcher != nil {
 			_ = m.watcher.Stop()

@@ -12,7 +12,7 @@ import (
 func (r *request) serve() {
 	sub, err := r.m.attach(r)
 	if errors.Is(err, errShutdown) {
-		_ = r.msg.Nak() // stopping: another worker takes it at once
+		r.nak(0) // stopping: another worker takes it at once
 		return
 	}
 	if err != nil {

@@ -38,8 +38,12 @@ type request struct {
 	cancel context.CancelCauseFunc
 
 	slot       slotKind
+	streamSeq  uint64    // the job's sequence in the jobs stream
+	deliveries uint64    // how often it has been delivered, this time included
 	arrived    time.Time // stored in the jobs stream
 	pulled     time.Time
+	deadline   time.Time // pulled + processing timeout
+	settled    bool      // acked, nacked or terminated
 	firstChunk time.Time
 	seq        uint64 // last published
 	chunks     int    // chunks published since the last reset
@@ -59,7 +63,7 @@ func (r *request) publish(ev protocol.Event) error {
 	}
 	if err != nil {
 		r.log.Warn("reply event not published; job handed back", "type", ev.Type, "err", err)
-		_ = r.msg.NakWithDelay(time.Second)
+		r.nak(time.Second)
 		return errHandedBack
 	}
 	r.seq++
@@ -84,7 +88,7 @@ func (r *request) end(ev protocol.Event) {
 		// Not stored: hand the job back; its next delivery resumes from
 		// whatever the replies stream holds.
 		r.log.Error("terminal event not stored; job handed back", "type", ev.Type, "err", err)
-		_ = r.msg.NakWithDelay(time.Second)
+		r.nak(time.Second)
 		return
 	}
 	r.seq++
@@ -94,7 +98,7 @@ func (r *request) end(ev protocol.Event) {
 	case protocol.EventError:
 		r.m.stats.errors.Add(1)
 	}
-	_ = r.msg.Ack()
+	r.ack()
 }
 
 // endWithError ends the request with an error event.
@@ -109,7 +113,7 @@ func (r *request) endByContext() {
 	case errors.Is(cause, errShutdown):
 		// Another worker takes it at once and resumes from the replies
 		// stream; no terminal event here.
-		_ = r.msg.Nak()
+		r.nak(0)
 	case errors.Is(cause, errCancelled):
 		r.end(protocol.Event{Type: protocol.EventCancelled})
 	default:
@@ -125,6 +129,28 @@ func (r *request) timeout() time.Duration {
 		d = t
 	}
 	return d
+}
+
+// ack, nak and term settle the job once; the janitor and the panic
+// handler look at settled.
+func (r *request) ack() {
+	r.settled = true
+	_ = r.msg.Ack()
+}
+
+// nak hands the job back, to be redelivered after delay (0: at once).
+func (r *request) nak(delay time.Duration) {
+	r.settled = true
+	if delay > 0 {
+		_ = r.msg.NakWithDelay(delay)
+	} else {
+		_ = r.msg.Nak()
+	}
+}
+
+func (r *request) term(reason string) {
+	r.settled = true
+	_ = r.msg.TermWithReason(reason)
 }
 
 // progress tells JetStream the job is alive, so AckWait can stay short.

@@ -3,6 +3,8 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +29,7 @@ const maxRoutes = 20
 // what it calls) starts attempts, so the current attempt is stable here.
 func (g *generation) run() {
 	defer g.finish()
+	defer g.recoverPanic()
 	if g.private {
 		if a := g.cached(g.ctx); a != nil {
 			g.serveCached(a)
@@ -177,6 +180,18 @@ func (g *generation) releaseLease(l *lease) {
 	if err := l.release(ctx); err != nil {
 		g.m.cfg.Logger.Debug("lease release failed; it expires by itself", "key", g.key, "err", err)
 	}
+}
+
+// recoverPanic ends a generation whose goroutine panicked with an internal
+// error; its lease, if it held one, expires by itself.
+func (g *generation) recoverPanic() {
+	p := recover()
+	if p == nil {
+		return
+	}
+	g.m.stats.panics.Add(1)
+	g.m.cfg.Logger.Error("panic in a generation; recovered", "key", g.key, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	g.end(ending{typ: protocol.EventError, err: &protocol.Error{Code: protocol.CodeInternal, Message: "internal error while generating"}})
 }
 
 // finish unregisters the generation once run returns.

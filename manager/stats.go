@@ -13,6 +13,10 @@ type Stats struct {
 	LeasesLost    int64 // leader leases lost while generating
 	Cancelled     int64 // requests that ended cancelled
 	Errors        int64 // requests that ended with an error event
+	DeadLettered  int64 // jobs copied to the dead-letter stream
+	QueueTimeouts int64 // jobs that waited too long in the queue
+	Panics        int64 // panics recovered while handling a job
+	Purged        int64 // stuck requests the janitor purged from the registry
 	Active        int64 // requests active now
 	Generations   int64 // generations this worker leads now
 }
@@ -20,6 +24,7 @@ type Stats struct {
 type counters struct {
 	requests, leaders, followers, cacheHits, upstreamCalls atomic.Int64
 	takeovers, leasesLost, cancelled, errors, leading      atomic.Int64
+	deadLettered, queueTimeouts, panics, purged            atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -35,6 +40,10 @@ func (m *Manager) Stats() Stats {
 		LeasesLost:    c.leasesLost.Load(),
 		Cancelled:     c.cancelled.Load(),
 		Errors:        c.errors.Load(),
+		DeadLettered:  c.deadLettered.Load(),
+		QueueTimeouts: c.queueTimeouts.Load(),
+		Panics:        c.panics.Load(),
+		Purged:        c.purged.Load(),
 		Active:        int64(m.requests.len()),
 		Generations:   c.leading.Load(),
 	}

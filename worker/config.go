@@ -64,7 +64,6 @@ func (c Config) WithDefaults() (Config, error) {
 	c.Manager.Names = names
 	c.Manager.AckWait = c.Topology.AckWait
 	c.Manager.LeaseTTL = c.Topology.LeaseTTL
-	c.Manager.Limits.MaxJobBytes = int(c.Topology.MaxJobBytes)
 	if c.Manager.Logger == nil {
 		c.Manager.Logger = c.Logger
 	}

@@ -50,6 +50,9 @@ type Env struct {
 	Cache                   bool          `envconfig:"CHATFLEET_CACHE" default:"true" desc:"serve and store finished answers (jobs may override)"`
 	ChunkWindow             time.Duration `envconfig:"CHATFLEET_CHUNK_WINDOW" default:"5ms" desc:"merge deltas arriving within this window into one chunk event; 0 disables"`
 	ProcessingTimeout       time.Duration `envconfig:"CHATFLEET_PROCESSING_TIMEOUT" default:"10m" desc:"longest a job may run"`
+	QueueTimeout            time.Duration `envconfig:"CHATFLEET_QUEUE_TIMEOUT" default:"5m" desc:"a job that waited longer in the queue ends with queue_timeout; 0 disables"`
+	MidStreamRetries        int           `envconfig:"CHATFLEET_LLM_MIDSTREAM_RETRIES" default:"1" desc:"restarts (behind a reset event) of an upstream stream that breaks after partial output; 0 ends with the error"`
+	JanitorInterval         time.Duration `envconfig:"CHATFLEET_JANITOR_INTERVAL" default:"1s" desc:"how often the janitor sweeps for overdue and stale requests"`
 	MaxJobBytes             int32         `envconfig:"CHATFLEET_MAX_JOB_BYTES" default:"1048576" desc:"largest job accepted"`
 	MaxMessages             int           `envconfig:"CHATFLEET_MAX_MESSAGES" default:"256" desc:"most messages in one job"`
 	ShutdownGrace           time.Duration `envconfig:"CHATFLEET_SHUTDOWN_GRACE" default:"30s" desc:"on SIGTERM, how long in-flight jobs may finish before they are handed back"`
@@ -66,6 +69,7 @@ type Env struct {
 	CacheTTL        time.Duration `envconfig:"CHATFLEET_CACHE_TTL" default:"24h" desc:"how long finished answers are served from the cache"`
 	CacheMaxBytes   int32         `envconfig:"CHATFLEET_CACHE_MAX_BYTES" default:"1048576" desc:"largest cached answer"`
 	CancelTTL       time.Duration `envconfig:"CHATFLEET_CANCEL_TTL" default:"1h" desc:"how long a cancel request is remembered"`
+	DLQMaxAge       time.Duration `envconfig:"CHATFLEET_DLQ_MAX_AGE" default:"168h" desc:"how long dead-lettered jobs are kept"`
 
 	LogFormat string `envconfig:"CHATFLEET_LOG_FORMAT" default:"text" desc:"text or json"`
 	LogLevel  string `envconfig:"CHATFLEET_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -119,18 +123,30 @@ func (e Env) LLM() llm.Config {
 // Topology returns the JetStream sizing.
 func (e Env) Topology() topology.Config {
 	return topology.Config{
-		Replicas: e.Replicas, QueueLimit: e.QueueLimit, MaxJobBytes: e.MaxJobBytes,
+		Replicas: e.Replicas, QueueLimit: e.QueueLimit,
+		// The stream's limit is a backstop above the workers' own, so an
+		// oversized job reaches a worker and gets an answer.
+		MaxJobBytes:     max(8<<20, 2*e.MaxJobBytes),
 		DuplicateWindow: e.DuplicateWindow, ReplyMaxAge: e.ReplyMaxAge, ReplyMaxBytes: e.ReplyMaxBytes,
 		AckWait: e.AckWait, MaxDeliver: e.MaxDeliver, MaxAckPending: e.MaxAckPending,
 		LeaseTTL: e.LeaseTTL, CacheTTL: e.CacheTTL, CacheMaxValueBytes: e.CacheMaxBytes, CancelTTL: e.CancelTTL,
+		DeadLetterMaxAge: e.DLQMaxAge,
 	}
 }
 
 // Worker returns a worker config; llmCfg is the upstream to use.
 func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
-	window := e.ChunkWindow
-	if window == 0 {
-		window = -1 // 0 disables merging; manager reads negative as off
+	// In the environment 0 switches these off; the library reads 0 as
+	// "the default" and a negative value as off.
+	off := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
+	retries := e.MidStreamRetries
+	if retries == 0 {
+		retries = -1
 	}
 	return worker.Config{
 		ID:       e.WorkerID,
@@ -138,14 +154,17 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 		Topology: e.Topology(),
 		Manager: manager.Config{
 			DefaultModel:            e.Model,
-			Limits:                  protocol.Limits{MaxMessages: e.MaxMessages, AllowedModels: e.Models},
+			Limits:                  protocol.Limits{MaxJobBytes: int(e.MaxJobBytes), MaxMessages: e.MaxMessages, AllowedModels: e.Models},
 			MaxConcurrentRequests:   e.MaxConcurrentRequests,
 			MaxConcurrentLLMStreams: e.MaxConcurrentLLMStreams,
 			MaxConcurrentFollowers:  e.MaxConcurrentFollowers,
 			DisableDedupe:           !e.Dedupe,
 			DisableCache:            !e.Cache,
-			ChunkWindow:             window,
+			ChunkWindow:             off(e.ChunkWindow),
 			ProcessingTimeout:       e.ProcessingTimeout,
+			QueueTimeout:            off(e.QueueTimeout),
+			MidStreamRetries:        retries,
+			JanitorInterval:         e.JanitorInterval,
 		},
 		LLM:      llmCfg,
 		HTTPAddr: e.HTTPAddr,

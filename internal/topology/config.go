@@ -20,7 +20,11 @@ type Config struct {
 	// beyond it fails (DiscardNew), which producers see as "queue full".
 	// Defaults to 10000.
 	QueueLimit int64
-	// MaxJobBytes is the largest job the jobs stream stores. Defaults to 1 MiB.
+	// MaxJobBytes is the largest message the jobs stream stores: a backstop
+	// well above the workers' own limit, so an oversized job still reaches
+	// a worker, which answers it with an invalid_request error (a core
+	// publish the stream refuses would vanish without a word). NATS's
+	// max_payload (1 MiB by default) also applies. Defaults to 8 MiB.
 	MaxJobBytes int32
 	// DuplicateWindow is how long a request ID is remembered, so a retried
 	// submit is stored once. Defaults to 2m.
@@ -50,6 +54,9 @@ type Config struct {
 	// CancelTTL is how long a cancel request is remembered, so a job still
 	// queued is cancelled when pulled. Defaults to 1h.
 	CancelTTL time.Duration
+	// DeadLetterMaxAge is how long dead-lettered jobs are kept for
+	// inspection and replay. Defaults to 7 days.
+	DeadLetterMaxAge time.Duration
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -59,7 +66,7 @@ func (c Config) WithDefaults() Config {
 	}
 	setDefault(&c.Replicas, 1)
 	setDefault(&c.QueueLimit, 10000)
-	setDefault(&c.MaxJobBytes, 1<<20)
+	setDefault(&c.MaxJobBytes, 8<<20)
 	setDefault(&c.DuplicateWindow, 2*time.Minute)
 	setDefault(&c.ReplyMaxAge, 15*time.Minute)
 	setDefault(&c.ReplyMaxBytes, 1<<30)
@@ -70,6 +77,7 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.CacheTTL, 24*time.Hour)
 	setDefault(&c.CacheMaxValueBytes, 1<<20)
 	setDefault(&c.CancelTTL, time.Hour)
+	setDefault(&c.DeadLetterMaxAge, 7*24*time.Hour)
 	return c
 }
 

@@ -4,19 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Topology holds handles to every resource, ready to use.
 type Topology struct {
-	Config   Config
-	Jobs     jetstream.Stream
-	Replies  jetstream.Stream
-	Consumer jetstream.Consumer
-	Inflight jetstream.KeyValue
-	Cache    jetstream.KeyValue
-	Cancels  jetstream.KeyValue
+	Config      Config
+	Jobs        jetstream.Stream
+	Replies     jetstream.Stream
+	DeadLetters jetstream.Stream
+	Consumer    jetstream.Consumer
+	Inflight    jetstream.KeyValue
+	Cache       jetstream.KeyValue
+	Cancels     jetstream.KeyValue
 }
 
 // Ensure creates what is missing and checks what exists. An existing
@@ -33,6 +35,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology,
 		return nil, err
 	}
 	if t.Replies, err = ensureStream(ctx, js, repliesStream(cfg)); err != nil {
+		return nil, err
+	}
+	if t.DeadLetters, err = ensureStream(ctx, js, deadLetterStream(cfg)); err != nil {
 		return nil, err
 	}
 	if t.Consumer, err = ensureConsumer(ctx, t.Jobs, workersConsumer(cfg)); err != nil {
@@ -79,6 +84,21 @@ func repliesStream(c Config) jetstream.StreamConfig {
 		MaxAge:      c.ReplyMaxAge,
 		MaxBytes:    c.ReplyMaxBytes,
 		Discard:     jetstream.DiscardOld,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		AllowDirect: true,
+	}
+}
+
+func deadLetterStream(c Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        c.Names.DeadLetterStream(),
+		Description: "chatfleet dead letters: jobs terminated as invalid or after too many deliveries, with the reason in headers",
+		Subjects:    []string{c.Names.AllDeadLetters()},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      c.DeadLetterMaxAge,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  2 * time.Minute,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 		AllowDirect: true,

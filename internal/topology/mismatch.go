@@ -47,10 +47,10 @@ func streamDiffs(have, want jetstream.StreamConfig) []string {
 	d.check("storage", have.Storage, want.Storage)
 	d.check("replicas", have.Replicas, want.Replicas)
 	d.check("discard", have.Discard, want.Discard)
-	d.check("max_msgs", have.MaxMsgs, want.MaxMsgs)
-	d.check("max_bytes", have.MaxBytes, want.MaxBytes)
+	d.check("max_msgs", unlimited(have.MaxMsgs), unlimited(want.MaxMsgs))
+	d.check("max_bytes", unlimited(have.MaxBytes), unlimited(want.MaxBytes))
 	d.check("max_age", have.MaxAge, want.MaxAge)
-	d.check("max_msg_size", have.MaxMsgSize, want.MaxMsgSize)
+	d.check("max_msg_size", unlimited(int64(have.MaxMsgSize)), unlimited(int64(want.MaxMsgSize)))
 	d.check("duplicate_window", have.Duplicates, want.Duplicates)
 	return d.diffs
 }
@@ -73,6 +73,15 @@ func bucketDiffs(have jetstream.KeyValueStatus, want jetstream.KeyValueConfig) [
 	d.check("replicas", cfg.Replicas, want.Replicas)
 	d.check("max_value_size", cfg.MaxValueSize, normalizedMaxValueSize(want.MaxValueSize))
 	return d.diffs
+}
+
+// unlimited spells "no limit" one way: a config leaves it 0, the server
+// reports -1.
+func unlimited(v int64) int64 {
+	if v <= 0 {
+		return -1
+	}
+	return v
 }
 
 // normalizedMaxValueSize is what the server reports for an unset size.

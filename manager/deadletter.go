@@ -1,0 +1,84 @@
+package manager
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/subjects"
+)
+
+// Headers of a dead letter. The message body is the job exactly as it was
+// published; `chatfleet dlq` reads these.
+const (
+	HeaderReason     = "Chatfleet-Reason"      // why the job was given up, for people
+	HeaderCode       = "Chatfleet-Code"        // invalid_request, internal, …
+	HeaderField      = "Chatfleet-Field"       // the offending job field, if any
+	HeaderSubject    = "Chatfleet-Subject"     // the jobs subject it was published to
+	HeaderTenant     = "Chatfleet-Tenant"      // its tenant, when known
+	HeaderRequest    = "Chatfleet-Request"     // its request ID, when known
+	HeaderStreamSeq  = "Chatfleet-Stream-Seq"  // its sequence in the jobs stream
+	HeaderDeliveries = "Chatfleet-Deliveries"  // how often it was delivered
+	HeaderWorker     = "Chatfleet-Worker"      // the worker that gave it up
+	HeaderTime       = "Chatfleet-Dead-Letter" // when, RFC 3339
+)
+
+// unknownTenant files dead letters whose tenant cannot be told.
+const unknownTenant = "_unknown"
+
+// deadLetter describes a job being given up.
+type deadLetter struct {
+	data       []byte
+	header     nats.Header // the job's own headers, kept
+	subject    string
+	tenant, id string
+	streamSeq  uint64
+	deliveries uint64
+	err        *protocol.Error
+}
+
+// deadLetter copies a job that is given up to the dead-letter stream, for
+// operators to inspect and replay. Failure is logged: the job's producer
+// has been answered either way.
+func (m *Manager) deadLetter(d deadLetter) {
+	tenant := d.tenant
+	if subjects.ValidName("tenant", tenant) != nil {
+		tenant = unknownTenant
+	}
+	msg := nats.NewMsg(m.cfg.Names.DeadLetter(tenant))
+	msg.Data = d.data
+	for k, vs := range d.header {
+		if k != jetstream.MsgIDHeader && k != "Nats-Expected-Stream" {
+			msg.Header[k] = vs
+		}
+	}
+	msg.Header.Set(HeaderReason, d.err.Message)
+	msg.Header.Set(HeaderCode, string(d.err.Code))
+	if d.err.Field != "" {
+		msg.Header.Set(HeaderField, d.err.Field)
+	}
+	msg.Header.Set(HeaderSubject, d.subject)
+	if d.tenant != "" {
+		msg.Header.Set(HeaderTenant, d.tenant)
+	}
+	if d.id != "" {
+		msg.Header.Set(HeaderRequest, d.id)
+	}
+	msg.Header.Set(HeaderStreamSeq, strconv.FormatUint(d.streamSeq, 10))
+	msg.Header.Set(HeaderDeliveries, strconv.FormatUint(d.deliveries, 10))
+	msg.Header.Set(HeaderWorker, m.cfg.WorkerID)
+	msg.Header.Set(HeaderTime, time.Now().UTC().Format(time.RFC3339Nano))
+	// One dead letter per job, however often this runs for it.
+	msg.Header.Set(jetstream.MsgIDHeader, "dlq-"+strconv.FormatUint(d.streamSeq, 10))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := m.js.PublishMsg(ctx, msg); err != nil {
+		m.cfg.Logger.Error("dead letter not stored", "subject", d.subject, "seq", d.streamSeq, "err", err)
+		return
+	}
+	m.stats.deadLettered.Add(1)
+}

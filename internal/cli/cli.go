@@ -33,6 +33,7 @@ func commands() []command {
 		{"worker", "run one worker against CHATFLEET_NATS_URL", runWorker},
 		{"ask", "submit a job and print the answer as it streams: ask [flags] PROMPT", runAsk},
 		{"cancel", "cancel a request: cancel [--tenant T] ID", runCancel},
+		{"dlq", "dead-lettered jobs: dlq ls | show SEQ | replay SEQ", runDLQ},
 		{"env", "print every configuration variable with its default", runEnv},
 	}
 }

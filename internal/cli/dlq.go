@@ -1,0 +1,256 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/manager"
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/subjects"
+)
+
+const dlqUsage = `Usage:
+  chatfleet dlq ls [--tenant T] [--json]   list dead-lettered jobs, oldest first
+  chatfleet dlq show SEQ                   one dead letter: why, and the job as published
+  chatfleet dlq replay [--keep] SEQ        submit the job again under a new request ID
+                                           (and drop the dead letter, unless --keep)`
+
+// runDLQ inspects and replays the dead-letter stream.
+func runDLQ(ctx context.Context, args []string, io IO) int {
+	if len(args) == 0 {
+		fmt.Fprintln(io.Err, dlqUsage)
+		return ExitUsage
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("dlq "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Err)
+	fs.Usage = func() { fmt.Fprintln(io.Err, dlqUsage) }
+	tenant := fs.String("tenant", "", "only this tenant's dead letters (ls)")
+	asJSON := fs.Bool("json", false, "one JSON object per dead letter (ls)")
+	keep := fs.Bool("keep", false, "keep the dead letter after replaying it (replay)")
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	var seq uint64
+	switch sub {
+	case "ls":
+		if fs.NArg() != 0 {
+			fs.Usage()
+			return ExitUsage
+		}
+		if *tenant != "" && subjects.ValidName("tenant", *tenant) != nil {
+			fmt.Fprintf(io.Err, "chatfleet dlq: invalid tenant %q\n", *tenant)
+			return ExitUsage
+		}
+	case "show", "replay":
+		var err error
+		if fs.NArg() != 1 {
+			fs.Usage()
+			return ExitUsage
+		}
+		if seq, err = strconv.ParseUint(fs.Arg(0), 10, 64); err != nil || seq == 0 {
+			fmt.Fprintf(io.Err, "chatfleet dlq: %q is not a dead-letter sequence number (see chatfleet dlq ls)\n", fs.Arg(0))
+			return ExitUsage
+		}
+	default:
+		fmt.Fprintf(io.Err, "chatfleet dlq: unknown subcommand %q\n\n%s\n", sub, dlqUsage)
+		return ExitUsage
+	}
+
+	env, ok := loadEnv(io, "dlq")
+	if !ok {
+		return ExitUsage
+	}
+	names, err := subjects.New(env.Prefix)
+	if err != nil {
+		fmt.Fprintln(io.Err, "chatfleet dlq:", err)
+		return ExitUsage
+	}
+	nc, err := env.Connect("chatfleet dlq", false)
+	if err != nil {
+		fmt.Fprintln(io.Err, "chatfleet dlq:", err)
+		return ExitFailed
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		fmt.Fprintln(io.Err, "chatfleet dlq:", err)
+		return ExitFailed
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, names.DeadLetterStream())
+	if err != nil {
+		fmt.Fprintf(io.Err, "chatfleet dlq: stream %s: %v (has a worker created the topology?)\n", names.DeadLetterStream(), err)
+		return ExitFailed
+	}
+	switch sub {
+	case "ls":
+		err = listDeadLetters(ctx, js, names, *tenant, *asJSON, io)
+	case "show":
+		err = showDeadLetter(ctx, stream, seq, io)
+	default:
+		err = replayDeadLetter(ctx, js, stream, names, seq, *keep, io)
+	}
+	if err != nil {
+		fmt.Fprintln(io.Err, "chatfleet dlq:", err)
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// deadLetterRow is what ls shows of one dead letter.
+type deadLetterRow struct {
+	Seq        uint64 `json:"seq"`
+	Time       string `json:"time"`
+	Tenant     string `json:"tenant,omitempty"`
+	Request    string `json:"request,omitempty"`
+	Code       string `json:"code"`
+	Field      string `json:"field,omitempty"`
+	Deliveries string `json:"deliveries"`
+	Reason     string `json:"reason"`
+	Subject    string `json:"subject"`
+}
+
+func listDeadLetters(ctx context.Context, js jetstream.JetStream, names subjects.Names, tenant string, asJSON bool, io IO) error {
+	filter := names.AllDeadLetters()
+	if tenant != "" {
+		filter = names.DeadLetter(tenant)
+	}
+	// Headers only: ls never needs the jobs themselves.
+	cons, err := js.OrderedConsumer(ctx, names.DeadLetterStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy, HeadersOnly: true,
+	})
+	if err != nil {
+		return err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return err
+	}
+	var rows []deadLetterRow
+	for left := info.NumPending; left > 0; {
+		batch, err := cons.Fetch(int(min(left, 256)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return err
+		}
+		for msg := range batch.Messages() {
+			meta, err := msg.Metadata()
+			if err != nil {
+				return err
+			}
+			h := msg.Headers()
+			rows = append(rows, deadLetterRow{
+				Seq: meta.Sequence.Stream, Time: h.Get(manager.HeaderTime), Tenant: h.Get(manager.HeaderTenant),
+				Request: h.Get(manager.HeaderRequest), Code: h.Get(manager.HeaderCode), Field: h.Get(manager.HeaderField),
+				Deliveries: h.Get(manager.HeaderDeliveries), Reason: h.Get(manager.HeaderReason), Subject: h.Get(manager.HeaderSubject),
+			})
+			left--
+		}
+		if err := batch.Error(); err != nil {
+			return err
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(io.Out)
+		for _, r := range rows {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(io.Out, "no dead letters")
+		return nil
+	}
+	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tTENANT\tREQUEST\tCODE\tFIELD\tDELIVERIES\tREASON")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time, r.Tenant, r.Request, r.Code, r.Field, r.Deliveries, r.Reason)
+	}
+	return tw.Flush()
+}
+
+func getDeadLetter(ctx context.Context, stream jetstream.Stream, seq uint64) (*jetstream.RawStreamMsg, error) {
+	msg, err := stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("no dead letter %d (see chatfleet dlq ls)", seq)
+	}
+	return msg, err
+}
+
+func showDeadLetter(ctx context.Context, stream jetstream.Stream, seq uint64, io IO) error {
+	msg, err := getDeadLetter(ctx, stream, seq)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
+	for _, h := range []string{manager.HeaderTime, manager.HeaderTenant, manager.HeaderRequest, manager.HeaderCode,
+		manager.HeaderField, manager.HeaderReason, manager.HeaderSubject, manager.HeaderStreamSeq,
+		manager.HeaderDeliveries, manager.HeaderWorker} {
+		if v := msg.Header.Get(h); v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", h, v)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(io.Out)
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, msg.Data, "", "  ") == nil {
+		_, err = io.Out.Write(append(pretty.Bytes(), '\n'))
+	} else {
+		_, err = fmt.Fprintf(io.Out, "%s\n", msg.Data)
+	}
+	return err
+}
+
+// replayDeadLetter submits the job again under a new request ID (the old
+// ID's reply subject already holds its error) and, unless keep, drops the
+// dead letter.
+func replayDeadLetter(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, names subjects.Names, seq uint64, keep bool, io IO) error {
+	msg, err := getDeadLetter(ctx, stream, seq)
+	if err != nil {
+		return err
+	}
+	var job map[string]json.RawMessage
+	if err := json.Unmarshal(msg.Data, &job); err != nil {
+		return fmt.Errorf("dead letter %d is not a JSON object; fix the job and submit it yourself", seq)
+	}
+	subject := msg.Header.Get(manager.HeaderSubject)
+	tenant, err := names.ParseJobs(subject)
+	if err != nil {
+		return fmt.Errorf("dead letter %d came from %q, not a jobs subject; fix the job and submit it yourself", seq, subject)
+	}
+	id := protocol.NewID()
+	job["id"], _ = json.Marshal(id)
+	data, err := json.Marshal(job)
+	if err != nil {
+		return err
+	}
+	out := nats.NewMsg(subject)
+	out.Data = data
+	out.Header.Set(jetstream.MsgIDHeader, id)
+	if _, err := js.PublishMsg(ctx, out, jetstream.WithExpectStream(names.JobsStream())); err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	fmt.Fprintf(io.Out, "replayed dead letter %d as %s/%s; its reply: %s\n", seq, tenant, id, names.Reply(tenant, id))
+	if keep {
+		return nil
+	}
+	if err := stream.DeleteMsg(ctx, seq); err != nil {
+		return fmt.Errorf("replayed, but the dead letter was not removed: %w", err)
+	}
+	return nil
+}

@@ -6,6 +6,11 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/subjects"
 )
@@ -64,8 +69,17 @@ type Config struct {
 	// Defaults to 2s.
 	JoinTimeout time.Duration
 	// Logger receives the manager's logs. Prompts and answers are never
-	// logged. Defaults to slog.Default().
+	// logged, unless LogPrompts. Defaults to slog.Default().
 	Logger *slog.Logger
+	// LogPrompts logs each job's last message (truncated) when it arrives:
+	// a debugging switch that puts user data in the logs. Defaults to false.
+	LogPrompts bool
+	// TracerProvider creates the spans of each job, its routing, relay and
+	// upstream stream. Defaults to a no-op provider.
+	TracerProvider trace.TracerProvider
+	// MeterProvider creates the chatfleet.* metrics. Defaults to a no-op
+	// provider.
+	MeterProvider metric.MeterProvider
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -86,6 +100,12 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.JoinTimeout, 2*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = metricnoop.NewMeterProvider()
 	}
 	return c
 }

@@ -81,4 +81,5 @@ func (m *Manager) deadLetter(d deadLetter) {
 		return
 	}
 	m.stats.deadLettered.Add(1)
+	m.metrics.deadLetters.Add(ctx, 1)
 }

@@ -80,7 +80,7 @@ func (f *following) join(ctx context.Context) error {
 		return err
 	}
 	f.joined = true
-	attempt, ok := g.newAttempt(modeFollow, f.h.Gen)
+	attempt, ok := g.newAttempt(modeFollow, f.h.Gen, spanContextOf(f.h.Trace))
 	if !ok {
 		return nil // ended meanwhile; follow sees endCh
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -30,6 +32,7 @@ type generation struct {
 	job      *protocol.Job
 	creator  string // the request that started it: the leader, if it leads
 	useCache bool
+	traceCtx context.Context // the creator's job span: parent of the upstream span
 
 	ctx    context.Context // cancelled when no request is interested, or on shutdown
 	cancel context.CancelCauseFunc
@@ -46,6 +49,7 @@ type generation struct {
 	firstMode mode
 	mode      mode
 	genID     string              // generation ID of the current attempt
+	leader    trace.SpanContext   // the leading job's span, for followers' links
 	attempt   int                 // bumped by every new attempt; stale follower events are dropped
 	chunks    int                 // chunk entries in the current attempt
 	local     int                 // subscribed local requests
@@ -105,7 +109,7 @@ func (m *Manager) startGeneration(r *request, key, hubKey string, useCache bool)
 	ctx, cancel := context.WithCancelCause(m.life)
 	g := &generation{
 		m: m, id: protocol.NewID(), key: key, hubKey: hubKey, private: hubKey == "",
-		job: r.job, creator: r.key, useCache: useCache,
+		job: r.job, creator: r.key, useCache: useCache, traceCtx: r.traceCtx,
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		log: newGenLog(), routed: make(chan struct{}), endCh: make(chan struct{}), remote: map[string]struct{}{},
 		local: 1, // r, subscribed before run can end the generation
@@ -155,6 +159,13 @@ func (g *generation) abandonIfUnwanted() {
 	g.cancel(errNoInterest)
 }
 
+// leaderSpanContext is the span of the job leading the current attempt.
+func (g *generation) leaderSpanContext() trace.SpanContext {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.leader
+}
+
 // since returns the entries from i on and a channel closed by the next
 // append.
 func (g *generation) since(i int) ([]entry, <-chan struct{}) {
@@ -182,7 +193,7 @@ func (g *generation) role(requestKey string) protocol.Role {
 // and its remote followers are forgotten: they follow a generation ID, and
 // this is a new one. It returns the attempt number, or false once the
 // generation has ended.
-func (g *generation) newAttempt(md mode, genID string) (int, bool) {
+func (g *generation) newAttempt(md mode, genID string, leader trace.SpanContext) (int, bool) {
 	g.pubMu.Lock()
 	defer g.pubMu.Unlock()
 	g.mu.Lock()
@@ -198,8 +209,9 @@ func (g *generation) newAttempt(md mode, genID string) (int, bool) {
 		close(g.routed)
 	} else if g.mode == modeFollow && md == modeLead {
 		g.m.stats.takeovers.Add(1)
+		g.m.metrics.takeovers.Add(g.traceCtx, 1)
 	}
-	g.mode, g.genID, g.chunks, g.mirror, g.mirrored = md, genID, 0, false, 0
+	g.mode, g.genID, g.leader, g.chunks, g.mirror, g.mirrored = md, genID, leader, 0, false, 0
 	clear(g.remote)
 	g.attempt++
 	return g.attempt, true

@@ -23,6 +23,7 @@ import (
 func (m *Manager) Handle(msg jetstream.Msg) {
 	r := &request{m: m, msg: msg, slot: slotRequest, pulled: time.Now(), log: m.cfg.Logger}
 	defer r.releaseSlot()
+	defer r.observeEnd()
 	defer r.recoverPanic()
 	m.stats.requests.Add(1)
 	meta, err := msg.Metadata()
@@ -32,10 +33,15 @@ func (m *Manager) Handle(msg jetstream.Msg) {
 		return
 	}
 	r.arrived, r.streamSeq, r.deliveries = meta.Timestamp, meta.Sequence.Stream, meta.NumDelivered
+	r.observeBegin(meta)
 	if !r.decode() {
 		return
 	}
+	r.observeJob()
 	r.log = m.cfg.Logger.With("tenant", r.job.Tenant, "request", r.job.ID)
+	if m.cfg.LogPrompts {
+		r.log.Info("job received (CHATFLEET_LOG_PROMPTS is on)", "model", r.job.Model, "prompt", lastMessage(r.job, 200))
+	}
 	ctx, cancel := context.WithCancelCause(m.life)
 	defer cancel(nil)
 	r.cancel = cancel
@@ -84,6 +90,7 @@ func (r *request) recoverPanic() {
 		return
 	}
 	r.m.stats.panics.Add(1)
+	r.m.metrics.panics.Add(context.Background(), 1)
 	r.m.cfg.Logger.Error("panic while handling a job; recovered", "subject", r.msg.Subject(), "seq", r.streamSeq,
 		"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 	if r.settled {
@@ -140,10 +147,21 @@ func guessID(h nats.Header, data []byte) string {
 	return ""
 }
 
+// lastMessage is the job's last message text, cut to n bytes: what
+// LogPrompts logs.
+func lastMessage(j *protocol.Job, n int) string {
+	text := j.Messages[len(j.Messages)-1].Content.Text
+	if len(text) > n {
+		text = text[:n] + "…"
+	}
+	return text
+}
+
 // reject answers an invalid job (when its reply subject is known),
 // dead-letters it and terminates it.
 func (r *request) reject(tenant, id string, perr *protocol.Error) {
 	r.m.stats.errors.Add(1)
+	r.outcome, r.code = string(protocol.EventError), perr.Code
 	r.m.cfg.Logger.Warn("invalid job terminated", "subject", r.msg.Subject(), "tenant", tenant, "request", id,
 		"field", perr.Field, "reason", perr.Message)
 	if tenant != "" && id != "" {
@@ -216,9 +234,9 @@ func (r *request) resume() bool {
 func (r *request) releaseSlot() {
 	switch r.slot {
 	case slotRequest:
-		r.m.slots.requests.Release(1)
+		r.m.slots.requests.release(1)
 	case slotFollower:
-		r.m.slots.followers.Release(1)
+		r.m.slots.followers.release(1)
 	}
 	r.slot = slotNone
 }
@@ -229,7 +247,7 @@ func (r *request) releaseSlot() {
 func (r *request) becomeFollower() error {
 	for {
 		ctx, cancel := context.WithTimeout(r.ctx, r.progressEvery())
-		err := r.m.slots.followers.Acquire(ctx, 1)
+		err := r.m.slots.followers.acquire(ctx)
 		cancel()
 		if err == nil {
 			break
@@ -239,7 +257,7 @@ func (r *request) becomeFollower() error {
 		}
 		r.progress()
 	}
-	r.m.slots.requests.Release(1)
+	r.m.slots.requests.release(1)
 	r.slot = slotFollower
 	return nil
 }

@@ -9,6 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/protocol"
 )
@@ -18,7 +22,7 @@ import (
 // then release the lease, so a request arriving at any moment finds either
 // the live generation or the cached answer. l is nil when dedupe is off.
 func (g *generation) lead(l *lease, genID string) next {
-	attempt, ok := g.newAttempt(modeLead, genID)
+	attempt, ok := g.newAttempt(modeLead, genID, trace.SpanContextFromContext(g.traceCtx))
 	if !ok {
 		if l != nil {
 			g.releaseLease(l)
@@ -63,6 +67,10 @@ func (g *generation) lead(l *lease, genID string) next {
 	cause := context.Cause(ctx)
 	switch {
 	case err == nil:
+		if u := ans.Usage; u != nil {
+			g.m.metrics.tokens.Add(g.traceCtx, int64(u.PromptTokens), attrs(attribute.String("kind", "prompt")))
+			g.m.metrics.tokens.Add(g.traceCtx, int64(u.CompletionTokens), attrs(attribute.String("kind", "completion")))
+		}
 		if g.useCache && ans.cacheable() {
 			fctx, cancel := g.finalContext()
 			g.m.writeCache(fctx, g.key, ans)
@@ -72,9 +80,13 @@ func (g *generation) lead(l *lease, genID string) next {
 	case errors.Is(err, errLeaseLost), errors.Is(cause, errLeaseLost):
 		// Fenced: someone else leads now. Publish nothing more; route again.
 		g.m.stats.leasesLost.Add(1)
+		g.m.metrics.leasesLost.Add(g.traceCtx, 1)
 		g.m.cfg.Logger.Warn("leader lease lost; routing again", "key", g.key, "gen", genID)
 		return again
 	default:
+		if lerr := (*llm.Error)(nil); errors.As(err, &lerr) && ctx.Err() == nil {
+			g.m.metrics.upstreamErrors.Add(g.traceCtx, 1, attrs(attribute.String("code", string(lerr.Code))))
+		}
 		g.endByContext(ctx, err)
 	}
 	if l != nil {
@@ -96,15 +108,61 @@ type received struct {
 	err   error
 }
 
-// generate streams the answer into the log, merging deltas that arrive
-// within the chunk window, and returns the whole answer. Once ctx is done
-// (lease lost, nobody interested, timeout) it appends nothing more.
+// generate streams the answer into the log within a GenAI client span
+// (child of the leading job's span) and returns the whole answer.
 func (g *generation) generate(ctx context.Context, attempt int) (*cachedAnswer, error) {
-	if err := g.m.slots.llm.Acquire(ctx, 1); err != nil {
+	if err := g.m.slots.llm.acquire(ctx); err != nil {
 		return nil, err
 	}
-	defer g.m.slots.llm.Release(1)
+	defer g.m.slots.llm.release(1)
 	g.m.stats.upstreamCalls.Add(1)
+	g.m.metrics.upstreamCalls.Add(g.traceCtx, 1)
+	spanCtx, span := g.m.tracer.Start(trace.ContextWithSpan(ctx, trace.SpanFromContext(g.traceCtx)), "chat "+g.job.Model,
+		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(genAIRequestAttributes(g.job)...))
+	ans, err := g.stream(spanCtx, attempt, span)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		span.SetAttributes(attribute.String("error.type", errorType(err)))
+	} else {
+		span.SetAttributes(attribute.StringSlice("gen_ai.response.finish_reasons", []string{ans.FinishReason}))
+		if u := ans.Usage; u != nil {
+			span.SetAttributes(attribute.Int("gen_ai.usage.input_tokens", u.PromptTokens), attribute.Int("gen_ai.usage.output_tokens", u.CompletionTokens))
+		}
+	}
+	span.End()
+	return ans, err
+}
+
+// genAIRequestAttributes follow the OpenTelemetry GenAI conventions.
+func genAIRequestAttributes(j *protocol.Job) []attribute.KeyValue {
+	kv := []attribute.KeyValue{
+		attribute.String("gen_ai.operation.name", "chat"),
+		attribute.String("gen_ai.provider.name", "openai"),
+		attribute.String("gen_ai.request.model", j.Model),
+	}
+	if j.Temperature != nil {
+		kv = append(kv, attribute.Float64("gen_ai.request.temperature", *j.Temperature))
+	}
+	if j.MaxTokens != nil {
+		kv = append(kv, attribute.Int("gen_ai.request.max_tokens", *j.MaxTokens))
+	}
+	return kv
+}
+
+// errorType names an upstream failure by its code for error.type.
+func errorType(err error) string {
+	var lerr *llm.Error
+	if errors.As(err, &lerr) {
+		return string(lerr.Code)
+	}
+	return "_OTHER"
+}
+
+// stream reads the upstream stream into the log, merging deltas that
+// arrive within the chunk window. Once ctx is done (lease lost, nobody
+// interested, timeout) it appends nothing more.
+func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (*cachedAnswer, error) {
+	start := time.Now()
 	stream, err := g.m.upstream.Stream(ctx, g.job)
 	if err != nil {
 		return nil, err
@@ -119,6 +177,7 @@ func (g *generation) generate(ctx context.Context, attempt int) (*cachedAnswer, 
 		defer func() {
 			if p := recover(); p != nil {
 				g.m.stats.panics.Add(1)
+				g.m.metrics.panics.Add(context.Background(), 1)
 				g.m.cfg.Logger.Error("panic reading the upstream stream; recovered", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				select {
 				case deltas <- received{err: fmt.Errorf("panic reading the upstream stream: %v", p)}:
@@ -166,6 +225,11 @@ func (g *generation) generate(ctx context.Context, attempt int) (*cachedAnswer, 
 				return nil, r.err
 			}
 			d := r.delta
+			if m.emitted == 0 && !m.has && (d.Content != "" || len(d.ToolCalls) > 0) {
+				ttft := time.Since(start)
+				span.AddEvent("gen_ai.first_token")
+				span.SetAttributes(attribute.Float64("chatfleet.time_to_first_token_ms", ms(ttft)))
+			}
 			content.WriteString(d.Content)
 			ans.ToolCalls = protocol.MergeToolCalls(ans.ToolCalls, d.ToolCalls)
 			if d.FinishReason != "" {

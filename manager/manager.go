@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm"
@@ -31,6 +32,8 @@ type Manager struct {
 	top      *topology.Topology
 	upstream *llm.Client
 	slots    *Slots
+	tracer   trace.Tracer
+	metrics  *metrics
 	requests *registry
 	cancels  *cancelSet
 	stats    counters
@@ -64,7 +67,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 		return nil, fmt.Errorf("%w: connection, JetStream, topology and upstream are required", ErrInvalidConfig)
 	}
 	life, end := context.WithCancelCause(context.Background())
-	return &Manager{
+	m := &Manager{
 		cfg:      cfg,
 		nc:       nc,
 		js:       js,
@@ -78,7 +81,14 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 		hubs:     map[string]*generation{},
 		gens:     map[string]*generation{},
 		stopped:  make(chan struct{}),
-	}, nil
+		tracer:   cfg.TracerProvider.Tracer("github.com/chatfleet/chatfleet/manager"),
+	}
+	var err error
+	if m.metrics, err = newMetrics(cfg.MeterProvider, m); err != nil {
+		end(nil)
+		return nil, fmt.Errorf("manager: metrics: %w", err)
+	}
+	return m, nil
 }
 
 // Start watches cancel requests and answers control requests. It returns

@@ -4,12 +4,17 @@ import (
 	"errors"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
 // serve joins the request's generation, announces the request's role, and
 // relays the generation onto the reply subject until the end.
 func (r *request) serve() {
+	_, route := r.m.tracer.Start(r.traceCtx, "chatfleet.route")
+	defer route.End()
 	sub, err := r.m.attach(r)
 	if errors.Is(err, errShutdown) {
 		r.nak(0) // stopping: another worker takes it at once
@@ -45,6 +50,12 @@ func (r *request) serve() {
 		}
 	}
 	role := g.role(r.key)
+	r.setRole(role)
+	route.SetAttributes(attribute.String("chatfleet.role", string(role)))
+	if sc := g.leaderSpanContext(); role != protocol.RoleLeader && sc.IsValid() {
+		route.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("chatfleet.link", "leader")}})
+	}
+	route.End()
 	switch role {
 	case protocol.RoleLeader:
 		r.m.stats.leaders.Add(1)
@@ -53,6 +64,7 @@ func (r *request) serve() {
 	case protocol.RoleCache:
 		r.m.stats.cacheHits.Add(1)
 	}
+	_, r.relaySpan = r.m.tracer.Start(r.traceCtx, "chatfleet.relay")
 	if r.publish(protocol.Event{Type: protocol.EventMeta, Worker: r.m.cfg.WorkerID, Role: role, Model: r.job.Model}) != nil {
 		return
 	}
@@ -77,6 +89,7 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 			case entryChunk:
 				if r.firstChunk.IsZero() {
 					r.firstChunk = time.Now()
+					r.observeFirstChunk()
 				}
 				r.chunks++
 				if r.publish(protocol.Event{Type: protocol.EventChunk, Content: e.content, ToolCalls: e.toolCalls}) != nil {

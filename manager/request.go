@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatfleet/chatfleet/protocol"
 )
@@ -47,6 +48,15 @@ type request struct {
 	firstChunk time.Time
 	seq        uint64 // last published
 	chunks     int    // chunks published since the last reset
+
+	// For metrics and traces (observe.go).
+	role      protocol.Role // "" while routing
+	outcome   string        // done, error, cancelled or handed_back, once settled
+	code      protocol.Code // of an error outcome
+	usage     *protocol.Usage
+	traceCtx  context.Context // carries the job's span
+	span      trace.Span
+	relaySpan trace.Span
 }
 
 // errHandedBack ends a request whose job went back to the queue.
@@ -92,11 +102,13 @@ func (r *request) end(ev protocol.Event) {
 		return
 	}
 	r.seq++
+	r.outcome, r.usage = string(ev.Type), ev.Usage
 	switch ev.Type {
 	case protocol.EventCancelled:
 		r.m.stats.cancelled.Add(1)
 	case protocol.EventError:
 		r.m.stats.errors.Add(1)
+		r.code = ev.Error.Code
 	}
 	r.ack()
 }
@@ -141,6 +153,9 @@ func (r *request) ack() {
 // nak hands the job back, to be redelivered after delay (0: at once).
 func (r *request) nak(delay time.Duration) {
 	r.settled = true
+	if r.outcome == "" {
+		r.outcome = "handed_back"
+	}
 	if delay > 0 {
 		_ = r.msg.NakWithDelay(delay)
 	} else {
@@ -150,6 +165,9 @@ func (r *request) nak(delay time.Duration) {
 
 func (r *request) term(reason string) {
 	r.settled = true
+	if r.outcome == "" {
+		r.outcome = string(protocol.EventError)
+	}
 	_ = r.msg.TermWithReason(reason)
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatfleet/chatfleet/protocol"
 )
@@ -79,6 +80,7 @@ func (g *generation) route() next {
 	cctx, cancel := g.finalContext()
 	l, err := acquireLease(cctx, g.m.top.Inflight, g.key, leaseValue{
 		Gen: genID, Tenant: g.job.Tenant, Worker: g.m.cfg.WorkerID, Request: g.job.ID, Since: time.Now().UTC(),
+		Trace: traceparent(trace.SpanContextFromContext(g.traceCtx)),
 	}, g.m.cfg.LeaseTTL)
 	cancel()
 	switch {
@@ -122,7 +124,7 @@ func (g *generation) cached(ctx context.Context) *cachedAnswer {
 const maxChunkBytes = 64 << 10
 
 func (g *generation) serveCached(a *cachedAnswer) {
-	attempt, ok := g.newAttempt(modeCache, "")
+	attempt, ok := g.newAttempt(modeCache, "", trace.SpanContext{})
 	if !ok {
 		return
 	}
@@ -190,6 +192,7 @@ func (g *generation) recoverPanic() {
 		return
 	}
 	g.m.stats.panics.Add(1)
+	g.m.metrics.panics.Add(g.traceCtx, 1)
 	g.m.cfg.Logger.Error("panic in a generation; recovered", "key", g.key, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 	g.end(ending{typ: protocol.EventError, err: &protocol.Error{Code: protocol.CodeInternal, Message: "internal error while generating"}})
 }

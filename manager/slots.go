@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
 )
@@ -9,34 +10,70 @@ import (
 // Slots are a worker's three pools: requests being routed or led, upstream
 // streams, and followers (including cache hits).
 type Slots struct {
-	requests  *semaphore.Weighted
-	llm       *semaphore.Weighted
-	followers *semaphore.Weighted
+	requests  pool
+	llm       pool
+	followers pool
+}
 
-	// sizes, for gauges and draining
-	nRequests, nLLM, nFollowers int64
+// pool is a semaphore that knows how many of its slots are taken, for the
+// slots gauges.
+type pool struct {
+	sem  *semaphore.Weighted
+	size int64
+	used atomic.Int64
+}
+
+func newPool(size int) pool {
+	return pool{sem: semaphore.NewWeighted(int64(size)), size: int64(size)}
+}
+
+func (p *pool) acquire(ctx context.Context) error {
+	if err := p.sem.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	p.used.Add(1)
+	return nil
+}
+
+func (p *pool) tryAcquire() bool {
+	if !p.sem.TryAcquire(1) {
+		return false
+	}
+	p.used.Add(1)
+	return true
+}
+
+func (p *pool) release(n int64) {
+	p.used.Add(-n)
+	p.sem.Release(n)
+}
+
+// waitIdle waits until every slot is free.
+func (p *pool) waitIdle(ctx context.Context) error {
+	if err := p.sem.Acquire(ctx, p.size); err != nil {
+		return err
+	}
+	p.sem.Release(p.size)
+	return nil
 }
 
 func newSlots(c Config) *Slots {
 	return &Slots{
-		requests:   semaphore.NewWeighted(int64(c.MaxConcurrentRequests)),
-		llm:        semaphore.NewWeighted(int64(c.MaxConcurrentLLMStreams)),
-		followers:  semaphore.NewWeighted(int64(c.MaxConcurrentFollowers)),
-		nRequests:  int64(c.MaxConcurrentRequests),
-		nLLM:       int64(c.MaxConcurrentLLMStreams),
-		nFollowers: int64(c.MaxConcurrentFollowers),
+		requests:  newPool(c.MaxConcurrentRequests),
+		llm:       newPool(c.MaxConcurrentLLMStreams),
+		followers: newPool(c.MaxConcurrentFollowers),
 	}
 }
 
 // AcquireRequest waits for one request slot. The worker's fetch loop takes
 // one per job it pulls and hands it to Handle.
-func (s *Slots) AcquireRequest(ctx context.Context) error { return s.requests.Acquire(ctx, 1) }
+func (s *Slots) AcquireRequest(ctx context.Context) error { return s.requests.acquire(ctx) }
 
 // TryAcquireRequests takes up to max more request slots without waiting
 // and returns how many it took.
 func (s *Slots) TryAcquireRequests(max int) int {
 	n := 0
-	for n < max && s.requests.TryAcquire(1) {
+	for n < max && s.requests.tryAcquire() {
 		n++
 	}
 	return n
@@ -46,22 +83,34 @@ func (s *Slots) TryAcquireRequests(max int) int {
 // not use.
 func (s *Slots) ReleaseRequests(n int) {
 	if n > 0 {
-		s.requests.Release(int64(n))
+		s.requests.release(int64(n))
 	}
 }
 
 // WaitIdle waits until every slot of every pool is free: all requests and
 // generations have ended. It returns ctx's error if that comes first.
+// Requests only move from request slots to follower slots, never back,
+// so checking the pools in this order misses none.
 func (s *Slots) WaitIdle(ctx context.Context) error {
-	pools := []struct {
-		sem *semaphore.Weighted
-		n   int64
-	}{{s.requests, s.nRequests}, {s.followers, s.nFollowers}, {s.llm, s.nLLM}}
-	for _, p := range pools {
-		if err := p.sem.Acquire(ctx, p.n); err != nil {
+	for _, p := range []*pool{&s.requests, &s.followers, &s.llm} {
+		if err := p.waitIdle(ctx); err != nil {
 			return err
 		}
-		p.sem.Release(p.n)
 	}
 	return nil
+}
+
+// SlotUsage is one pool's use.
+type SlotUsage struct {
+	Used  int64 `json:"used"`
+	Total int64 `json:"total"`
+}
+
+// Usage returns each pool's use, by pool name: requests, llm, followers.
+func (s *Slots) Usage() map[string]SlotUsage {
+	return map[string]SlotUsage{
+		"requests":  {s.requests.used.Load(), s.requests.size},
+		"llm":       {s.llm.used.Load(), s.llm.size},
+		"followers": {s.followers.used.Load(), s.followers.size},
+	}
 }

@@ -21,7 +21,11 @@ type Stats struct {
 	Generations   int64 // generations this worker leads now
 }
 
+// roleNames index counters.inFlight.
+var roleNames = [...]string{"routing", "leader", "follower", "cache"}
+
 type counters struct {
+	inFlight                                               [len(roleNames)]atomic.Int64
 	requests, leaders, followers, cacheHits, upstreamCalls atomic.Int64
 	takeovers, leasesLost, cancelled, errors, leading      atomic.Int64
 	deadLettered, queueTimeouts, panics, purged            atomic.Int64
@@ -47,4 +51,37 @@ func (m *Manager) Stats() Stats {
 		Active:        int64(m.requests.len()),
 		Generations:   c.leading.Load(),
 	}
+}
+
+// InFlight returns the requests on this worker now, by role: routing (not
+// known yet), leader, follower, cache.
+func (m *Manager) InFlight() map[string]int64 {
+	out := make(map[string]int64, len(roleNames))
+	for i, name := range roleNames {
+		out[name] = m.stats.inFlight[i].Load()
+	}
+	return out
+}
+
+// UpstreamStats describes this worker's upstream.
+type UpstreamStats struct {
+	Calls   uint64 `json:"calls"`   // HTTP attempts
+	Retries uint64 `json:"retries"` // of them, retries
+	Errors  uint64 `json:"errors"`  // failed attempts
+	Breaker string `json:"breaker"` // closed, open or half-open
+}
+
+// Upstream returns the upstream client's counters.
+func (m *Manager) Upstream() UpstreamStats {
+	s := m.upstream.Stats()
+	return UpstreamStats{Calls: s.Calls, Retries: s.Retries, Errors: s.Failures, Breaker: s.BreakerState}
+}
+
+func roleIndex(label string) int {
+	for i, name := range roleNames {
+		if name == label {
+			return i
+		}
+	}
+	return 0
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatfleet/chatfleet/subjects"
 )
@@ -15,10 +17,11 @@ import (
 // Publisher submits jobs and reads replies over one NATS connection. It is
 // safe for concurrent use.
 type Publisher struct {
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	names subjects.Names
-	opts  options
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	names  subjects.Names
+	opts   options
+	tracer trace.Tracer
 
 	mu      sync.Mutex
 	replies jetstream.Stream   // looked up on first use
@@ -29,6 +32,7 @@ type options struct {
 	prefix      string
 	waitTimeout time.Duration
 	idleProbe   time.Duration
+	tracer      trace.TracerProvider
 }
 
 // Option configures a Publisher.
@@ -71,9 +75,23 @@ func WithIdleProbe(d time.Duration) Option {
 	}
 }
 
+// WithTracerProvider sets where the publisher's spans go. Each Submit
+// starts a producer span and sends its W3C trace context in the job's
+// headers, so the worker's spans join the caller's trace. Defaults to the
+// global provider (otel.GetTracerProvider()).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) error {
+		if tp == nil {
+			return fmt.Errorf("%w: nil tracer provider", ErrInvalidOption)
+		}
+		o.tracer = tp
+		return nil
+	}
+}
+
 // New returns a Publisher using nc.
 func New(nc *nats.Conn, opts ...Option) (*Publisher, error) {
-	o := options{prefix: subjects.DefaultPrefix, waitTimeout: 5 * time.Minute, idleProbe: 2 * time.Second}
+	o := options{prefix: subjects.DefaultPrefix, waitTimeout: 5 * time.Minute, idleProbe: 2 * time.Second, tracer: otel.GetTracerProvider()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -87,7 +105,7 @@ func New(nc *nats.Conn, opts ...Option) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Publisher{nc: nc, js: js, names: names, opts: o}, nil
+	return &Publisher{nc: nc, js: js, names: names, opts: o, tracer: o.tracer.Tracer("github.com/chatfleet/chatfleet/publisher")}, nil
 }
 
 // Names returns the names the publisher uses.

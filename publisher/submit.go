@@ -8,7 +8,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/chatfleet/chatfleet/internal/natstrace"
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -38,13 +42,26 @@ func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error
 	if err != nil {
 		return nil, err
 	}
-	msg := nats.NewMsg(p.names.Jobs(job.Tenant))
+	subject := p.names.Jobs(job.Tenant)
+	ctx, span := p.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", subject),
+			attribute.String("messaging.message.id", job.ID),
+			attribute.Int("messaging.message.body.size", len(data)),
+		))
+	defer span.End()
+	msg := nats.NewMsg(subject)
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, job.ID)
+	natstrace.Inject(ctx, msg.Header)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(p.names.JobsStream()))
 	if err != nil {
 		r.Stop()
-		return nil, p.publishError(&job, err)
+		err = p.publishError(&job, err)
+		span.SetStatus(codes.Error, err.Error())
+		return nil, err
 	}
 	if ack.Duplicate {
 		// The job was stored before: its events may already be gone from

@@ -3,6 +3,7 @@ package worker
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -29,8 +30,12 @@ type Config struct {
 	Manager manager.Config
 	// LLM configures the upstream. Defaults to llm's defaults (OpenAI).
 	LLM llm.Config
-	// HTTPAddr serves /healthz; empty disables it. Defaults to "".
+	// HTTPAddr serves /healthz, /readyz and /metrics; empty disables it.
+	// Defaults to "".
 	HTTPAddr string
+	// Metrics, when set, is served at /metrics (see internal/telemetry).
+	// Defaults to nil: no /metrics.
+	Metrics http.Handler
 	// FetchWait is how long one pull request waits for jobs before it is
 	// renewed. Shorter means a quicker Stop. Defaults to 1s.
 	FetchWait time.Duration

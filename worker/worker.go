@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm"
@@ -25,16 +25,20 @@ type Worker struct {
 	nc  *nats.Conn
 
 	mgr      *manager.Manager
+	js       jetstream.JetStream
 	consumer jetstream.Consumer
 	http     *http.Server
 	httpAddr net.Addr
+	service  micro.Service
+	started  time.Time
+	draining atomic.Bool // set when Stop begins: /readyz fails from then on
 
 	stopFetch context.CancelFunc
 	fetching  chan struct{} // closed when the fetch loop returns
 	jobs      sync.WaitGroup
 
 	startOnce, stopOnce sync.Once
-	started             atomic.Bool
+	running             atomic.Bool
 	stopped             chan struct{}
 }
 
@@ -72,6 +76,7 @@ func (w *Worker) Start(ctx context.Context) error {
 }
 
 func (w *Worker) start(ctx context.Context) error {
+	w.started = time.Now()
 	js, err := jetstream.New(w.nc)
 	if err != nil {
 		return err
@@ -92,37 +97,27 @@ func (w *Worker) start(ctx context.Context) error {
 		return err
 	}
 	w.consumer = top.Consumer
+	w.js = js
 	if err := w.serveHTTP(); err != nil {
 		_ = w.mgr.Stop(ctx)
 		return err
+	}
+	if err := w.registerService(); err != nil {
+		_ = w.mgr.Stop(ctx)
+		w.stopHTTP(ctx)
+		return err
+	}
+	if w.cfg.Manager.LogPrompts {
+		w.cfg.Logger.Warn("CHATFLEET_LOG_PROMPTS is on: every job's prompt is written to the logs. Turn it off outside debugging.")
 	}
 	fetchCtx, stop := context.WithCancel(context.Background())
 	w.stopFetch = stop
 	w.fetching = make(chan struct{})
 	go w.fetchLoop(fetchCtx) // owned by the worker: Stop cancels and waits for it
-	w.started.Store(true)
+	w.running.Store(true)
 	w.cfg.Logger.Info("worker started", "worker", w.cfg.ID, "prefix", w.cfg.Prefix,
 		"max_requests", w.cfg.Manager.MaxConcurrentRequests, "max_llm_streams", w.cfg.Manager.MaxConcurrentLLMStreams,
 		"max_followers", w.cfg.Manager.MaxConcurrentFollowers)
-	return nil
-}
-
-func (w *Worker) serveHTTP() error {
-	if w.cfg.HTTPAddr == "" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", w.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("worker: listen on %s: %w", w.cfg.HTTPAddr, err)
-	}
-	w.httpAddr = ln.Addr()
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
-		rw.Header().Set("Content-Type", "text/plain")
-		_, _ = rw.Write([]byte("ok\n"))
-	})
-	w.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = w.http.Serve(ln) }() // owned by the worker: Stop shuts it down
 	return nil
 }
 
@@ -133,9 +128,10 @@ func (w *Worker) Stop(ctx context.Context) error {
 	var err error
 	w.stopOnce.Do(func() {
 		defer close(w.stopped)
-		if !w.started.Load() {
+		if !w.running.Load() {
 			return
 		}
+		w.draining.Store(true)
 		w.stopFetch()
 		<-w.fetching
 		if werr := w.mgr.Slots().WaitIdle(ctx); werr != nil {
@@ -145,9 +141,8 @@ func (w *Worker) Stop(ctx context.Context) error {
 		defer cancel()
 		err = w.mgr.Stop(hardCtx)
 		w.jobs.Wait()
-		if w.http != nil {
-			_ = w.http.Shutdown(hardCtx)
-		}
+		_ = w.service.Stop()
+		w.stopHTTP(hardCtx)
 		w.cfg.Logger.Info("worker stopped", "worker", w.cfg.ID)
 	})
 	return err

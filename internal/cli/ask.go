@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatfleet/chatfleet/internal/telemetry"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/publisher"
 	"github.com/chatfleet/chatfleet/subjects"
@@ -65,7 +66,13 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 		return ExitFailed
 	}
 	defer nc.Close()
-	pub, err := publisher.New(nc, publisher.WithPrefix(env.Prefix))
+	tel, err := telemetry.Setup(ctx, "chatfleet-ask", protocol.NewID())
+	if err != nil {
+		fmt.Fprintln(io.Err, "chatfleet ask:", err)
+		return ExitFailed
+	}
+	defer shutdownTelemetry(tel)
+	pub, err := publisher.New(nc, publisher.WithPrefix(env.Prefix), publisher.WithTracerProvider(tel.Tracer))
 	if err != nil {
 		fmt.Fprintln(io.Err, "chatfleet ask:", err)
 		return ExitUsage

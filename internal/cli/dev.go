@@ -76,6 +76,12 @@ func runDev(ctx context.Context, args []string, io IO) int {
 		if cfg.ID == "" || env.DevWorkers > 1 {
 			cfg.ID = fmt.Sprintf("dev-%d", i+1)
 		}
+		tel, err := setupTelemetry(ctx, "chatfleet-worker", &cfg)
+		if err != nil {
+			logger.Error("telemetry", "err", err)
+			return ExitFailed
+		}
+		defer shutdownTelemetry(tel)
 		if i > 0 {
 			cfg.HTTPAddr = "" // one health endpoint is enough in dev mode
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/chatfleet/chatfleet/internal/telemetry"
 	"github.com/chatfleet/chatfleet/worker"
 )
 
@@ -28,7 +29,14 @@ func runWorker(ctx context.Context, args []string, io IO) int {
 		return ExitFailed
 	}
 	defer nc.Close()
-	w, err := worker.New(env.Worker(env.LLM(), logger), nc)
+	cfg := env.Worker(env.LLM(), logger)
+	tel, err := setupTelemetry(ctx, "chatfleet-worker", &cfg)
+	if err != nil {
+		logger.Error("telemetry", "err", err)
+		return ExitFailed
+	}
+	defer shutdownTelemetry(tel)
+	w, err := worker.New(cfg, nc)
 	if err != nil {
 		logger.Error("invalid configuration", "err", err)
 		return ExitUsage
@@ -57,4 +65,28 @@ func stopWorkers(logger interface{ Info(string, ...any) }, grace time.Duration, 
 		}
 	}
 	return code
+}
+
+// setupTelemetry gives cfg (and its manager) tracer and meter providers and
+// a /metrics handler. The worker ID names the service instance.
+func setupTelemetry(ctx context.Context, service string, cfg *worker.Config) (*telemetry.Telemetry, error) {
+	defaulted, err := cfg.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	tel, err := telemetry.Setup(ctx, service, defaulted.ID)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ID = defaulted.ID
+	cfg.Metrics = tel.Metrics
+	cfg.Manager.TracerProvider, cfg.Manager.MeterProvider = tel.Tracer, tel.Meter
+	return tel, nil
+}
+
+// shutdownTelemetry flushes spans still buffered.
+func shutdownTelemetry(tel *telemetry.Telemetry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = tel.Shutdown(ctx)
 }

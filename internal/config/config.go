@@ -71,8 +71,9 @@ type Env struct {
 	CancelTTL       time.Duration `envconfig:"CHATFLEET_CANCEL_TTL" default:"1h" desc:"how long a cancel request is remembered"`
 	DLQMaxAge       time.Duration `envconfig:"CHATFLEET_DLQ_MAX_AGE" default:"168h" desc:"how long dead-lettered jobs are kept"`
 
-	LogFormat string `envconfig:"CHATFLEET_LOG_FORMAT" default:"text" desc:"text or json"`
-	LogLevel  string `envconfig:"CHATFLEET_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat  string `envconfig:"CHATFLEET_LOG_FORMAT" default:"text" desc:"text or json"`
+	LogLevel   string `envconfig:"CHATFLEET_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogPrompts bool   `envconfig:"CHATFLEET_LOG_PROMPTS" default:"false" desc:"DEBUGGING ONLY: log each job's prompt (user data in the logs; announced at start-up)"`
 
 	DevListen  string `envconfig:"CHATFLEET_DEV_LISTEN" default:"127.0.0.1:4222" desc:"dev mode: address of the embedded NATS server"`
 	DevDataDir string `envconfig:"CHATFLEET_DEV_DATA_DIR" default:"./data" desc:"dev mode: JetStream data directory"`
@@ -134,7 +135,8 @@ func (e Env) Topology() topology.Config {
 	}
 }
 
-// Worker returns a worker config; llmCfg is the upstream to use.
+// Worker returns a worker config; llmCfg is the upstream to use. Telemetry
+// is set by the caller.
 func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 	// In the environment 0 switches these off; the library reads 0 as
 	// "the default" and a negative value as off.
@@ -165,6 +167,7 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 			QueueTimeout:            off(e.QueueTimeout),
 			MidStreamRetries:        retries,
 			JanitorInterval:         e.JanitorInterval,
+			LogPrompts:              e.LogPrompts,
 		},
 		LLM:      llmCfg,
 		HTTPAddr: e.HTTPAddr,

@@ -1,0 +1,88 @@
+package manager
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// metrics are the manager's instruments. With the Prometheus exporter the
+// names become chatfleet_jobs_total, chatfleet_time_to_first_token_seconds,
+// and so on (see the README's operations section).
+type metrics struct {
+	jobs           metric.Int64Counter       // by outcome, role, code
+	upstreamCalls  metric.Int64Counter       // streams opened
+	upstreamErrors metric.Int64Counter       // by code
+	tokens         metric.Int64Counter       // by kind: prompt, completion
+	tokensSaved    metric.Int64Counter       // by: dedupe, cache
+	ttft           metric.Float64Histogram   // arrival → first chunk, per request
+	queueWait      metric.Float64Histogram   // arrival → pull
+	processing     metric.Float64Histogram   // pull → terminal event
+	inFlight       metric.Int64UpDownCounter // requests, by role (routing until known)
+	takeovers      metric.Int64Counter
+	leasesLost     metric.Int64Counter
+	deadLetters    metric.Int64Counter
+	panics         metric.Int64Counter
+}
+
+// latencyBuckets suit everything from a cache hit to a long generation.
+var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+func newMetrics(mp metric.MeterProvider, m *Manager) (*metrics, error) {
+	meter := mp.Meter("github.com/chatfleet/chatfleet/manager")
+	var x metrics
+	var errs []error
+	counter := func(dst *metric.Int64Counter, name, desc string) {
+		var err error
+		*dst, err = meter.Int64Counter(name, metric.WithDescription(desc))
+		errs = append(errs, err)
+	}
+	histogram := func(dst *metric.Float64Histogram, name, desc string) {
+		var err error
+		*dst, err = meter.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"),
+			metric.WithExplicitBucketBoundaries(latencyBuckets...))
+		errs = append(errs, err)
+	}
+	counter(&x.jobs, "chatfleet.jobs", "Jobs handled, by outcome (done, error, cancelled, handed_back), role and error code.")
+	counter(&x.upstreamCalls, "chatfleet.upstream.calls", "Upstream streams opened.")
+	counter(&x.upstreamErrors, "chatfleet.upstream.errors", "Generations that failed at the upstream, by error code.")
+	counter(&x.tokens, "chatfleet.tokens", "Tokens the upstream reported, by kind (prompt, completion).")
+	counter(&x.tokensSaved, "chatfleet.tokens.saved", "Tokens not paid for because a request was served by dedupe or the cache.")
+	histogram(&x.ttft, "chatfleet.time_to_first_token", "Time from a job's arrival in the queue to its first chunk.")
+	histogram(&x.queueWait, "chatfleet.queue_wait", "Time a job waited in the queue.")
+	histogram(&x.processing, "chatfleet.processing", "Time from pulling a job to its terminal event.")
+	counter(&x.takeovers, "chatfleet.leader.takeovers", "Generations taken over from a leader that died.")
+	counter(&x.leasesLost, "chatfleet.leader.leases_lost", "Leader leases lost while generating (fenced).")
+	counter(&x.deadLetters, "chatfleet.dead_letters", "Jobs copied to the dead-letter stream.")
+	counter(&x.panics, "chatfleet.panics", "Panics recovered while handling jobs.")
+	var err error
+	x.inFlight, err = meter.Int64UpDownCounter("chatfleet.requests.in_flight", metric.WithDescription("Requests on this worker, by role (routing until it is known)."))
+	errs = append(errs, err)
+
+	slotsUsed, err := meter.Int64ObservableGauge("chatfleet.slots.used", metric.WithDescription("Slots taken, by pool (requests, llm, followers)."))
+	errs = append(errs, err)
+	slotsTotal, err := meter.Int64ObservableGauge("chatfleet.slots.total", metric.WithDescription("Slots in each pool."))
+	errs = append(errs, err)
+	gens, err := meter.Int64ObservableGauge("chatfleet.generations.in_flight",
+		metric.WithDescription("Unique generations this worker leads now: the autoscaling signal (followers and cache hits cost no upstream slot)."))
+	errs = append(errs, err)
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for name, u := range m.slots.Usage() {
+			pool := metric.WithAttributes(attribute.String("pool", name))
+			o.ObserveInt64(slotsUsed, u.Used, pool)
+			o.ObserveInt64(slotsTotal, u.Total, pool)
+		}
+		o.ObserveInt64(gens, m.stats.leading.Load())
+		return nil
+	}, slotsUsed, slotsTotal, gens)
+	errs = append(errs, err)
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &x, nil
+}
+
+func attrs(kv ...attribute.KeyValue) metric.MeasurementOption { return metric.WithAttributes(kv...) }

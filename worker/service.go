@@ -1,0 +1,69 @@
+package worker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/chatfleet/chatfleet/manager"
+)
+
+// ServiceName is the NATS micro service every worker registers as, so
+// `nats micro ls` and `nats micro stats chatfleet-worker` find the fleet.
+const ServiceName = "chatfleet-worker"
+
+// Version is reported by the micro service.
+const Version = "0.1.0"
+
+// Status is one worker's state, as `chatfleet status` shows it: returned
+// by the worker's status endpoint (<prefix>.status.<worker>) and in the
+// micro service's stats.
+type Status struct {
+	Worker    string                       `json:"worker"`
+	Prefix    string                       `json:"prefix"`
+	Started   time.Time                    `json:"started"`
+	UptimeS   float64                      `json:"uptime_s"`
+	Draining  bool                         `json:"draining"`
+	InFlight  map[string]int64             `json:"in_flight"` // by role: routing, leader, follower, cache
+	Slots     map[string]manager.SlotUsage `json:"slots"`     // requests, llm, followers
+	Leading   int64                        `json:"leading"`   // unique generations led now
+	Totals    manager.Stats                `json:"totals"`
+	Upstreams manager.UpstreamStats        `json:"upstream"`
+}
+
+// Status returns the worker's state now.
+func (w *Worker) Status() Status {
+	st := w.mgr.Stats()
+	return Status{
+		Worker: w.cfg.ID, Prefix: w.cfg.Prefix, Started: w.started, UptimeS: time.Since(w.started).Seconds(),
+		Draining: w.draining.Load(), InFlight: w.mgr.InFlight(), Slots: w.mgr.Slots().Usage(),
+		Leading: st.Generations, Totals: st, Upstreams: w.mgr.Upstream(),
+	}
+}
+
+// registerService registers the worker as a NATS micro service with a
+// status endpoint on a subject of its own.
+func (w *Worker) registerService() error {
+	svc, err := micro.AddService(w.nc, micro.Config{
+		Name:        ServiceName,
+		Version:     Version,
+		Description: "chatfleet worker: LLM chat jobs from NATS JetStream",
+		Metadata:    map[string]string{"worker": w.cfg.ID, "prefix": w.cfg.Prefix},
+		StatsHandler: func(*micro.Endpoint) any {
+			return w.Status()
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("worker: register micro service: %w", err)
+	}
+	err = svc.AddEndpoint("status", micro.HandlerFunc(func(req micro.Request) {
+		_ = req.RespondJSON(w.Status())
+	}), micro.WithEndpointSubject(w.cfg.Prefix+".status."+w.cfg.ID))
+	if err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("worker: add status endpoint: %w", err)
+	}
+	w.service = svc
+	return nil
+}

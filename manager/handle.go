@@ -21,6 +21,7 @@ import (
 // handling it is recovered: the job ends with an internal error and is
 // dead-lettered, and the worker lives on.
 func (m *Manager) Handle(msg jetstream.Msg) {
+	m.slots.requests.take() // the slot the fetch loop reserved for this job
 	r := &request{m: m, msg: msg, slot: slotRequest, pulled: time.Now(), log: m.cfg.Logger}
 	defer r.releaseSlot()
 	defer r.observeEnd()

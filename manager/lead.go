@@ -86,6 +86,9 @@ func (g *generation) lead(l *lease, genID string) next {
 	default:
 		if lerr := (*llm.Error)(nil); errors.As(err, &lerr) && ctx.Err() == nil {
 			g.m.metrics.upstreamErrors.Add(g.traceCtx, 1, attrs(attribute.String("code", string(lerr.Code))))
+			// Not the upstream's message: it may quote the request.
+			g.m.cfg.Logger.Warn("upstream failed", "tenant", g.job.Tenant, "request", g.job.ID, "key", g.key,
+				"code", lerr.Code, "status", lerr.Status)
 		}
 		g.endByContext(ctx, err)
 	}

@@ -5,6 +5,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/chatfleet/chatfleet/protocol"
 )
 
 // metrics are the manager's instruments. With the Prometheus exporter the
@@ -82,7 +84,26 @@ func newMetrics(mp metric.MeterProvider, m *Manager) (*metrics, error) {
 			return nil, err
 		}
 	}
+	x.zero()
 	return &x, nil
+}
+
+// zero makes every counter with a known set of series show 0 from the
+// start, so dashboards and alerts see a zero, not an absent series.
+func (x *metrics) zero() {
+	ctx := context.Background()
+	for _, c := range []metric.Int64Counter{x.upstreamCalls, x.takeovers, x.leasesLost, x.deadLetters, x.panics} {
+		c.Add(ctx, 0)
+	}
+	for _, code := range []protocol.Code{protocol.CodeRateLimited, protocol.CodeUpstreamUnavailable, protocol.CodeUpstreamError, protocol.CodeTimeout} {
+		x.upstreamErrors.Add(ctx, 0, attrs(attribute.String("code", string(code))))
+	}
+	for _, kind := range []string{"prompt", "completion"} {
+		x.tokens.Add(ctx, 0, attrs(attribute.String("kind", kind)))
+	}
+	for _, by := range []string{"dedupe", "cache"} {
+		x.tokensSaved.Add(ctx, 0, attrs(attribute.String("by", by)))
+	}
 }
 
 func attrs(kv ...attribute.KeyValue) metric.MeasurementOption { return metric.WithAttributes(kv...) }

@@ -91,6 +91,10 @@ func (r *request) observeEnd() {
 			m.metrics.tokensSaved.Add(ctx, int64(r.usage.TotalTokens), attrs(attribute.String("by", "cache")))
 		}
 	}
+	if r.job != nil {
+		r.log.Debug("request ended", "outcome", r.outcome, "role", r.roleLabel(), "code", r.code,
+			"seq", r.seq, "processing_ms", ms(time.Since(r.pulled)))
+	}
 	if r.relaySpan != nil {
 		r.relaySpan.End()
 	}

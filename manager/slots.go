@@ -15,8 +15,9 @@ type Slots struct {
 	followers pool
 }
 
-// pool is a semaphore that knows how many of its slots are taken, for the
-// slots gauges.
+// pool is a semaphore that knows how many of its slots jobs hold, for the
+// slots gauges. The fetch loop reserves request slots for its pull before
+// jobs exist; those count as used only once a job takes them.
 type pool struct {
 	sem  *semaphore.Weighted
 	size int64
@@ -27,6 +28,7 @@ func newPool(size int) pool {
 	return pool{sem: semaphore.NewWeighted(int64(size)), size: int64(size)}
 }
 
+// acquire waits for a slot and takes it.
 func (p *pool) acquire(ctx context.Context) error {
 	if err := p.sem.Acquire(ctx, 1); err != nil {
 		return err
@@ -35,14 +37,10 @@ func (p *pool) acquire(ctx context.Context) error {
 	return nil
 }
 
-func (p *pool) tryAcquire() bool {
-	if !p.sem.TryAcquire(1) {
-		return false
-	}
-	p.used.Add(1)
-	return true
-}
+// take marks a reserved slot as held by a job.
+func (p *pool) take() { p.used.Add(1) }
 
+// release gives back n slots jobs held.
 func (p *pool) release(n int64) {
 	p.used.Add(-n)
 	p.sem.Release(n)
@@ -65,25 +63,25 @@ func newSlots(c Config) *Slots {
 	}
 }
 
-// AcquireRequest waits for one request slot. The worker's fetch loop takes
-// one per job it pulls and hands it to Handle.
-func (s *Slots) AcquireRequest(ctx context.Context) error { return s.requests.acquire(ctx) }
+// AcquireRequest waits for one request slot, reserved for a pull. The
+// worker's fetch loop reserves one per job it asks for and hands each to
+// Handle with its job (Handle takes it; see take).
+func (s *Slots) AcquireRequest(ctx context.Context) error { return s.requests.sem.Acquire(ctx, 1) }
 
-// TryAcquireRequests takes up to max more request slots without waiting
-// and returns how many it took.
+// TryAcquireRequests reserves up to max more request slots without waiting
+// and returns how many it reserved.
 func (s *Slots) TryAcquireRequests(max int) int {
 	n := 0
-	for n < max && s.requests.tryAcquire() {
+	for n < max && s.requests.sem.TryAcquire(1) {
 		n++
 	}
 	return n
 }
 
-// ReleaseRequests gives back n request slots the fetch loop took but did
-// not use.
+// ReleaseRequests gives back n reserved request slots no job arrived for.
 func (s *Slots) ReleaseRequests(n int) {
 	if n > 0 {
-		s.requests.release(int64(n))
+		s.requests.sem.Release(int64(n))
 	}
 }
 

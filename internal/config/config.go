@@ -42,6 +42,8 @@ type Env struct {
 	Models     []string      `envconfig:"CHATFLEET_ALLOWED_MODELS" desc:"comma-separated allow-list of models; empty allows any"`
 	LLMIdle    time.Duration `envconfig:"CHATFLEET_LLM_IDLE_TIMEOUT" default:"60s" desc:"cut an upstream stream silent this long"`
 	LLMRetries int           `envconfig:"CHATFLEET_LLM_MAX_RETRIES" default:"3" desc:"retries of 429/5xx/connection errors before the first token"`
+	LLMBreaker int           `envconfig:"CHATFLEET_LLM_BREAKER_FAILURES" default:"5" desc:"consecutive upstream failures that open the circuit breaker"`
+	LLMCool    time.Duration `envconfig:"CHATFLEET_LLM_BREAKER_COOLDOWN" default:"10s" desc:"how long the open breaker fails fast before one trial call"`
 
 	MaxConcurrentRequests   int           `envconfig:"CHATFLEET_MAX_CONCURRENT_REQUESTS" default:"64" desc:"jobs a worker leads or routes at once"`
 	MaxConcurrentLLMStreams int           `envconfig:"CHATFLEET_MAX_CONCURRENT_LLM_STREAMS" default:"16" desc:"upstream streams a worker runs at once"`
@@ -118,7 +120,12 @@ func Usage(w io.Writer) error {
 
 // LLM returns the upstream config.
 func (e Env) LLM() llm.Config {
-	return llm.Config{BaseURL: e.LLMBaseURL, APIKey: e.LLMAPIKey, IdleTimeout: e.LLMIdle, MaxRetries: e.LLMRetries}
+	retries := e.LLMRetries
+	if retries == 0 {
+		retries = -1 // in the environment 0 means none; llm reads 0 as its default
+	}
+	return llm.Config{BaseURL: e.LLMBaseURL, APIKey: e.LLMAPIKey, IdleTimeout: e.LLMIdle, MaxRetries: retries,
+		BreakerFailures: e.LLMBreaker, BreakerCooldown: e.LLMCool}
 }
 
 // Topology returns the JetStream sizing.

@@ -91,6 +91,7 @@ func (s *Stream) Recv() (Delta, error) {
 			return d, nil
 		}
 		if err == io.EOF { // only on [DONE]; see body
+			a.done = true
 			s.c.resolve(a, alive)
 			return s.finish(io.EOF)
 		}
@@ -170,11 +171,11 @@ func (s *Stream) finish(err error) (Delta, error) {
 	a := s.cur
 	s.cur = nil
 	s.mu.Unlock()
-	s.stop(errFinished)
 	if a != nil {
 		s.c.resolve(a, neutral)
-		a.end()
+		a.end() // before stop: a clean end drains the body under a live request
 	}
+	s.stop(errFinished)
 	return Delta{}, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -422,4 +423,35 @@ func TestNilJob(t *testing.T) {
 	t.Parallel()
 	c, _ := setup(t, Config{})
 	asError(t, streamErr(t, c, nil), protocol.CodeInvalidRequest)
+}
+
+// TestConnectionsAreReused: streams that end with [DONE] leave their
+// connection to the next stream, instead of one connection (and one
+// TIME_WAIT) per stream.
+func TestConnectionsAreReused(t *testing.T) {
+	t.Parallel()
+	srv := llmtest.New()
+	t.Cleanup(srv.Close)
+	c, err := New(Config{BaseURL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		s, err := c.Stream(context.Background(), job(fmt.Sprintf("question %d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, err := s.Recv(); err != nil {
+				if err != io.EOF {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+		_ = s.Close()
+	}
+	if n := srv.Conns(); n != 1 {
+		t.Errorf("20 sequential streams opened %d connections, want 1", n)
+	}
 }

@@ -51,6 +51,8 @@ type attempt struct {
 	watching bool
 
 	os       *openai.ChatCompletionStream // once open
+	body     *body                        // the response body, set by doer
+	done     bool                         // the stream ended with [DONE]
 	resolved atomic.Bool                  // the breaker has the outcome
 	endOnce  sync.Once
 	cancel   context.CancelCauseFunc
@@ -94,11 +96,24 @@ func (a *attempt) touch() {
 func (a *attempt) end() {
 	a.endOnce.Do(func() {
 		a.timer.Stop()
+		if a.done && a.body != nil {
+			a.drain()
+		}
 		a.cancel(context.Canceled)
 		if a.os != nil {
 			_ = a.os.Close()
 		}
 	})
+}
+
+// drain reads what follows [DONE] (normally just the end of the chunked
+// body), so the HTTP/1.1 connection goes back to the pool instead of being
+// closed: thousands of streams a second would otherwise each cost a new
+// connection and leave one in TIME_WAIT. It gives up after a moment.
+func (a *attempt) drain() {
+	stop := time.AfterFunc(time.Second, func() { a.cancel(context.Canceled) })
+	defer stop.Stop()
+	_, _ = io.CopyN(io.Discard, a.body.rc, 64<<10)
 }
 
 // doer is the HTTPDoer go-openai sends through. For a chat-completions
@@ -131,7 +146,8 @@ func (d doer) Do(req *http.Request) (*http.Response, error) {
 	if !ok2xx {
 		a.retryAfter = parseRetryAfter(resp.Header, a.now())
 	}
-	resp.Body = &body{rc: resp.Body, a: a, stream: ok2xx}
+	b := &body{rc: resp.Body, a: a, stream: ok2xx}
+	a.body, resp.Body = b, b
 	return resp, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,7 @@ type Server struct {
 	requests    []Request
 	disconnects int
 	changed     chan struct{} // closed and replaced whenever a count changes
+	conns       atomic.Int64  // TCP connections accepted
 	closeOnce   sync.Once
 }
 
@@ -61,6 +63,11 @@ func New(opts ...Option) *Server {
 		// Aborted streams and clients that leave are the point of this
 		// server; do not log them.
 		ErrorLog: log.New(io.Discard, "", 0),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.conns.Add(1)
+			}
+		},
 	}
 	go func() { // Owned by Close, which waits for served.
 		defer close(s.served)
@@ -68,6 +75,10 @@ func New(opts ...Option) *Server {
 	}()
 	return s
 }
+
+// Conns returns how many TCP connections clients have opened: streams
+// that reuse connections keep it low.
+func (s *Server) Conns() int { return int(s.conns.Load()) }
 
 // URL returns the server's base URL, ending in /v1.
 func (s *Server) URL() string { return s.url }

@@ -44,17 +44,26 @@ type lease struct {
 }
 
 // acquireLease creates key; jetstream.ErrKeyExists when another holds it.
-func acquireLease(ctx context.Context, kv jetstream.KeyValue, key string, v leaseValue, ttl time.Duration) (*lease, error) {
+// fresh reports that the key had no history at all: no generation for it
+// finished within the bucket's TTL, so none can have just been cached.
+func acquireLease(ctx context.Context, kv jetstream.KeyValue, key string, v leaseValue, ttl time.Duration) (l *lease, fresh bool, err error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	sent := time.Now()
-	rev, err := kv.Create(ctx, key, b)
-	if err != nil {
-		return nil, err
+	// Revision 0 succeeds only for a key without any message; a key with a
+	// delete marker (a generation that ended moments ago) needs Create.
+	rev, err := kv.Update(ctx, key, b, 0)
+	fresh = err == nil
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		sent = time.Now()
+		rev, err = kv.Create(ctx, key, b)
 	}
-	return &lease{kv: kv, key: key, value: b, ttl: ttl, sent: sent, rev: rev}, nil
+	if err != nil {
+		return nil, false, err
+	}
+	return &lease{kv: kv, key: key, value: b, ttl: ttl, sent: sent, rev: rev}, fresh, nil
 }
 
 // readLease returns the current holder of key; jetstream.ErrKeyNotFound

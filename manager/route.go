@@ -78,7 +78,7 @@ func (g *generation) route() next {
 	// be left for nobody to release. lead sees the cancellation and
 	// releases it.
 	cctx, cancel := g.finalContext()
-	l, err := acquireLease(cctx, g.m.top.Inflight, g.key, leaseValue{
+	l, fresh, err := acquireLease(cctx, g.m.top.Inflight, g.key, leaseValue{
 		Gen: genID, Tenant: g.job.Tenant, Worker: g.m.cfg.WorkerID, Request: g.job.ID, Since: time.Now().UTC(),
 		Trace: traceparent(trace.SpanContextFromContext(g.traceCtx)),
 	}, g.m.cfg.LeaseTTL)
@@ -86,11 +86,14 @@ func (g *generation) route() next {
 	switch {
 	case err == nil:
 		// A leader may have finished between our cache read and our
-		// Create: read again, so an answer is never generated twice.
-		if a := g.cached(ctx); a != nil {
-			g.releaseLease(l)
-			g.serveCached(a)
-			return ended
+		// Create: unless the key is fresh, read again, so an answer is
+		// never generated twice.
+		if !fresh {
+			if a := g.cached(ctx); a != nil {
+				g.releaseLease(l)
+				g.serveCached(a)
+				return ended
+			}
 		}
 		return g.lead(l, genID)
 	case errors.Is(err, jetstream.ErrKeyExists):

@@ -56,14 +56,9 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 		return ExitUsage
 	}
 
-	env, ok := loadEnv(io, "ask")
-	if !ok {
-		return ExitUsage
-	}
-	nc, err := env.Connect("chatfleet ask", false)
-	if err != nil {
-		fmt.Fprintln(io.Err, "chatfleet ask:", err)
-		return ExitFailed
+	env, _, nc, code := connect(io, "ask")
+	if code != ExitOK {
+		return code
 	}
 	defer nc.Close()
 	tel, err := telemetry.Setup(ctx, "chatfleet-ask", protocol.NewID())
@@ -103,7 +98,7 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 		_ = pub.Cancel(cctx, reply.Tenant(), reply.ID())
 	}
 	defer context.AfterFunc(ctx, cancelRequest)()
-	code := printReply(readCtx, reply, f.json, io)
+	code = printReply(readCtx, reply, f.json, io)
 	if readCtx.Err() != nil && ctx.Err() == nil {
 		cancelRequest()
 	}

@@ -27,14 +27,9 @@ func runCancel(ctx context.Context, args []string, io IO) int {
 		return ExitUsage
 	}
 	id := fs.Arg(0)
-	env, ok := loadEnv(io, "cancel")
-	if !ok {
-		return ExitUsage
-	}
-	nc, err := env.Connect("chatfleet cancel", false)
-	if err != nil {
-		fmt.Fprintln(io.Err, "chatfleet cancel:", err)
-		return ExitFailed
+	env, _, nc, code := connect(io, "cancel")
+	if code != ExitOK {
+		return code
 	}
 	defer nc.Close()
 	pub, err := publisher.New(nc, publisher.WithPrefix(env.Prefix))

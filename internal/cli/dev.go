@@ -18,18 +18,9 @@ import (
 // server with JetStream that other processes can join, in-process workers,
 // and a simulated model when no upstream is configured.
 func runDev(ctx context.Context, args []string, io IO) int {
-	if len(args) > 0 {
-		fmt.Fprintln(io.Err, "chatfleet dev takes no arguments; configure it with CHATFLEET_* variables (see chatfleet env)")
-		return ExitUsage
-	}
-	env, ok := loadEnv(io, "dev")
-	if !ok {
-		return ExitUsage
-	}
-	logger, err := env.Logger(io.Err)
-	if err != nil {
-		fmt.Fprintln(io.Err, "chatfleet dev:", err)
-		return ExitUsage
+	env, logger, code := loadServerEnv(io, "dev", args)
+	if code != ExitOK {
+		return code
 	}
 	ns, err := natsserver.Start(natsserver.Config{
 		Listen:   env.DevListen,
@@ -99,7 +90,7 @@ func runDev(ctx context.Context, args []string, io IO) int {
 	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(workers), "data", env.DevDataDir)
 	fmt.Fprintf(io.Err, "\nchatfleet dev: NATS at %s. In another terminal:\n  go run ./cmd/chatfleet ask \"hello\"\nCtrl-C stops.\n\n", ns.ClientURL())
 	<-ctx.Done()
-	code := stopWorkers(logger, env.ShutdownGrace, workers...)
+	code = stopWorkers(logger, env.ShutdownGrace, workers...)
 	workers = nil // stopped: the deferred stop has nothing left to do
 	return code
 }

@@ -67,19 +67,9 @@ func runDLQ(ctx context.Context, args []string, io IO) int {
 		return ExitUsage
 	}
 
-	env, ok := loadEnv(io, "dlq")
-	if !ok {
-		return ExitUsage
-	}
-	names, err := subjects.New(env.Prefix)
-	if err != nil {
-		fmt.Fprintln(io.Err, "chatfleet dlq:", err)
-		return ExitUsage
-	}
-	nc, err := env.Connect("chatfleet dlq", false)
-	if err != nil {
-		fmt.Fprintln(io.Err, "chatfleet dlq:", err)
-		return ExitFailed
+	_, names, nc, code := connect(io, "dlq")
+	if code != ExitOK {
+		return code
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

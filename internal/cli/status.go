@@ -61,19 +61,9 @@ func runStatus(ctx context.Context, args []string, io IO) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	env, ok := loadEnv(io, "status")
-	if !ok {
-		return ExitUsage
-	}
-	names, err := subjects.New(env.Prefix)
-	if err != nil {
-		fmt.Fprintln(io.Err, "chatfleet status:", err)
-		return ExitUsage
-	}
-	nc, err := env.Connect("chatfleet status", false)
-	if err != nil {
-		fmt.Fprintln(io.Err, "chatfleet status:", err)
-		return ExitFailed
+	_, names, nc, code := connect(io, "status")
+	if code != ExitOK {
+		return code
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/chatfleet/chatfleet/internal/telemetry"
@@ -10,18 +9,9 @@ import (
 )
 
 func runWorker(ctx context.Context, args []string, io IO) int {
-	if len(args) > 0 {
-		fmt.Fprintln(io.Err, "chatfleet worker takes no arguments; configure it with CHATFLEET_* variables (see chatfleet env)")
-		return ExitUsage
-	}
-	env, ok := loadEnv(io, "worker")
-	if !ok {
-		return ExitUsage
-	}
-	logger, err := env.Logger(io.Err)
-	if err != nil {
-		fmt.Fprintln(io.Err, "chatfleet worker:", err)
-		return ExitUsage
+	env, logger, code := loadServerEnv(io, "worker", args)
+	if code != ExitOK {
+		return code
 	}
 	nc, err := env.Connect("chatfleet worker", true)
 	if err != nil {

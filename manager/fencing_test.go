@@ -60,3 +60,33 @@ func TestLeaderFencedWhenLeaseLost(t *testing.T) {
 		t.Errorf("leases lost = %d, want 1", st.LeasesLost)
 	}
 }
+
+// TestLeaseRenewedDuringLongGeneration: a generation three times longer
+// than the lease TTL keeps its lease by renewing it; its follower on
+// another worker never takes over.
+func TestLeaseRenewedDuringLongGeneration(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{
+		LLM:      []llmtest.Option{llmtest.WithDelay(0, 300*time.Millisecond)}, // ~3s for the default answer
+		Topology: topology.Config{LeaseTTL: time.Second},
+	})
+	w1 := f.StartWorker(capacity(1))
+	ctx := ctxFor(t, time.Minute)
+	job := userJob("a long answer")
+	leader := submit(t, ctx, f.Pub, job)
+	<-leader.metaRead
+	w2 := f.StartWorker(nil)
+	follower := submit(t, ctx, f.Pub, job)
+	for _, s := range []*submitted{leader, follower} {
+		if r := s.wait(t); r.err != nil || r.answer.Resets != 0 {
+			t.Fatalf("%s", describe(r))
+		}
+	}
+	if leader.res.answer.Timings.TotalMS < 3000 {
+		t.Fatalf("the generation took %.0fms; the test needs three lease TTLs", leader.res.answer.Timings.TotalMS)
+	}
+	st := statsOf(w1, w2)
+	if f.LLM.Calls() != 1 || st.Takeovers != 0 || st.LeasesLost != 0 {
+		t.Errorf("calls %d, takeovers %d, leases lost %d; want 1, 0, 0", f.LLM.Calls(), st.Takeovers, st.LeasesLost)
+	}
+}

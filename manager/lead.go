@@ -213,35 +213,45 @@ func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (
 	for {
 		select {
 		case r := <-deltas:
-			if ctx.Err() != nil {
-				return nil, ctx.Err() // fenced or unwanted: not one more delta
-			}
-			if r.err != nil {
-				m.flush()
-				if errors.Is(r.err, io.EOF) {
-					ans.Content = content.String()
-					return ans, nil
+			// Take every delta already waiting too, so deltas that arrived
+			// together go out together, at once.
+		batch:
+			for {
+				if ctx.Err() != nil {
+					return nil, ctx.Err() // fenced or unwanted: not one more delta
 				}
-				if m.emitted > 0 {
-					return nil, &midStreamError{r.err}
+				if r.err != nil {
+					m.flush()
+					if errors.Is(r.err, io.EOF) {
+						ans.Content = content.String()
+						return ans, nil
+					}
+					if m.emitted > 0 {
+						return nil, &midStreamError{r.err}
+					}
+					return nil, r.err
 				}
-				return nil, r.err
+				d := r.delta
+				if m.emitted == 0 && !m.has && (d.Content != "" || len(d.ToolCalls) > 0) {
+					span.AddEvent("gen_ai.first_token")
+					span.SetAttributes(attribute.Float64("chatfleet.time_to_first_token_ms", ms(time.Since(start))))
+				}
+				content.WriteString(d.Content)
+				ans.ToolCalls = protocol.MergeToolCalls(ans.ToolCalls, d.ToolCalls)
+				if d.FinishReason != "" {
+					ans.FinishReason = d.FinishReason
+				}
+				if d.Usage != nil {
+					ans.Usage = d.Usage
+				}
+				m.add(d.Content, d.ToolCalls)
+				select {
+				case r = <-deltas:
+				default:
+					break batch
+				}
 			}
-			d := r.delta
-			if m.emitted == 0 && !m.has && (d.Content != "" || len(d.ToolCalls) > 0) {
-				ttft := time.Since(start)
-				span.AddEvent("gen_ai.first_token")
-				span.SetAttributes(attribute.Float64("chatfleet.time_to_first_token_ms", ms(ttft)))
-			}
-			content.WriteString(d.Content)
-			ans.ToolCalls = protocol.MergeToolCalls(ans.ToolCalls, d.ToolCalls)
-			if d.FinishReason != "" {
-				ans.FinishReason = d.FinishReason
-			}
-			if d.Usage != nil {
-				ans.Usage = d.Usage
-			}
-			m.add(d.Content, d.ToolCalls)
+			m.settle()
 		case <-m.timerC():
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -251,9 +261,11 @@ func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (
 	}
 }
 
-// merger batches deltas into chunk entries: a delta after a quiet spell of
-// at least window goes out at once (no added latency); deltas that follow
-// it closely are merged and go out when the window has passed.
+// merger batches deltas into chunk entries: deltas that arrive together,
+// or after a quiet spell of at least window, go out at once (no added
+// latency); deltas that follow a chunk closely are merged and go out when
+// the window has passed. A negative window turns merging off: one chunk
+// per delta.
 type merger struct {
 	window    time.Duration
 	emit      func(entry)
@@ -265,6 +277,7 @@ type merger struct {
 	armed     bool
 }
 
+// add takes a delta; settle decides when it goes out.
 func (m *merger) add(content string, toolCalls []protocol.ToolCall) {
 	if content == "" && len(toolCalls) == 0 {
 		return
@@ -273,8 +286,18 @@ func (m *merger) add(content string, toolCalls []protocol.ToolCall) {
 	m.pending.content += content
 	m.pending.toolCalls = append(m.pending.toolCalls, toolCalls...)
 	m.has = true
+	if m.window < 0 {
+		m.flush()
+	}
+}
+
+// settle flushes what add took, now or when the window has passed.
+func (m *merger) settle() {
+	if !m.has {
+		return
+	}
 	since := time.Since(m.lastFlush)
-	if m.window <= 0 || since >= m.window || len(m.pending.content) >= maxChunkBytes {
+	if since >= m.window || len(m.pending.content) >= maxChunkBytes {
 		m.flush()
 		return
 	}

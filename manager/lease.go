@@ -35,12 +35,14 @@ type lease struct {
 
 	sent time.Time // when Create was sent: the earliest the key can expire is sent+ttl
 
-	mu   sync.Mutex
-	rev  uint64
-	lost bool
-
-	stop       chan struct{}
-	keeperDone chan struct{}
+	mu       sync.Mutex
+	rev      uint64
+	lost     bool
+	stopped  bool
+	deadline time.Time // a renewal must be confirmed before it
+	onLost   func()
+	timer    *time.Timer
+	renewing sync.WaitGroup
 }
 
 // acquireLease creates key; jetstream.ErrKeyExists when another holds it.
@@ -81,41 +83,44 @@ func readLease(ctx context.Context, kv jetstream.KeyValue, key string) (leaseVal
 }
 
 // keep renews the lease every third of its TTL until stopKeeping, calling
-// lost once if the lease is lost. The keeper goroutine is owned by the
-// lease: stopKeeping (or release) stops it and waits.
+// lost once if the lease is lost. Renewals run from a timer, so a
+// generation shorter than a third of the TTL never starts one.
 func (l *lease) keep(lost func()) {
-	l.stop = make(chan struct{})
-	l.keeperDone = make(chan struct{})
-	go func() {
-		defer close(l.keeperDone)
-		every := l.ttl / 3
-		deadline := l.sent.Add(l.ttl * 9 / 10)
-		t := time.NewTimer(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-t.C:
-			}
-			sent := time.Now()
-			err := l.renew(deadline)
-			switch {
-			case err == nil:
-				deadline = sent.Add(l.ttl * 9 / 10)
-				t.Reset(every)
-			case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound),
-				!time.Now().Before(deadline):
-				l.mu.Lock()
-				l.lost = true
-				l.mu.Unlock()
-				lost()
-				return
-			default:
-				t.Reset(min(every/4, time.Until(deadline))) // transient: retry soon, within the deadline
-			}
-		}
-	}()
+	l.onLost = lost
+	l.deadline = l.sent.Add(l.ttl * 9 / 10)
+	l.timer = time.AfterFunc(l.ttl/3, l.tick)
+}
+
+// tick renews once and schedules the next renewal. Ticks never overlap:
+// each schedules the next only when it is done.
+func (l *lease) tick() {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return
+	}
+	l.renewing.Add(1) // under mu, so stopKeeping waits for this renewal
+	deadline := l.deadline
+	l.mu.Unlock()
+	defer l.renewing.Done()
+
+	sent := time.Now()
+	err := l.renew(deadline)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	every := l.ttl / 3
+	switch {
+	case l.stopped:
+	case err == nil:
+		l.deadline = sent.Add(l.ttl * 9 / 10)
+		l.timer.Reset(every)
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound),
+		!time.Now().Before(deadline):
+		l.lost = true
+		l.onLost()
+	default:
+		l.timer.Reset(min(every/4, time.Until(deadline))) // transient: retry soon, within the deadline
+	}
 }
 
 // renew updates the key, bounded by deadline. A refusal because the
@@ -158,18 +163,16 @@ func (l *lease) isLost() bool {
 	return l.lost
 }
 
-// stopKeeping stops renewals and waits for the keeper; a renewal in flight
-// completes, so the revision stays known. Safe to call twice.
+// stopKeeping stops renewals and waits for one in flight, so the
+// revision stays known. Safe to call twice, and without keep.
 func (l *lease) stopKeeping() {
-	if l.stop == nil {
-		return
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+	if l.timer != nil {
+		l.timer.Stop()
 	}
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	<-l.keeperDone
+	l.renewing.Wait()
 }
 
 // release stops renewals and deletes the key if it is still ours.

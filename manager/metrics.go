@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -107,3 +108,42 @@ func (x *metrics) zero() {
 }
 
 func attrs(kv ...attribute.KeyValue) metric.MeasurementOption { return metric.WithAttributes(kv...) }
+
+// Attribute sets on the per-job path are built once: hashing a new set on
+// every measurement was a visible share of a worker's CPU.
+var (
+	roleSets    [len(roleNames)]metric.MeasurementOption
+	outcomeSets sync.Map // jobKey → metric.MeasurementOption
+)
+
+func init() {
+	for i, name := range roleNames {
+		roleSets[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("role", name)))
+	}
+}
+
+// roleSet is the {role} set of a role label.
+func roleSet(label string) metric.MeasurementOption { return roleSets[roleIndex(label)] }
+
+type jobKey struct{ outcome, role, code string }
+
+// outcomeSet is the {outcome} set of a settled job.
+func outcomeSet(outcome string) metric.MeasurementOption {
+	return cachedSet(jobKey{outcome: outcome}, attribute.String("outcome", outcome))
+}
+
+func cachedSet(k jobKey, kv ...attribute.KeyValue) metric.MeasurementOption {
+	if o, ok := outcomeSets.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(kv...))
+	outcomeSets.Store(k, o)
+	return o
+}
+
+// jobSet is the {outcome, role, code} set of a settled job.
+func jobSet(outcome, role, code string) metric.MeasurementOption {
+	// role is never empty here, so these keys never meet outcomeSet's.
+	return cachedSet(jobKey{outcome, role, code},
+		attribute.String("outcome", outcome), attribute.String("role", role), attribute.String("code", code))
+}

@@ -40,7 +40,7 @@ func (r *request) observeBegin(meta *jetstream.MsgMetadata) {
 	_, wait := m.tracer.Start(ctx, "chatfleet.queue_wait", trace.WithTimestamp(r.arrived))
 	wait.End(trace.WithTimestamp(r.pulled))
 	m.metrics.queueWait.Record(ctx, max(r.pulled.Sub(r.arrived), 0).Seconds())
-	m.metrics.inFlight.Add(ctx, 1, attrs(attribute.String("role", r.roleLabel())))
+	m.metrics.inFlight.Add(ctx, 1, roleSet(r.roleLabel()))
 	m.stats.inFlight[roleIndex(r.roleLabel())].Add(1)
 }
 
@@ -56,18 +56,17 @@ func (r *request) observeJob() {
 // setRole records the role the request plays, once known.
 func (r *request) setRole(role protocol.Role) {
 	ctx := r.traceCtx
-	r.m.metrics.inFlight.Add(ctx, -1, attrs(attribute.String("role", r.roleLabel())))
+	r.m.metrics.inFlight.Add(ctx, -1, roleSet(r.roleLabel()))
 	r.m.stats.inFlight[roleIndex(r.roleLabel())].Add(-1)
 	r.role = role
-	r.m.metrics.inFlight.Add(ctx, 1, attrs(attribute.String("role", r.roleLabel())))
+	r.m.metrics.inFlight.Add(ctx, 1, roleSet(r.roleLabel()))
 	r.m.stats.inFlight[roleIndex(r.roleLabel())].Add(1)
 	r.span.SetAttributes(attribute.String("chatfleet.role", string(role)))
 }
 
 // observeFirstChunk records the time to first token.
 func (r *request) observeFirstChunk() {
-	r.m.metrics.ttft.Record(r.traceCtx, max(r.firstChunk.Sub(r.arrived), 0).Seconds(),
-		attrs(attribute.String("role", r.roleLabel())))
+	r.m.metrics.ttft.Record(r.traceCtx, max(r.firstChunk.Sub(r.arrived), 0).Seconds(), roleSet(r.roleLabel()))
 }
 
 // observeEnd records the outcome and ends the spans; Handle defers it.
@@ -75,13 +74,12 @@ func (r *request) observeEnd() {
 	if r.span == nil {
 		return // never began (no metadata)
 	}
-	m, ctx := r.m, r.traceCtx
-	role := attribute.String("role", r.roleLabel())
-	m.metrics.inFlight.Add(ctx, -1, attrs(role))
-	m.stats.inFlight[roleIndex(r.roleLabel())].Add(-1)
+	m, ctx, role := r.m, r.traceCtx, r.roleLabel()
+	m.metrics.inFlight.Add(ctx, -1, roleSet(role))
+	m.stats.inFlight[roleIndex(role)].Add(-1)
 	if r.outcome != "" {
-		m.metrics.jobs.Add(ctx, 1, attrs(attribute.String("outcome", r.outcome), role, attribute.String("code", string(r.code))))
-		m.metrics.processing.Record(ctx, time.Since(r.pulled).Seconds(), attrs(attribute.String("outcome", r.outcome)))
+		m.metrics.jobs.Add(ctx, 1, jobSet(r.outcome, role, string(r.code)))
+		m.metrics.processing.Record(ctx, time.Since(r.pulled).Seconds(), outcomeSet(r.outcome))
 	}
 	if r.outcome == string(protocol.EventDone) && r.usage != nil {
 		switch r.role {

@@ -24,25 +24,28 @@ type Reply struct {
 	subject string
 
 	live       *nats.Subscription        // fast path: core subscription to the reply subject
+	liveCh     chan *nats.Msg            // its messages
 	stored     jetstream.MessagesContext // slow path: the replies stream from the first event
 	fromStream bool                      // switch to the stream before the next read
 	next       uint64                    // the seq expected next
 	probe      time.Duration             // current quiet spell before checking the stream
+	timer      *time.Timer               // times the quiet spell; reused
+	suspect    bool                      // the last check found events stored but not seen live
 	ended      bool
 	raw        []byte // the JSON of the event Next returned last
 }
 
+// liveBuffer is how many events a reply holds before a reader that does
+// not keep up loses live ones; it then reads them from the stream. Small,
+// because a producer may have thousands of replies open.
+const liveBuffer = 512
+
 // subscribe returns a Reply on the live reply subject.
 func (p *Publisher) subscribe(tenant, id string) (*Reply, error) {
 	r := &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), next: 1, probe: p.opts.idleProbe}
-	sub, err := p.nc.SubscribeSync(r.subject)
+	r.liveCh = make(chan *nats.Msg, liveBuffer)
+	sub, err := p.nc.ChanSubscribe(r.subject, r.liveCh)
 	if err != nil {
-		return nil, err
-	}
-	// A reply is a few hundred events at most; never drop one for being
-	// slow to read (a drop would only cost a switch to the stream).
-	if err := sub.SetPendingLimits(-1, 64<<20); err != nil {
-		_ = sub.Unsubscribe()
 		return nil, err
 	}
 	r.live = sub
@@ -144,6 +147,9 @@ func (r *Reply) Stop() {
 		_ = r.live.Unsubscribe()
 		r.live = nil
 	}
+	if r.timer != nil {
+		r.timer.Stop()
+	}
 	if r.stored != nil {
 		r.stored.Stop()
 		r.stored = nil
@@ -186,32 +192,39 @@ func (r *Reply) read(ctx context.Context) (protocol.Event, []byte, error) {
 
 // readLive waits on the live subscription. After a quiet spell it asks the
 // stream whether events went out that it did not see (lost during a
-// reconnect); then it returns nil and sets fromStream. The quiet spell
-// starts at the idle probe interval and doubles, with jitter, up to
-// maxProbe, so a thousand replies waiting on a slow generation do not
-// flood the server.
+// reconnect, or dropped for a slow reader). Only when two checks in a row
+// find such events, with nothing arriving live between them, does it set
+// fromStream and return nil: a busy client may just be behind on delivery,
+// and every switch costs the server a consumer. The quiet spell starts at
+// the idle probe interval and doubles, with jitter, up to maxProbe, so a
+// thousand replies waiting on a slow generation do not flood the server.
 func (r *Reply) readLive(ctx context.Context) (*nats.Msg, error) {
 	for {
-		probeCtx, cancel := context.WithTimeout(ctx, jitter(r.probe))
-		msg, err := r.live.NextMsgWithContext(probeCtx)
-		cancel()
-		switch {
-		case err == nil:
-			r.probe = r.p.opts.idleProbe
+		if r.timer == nil {
+			r.timer = time.NewTimer(jitter(r.probe))
+		} else {
+			r.timer.Reset(jitter(r.probe))
+		}
+		select {
+		case msg, ok := <-r.liveCh:
+			if !ok {
+				return nil, nats.ErrConnectionClosed
+			}
+			r.probe, r.suspect = r.p.opts.idleProbe, false
 			return msg, nil
-		case errors.Is(err, nats.ErrSlowConsumer):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-r.timer.C:
+		}
+		switch missed := r.missedEvents(ctx); {
+		case missed && r.suspect:
 			r.fromStream = true
 			return nil, nil
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case errors.Is(err, context.DeadlineExceeded):
-			if r.missedEvents(ctx) {
-				r.fromStream = true
-				return nil, nil
-			}
-			r.probe = min(2*r.probe, maxProbe)
+		case missed:
+			r.suspect = true // look again after the same spell
 		default:
-			return nil, err
+			r.suspect = false
+			r.probe = min(2*r.probe, maxProbe)
 		}
 	}
 }

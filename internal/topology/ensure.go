@@ -83,10 +83,14 @@ func repliesStream(c Config) jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      c.ReplyMaxAge,
 		MaxBytes:    c.ReplyMaxBytes,
-		Discard:     jetstream.DiscardOld,
-		Storage:     jetstream.FileStorage,
-		Replicas:    c.Replicas,
-		AllowDirect: true,
+		// Readers that recover a reply (after a reconnect, say) and
+		// followers open ordered consumers here; the server's default cap
+		// of 1,000 per stream is too low for a fleet in a hurry.
+		MaxConsumers: 100_000,
+		Discard:      jetstream.DiscardOld,
+		Storage:      jetstream.FileStorage,
+		Replicas:     c.Replicas,
+		AllowDirect:  true,
 	}
 }
 
@@ -123,8 +127,12 @@ func inflightBucket(c Config) jetstream.KeyValueConfig {
 		Bucket:      c.Names.InflightBucket(),
 		Description: "chatfleet leader leases of in-flight generations",
 		TTL:         c.LeaseTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    c.Replicas,
+		// Leases live for seconds; two writes per generation need not touch
+		// disk. A server restart loses them: leaders find their lease gone,
+		// stop, and the generation is led again (a reset, never a wrong
+		// answer).
+		Storage:  jetstream.MemoryStorage,
+		Replicas: c.Replicas,
 	}
 }
 

@@ -36,3 +36,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 .PHONY: tidy
 tidy: ## go mod tidy
 	$(GO) mod tidy
+
+.PHONY: bench
+bench: ## run the benchmarks (BENCHFLAGS, e.g. --scenarios throughput,latency); table on stdout, JSON and PNG charts in bench/results
+	$(GO) run ./bench/cmd/chatfleet-bench --out bench/results/results.json --charts bench/results $(BENCHFLAGS)

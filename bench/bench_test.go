@@ -1,0 +1,183 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestSmoke runs every scenario at tiny sizes with real processes (NATS,
+// one worker), so the benchmark cannot rot. It checks the report is
+// complete and well-formed, and what must hold at any speed: no job
+// failed, a herd made exactly one upstream call, cache hits came from the
+// cache. It asserts nothing about speed. The asynq peer runs too when
+// redis-server is installed; the charts when CHATFLEET_BENCH_CHARTS is set
+// (building gonum/plot the first time takes a while).
+func TestSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	var table bytes.Buffer
+	cfg := Config{
+		WorkDir: dir,
+		Sizes:   SmokeSizes(),
+		Out:     filepath.Join(dir, "out", "results.json"),
+		Table:   &table,
+	}
+	if testing.Verbose() {
+		cfg.Progress = os.Stderr
+	}
+	_, err := exec.LookPath("redis-server")
+	cfg.Peer = err == nil
+	if os.Getenv("CHATFLEET_BENCH_CHARTS") != "" {
+		cfg.ChartsDir = filepath.Join(dir, "charts")
+	}
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range rep.Errors {
+		t.Errorf("scenario failed: %s", e)
+	}
+
+	// The JSON report decodes to what Run returned.
+	b, err := os.ReadFile(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Report
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("report is not valid JSON: %v", err)
+	}
+	if got.Machine.CPUs == 0 || got.NATS == "" || len(got.Targets) != 5 {
+		t.Errorf("report lacks the machine, the NATS server or the targets: %+v", got.Machine)
+	}
+	if table.Len() == 0 {
+		t.Error("no table printed")
+	}
+	sz := cfg.Sizes
+
+	noErrors := func(what string, l LoadResult, jobs int) {
+		t.Helper()
+		if l.Jobs != jobs || l.Errors != 0 || l.Done.N != jobs {
+			t.Errorf("%s: %d jobs, %d errors (first: %s), %d done; want %d done without errors", what, l.Jobs, l.Errors, l.FirstError, l.Done.N, jobs)
+		}
+	}
+
+	if b := got.Baselines; b == nil || b.JetStream == nil || b.JetStream.MsgsPerS <= 0 || b.ReqReply == nil || b.ReqReply.Latency.N != sz.ReqReplyN {
+		t.Errorf("baselines incomplete: %+v", b)
+	}
+
+	if len(got.Throughput) != len(sz.ThroughputWorkers) {
+		t.Errorf("%d throughput runs, want %d", len(got.Throughput), len(sz.ThroughputWorkers))
+	}
+	for _, tp := range got.Throughput {
+		noErrors("throughput", tp.Load, sz.ThroughputJobs)
+		if tp.Load.ChunksPerJob < 1 || tp.UpstreamCalls != sz.ThroughputJobs || tp.Load.JobsPerS <= 0 {
+			t.Errorf("throughput: %.1f chunks/job, %d upstream calls, %.1f jobs/s", tp.Load.ChunksPerJob, tp.UpstreamCalls, tp.Load.JobsPerS)
+		}
+	}
+
+	if l := got.Latency; l == nil {
+		t.Error("no latency result")
+	} else {
+		noErrors("latency low", l.Low, sz.LatencyLowJobs)
+		noErrors("latency paced", l.Paced, sz.LatencyPacedJobs)
+		if l.Moderate.Errors != 0 || l.Moderate.Jobs == 0 {
+			t.Errorf("latency moderate: %d jobs, %d errors", l.Moderate.Jobs, l.Moderate.Errors)
+		}
+		if l.UpstreamTTFC.N != sz.UpstreamDirectN {
+			t.Errorf("upstream's own TTFC from %d calls, want %d", l.UpstreamTTFC.N, sz.UpstreamDirectN)
+		}
+		// Every token's stamp came through: 16 per job.
+		if want := 16 * sz.LatencyPacedJobs; l.PacedChunkGain.N != want {
+			t.Errorf("paced chunk gains: %d, want %d", l.PacedChunkGain.N, want)
+		}
+		if l.ChunkGain.N != 16*l.Moderate.Jobs || l.ChunkGain.Min < 0 {
+			t.Errorf("chunk gains: %d (min %.3f ms), want %d, none negative", l.ChunkGain.N, l.ChunkGain.Min, 16*l.Moderate.Jobs)
+		}
+	}
+
+	if len(got.Herd) != 2*len(sz.HerdKs) {
+		t.Errorf("%d herds, want %d", len(got.Herd), 2*len(sz.HerdKs))
+	}
+	for _, h := range got.Herd {
+		noErrors("herd", h.Load, h.K)
+		want := 1
+		if !h.Dedupe {
+			want = h.K
+		}
+		if h.UpstreamCalls != want {
+			t.Errorf("herd K=%d dedupe=%v: %d upstream calls, want %d", h.K, h.Dedupe, h.UpstreamCalls, want)
+		}
+		if h.Dedupe && (h.Load.Roles["leader"] != 1 || h.Lag.N != h.K-1) {
+			t.Errorf("herd K=%d: roles %v, %d follower lags; want 1 leader and %d lags", h.K, h.Load.Roles, h.Lag.N, h.K-1)
+		}
+	}
+
+	if c := got.Cache; c == nil {
+		t.Error("no cache result")
+	} else {
+		noErrors("cache warm", c.Warm, sz.CacheJobs)
+		noErrors("cache hits", c.Hits, sz.CacheJobs)
+		if c.Hits.Roles["cache"] != sz.CacheJobs || c.UpstreamCalls != sz.CacheJobs {
+			t.Errorf("cache hits: roles %v, %d upstream calls; want %d cache roles and calls only while warming", c.Hits.Roles, c.UpstreamCalls, sz.CacheJobs)
+		}
+	}
+
+	if len(got.Scaling) != len(sz.ScalingWorkers) {
+		t.Errorf("%d scaling steps, want %d", len(got.Scaling), len(sz.ScalingWorkers))
+	}
+	for _, s := range got.Scaling {
+		noErrors("scaling", s.Load, s.Workers*sz.ScalingJobsPerWorker)
+		if s.Efficiency <= 0 {
+			t.Errorf("scaling %d workers: efficiency %v", s.Workers, s.Efficiency)
+		}
+	}
+
+	if len(got.Memory) != 2*len(sz.MemoryNs) {
+		t.Errorf("%d memory results, want %d", len(got.Memory), 2*len(sz.MemoryNs))
+	}
+	for _, m := range got.Memory {
+		noErrors("memory "+m.Kind, m.Load, m.N)
+		if m.Held != m.N || m.RSSBefore <= 0 || m.RSSHolding <= 0 {
+			t.Errorf("memory %s: held %d of %d, RSS %d → %d", m.Kind, m.Held, m.N, m.RSSBefore, m.RSSHolding)
+		}
+	}
+
+	if p := got.Peer; p == nil {
+		t.Error("no peer result")
+	} else if cfg.Peer {
+		if len(p.Errors) > 0 || len(p.Throughput) != len(sz.PeerWorkers) || len(p.Latency) != 2 || p.ChatfleetIdle == nil {
+			t.Errorf("peer incomplete: errors %v, %d throughput runs, %d latency runs", p.Errors, len(p.Throughput), len(p.Latency))
+		}
+		for _, pt := range p.Throughput {
+			noErrors("peer throughput", pt.Load, sz.PeerJobs)
+		}
+	} else if p.Skipped == "" {
+		t.Error("peer neither run nor skipped")
+	}
+
+	if cfg.ChartsDir != "" {
+		for _, f := range []string{"latency.png", "scaling.png", "throughput.png"} {
+			if st, err := os.Stat(filepath.Join(cfg.ChartsDir, f)); err != nil || st.Size() == 0 {
+				t.Errorf("chart %s missing or empty: %v", f, err)
+			}
+		}
+	}
+	if !slices.Equal(got.Sizes.HerdKs, sz.HerdKs) {
+		t.Errorf("report sizes %v, want %v", got.Sizes.HerdKs, sz.HerdKs)
+	}
+}

@@ -1,0 +1,361 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything one run measured; it is written as JSON.
+type Report struct {
+	Started   time.Time         `json:"started"`
+	DurationS float64           `json:"duration_s"`
+	Machine   Machine           `json:"machine"`
+	Command   string            `json:"command"`
+	NATS      string            `json:"nats"` // "separate process (chatfleet dev, no workers)" or the given URL
+	Sizes     Sizes             `json:"sizes"`
+	WorkerEnv map[string]string `json:"worker_env,omitempty"`
+
+	Baselines  *Baselines         `json:"baselines,omitempty"`
+	Throughput []ThroughputResult `json:"throughput,omitempty"`
+	Latency    *LatencyResult     `json:"latency,omitempty"`
+	Herd       []HerdResult       `json:"herd,omitempty"`
+	Cache      *CacheResult       `json:"cache,omitempty"`
+	Scaling    []ScalingResult    `json:"scaling,omitempty"`
+	Memory     []MemoryResult     `json:"memory,omitempty"`
+	Peer       *PeerResult        `json:"peer,omitempty"`
+
+	Ratios  []Ratio  `json:"ratios"`
+	Targets []Target `json:"targets"`
+	Notes   []string `json:"notes,omitempty"`
+	Errors  []string `json:"errors,omitempty"` // scenarios that failed
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs      int     `json:"cpus"`
+	CPUModel  string  `json:"cpu_model"`
+	MemGiB    float64 `json:"mem_gib"`
+	Kernel    string  `json:"kernel"`
+	Go        string  `json:"go"`
+	LoadAvg   string  `json:"loadavg_at_start"`
+	LoadAvgAt string  `json:"loadavg_at_end"`
+}
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadAvg: loadavg()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
+				m.MemGiB = round1(float64(kb) / (1 << 20))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// loadavg is the 1, 5 and 15 minute load averages: other work on the
+// machine shows here.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// Baselines are raw NATS on the same server, measured with nats.go.
+type Baselines struct {
+	JetStream *JetStreamBaseline `json:"jetstream,omitempty"`
+	ReqReply  *ReqReplyBaseline  `json:"request_reply,omitempty"`
+}
+
+// JetStreamBaseline is async publish of Msgs messages to a file-backed
+// work-queue stream while a pull consumer consumes and acks them.
+type JetStreamBaseline struct {
+	Msgs            int     `json:"msgs"`
+	MsgBytes        int     `json:"msg_bytes"`
+	PublishMsgsPerS float64 `json:"publish_msgs_per_s"` // until every publish was acked
+	MsgsPerS        float64 `json:"msgs_per_s"`         // until every message was consumed and acked
+	CPU             CPU     `json:"cpu"`
+}
+
+// ReqReplyBaseline is core NATS request/reply, one at a time.
+type ReqReplyBaseline struct {
+	N       int  `json:"n"`
+	Latency Dist `json:"latency"`
+}
+
+// ThroughputResult is one throughput run.
+type ThroughputResult struct {
+	Workers         int                `json:"workers"`
+	Variant         string             `json:"variant"` // "default" or "chunk-window-0"
+	Concurrency     int                `json:"concurrency"`
+	Load            LoadResult         `json:"load"`
+	UpstreamCalls   int                `json:"upstream_calls"`
+	StoredReplyMsgs uint64             `json:"stored_reply_msgs"` // in the replies stream afterwards
+	CPU             CPU                `json:"cpu"`
+	CPUPerJobUS     map[string]float64 `json:"cpu_per_job_us"`
+}
+
+// LatencyResult is the latency scenario.
+type LatencyResult struct {
+	UpstreamTTFC Dist `json:"upstream_ttfc"` // the upstream's own, called directly
+	// Low load: one job at a time.
+	Low LoadResult `json:"low"`
+	// LowAbove is the low-load TTFC minus the upstream's own, per
+	// percentile.
+	LowAbove Dist `json:"low_ttfc_above_upstream"`
+	// Moderate: open loop at ModerateRate jobs/s.
+	ModerateRate float64    `json:"moderate_rate"`
+	Moderate     LoadResult `json:"moderate"`
+	// ChunkGain: per token, from the upstream writing it to the producer
+	// receiving it, at moderate load with the instant upstream: includes
+	// the chunk window's merging (tokens 2–16 of a burst wait for it).
+	ChunkGain Dist `json:"chunk_gain"`
+	// Paced: tokens PacedDelay apart (more than the chunk window), so
+	// every token is its own chunk event: transport only.
+	PacedRate      float64    `json:"paced_rate"`
+	PacedDelayMS   float64    `json:"paced_delay_ms"`
+	Paced          LoadResult `json:"paced"`
+	PacedChunkGain Dist       `json:"paced_chunk_gain"`
+	CPU            CPU        `json:"cpu_moderate"`
+}
+
+// HerdResult is one thundering herd.
+type HerdResult struct {
+	K             int        `json:"k"`
+	Dedupe        bool       `json:"dedupe"`
+	Workers       int        `json:"workers"`
+	UpstreamCalls int        `json:"upstream_calls"`
+	Load          LoadResult `json:"load"`
+	// AcceptS is the time from the first submit until every job had its
+	// meta event (all joined; then the gate opened).
+	AcceptS float64 `json:"accept_s"`
+	// Lag is each job's first chunk minus the reference's: the leader's
+	// with dedupe on (followers only), the earliest with dedupe off.
+	Lag    Dist   `json:"lag"`
+	LagRef string `json:"lag_ref"`
+	// AfterGate is each job's first chunk minus the gate's opening.
+	AfterGate Dist `json:"after_gate"`
+	// ReplyConsumers is the most consumers seen on the replies stream:
+	// producers that fell back from the live subject to the stream, and
+	// remote followers reading a generation.
+	ReplyConsumers int    `json:"reply_consumers_max"`
+	ProducerConns  string `json:"producer_conns,omitempty"` // slow consumers, disconnects
+	Note           string `json:"note,omitempty"`
+}
+
+// CacheResult is the cache-hit scenario.
+type CacheResult struct {
+	Warm          LoadResult         `json:"warm"`
+	Hits          LoadResult         `json:"hits"`
+	UpstreamCalls int                `json:"upstream_calls"`
+	CPU           CPU                `json:"cpu"`
+	CPUPerJobUS   map[string]float64 `json:"cpu_per_job_us"`
+}
+
+// ScalingResult is one step of the scaling scenario.
+type ScalingResult struct {
+	Workers     int                `json:"workers"`
+	LLMStreams  int                `json:"llm_streams_per_worker"`
+	DelayMS     float64            `json:"upstream_ms_per_answer"`
+	Concurrency int                `json:"concurrency"`
+	Load        LoadResult         `json:"load"`
+	IdealPerS   float64            `json:"ideal_jobs_per_s"` // workers × streams / delay
+	Efficiency  float64            `json:"efficiency"`       // jobs/s ÷ (workers × jobs/s with 1 worker)
+	PerWorker   map[string]int     `json:"jobs_per_worker"`
+	CPU         CPU                `json:"cpu"`
+	CPUPerJobUS map[string]float64 `json:"cpu_per_job_us"`
+}
+
+// MemoryResult is one memory measurement.
+type MemoryResult struct {
+	N              int        `json:"n"`
+	Kind           string     `json:"kind"` // "followers" or "leaders"
+	RSSBefore      int64      `json:"rss_before_bytes"`
+	RSSHolding     int64      `json:"rss_holding_bytes"`
+	BytesPerStream int64      `json:"bytes_per_stream"`
+	Held           int        `json:"held"` // streams that had their first chunk when measured
+	Load           LoadResult `json:"load"`
+	Note           string     `json:"note,omitempty"`
+}
+
+// PeerResult is the asynq + Redis pub/sub stack.
+type PeerResult struct {
+	Skipped       string           `json:"skipped,omitempty"`
+	Redis         string           `json:"redis,omitempty"`
+	Concurrency   int              `json:"concurrency_per_worker"`
+	Throughput    []PeerThroughput `json:"throughput,omitempty"`
+	Latency       []PeerLatency    `json:"latency,omitempty"`
+	Errors        []string         `json:"errors,omitempty"`
+	ChatfleetIdle *IdleCPU         `json:"chatfleet_idle,omitempty"`
+}
+
+// PeerThroughput is one peer throughput run.
+type PeerThroughput struct {
+	Workers int        `json:"workers"`
+	Poll    string     `json:"poll"`
+	Load    LoadResult `json:"load"`
+	CPU     CPU        `json:"cpu"`
+}
+
+// PeerLatency is the peer at low load with one polling interval.
+type PeerLatency struct {
+	Poll string     `json:"poll"`
+	Low  LoadResult `json:"low"`
+	Idle IdleCPU    `json:"idle"`
+}
+
+// IdleCPU is the CPU a stack burns doing nothing.
+type IdleCPU struct {
+	Seconds float64            `json:"seconds"`
+	Cores   map[string]float64 `json:"cores"` // per process group
+}
+
+// Ratio is chatfleet's number over a baseline's.
+type Ratio struct {
+	Name      string  `json:"name"`
+	Chatfleet float64 `json:"chatfleet"`
+	Baseline  float64 `json:"baseline"`
+	Unit      string  `json:"unit"`
+	Ratio     float64 `json:"ratio"` // chatfleet / baseline
+}
+
+// Target is one of the issue's targets and where the run stands.
+type Target struct {
+	Name     string `json:"name"`
+	Target   string `json:"target"`
+	Measured string `json:"measured"`
+	Met      *bool  `json:"met,omitempty"` // nil: not measured
+	Note     string `json:"note,omitempty"`
+}
+
+// writeTable prints the report for humans.
+func (rep *Report) writeTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	p := func(format string, a ...any) { fmt.Fprintf(tw, format+"\n", a...) }
+	m := rep.Machine
+	p("chatfleet benchmarks — %d CPUs (%s), %.0f GiB, %s, %s; load avg %s → %s", m.CPUs, m.CPUModel, m.MemGiB, m.Kernel, m.Go, m.LoadAvg, m.LoadAvgAt)
+	p("NATS: %s", rep.NATS)
+	p("")
+	p("SCENARIO\tVARIANT\tJOBS/S\tTTFC p50/p90/p99 ms\tDONE p50/p90/p99 ms\tERRORS\tNOTES")
+	dist := func(d Dist) string { return fmt.Sprintf("%.2f / %.2f / %.2f", d.P50, d.P90, d.P99) }
+	if b := rep.Baselines; b != nil {
+		if j := b.JetStream; j != nil {
+			p("baseline JetStream\tasync pub + pull ack\t%.0f msgs/s\t\t\t\tpublish alone %.0f msgs/s, %d B msgs", j.MsgsPerS, j.PublishMsgsPerS, j.MsgBytes)
+		}
+		if r := b.ReqReply; r != nil {
+			p("baseline core NATS\trequest/reply\t\t%s\t\t\tround trip, one at a time", dist(r.Latency))
+		}
+	}
+	for _, t := range rep.Throughput {
+		p("throughput\t%d worker(s), %s\t%.0f\t%s\t%s\t%d\t%.1f events/job; CPU cores: %s; CPU µs/job: %s", t.Workers, t.Variant, t.Load.JobsPerS,
+			dist(t.Load.TTFC), dist(t.Load.Done), t.Load.Errors, t.Load.EventsPerJob, coresString(t.CPU), usMap(t.CPUPerJobUS))
+	}
+	if l := rep.Latency; l != nil {
+		p("latency\tupstream itself\t\t%s\t\t\tdirect go-openai calls", dist(l.UpstreamTTFC))
+		p("latency\tlow load (1 in flight)\t%.0f\t%s\t%s\t%d\tTTFC above upstream p50 %.2f ms, p99 %.2f ms", l.Low.JobsPerS, dist(l.Low.TTFC), dist(l.Low.Done), l.Low.Errors, l.LowAbove.P50, l.LowAbove.P99)
+		p("latency\tmoderate %.0f jobs/s\t%.0f\t%s\t%s\t%d\tchunk gain p50/p90/p99 %s ms (incl. %s merge window)", l.ModerateRate, l.Moderate.JobsPerS, dist(l.Moderate.TTFC), dist(l.Moderate.Done), l.Moderate.Errors, dist(l.ChunkGain), "5ms")
+		p("latency\tpaced tokens %.0f ms, %.0f jobs/s\t%.0f\t%s\t%s\t%d\tchunk gain p50/p90/p99 %s ms", l.PacedDelayMS, l.PacedRate, l.Paced.JobsPerS, dist(l.Paced.TTFC), dist(l.Paced.Done), l.Paced.Errors, dist(l.PacedChunkGain))
+	}
+	for _, h := range rep.Herd {
+		mode := "dedupe on"
+		if !h.Dedupe {
+			mode = "dedupe off"
+		}
+		p("herd K=%d\t%s, %d worker(s)\t\t%s\t%s\t%d\tupstream calls %d; lag vs %s p50/p90/p99/max %.2f/%.2f/%.2f/%.2f ms; all accepted in %.2fs; reply-stream consumers ≤ %d %s %s",
+			h.K, mode, h.Workers, dist(h.AfterGate), dist(h.Load.Done), h.Load.Errors, h.UpstreamCalls, h.LagRef, h.Lag.P50, h.Lag.P90, h.Lag.P99, h.Lag.Max, h.AcceptS, h.ReplyConsumers, h.ProducerConns, h.Note)
+	}
+	if c := rep.Cache; c != nil {
+		p("cache hits\t1 worker\t%.0f\t%s\t%s\t%d\tupstream calls %d (warm-up only); CPU cores: %s", c.Hits.JobsPerS, dist(c.Hits.TTFC), dist(c.Hits.Done), c.Hits.Errors, c.UpstreamCalls, coresString(c.CPU))
+	}
+	for _, s := range rep.Scaling {
+		p("scaling\t%d worker(s), %.0f ms upstream\t%.0f\t%s\t%s\t%d\tefficiency %.3f (upstream capacity %.0f jobs/s); CPU cores: %s", s.Workers, s.DelayMS, s.Load.JobsPerS, dist(s.Load.TTFC), dist(s.Load.Done), s.Load.Errors, s.Efficiency, s.IdealPerS, coresString(s.CPU))
+	}
+	for _, mr := range rep.Memory {
+		p("memory\t%d %s\t\t\t\t%d\tRSS %s → %s: %s per stream %s", mr.N, mr.Kind, mr.Load.Errors, mib(mr.RSSBefore), mib(mr.RSSHolding), kib(mr.BytesPerStream), mr.Note)
+	}
+	if pr := rep.Peer; pr != nil {
+		if pr.Skipped != "" {
+			p("peer asynq+redis\tskipped\t\t\t\t\t%s", pr.Skipped)
+		}
+		for _, t := range pr.Throughput {
+			p("peer asynq+redis\t%d worker(s), poll %s\t%.0f\t%s\t%s\t%d\tCPU cores: %s", t.Workers, t.Poll, t.Load.JobsPerS, dist(t.Load.TTFC), dist(t.Load.Done), t.Load.Errors, coresString(t.CPU))
+		}
+		for _, l := range pr.Latency {
+			p("peer asynq+redis\tlow load, poll %s\t%.0f\t%s\t%s\t%d\tidle CPU cores: %s", l.Poll, l.Low.JobsPerS, dist(l.Low.TTFC), dist(l.Low.Done), l.Low.Errors, coresMap(l.Idle.Cores))
+		}
+		if pr.ChatfleetIdle != nil {
+			p("chatfleet idle\t1 worker\t\t\t\t\tidle CPU cores: %s", coresMap(pr.ChatfleetIdle.Cores))
+		}
+		for _, e := range pr.Errors {
+			p("peer asynq+redis\terror\t\t\t\t\t%s", e)
+		}
+	}
+	p("")
+	p("RATIO\tCHATFLEET\tBASELINE\tCHATFLEET/BASELINE")
+	for _, r := range rep.Ratios {
+		p("%s\t%.3f %s\t%.3f %s\t%.3f", r.Name, r.Chatfleet, r.Unit, r.Baseline, r.Unit, r.Ratio)
+	}
+	p("")
+	p("TARGET\tWANT\tMEASURED\tMET")
+	for _, t := range rep.Targets {
+		met := "not measured"
+		if t.Met != nil {
+			met = "yes"
+			if !*t.Met {
+				met = "NO"
+			}
+		}
+		p("%s\t%s\t%s\t%s %s", t.Name, t.Target, t.Measured, met, t.Note)
+	}
+	for _, n := range rep.Notes {
+		p("note: %s", n)
+	}
+	for _, e := range rep.Errors {
+		p("ERROR: %s", e)
+	}
+	_ = tw.Flush()
+}
+
+func coresString(c CPU) string { return coresMap(c.Cores) }
+
+func coresMap(m map[string]float64) string { return groups(m, "%s %.2f") }
+
+func usMap(m map[string]float64) string { return groups(m, "%s %.0f") }
+
+// groups formats values by process group, in a fixed order.
+func groups(m map[string]float64, format string) string {
+	var parts []string
+	for _, k := range []string{"workers", "nats", "redis", "peer-workers", "peer-load", "bench", "total"} {
+		if v, ok := m[k]; ok {
+			parts = append(parts, fmt.Sprintf(format, k, v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+func kib(b int64) string { return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10)) }

@@ -166,9 +166,16 @@ func (r *request) reject(tenant, id string, perr *protocol.Error) {
 	r.m.cfg.Logger.Warn("invalid job terminated", "subject", r.msg.Subject(), "tenant", tenant, "request", id,
 		"field", perr.Field, "reason", perr.Message)
 	if tenant != "" && id != "" {
+		// The first event of the reply, stored only if the reply is empty:
+		// a job that reuses another request's ID must not end its reply.
 		ev := protocol.Event{V: protocol.Version, ID: id, Seq: 1, Type: protocol.EventError, Error: perr}
 		if b, err := ev.Marshal(); err == nil {
-			_ = r.m.publishAcked(r.m.cfg.Names.Reply(tenant, id), 1, b, r.progress)
+			ctx, cancel := context.WithTimeout(context.Background(), r.m.cfg.AckWait/4)
+			_, err = r.m.js.Publish(ctx, r.m.cfg.Names.Reply(tenant, id), b, jetstream.WithExpectLastSequencePerSubject(0))
+			cancel()
+			if err != nil {
+				r.m.cfg.Logger.Warn("error event of an invalid job not stored", "tenant", tenant, "request", id, "err", err)
+			}
 		}
 	}
 	r.m.deadLetter(deadLetter{data: r.msg.Data(), header: r.msg.Headers(), subject: r.msg.Subject(),
@@ -188,10 +195,9 @@ func (r *request) deadLetter(perr *protocol.Error) {
 
 // resume continues a redelivered job from what its reply subject already
 // holds: a finished request is only acked; a partial one continues its
-// sequence after a reset. The reset is stored only if nothing was stored
-// after the event it follows, so a seq is never used twice even if the
-// previous delivery's last events arrive late. It returns false when the
-// job needs no more work here.
+// sequence after a reset, stored only if nothing came after what it read,
+// so a seq is never used twice even if the previous delivery's last events
+// arrive late. It returns false when the job needs no more work here.
 func (r *request) resume() bool {
 	for range 3 {
 		ctx, cancel := context.WithTimeout(r.ctx, r.progressEvery())
@@ -215,16 +221,17 @@ func (r *request) resume() bool {
 			r.ack()
 			return false
 		}
-		reset := protocol.Event{V: protocol.Version, ID: r.job.ID, Seq: ev.Seq + 1, Type: protocol.EventReset}
-		b, _ := reset.Marshal()
-		ctx, cancel = context.WithTimeout(r.ctx, r.progressEvery())
-		_, err = r.m.js.Publish(ctx, r.subject, b, jetstream.WithExpectLastSequencePerSubject(last.Sequence))
-		cancel()
-		if err == nil {
-			r.seq = reset.Seq
+		r.seq, r.lastStored = ev.Seq, last.Sequence
+		switch err := r.store(&protocol.Event{Type: protocol.EventReset}); {
+		case err == nil:
 			return true
+		case errors.Is(err, errNotOurReply):
+			// Something was stored meanwhile: read the reply again.
+		default:
+			r.log.Warn("reset not stored; job handed back", "err", err)
+			r.nak(time.Second)
+			return false
 		}
-		// Something else was stored meanwhile: read the reply again.
 	}
 	r.log.Warn("the reply keeps changing under a redelivered job; handed back")
 	r.nak(time.Second)

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,7 +47,8 @@ type request struct {
 	deadline   time.Time // pulled + processing timeout
 	settled    bool      // acked, nacked or terminated
 	firstChunk time.Time
-	seq        uint64 // last published
+	seq        uint64 // last stored
+	lastStored uint64 // its sequence in the replies stream: what the next event expects
 	chunks     int    // chunks published since the last reset
 
 	// For metrics and traces (observe.go).
@@ -62,27 +64,29 @@ type request struct {
 // errHandedBack ends a request whose job went back to the queue.
 var errHandedBack = errors.New("job handed back")
 
-// publish sends a non-terminal event on the reply subject; the replies
-// stream captures it. A failed publish (the connection is gone, say) hands
-// the job back: its next delivery resumes from what the stream holds.
+// errNotOurReply: another delivery of the same job now writes its reply.
+var errNotOurReply = errors.New("another delivery of this job writes its reply")
+
+// publish stores a non-terminal event on the reply subject. When it cannot
+// be stored the job goes back to the queue (its next delivery resumes from
+// what the stream holds); when another delivery of the job owns the reply,
+// this one stops without a word.
 func (r *request) publish(ev protocol.Event) error {
-	ev.V, ev.ID, ev.Seq = protocol.Version, r.job.ID, r.seq+1
-	b, err := ev.Marshal()
-	if err == nil {
-		err = r.m.nc.Publish(r.subject, b)
-	}
-	if err != nil {
-		r.log.Warn("reply event not published; job handed back", "type", ev.Type, "err", err)
+	switch err := r.store(&ev); {
+	case err == nil:
+		return nil
+	case errors.Is(err, errNotOurReply):
+		r.abandon()
+		return err
+	default:
+		r.log.Warn("reply event not stored; job handed back", "type", ev.Type, "err", err)
 		r.nak(time.Second)
 		return errHandedBack
 	}
-	r.seq++
-	return nil
 }
 
-// end publishes the terminal event, stored with an ack, then acks the job.
+// end stores the terminal event, then acks the job.
 func (r *request) end(ev protocol.Event) {
-	ev.V, ev.ID, ev.Seq = protocol.Version, r.job.ID, r.seq+1
 	if ev.Type == protocol.EventDone {
 		now := time.Now()
 		ev.Timings = &protocol.Timings{QueueMS: ms(r.pulled.Sub(r.arrived)), TotalMS: ms(now.Sub(r.arrived))}
@@ -90,18 +94,17 @@ func (r *request) end(ev protocol.Event) {
 			ev.Timings.TTFTMS = ms(r.firstChunk.Sub(r.arrived))
 		}
 	}
-	b, err := ev.Marshal()
-	if err == nil {
-		err = r.m.publishAcked(r.subject, ev.Seq, b, r.progress)
-	}
-	if err != nil {
+	switch err := r.store(&ev); {
+	case errors.Is(err, errNotOurReply):
+		r.abandon()
+		return
+	case err != nil:
 		// Not stored: hand the job back; its next delivery resumes from
 		// whatever the replies stream holds.
 		r.log.Error("terminal event not stored; job handed back", "type", ev.Type, "err", err)
 		r.nak(time.Second)
 		return
 	}
-	r.seq++
 	r.outcome, r.usage = string(ev.Type), ev.Usage
 	switch ev.Type {
 	case protocol.EventCancelled:
@@ -111,6 +114,80 @@ func (r *request) end(ev protocol.Event) {
 		r.code = ev.Error.Code
 	}
 	r.ack()
+}
+
+// store numbers ev and stores it on the reply subject with a JetStream
+// ack, as the only writer: each event expects the one before it to be the
+// subject's last message. So no event is lost (an unconfirmed one is sent
+// again) and a reply never has two writers: when a job is redelivered
+// while its first delivery still runs (its worker was cut off longer than
+// AckWait), the first one's next event finds the other's there, and it
+// returns errNotOurReply.
+func (r *request) store(ev *protocol.Event) error {
+	ev.V, ev.ID, ev.Seq = protocol.Version, r.job.ID, r.seq+1
+	b, err := ev.Marshal()
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(r.subject)
+	msg.Data = b
+	msg.Header.Set(jetstream.MsgIDHeader, r.subject+":"+strconv.FormatUint(ev.Seq, 10))
+	for attempt := range 4 {
+		if attempt > 0 {
+			r.progress()
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), r.m.cfg.AckWait/4)
+		ack, perr := r.m.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(r.lastStored))
+		cancel()
+		switch {
+		case perr == nil:
+			r.seq, r.lastStored = ev.Seq, ack.Sequence
+			return nil
+		case isWrongLastSequence(perr):
+			// An earlier attempt stored it (its ack was lost), or another
+			// delivery writes this reply.
+			seq, ours, lerr := r.m.lastStoredIs(r.subject, b)
+			if lerr == nil && ours {
+				r.seq, r.lastStored = ev.Seq, seq
+				return nil
+			}
+			if lerr == nil {
+				return errNotOurReply
+			}
+			err = lerr
+		case errors.Is(perr, nats.ErrConnectionClosed):
+			return perr
+		default:
+			err = perr
+		}
+	}
+	return err
+}
+
+// abandon leaves a reply another delivery of the job now writes: no ack
+// (that would remove the job under the other delivery), no nak.
+func (r *request) abandon() {
+	r.log.Warn("another delivery of this job now writes its reply; leaving it")
+	r.settled, r.outcome = true, "superseded"
+}
+
+// lastStoredIs reports the stream sequence of subject's last message and
+// whether it is data.
+func (m *Manager) lastStoredIs(subject string, data []byte) (uint64, bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.AckWait/4)
+	defer cancel()
+	last, err := m.top.Replies.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		return 0, false, err
+	}
+	return last.Sequence, bytes.Equal(last.Data, data), nil
+}
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // endWithError ends the request with an error event.
@@ -186,18 +263,16 @@ func ms(d time.Duration) float64 {
 	return float64(d.Microseconds()) / 1000
 }
 
-// publishAcked publishes a request's terminal event with a JetStream ack,
-// retrying a few times. The message ID makes a retry of an event that was
-// stored (but whose ack was lost) a no-op. progress is called between
-// tries, so the job does not look dead meanwhile.
-func (m *Manager) publishAcked(subject string, seq uint64, data []byte, progress func()) error {
+// publishAcked publishes with a JetStream ack, retrying a few times. The
+// message ID makes a retry of an event that was stored (but whose ack was
+// lost) a no-op.
+func (m *Manager) publishAcked(subject string, seq uint64, data []byte) error {
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, subject+":"+strconv.FormatUint(seq, 10))
 	var err error
 	for attempt := range 3 {
 		if attempt > 0 {
-			progress()
 			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.AckWait/4)
@@ -218,7 +293,7 @@ func (m *Manager) publishGenEvent(subject string, ev *protocol.Event, acked bool
 		return
 	}
 	if acked {
-		err = m.publishAcked(subject, ev.Seq, b, func() {})
+		err = m.publishAcked(subject, ev.Seq, b)
 	} else {
 		err = m.nc.Publish(subject, b)
 	}

@@ -48,6 +48,8 @@ func (p *Publisher) finished(ctx context.Context, tenant, id string) (bool, erro
 	if err != nil {
 		return false, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
 	last, err := s.GetLastMsgForSubject(ctx, p.names.Reply(tenant, id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return false, nil

@@ -111,29 +111,51 @@ func New(nc *nats.Conn, opts ...Option) (*Publisher, error) {
 // Names returns the names the publisher uses.
 func (p *Publisher) Names() subjects.Names { return p.names }
 
-// repliesStream returns the replies stream, looking it up once.
+// lookupTimeout bounds one JetStream API call of the publisher, so a lost
+// answer (a dropped connection, a stream changing leader) costs a retry,
+// not the reader's whole wait.
+const lookupTimeout = 5 * time.Second
+
+// repliesStream returns the replies stream, looked up once. No lock is
+// held during the lookup: one slow lookup must not stall every reply.
 func (p *Publisher) repliesStream(ctx context.Context) (jetstream.Stream, error) {
+	p.mu.Lock()
+	s := p.replies
+	p.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	s, err := p.js.Stream(ctx, p.names.RepliesStream())
+	if err != nil {
+		return nil, fmt.Errorf("publisher: replies stream %s (has a worker created the topology?): %w", p.names.RepliesStream(), err)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.replies == nil {
-		s, err := p.js.Stream(ctx, p.names.RepliesStream())
-		if err != nil {
-			return nil, fmt.Errorf("publisher: replies stream %s (has a worker created the topology?): %w", p.names.RepliesStream(), err)
-		}
 		p.replies = s
 	}
 	return p.replies, nil
 }
 
-// cancelBucket returns the cancel bucket, looking it up once.
+// cancelBucket returns the cancel bucket, looked up once, like repliesStream.
 func (p *Publisher) cancelBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	p.mu.Lock()
+	kv := p.cancels
+	p.mu.Unlock()
+	if kv != nil {
+		return kv, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	kv, err := p.js.KeyValue(ctx, p.names.CancelBucket())
+	if err != nil {
+		return nil, fmt.Errorf("publisher: cancel bucket %s (has a worker created the topology?): %w", p.names.CancelBucket(), err)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cancels == nil {
-		kv, err := p.js.KeyValue(ctx, p.names.CancelBucket())
-		if err != nil {
-			return nil, fmt.Errorf("publisher: cancel bucket %s (has a worker created the topology?): %w", p.names.CancelBucket(), err)
-		}
 		p.cancels = kv
 	}
 	return p.cancels, nil

@@ -244,6 +244,8 @@ func (r *Reply) missedEvents(ctx context.Context) bool {
 	if err != nil {
 		return false
 	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
 	last, err := s.GetLastMsgForSubject(ctx, r.subject)
 	if err != nil {
 		return false
@@ -259,6 +261,8 @@ func (r *Reply) openStream(ctx context.Context) error {
 		_ = r.live.Unsubscribe()
 		r.live = nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
 	cons, err := r.p.js.OrderedConsumer(ctx, r.p.names.RepliesStream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{r.subject},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,

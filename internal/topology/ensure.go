@@ -127,11 +127,9 @@ func inflightBucket(c Config) jetstream.KeyValueConfig {
 		Bucket:      c.Names.InflightBucket(),
 		Description: "chatfleet leader leases of in-flight generations",
 		TTL:         c.LeaseTTL,
-		// Leases live for seconds; two writes per generation need not touch
-		// disk. A server restart loses them: leaders find their lease gone,
-		// stop, and the generation is led again (a reset, never a wrong
-		// answer).
-		Storage:  jetstream.MemoryStorage,
+		// File storage although leases live for seconds: a memory stream
+		// does not survive a server restart at all, bucket included.
+		Storage:  jetstream.FileStorage,
 		Replicas: c.Replicas,
 	}
 }

@@ -129,7 +129,7 @@ func (r *request) decode() bool {
 	}
 	r.job = job
 	r.key = names.RequestKey(job.Tenant, job.ID)
-	r.subject = names.Reply(job.Tenant, job.ID)
+	r.subject = names.ReplyWrite(job.Tenant, job.ID)
 	return true
 }
 
@@ -171,7 +171,7 @@ func (r *request) reject(tenant, id string, perr *protocol.Error) {
 		ev := protocol.Event{V: protocol.Version, ID: id, Seq: 1, Type: protocol.EventError, Error: perr}
 		if b, err := ev.Marshal(); err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), r.m.cfg.AckWait/4)
-			_, err = r.m.js.Publish(ctx, r.m.cfg.Names.Reply(tenant, id), b, jetstream.WithExpectLastSequencePerSubject(0))
+			_, err = r.m.js.Publish(ctx, r.m.cfg.Names.ReplyWrite(tenant, id), b, jetstream.WithExpectLastSequencePerSubject(0))
 			cancel()
 			if err != nil {
 				r.m.cfg.Logger.Warn("error event of an invalid job not stored", "tenant", tenant, "request", id, "err", err)

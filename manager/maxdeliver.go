@@ -68,7 +68,7 @@ func (m *Manager) handleMaxDeliveries(msg *nats.Msg) {
 // error event, continuing its sequence, unless it already ended. The
 // event is stored only if nothing was stored after what was read.
 func (m *Manager) endAbandonedReply(ctx context.Context, tenant, id string, perr *protocol.Error) {
-	subject := m.cfg.Names.Reply(tenant, id)
+	subject := m.cfg.Names.ReplyWrite(tenant, id)
 	for range 3 {
 		var seq, lastSeq uint64
 		last, err := m.top.Replies.GetLastMsgForSubject(ctx, subject)

@@ -33,7 +33,7 @@ type request struct {
 	msg     jetstream.Msg
 	job     *protocol.Job
 	key     string // tenant.id
-	subject string // reply subject
+	subject string // where its reply is written (the stream republishes it on the reply subject)
 	log     *slog.Logger
 
 	ctx    context.Context

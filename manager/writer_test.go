@@ -41,7 +41,7 @@ func TestOneWriterPerReply(t *testing.T) {
 	_, js := natstest.JetStream(t, f.NATS.ClientURL())
 	intruder := protocol.Event{V: 1, ID: r.ID(), Seq: 5, Type: protocol.EventReset}
 	b, _ := intruder.Marshal()
-	if _, err := js.Publish(ctx, r.Subject(), b); err != nil {
+	if _, err := js.Publish(ctx, "chat.write.default."+r.ID(), b); err != nil {
 		t.Fatal(err)
 	}
 	close(stall) // the first writer's next chunk now finds the intruder's event

@@ -50,7 +50,7 @@ func (p *Publisher) finished(ctx context.Context, tenant, id string) (bool, erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
-	last, err := s.GetLastMsgForSubject(ctx, p.names.Reply(tenant, id))
+	last, err := s.GetLastMsgForSubject(ctx, p.names.ReplyWrite(tenant, id))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return false, nil
 	}

@@ -27,7 +27,7 @@ func setupRecovery(t *testing.T) (*Publisher, func(tenant, id string, ev protoco
 	publish := func(tenant, id string, ev protocol.Event) {
 		ev.V, ev.ID = 1, id
 		b, _ := ev.Marshal()
-		if _, err := js.Publish(context.Background(), p.names.Reply(tenant, id), b); err != nil {
+		if _, err := js.Publish(context.Background(), p.names.ReplyWrite(tenant, id), b); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,10 +18,11 @@ import (
 // Reply is the event stream of one request. Read it with Next or Events
 // from one goroutine at a time; Stop releases it.
 type Reply struct {
-	p       *Publisher
-	tenant  string
-	id      string
-	subject string
+	p             *Publisher
+	tenant        string
+	id            string
+	subject       string // the reply subject, where stored events are republished live
+	storedSubject string // where they are stored: the replies stream's subject
 
 	live       *nats.Subscription        // fast path: core subscription to the reply subject
 	liveCh     chan *nats.Msg            // its messages
@@ -42,7 +43,8 @@ const liveBuffer = 512
 
 // subscribe returns a Reply on the live reply subject.
 func (p *Publisher) subscribe(tenant, id string) (*Reply, error) {
-	r := &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), next: 1, probe: p.opts.idleProbe}
+	r := &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), storedSubject: p.names.ReplyWrite(tenant, id),
+		next: 1, probe: p.opts.idleProbe}
 	r.liveCh = make(chan *nats.Msg, liveBuffer)
 	sub, err := p.nc.ChanSubscribe(r.subject, r.liveCh)
 	if err != nil {
@@ -63,7 +65,8 @@ func (p *Publisher) Attach(ctx context.Context, tenant, id string) (*Reply, erro
 	if err := subjects.ValidName("id", id); err != nil {
 		return nil, err
 	}
-	r := &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), next: 1, fromStream: true}
+	r := &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), storedSubject: p.names.ReplyWrite(tenant, id),
+		next: 1, fromStream: true}
 	if err := r.openStream(ctx); err != nil {
 		return nil, err
 	}
@@ -76,7 +79,7 @@ func (r *Reply) ID() string { return r.id }
 // Tenant returns the request's tenant.
 func (r *Reply) Tenant() string { return r.tenant }
 
-// Subject returns the reply subject.
+// Subject returns the reply subject, where the reply's events arrive live.
 func (r *Reply) Subject() string { return r.subject }
 
 // Next returns the next event. After the terminal event (done, error or
@@ -246,7 +249,7 @@ func (r *Reply) missedEvents(ctx context.Context) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
-	last, err := s.GetLastMsgForSubject(ctx, r.subject)
+	last, err := s.GetLastMsgForSubject(ctx, r.storedSubject)
 	if err != nil {
 		return false
 	}
@@ -264,7 +267,7 @@ func (r *Reply) openStream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	cons, err := r.p.js.OrderedConsumer(ctx, r.p.names.RepliesStream(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{r.subject},
+		FilterSubjects: []string{r.storedSubject},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {

@@ -9,7 +9,8 @@
 // # Subjects
 //
 //	chat.jobs.<tenant>           jobs (JetStream, work queue)
-//	chat.reply.<tenant>.<id>     reply events of one request (captured by a stream)
+//	chat.write.<tenant>.<id>     where a worker writes a request's events (stored by a stream)
+//	chat.reply.<tenant>.<id>     reply events of one request: the stored ones, republished in order
 //	chat.gen.<tenant>.<gen>      events of one shared generation (leader → followers)
 //	chat.ctl.<worker>            control requests to one worker (join/leave a generation)
 //	chat.dlq.<tenant>            dead letters

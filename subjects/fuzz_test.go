@@ -37,6 +37,22 @@ func FuzzParseReply(f *testing.F) {
 	})
 }
 
+func FuzzParseReplyWrite(f *testing.F) {
+	for _, s := range []string{"chat.write.acme.r1", "chat.write.acme", "chat.write.a.b.c"} {
+		f.Add(s)
+	}
+	n := Default()
+	f.Fuzz(func(t *testing.T, s string) {
+		tenant, id, err := n.ParseReplyWrite(s)
+		if err != nil {
+			return
+		}
+		if got := n.ReplyWrite(tenant, id); got != s {
+			t.Fatalf("ParseReplyWrite(%q) = %q %q, rebuilds as %q", s, tenant, id, got)
+		}
+	})
+}
+
 func FuzzParseGen(f *testing.F) {
 	for _, s := range []string{"chat.gen.acme.g1", "chat.gen.acme", "chat.gen..", "chat.gen.a.b.c"} {
 		f.Add(s)

@@ -50,6 +50,16 @@ func (n Names) Reply(tenant, id string) string { return n.prefix + ".reply." + t
 // AllReplies matches every reply subject: <prefix>.reply.>.
 func (n Names) AllReplies() string { return n.prefix + ".reply.>" }
 
+// ReplyWrite is where a worker writes a request's events:
+// <prefix>.write.<tenant>.<id>. The replies stream stores them there and
+// republishes each one it stored, in order, on Reply. So readers of Reply
+// see exactly the stored events: a write the stream refuses (from a writer
+// that no longer owns the reply) never reaches them.
+func (n Names) ReplyWrite(tenant, id string) string { return n.prefix + ".write." + tenant + "." + id }
+
+// AllReplyWrites matches every ReplyWrite subject: <prefix>.write.>.
+func (n Names) AllReplyWrites() string { return n.prefix + ".write.>" }
+
 // Gen is the subject a leader mirrors a shared generation on, for followers
 // on other workers: <prefix>.gen.<tenant>.<gen>.
 func (n Names) Gen(tenant, gen string) string { return n.prefix + ".gen." + tenant + "." + gen }

@@ -56,6 +56,8 @@ func TestBuilders(t *testing.T) {
 		{n.AllJobs(), "acme.chat.jobs.>"},
 		{n.Reply("t1", "r-1"), "acme.chat.reply.t1.r-1"},
 		{n.AllReplies(), "acme.chat.reply.>"},
+		{n.ReplyWrite("t1", "r-1"), "acme.chat.write.t1.r-1"},
+		{n.AllReplyWrites(), "acme.chat.write.>"},
 		{n.Gen("t1", "g1"), "acme.chat.gen.t1.g1"},
 		{n.AllGens(), "acme.chat.gen.>"},
 		{n.Control("w1"), "acme.chat.ctl.w1"},
@@ -153,6 +155,15 @@ func TestParse(t *testing.T) {
 			if _, _, err := n.ParseReply(bad); !errors.Is(err, ErrInvalid) {
 				t.Errorf("ParseReply(%q) error = %v, want ErrInvalid", bad, err)
 			}
+		}
+	})
+	t.Run("reply write", func(t *testing.T) {
+		tenant, id, err := n.ParseReplyWrite("chat.write.acme.r1")
+		if err != nil || tenant != "acme" || id != "r1" {
+			t.Errorf("ParseReplyWrite = %q %q %v", tenant, id, err)
+		}
+		if _, _, err := n.ParseReplyWrite("chat.reply.acme.r1"); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseReplyWrite of a reply subject: %v", err)
 		}
 	})
 	t.Run("gen", func(t *testing.T) {

@@ -20,6 +20,15 @@ func (n Names) ParseReply(subject string) (tenant, id string, err error) {
 	return toks[0], toks[1], nil
 }
 
+// ParseReplyWrite returns the tenant and request ID of a ReplyWrite subject.
+func (n Names) ParseReplyWrite(subject string) (tenant, id string, err error) {
+	toks, err := n.split(subject, "write", 2)
+	if err != nil {
+		return "", "", err
+	}
+	return toks[0], toks[1], nil
+}
+
 // ParseGen returns the tenant and generation ID of a generation subject.
 func (n Names) ParseGen(subject string) (tenant, gen string, err error) {
 	toks, err := n.split(subject, "gen", 2)

@@ -75,7 +75,7 @@ func Start(cfg Config) (*Server, error) {
 	if !s.ReadyForConnections(wait) {
 		s.Shutdown()
 		s.WaitForShutdown()
-		return nil, fmt.Errorf("natsserver: not ready for connections on %s after %s", cfg.Listen, wait)
+		return nil, fmt.Errorf("natsserver: not ready for connections on %s after %s", s.Addr(), wait)
 	}
 	return &Server{s: s}, nil
 }

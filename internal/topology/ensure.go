@@ -79,10 +79,14 @@ func repliesStream(c Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        c.Names.RepliesStream(),
 		Description: "chatfleet reply events and shared generations, readable from the first event",
-		Subjects:    []string{c.Names.AllReplies(), c.Names.AllGens()},
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      c.ReplyMaxAge,
-		MaxBytes:    c.ReplyMaxBytes,
+		// Workers write reply events to <prefix>.write.…; the stream stores
+		// them and republishes each stored one on <prefix>.reply.…, so live
+		// readers see exactly the stored events, in order.
+		Subjects:  []string{c.Names.AllReplyWrites(), c.Names.AllGens()},
+		RePublish: &jetstream.RePublish{Source: c.Names.AllReplyWrites(), Destination: c.Names.AllReplies()},
+		Retention: jetstream.LimitsPolicy,
+		MaxAge:    c.ReplyMaxAge,
+		MaxBytes:  c.ReplyMaxBytes,
 		// Readers that recover a reply (after a reconnect, say) and
 		// followers open ordered consumers here; the server's default cap
 		// of 1,000 per stream is too low for a fleet in a hurry.

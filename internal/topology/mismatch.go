@@ -52,7 +52,15 @@ func streamDiffs(have, want jetstream.StreamConfig) []string {
 	d.check("max_age", have.MaxAge, want.MaxAge)
 	d.check("max_msg_size", unlimited(int64(have.MaxMsgSize)), unlimited(int64(want.MaxMsgSize)))
 	d.check("duplicate_window", have.Duplicates, want.Duplicates)
+	d.check("republish", republish(have.RePublish), republish(want.RePublish))
 	return d.diffs
+}
+
+func republish(r *jetstream.RePublish) string {
+	if r == nil {
+		return "none"
+	}
+	return r.Source + " → " + r.Destination
 }
 
 func consumerDiffs(have, want jetstream.ConsumerConfig) []string {

@@ -17,13 +17,13 @@ build: ## build bin/chatfleet
 	$(GO) build -o bin/chatfleet ./cmd/chatfleet
 
 .PHONY: test
-test: lint ## run every test with the race detector (fuzz seeds included)
-	$(GO) test -race -count=1 -timeout 15m ./...
+test: lint ## run every test with the race detector: fuzz seeds, the benchmark's smoke run and the NATS fault tests included
+	$(GO) test -race -count=1 -timeout 15m -tags faults ./...
 
 .PHONY: lint
 lint: ## gofmt and go vet
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet -tags faults ./...
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME each

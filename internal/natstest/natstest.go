@@ -58,3 +58,17 @@ func JetStream(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	}
 	return nc, js
 }
+
+// RunServerAt starts a JetStream server listening on addr (host:port)
+// and storing into dir, shut down in t.Cleanup. Given the address and
+// directory of a server that was shut down, it restarts that server where
+// its clients reconnect to it.
+func RunServerAt(t testing.TB, addr, dir string) *natsserver.Server {
+	t.Helper()
+	s, err := natsserver.Start(natsserver.Config{Listen: addr, StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -76,11 +77,35 @@ func (m *Manager) watchCancels(ctx context.Context) error {
 	}
 }
 
-// applyCancels applies cancels as they arrive, until the watcher stops.
+// applyCancels applies cancels as they arrive until the manager stops. It
+// owns the watcher: after a reconnect (the server may have restarted, and
+// the watch's consumer with it) it starts a new watch after the last
+// revision seen, rather than wait for missed heartbeats to tell.
 func (m *Manager) applyCancels(w jetstream.KeyWatcher) {
-	for e := range w.Updates() {
-		if e != nil {
-			m.applyCancel(e)
+	reconnected := m.nc.StatusChanged(nats.CONNECTED)
+	defer m.nc.RemoveStatusListener(reconnected)
+	defer func() { _ = w.Stop() }()
+	var last uint64
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				last = max(last, e.Revision())
+				m.applyCancel(e)
+			}
+		case <-reconnected:
+			nw, err := m.top.Cancels.WatchAll(m.life, jetstream.ResumeFromRevision(last+1))
+			if err != nil {
+				m.cfg.Logger.Warn("cannot watch cancels again after a reconnect; the old watch goes on", "err", err)
+				continue
+			}
+			_ = w.Stop()
+			w = nw
+		case <-m.life.Done():
+			return
 		}
 	}
 }

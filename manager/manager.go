@@ -142,9 +142,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 				_ = sub.Unsubscribe()
 			}
 		}
-		if m.watcher != nil {
-			_ = m.watcher.Stop()
-		}
+		// The cancel watcher stops with m.life (applyCancels owns it).
 		go func() {
 			m.background.Wait()
 			close(m.stopped)

@@ -273,7 +273,9 @@ func (r *Reply) openStream(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("publisher: read replies stream: %w", err)
 	}
-	it, err := cons.Messages()
+	// A 1s heartbeat: a consumer lost with its node is noticed (and
+	// recreated by the ordered consumer) in about 2s, not 10.
+	it, err := cons.Messages(jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return fmt.Errorf("publisher: read replies stream: %w", err)
 	}

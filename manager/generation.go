@@ -115,10 +115,10 @@ func (m *Manager) startGeneration(r *request, key, hubKey string, useCache bool)
 		local: 1, // r, subscribed before run can end the generation
 	}
 	m.background.Add(1)
-	go func() {
+	m.routines.Go(func() {
 		defer m.background.Done()
 		g.run()
-	}()
+	})
 	return &subscription{g: g}
 }
 

@@ -175,7 +175,7 @@ func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (
 	// Recv, and stop ends its send; we wait for it before returning.
 	deltas := make(chan received, 64)
 	stop, readerDone := make(chan struct{}), make(chan struct{})
-	go func() {
+	g.m.routines.Go(func() {
 		defer close(readerDone)
 		defer func() {
 			if p := recover(); p != nil {
@@ -199,7 +199,7 @@ func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (
 				return
 			}
 		}
-	}()
+	})
 	defer func() {
 		close(stop)
 		_ = stream.Close()

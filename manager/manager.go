@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/chatfleet/chatfleet/internal/gopool"
 	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm"
 )
@@ -43,6 +45,7 @@ type Manager struct {
 	life       context.Context
 	endLife    context.CancelCauseFunc
 	background sync.WaitGroup // generations, the cancel watcher
+	routines   *gopool.Pool   // goroutines for generations and upstream readers; closed after background
 
 	hubsMu   sync.Mutex
 	hubs     map[string]*generation // routing or serving, by hub key
@@ -78,6 +81,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 		cancels:  newCancelSet(),
 		life:     life,
 		endLife:  end,
+		routines: gopool.New(idleRoutine),
 		hubs:     map[string]*generation{},
 		gens:     map[string]*generation{},
 		stopped:  make(chan struct{}),
@@ -145,6 +149,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 		// The cancel watcher stops with m.life (applyCancels owns it).
 		go func() {
 			m.background.Wait()
+			m.routines.Close()
 			close(m.stopped)
 		}()
 	})
@@ -158,3 +163,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 
 // Stopped is closed once Stop has finished.
 func (m *Manager) Stopped() <-chan struct{} { return m.stopped }
+
+// idleRoutine is how long a pooled goroutine waits for the next task
+// before it ends: long enough to span the gaps of a steady load.
+const idleRoutine = 10 * time.Second

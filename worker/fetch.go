@@ -39,10 +39,10 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 				continue
 			}
 			w.jobs.Add(1)
-			go func() { // owned by the worker: Stop waits on w.jobs
+			w.handlers.Go(func() { // owned by the worker: Stop waits on w.jobs
 				defer w.jobs.Done()
 				w.mgr.Handle(msg)
-			}()
+			})
 		}
 		slots.ReleaseRequests(n - got)
 		if err := batch.Error(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/chatfleet/chatfleet/internal/gopool"
 	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/manager"
@@ -36,6 +37,7 @@ type Worker struct {
 	stopFetch context.CancelFunc
 	fetching  chan struct{} // closed when the fetch loop returns
 	jobs      sync.WaitGroup
+	handlers  *gopool.Pool // goroutines the jobs run on; closed after jobs
 
 	startOnce, stopOnce sync.Once
 	running             atomic.Bool
@@ -113,6 +115,7 @@ func (w *Worker) start(ctx context.Context) error {
 	fetchCtx, stop := context.WithCancel(context.Background())
 	w.stopFetch = stop
 	w.fetching = make(chan struct{})
+	w.handlers = gopool.New(idleRoutine)
 	go w.fetchLoop(fetchCtx) // owned by the worker: Stop cancels and waits for it
 	w.running.Store(true)
 	w.cfg.Logger.Info("worker started", "worker", w.cfg.ID, "prefix", w.cfg.Prefix,
@@ -141,6 +144,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		defer cancel()
 		err = w.mgr.Stop(hardCtx)
 		w.jobs.Wait()
+		w.handlers.Close()
 		_ = w.service.Stop()
 		w.stopHTTP(hardCtx)
 		w.cfg.Logger.Info("worker stopped", "worker", w.cfg.ID)
@@ -150,3 +154,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 
 // Stopped is closed once Stop has finished.
 func (w *Worker) Stopped() <-chan struct{} { return w.stopped }
+
+// idleRoutine is how long a job goroutine waits for the next job before
+// it ends.
+const idleRoutine = 10 * time.Second

@@ -1,0 +1,85 @@
+package gopool
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestReusesAnIdleGoroutine(t *testing.T) {
+	p := New(time.Minute)
+	defer p.Close()
+	first := make(chan struct{})
+	p.Go(func() { close(first) })
+	<-first
+	// The first goroutine is idle (or about to be); the second task must
+	// run, on it or on a new one, and Close must end them all.
+	second := make(chan struct{})
+	p.Go(func() { close(second) })
+	<-second
+}
+
+func TestRunsTasksConcurrently(t *testing.T) {
+	p := New(time.Minute)
+	defer p.Close()
+	const n = 50
+	var started, release sync.WaitGroup
+	started.Add(n)
+	release.Add(1)
+	for range n {
+		p.Go(func() {
+			started.Done()
+			release.Wait()
+		})
+	}
+	started.Wait() // would hang if Go ran tasks one after another
+	release.Done()
+}
+
+func TestIdleGoroutinesEnd(t *testing.T) {
+	p := New(time.Millisecond)
+	done := make(chan struct{})
+	p.Go(func() { close(done) })
+	<-done
+	ended := make(chan struct{})
+	go func() { p.routines.Wait(); close(ended) }() // no Close: the idle timer alone ends it
+	<-ended
+	p.Close()
+}
+
+func TestCloseWaitsForBusyTasks(t *testing.T) {
+	p := New(time.Minute)
+	finished := false
+	running, release := make(chan struct{}), make(chan struct{})
+	p.Go(func() {
+		close(running)
+		<-release
+		finished = true
+	})
+	<-running
+	closed := make(chan struct{})
+	go func() { p.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a task was running")
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release)
+	<-closed
+	if !finished {
+		t.Fatal("Close returned before the task finished")
+	}
+}
+
+func TestGoAfterCloseStillRuns(t *testing.T) {
+	p := New(time.Minute)
+	p.Close()
+	p.Close() // twice is fine
+	done := make(chan struct{})
+	p.Go(func() { close(done) })
+	<-done
+}

@@ -94,6 +94,10 @@ func TestSmoke(t *testing.T) {
 		t.Error("no latency result")
 	} else {
 		noErrors("latency low", l.Low, sz.LatencyLowJobs)
+		noErrors("latency low, dedupe and cache off", l.LowPrivate, sz.LatencyLowJobs)
+		if l.LowPrivate.Roles["leader"] != sz.LatencyLowJobs {
+			t.Errorf("latency low, dedupe and cache off: roles %v, want every job its own leader", l.LowPrivate.Roles)
+		}
 		noErrors("latency paced", l.Paced, sz.LatencyPacedJobs)
 		if l.Moderate.Errors != 0 || l.Moderate.Jobs == 0 {
 			t.Errorf("latency moderate: %d jobs, %d errors", l.Moderate.Jobs, l.Moderate.Errors)
@@ -137,8 +141,8 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 
-	if len(got.Scaling) != len(sz.ScalingWorkers) {
-		t.Errorf("%d scaling steps, want %d", len(got.Scaling), len(sz.ScalingWorkers))
+	if want := len(sz.ScalingWorkers) * (1 + len(sz.ScalingWindows)); len(got.Scaling) != want {
+		t.Errorf("%d scaling steps, want %d", len(got.Scaling), want)
 	}
 	for _, s := range got.Scaling {
 		noErrors("scaling", s.Load, s.Workers*sz.ScalingJobsPerWorker)

@@ -45,6 +45,7 @@ func (rep *Report) chartSpecs() []chartSpec {
 	if l := rep.Latency; l != nil {
 		lat.Series = append(lat.Series,
 			chartSeries{Name: "chatfleet, 1 in flight", Y: pct(l.Low.TTFC)},
+			chartSeries{Name: "chatfleet, 1 in flight, dedupe+cache off", Y: pct(l.LowPrivate.TTFC)},
 			chartSeries{Name: fmt.Sprintf("chatfleet, %.0f jobs/s", l.ModerateRate), Y: pct(l.Moderate.TTFC)})
 	}
 	if p := rep.Peer; p != nil {
@@ -59,18 +60,30 @@ func (rep *Report) chartSpecs() []chartSpec {
 	if len(rep.Scaling) > 0 {
 		sc := chartSpec{File: "scaling.png", Kind: "lines", XLabel: "worker processes", YLabel: "jobs/s",
 			Title: fmt.Sprintf("Scaling: upstream %.0f ms per answer, %d upstream slots per worker", rep.Scaling[0].DelayMS, rep.Scaling[0].LLMStreams)}
-		var x, y, ideal, linear []float64
+		var x, ideal, linear []float64
+		measured := map[string]*chartSeries{}
+		var order []string
 		for _, s := range rep.Scaling {
-			x = append(x, float64(s.Workers))
-			y = append(y, s.Load.JobsPerS)
-			ideal = append(ideal, s.IdealPerS)
-			linear = append(linear, float64(s.Workers)*rep.Scaling[0].Load.JobsPerS/float64(rep.Scaling[0].Workers))
+			ms := measured[s.Variant]
+			if ms == nil {
+				ms = &chartSeries{Name: "chatfleet, " + s.Variant}
+				measured[s.Variant] = ms
+				order = append(order, s.Variant)
+			}
+			ms.X = append(ms.X, float64(s.Workers))
+			ms.Y = append(ms.Y, s.Load.JobsPerS)
+			if s.Variant == rep.Scaling[0].Variant {
+				x = append(x, float64(s.Workers))
+				ideal = append(ideal, s.IdealPerS)
+				linear = append(linear, float64(s.Workers)*rep.Scaling[0].Load.JobsPerS/float64(rep.Scaling[0].Workers))
+			}
 		}
-		sc.Series = []chartSeries{
-			{Name: "chatfleet measured", X: x, Y: y},
-			{Name: "linear from 1 worker", X: x, Y: linear, Dashed: true},
-			{Name: "upstream capacity", X: x, Y: ideal, Dashed: true},
+		for _, v := range order {
+			sc.Series = append(sc.Series, *measured[v])
 		}
+		sc.Series = append(sc.Series,
+			chartSeries{Name: "linear from 1 worker", X: x, Y: linear, Dashed: true},
+			chartSeries{Name: "upstream capacity", X: x, Y: ideal, Dashed: true})
 		out = append(out, sc)
 	}
 

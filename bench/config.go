@@ -70,6 +70,7 @@ type Sizes struct {
 	ThroughputConcurrency int   // jobs in flight at the producer
 	ThroughputWorkers     []int // worker processes, one run each
 	ThroughputNoMerge     bool  // also run 1 worker with CHATFLEET_CHUNK_WINDOW=0
+	ThroughputGOGC        int   // also run 1 worker with this GOGC (0: not)
 
 	// Latency: the stamping upstream, instant, then paced.
 	UpstreamDirectN   int           // direct calls to the upstream, for its own TTFC
@@ -94,6 +95,9 @@ type Sizes struct {
 	ScalingJobsPerWorker int
 	ScalingDelay         time.Duration // per answer
 	ScalingLLMStreams    int           // per worker
+	// ScalingWindows: chunk windows to run the scaling steps with too,
+	// besides the default (fewer, larger chunk events cost less CPU).
+	ScalingWindows []time.Duration
 
 	// Memory: streams held by one worker.
 	MemoryNs     []int
@@ -118,6 +122,7 @@ func DefaultSizes() Sizes {
 		ThroughputConcurrency: 256,
 		ThroughputWorkers:     []int{1, 2},
 		ThroughputNoMerge:     true,
+		ThroughputGOGC:        400,
 		UpstreamDirectN:       1000,
 		LatencyLowJobs:        1000,
 		LatencyRate:           500,
@@ -134,6 +139,7 @@ func DefaultSizes() Sizes {
 		ScalingJobsPerWorker:  2000,
 		ScalingDelay:          100 * time.Millisecond,
 		ScalingLLMStreams:     16,
+		ScalingWindows:        []time.Duration{25 * time.Millisecond},
 		MemoryNs:              []int{1000, 10_000},
 		MemoryWarmup:          200,
 		MemorySettle:          time.Second,
@@ -170,6 +176,7 @@ func SmokeSizes() Sizes {
 		ScalingJobsPerWorker:  20,
 		ScalingDelay:          20 * time.Millisecond,
 		ScalingLLMStreams:     16,
+		ScalingWindows:        []time.Duration{25 * time.Millisecond},
 		MemoryNs:              []int{20},
 		MemoryWarmup:          20,
 		MemorySettle:          100 * time.Millisecond,

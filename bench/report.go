@@ -127,6 +127,10 @@ type LatencyResult struct {
 	// LowAbove is the low-load TTFC minus the upstream's own, per
 	// percentile.
 	LowAbove Dist `json:"low_ttfc_above_upstream"`
+	// LowPrivate: one job at a time with dedupe and cache off, so no KV
+	// round trip (cache read, lease) precedes the upstream call.
+	LowPrivate      LoadResult `json:"low_dedupe_cache_off"`
+	LowPrivateAbove Dist       `json:"low_dedupe_cache_off_ttfc_above_upstream"`
 	// Moderate: open loop at ModerateRate jobs/s.
 	ModerateRate float64    `json:"moderate_rate"`
 	Moderate     LoadResult `json:"moderate"`
@@ -179,6 +183,7 @@ type CacheResult struct {
 // ScalingResult is one step of the scaling scenario.
 type ScalingResult struct {
 	Workers     int                `json:"workers"`
+	Variant     string             `json:"variant"` // "default" or "chunk-window-<d>"
 	LLMStreams  int                `json:"llm_streams_per_worker"`
 	DelayMS     float64            `json:"upstream_ms_per_answer"`
 	Concurrency int                `json:"concurrency"`
@@ -277,6 +282,9 @@ func (rep *Report) writeTable(w io.Writer) {
 	if l := rep.Latency; l != nil {
 		p("latency\tupstream itself\t\t%s\t\t\tdirect go-openai calls", dist(l.UpstreamTTFC))
 		p("latency\tlow load (1 in flight)\t%.0f\t%s\t%s\t%d\tTTFC above upstream p50 %.2f ms, p99 %.2f ms", l.Low.JobsPerS, dist(l.Low.TTFC), dist(l.Low.Done), l.Low.Errors, l.LowAbove.P50, l.LowAbove.P99)
+		if l.LowPrivate.TTFC.N > 0 {
+			p("latency\tlow load, dedupe+cache off\t%.0f\t%s\t%s\t%d\tTTFC above upstream p50 %.2f ms, p99 %.2f ms (no KV round trips before the upstream call)", l.LowPrivate.JobsPerS, dist(l.LowPrivate.TTFC), dist(l.LowPrivate.Done), l.LowPrivate.Errors, l.LowPrivateAbove.P50, l.LowPrivateAbove.P99)
+		}
 		p("latency\tmoderate %.0f jobs/s\t%.0f\t%s\t%s\t%d\tchunk gain p50/p90/p99 %s ms (incl. %s merge window)", l.ModerateRate, l.Moderate.JobsPerS, dist(l.Moderate.TTFC), dist(l.Moderate.Done), l.Moderate.Errors, dist(l.ChunkGain), "5ms")
 		p("latency\tpaced tokens %.0f ms, %.0f jobs/s\t%.0f\t%s\t%s\t%d\tchunk gain p50/p90/p99 %s ms", l.PacedDelayMS, l.PacedRate, l.Paced.JobsPerS, dist(l.Paced.TTFC), dist(l.Paced.Done), l.Paced.Errors, dist(l.PacedChunkGain))
 	}
@@ -292,7 +300,7 @@ func (rep *Report) writeTable(w io.Writer) {
 		p("cache hits\t1 worker\t%.0f\t%s\t%s\t%d\tupstream calls %d (warm-up only); CPU cores: %s", c.Hits.JobsPerS, dist(c.Hits.TTFC), dist(c.Hits.Done), c.Hits.Errors, c.UpstreamCalls, coresString(c.CPU))
 	}
 	for _, s := range rep.Scaling {
-		p("scaling\t%d worker(s), %.0f ms upstream\t%.0f\t%s\t%s\t%d\tefficiency %.3f (upstream capacity %.0f jobs/s); CPU cores: %s", s.Workers, s.DelayMS, s.Load.JobsPerS, dist(s.Load.TTFC), dist(s.Load.Done), s.Load.Errors, s.Efficiency, s.IdealPerS, coresString(s.CPU))
+		p("scaling\t%d worker(s), %.0f ms upstream, %s\t%.0f\t%s\t%s\t%d\tefficiency %.3f (upstream capacity %.0f jobs/s); CPU cores: %s", s.Workers, s.DelayMS, s.Variant, s.Load.JobsPerS, dist(s.Load.TTFC), dist(s.Load.Done), s.Load.Errors, s.Efficiency, s.IdealPerS, coresString(s.CPU))
 	}
 	for _, mr := range rep.Memory {
 		p("memory\t%d %s\t\t\t\t%d\tRSS %s → %s: %s per stream %s", mr.N, mr.Kind, mr.Load.Errors, mib(mr.RSSBefore), mib(mr.RSSHolding), kib(mr.BytesPerStream), mr.Note)

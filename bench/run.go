@@ -495,6 +495,16 @@ func (r *runner) uniqueJobs(kind string) func(int) protocol.Job {
 	return func(i int) protocol.Job { return userJob(r.prompt(kind, i)) }
 }
 
+// privateJobs are unique jobs with dedupe and cache off.
+func (r *runner) privateJobs(kind string) func(int) protocol.Job {
+	off := false
+	return func(i int) protocol.Job {
+		j := userJob(r.prompt(kind, i))
+		j.Dedupe, j.Cache = &off, &off
+		return j
+	}
+}
+
 // perJob is CPU microseconds per job by process group.
 func perJob(c CPU, jobs int) map[string]float64 {
 	out := map[string]float64{}

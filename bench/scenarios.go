@@ -30,6 +30,9 @@ func (r *runner) throughput(ctx context.Context) error {
 	if sz.ThroughputNoMerge {
 		vs = append(vs, variant{1, "chunk-window-0", map[string]string{"CHATFLEET_CHUNK_WINDOW": "0"}})
 	}
+	if g := sz.ThroughputGOGC; g > 0 {
+		vs = append(vs, variant{1, fmt.Sprintf("gogc-%d", g), map[string]string{"GOGC": strconv.Itoa(g)}})
+	}
 	for _, v := range vs {
 		res, err := r.throughputRun(ctx, v.workers, v.name, v.env)
 		if err != nil {
@@ -97,11 +100,13 @@ func (r *runner) latency(ctx context.Context) error {
 
 	recs, wall := runLoad(ctx, f.pubs, loadSpec{n: sz.LatencyLowJobs, concurrency: 1, job: r.uniqueJobs("latlow"), stamps: true})
 	res.Low = summarizeLoad(recs, wall)
-	res.LowAbove = Dist{N: res.Low.TTFC.N,
-		P50: round3(res.Low.TTFC.P50 - res.UpstreamTTFC.P50),
-		P90: round3(res.Low.TTFC.P90 - res.UpstreamTTFC.P90),
-		P99: round3(res.Low.TTFC.P99 - res.UpstreamTTFC.P99)}
+	res.LowAbove = above(res.Low.TTFC, res.UpstreamTTFC)
 	r.progress("   low load: TTFC p50 %.2f ms p99 %.2f ms (upstream itself p50 %.2f p99 %.2f)", res.Low.TTFC.P50, res.Low.TTFC.P99, res.UpstreamTTFC.P50, res.UpstreamTTFC.P99)
+
+	recs, wall = runLoad(ctx, f.pubs, loadSpec{n: sz.LatencyLowJobs, concurrency: 1, job: r.privateJobs("latpriv"), stamps: true})
+	res.LowPrivate = summarizeLoad(recs, wall)
+	res.LowPrivateAbove = above(res.LowPrivate.TTFC, res.UpstreamTTFC)
+	r.progress("   low load, dedupe and cache off: TTFC p50 %.2f ms p99 %.2f ms", res.LowPrivate.TTFC.P50, res.LowPrivate.TTFC.P99)
 
 	n := max(1, int(sz.LatencyRate*sz.LatencyDuration.Seconds()))
 	m := startCPU(r.cpuGroups(f))
@@ -117,6 +122,11 @@ func (r *runner) latency(ctx context.Context) error {
 	res.PacedChunkGain = summarize(gains(recs))
 	r.progress("   paced: chunk gain p50 %.2f p99 %.2f ms", res.PacedChunkGain.P50, res.PacedChunkGain.P99)
 	return nil
+}
+
+// above is d minus the upstream's own, per percentile.
+func above(d, upstream Dist) Dist {
+	return Dist{N: d.N, P50: round3(d.P50 - upstream.P50), P90: round3(d.P90 - upstream.P90), P99: round3(d.P99 - upstream.P99)}
 }
 
 func gains(recs []jobRec) []time.Duration {
@@ -286,25 +296,44 @@ func (r *runner) cache(ctx context.Context) error {
 // each with ScalingLLMStreams upstream slots, closed loop with twice the
 // fleet's upstream slots in flight.
 func (r *runner) scaling(ctx context.Context) error {
+	if err := r.scalingRun(ctx, ""); err != nil {
+		return err
+	}
+	for _, win := range r.cfg.Sizes.ScalingWindows {
+		if err := r.scalingRun(ctx, win.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scalingRun runs every scaling step with the chunk window set to window
+// ("": the worker's default).
+func (r *runner) scalingRun(ctx context.Context, window string) error {
 	sz := r.cfg.Sizes
+	variant, name := "default", "scaling"
+	env := map[string]string{"CHATFLEET_MAX_CONCURRENT_LLM_STREAMS": strconv.Itoa(sz.ScalingLLMStreams)}
+	if window != "" {
+		variant, name = "chunk-window-"+window, "scaling-window"+window
+		env["CHATFLEET_CHUNK_WINDOW"] = window
+	}
 	var base float64
 	for _, w := range sz.ScalingWorkers {
 		up := delayedUpstream(sz.ScalingDelay)
-		f, err := r.startFleet(ctx, fleetSpec{name: fmt.Sprintf("scaling-%dw", w), workers: w, upstream: up.URL(),
-			env: map[string]string{"CHATFLEET_MAX_CONCURRENT_LLM_STREAMS": strconv.Itoa(sz.ScalingLLMStreams)}})
+		f, err := r.startFleet(ctx, fleetSpec{name: fmt.Sprintf("%s-%dw", name, w), workers: w, upstream: up.URL(), env: env})
 		if err != nil {
 			up.Close()
 			return err
 		}
 		conc := 2 * w * sz.ScalingLLMStreams
-		kind := fmt.Sprintf("scale%d", w)
+		kind := fmt.Sprintf("scale%d%s", w, window)
 		runLoad(ctx, f.pubs, loadSpec{n: conc, concurrency: conc, job: r.uniqueJobs(kind + "warm")})
 		m := startCPU(r.cpuGroups(f))
 		recs, wall := runLoad(ctx, f.pubs, loadSpec{n: sz.ScalingJobsPerWorker * w, concurrency: conc, job: r.uniqueJobs(kind)})
 		cpu := m.stop()
 		f.close()
 		up.Close()
-		res := ScalingResult{Workers: w, LLMStreams: sz.ScalingLLMStreams, DelayMS: msf(sz.ScalingDelay), Concurrency: conc,
+		res := ScalingResult{Workers: w, Variant: variant, LLMStreams: sz.ScalingLLMStreams, DelayMS: msf(sz.ScalingDelay), Concurrency: conc,
 			Load: summarizeLoad(recs, wall), CPU: cpu, PerWorker: map[string]int{},
 			IdealPerS: round1(float64(w*sz.ScalingLLMStreams) / sz.ScalingDelay.Seconds())}
 		for i := range recs {
@@ -318,7 +347,7 @@ func (r *runner) scaling(ctx context.Context) error {
 		}
 		res.Efficiency = ratio(res.Load.JobsPerS, float64(w)*base)
 		r.rep.Scaling = append(r.rep.Scaling, res)
-		r.progress("   %d worker(s): %.0f jobs/s (ideal %.0f), efficiency %.3f, errors %d", w, res.Load.JobsPerS, res.IdealPerS, res.Efficiency, res.Load.Errors)
+		r.progress("   %d worker(s), %s: %.0f jobs/s (ideal %.0f), efficiency %.3f, errors %d", w, variant, res.Load.JobsPerS, res.IdealPerS, res.Efficiency, res.Load.Errors)
 	}
 	return nil
 }

@@ -20,6 +20,8 @@ var protectedFields = map[string]bool{
 //     with the job's exact value;
 //   - `omitempty` drops an empty string content (or empty parts), making a
 //     message without content: the job's content is written back;
+//   - a json_schema response format without a schema would be sent with
+//     "schema": null, which upstreams reject: the key is removed;
 //   - job.Extra is not modelled: its fields are merged in, except
 //     protectedFields (compared case-insensitively).
 //
@@ -34,7 +36,7 @@ func rewriteBody(b []byte, job *protocol.Job) ([]byte, error) {
 		{"presence_penalty", job.PresencePenalty},
 		{"frequency_penalty", job.FrequencyPenalty},
 	}
-	needed := len(job.Extra) > 0 || emptyContents(job)
+	needed := len(job.Extra) > 0 || emptyContents(job) || schemaless(job)
 	for _, f := range floats {
 		needed = needed || f.v != nil
 	}
@@ -60,6 +62,13 @@ func rewriteBody(b []byte, job *protocol.Job) ([]byte, error) {
 			return nil, err
 		}
 		body["messages"] = msgs
+	}
+	if schemaless(job) {
+		rf, err := dropNullSchema(body["response_format"])
+		if err != nil {
+			return nil, err
+		}
+		body["response_format"] = rf
 	}
 	for k, v := range job.Extra {
 		if !protectedFields[strings.ToLower(k)] {
@@ -101,4 +110,30 @@ func restoreContents(raw json.RawMessage, jobMsgs []protocol.Message) (json.RawM
 		}
 	}
 	return json.Marshal(msgs)
+}
+
+// schemaless reports a json_schema response format without a schema.
+func schemaless(job *protocol.Job) bool {
+	rf := job.ResponseFormat
+	return rf != nil && rf.JSONSchema != nil && len(rf.JSONSchema.Schema) == 0
+}
+
+// dropNullSchema removes json_schema.schema from a marshalled
+// response_format.
+func dropNullSchema(rf json.RawMessage) (json.RawMessage, error) {
+	var format map[string]json.RawMessage
+	if err := json.Unmarshal(rf, &format); err != nil {
+		return nil, err
+	}
+	var schema map[string]json.RawMessage
+	if err := json.Unmarshal(format["json_schema"], &schema); err != nil {
+		return nil, err
+	}
+	delete(schema, "schema")
+	b, err := json.Marshal(schema)
+	if err != nil {
+		return nil, err
+	}
+	format["json_schema"] = b
+	return json.Marshal(format)
 }

@@ -25,6 +25,10 @@ type Delta struct {
 	// call carries its ID, type and name, later ones pieces of Arguments to
 	// concatenate.
 	ToolCalls []protocol.ToolCall
+	// Refusal is a refusal delta: the model declines to answer.
+	Refusal string
+	// ReasoningContent is a reasoning delta ("reasoning_content").
+	ReasoningContent string
 	// FinishReason is set on the delta that carries it ("stop", "length",
 	// "tool_calls", "content_filter").
 	FinishReason string
@@ -187,6 +191,8 @@ func toDelta(r openai.ChatCompletionStreamResponse) (d Delta, ok bool) {
 			continue
 		}
 		d.Content += ch.Delta.Content
+		d.Refusal += ch.Delta.Refusal
+		d.ReasoningContent += ch.Delta.ReasoningContent
 		for i, tc := range ch.Delta.ToolCalls {
 			idx := i
 			if tc.Index != nil {
@@ -213,6 +219,16 @@ func toDelta(r openai.ChatCompletionStreamResponse) (d Delta, ok bool) {
 			TotalTokens:      u.TotalTokens,
 		}
 	}
-	ok = d.Content != "" || len(d.ToolCalls) > 0 || d.FinishReason != "" || d.Usage != nil
+	ok = d.hasText() || len(d.ToolCalls) > 0 || d.FinishReason != "" || d.Usage != nil
 	return d, ok
 }
+
+// hasText reports whether the delta carries content, a refusal or
+// reasoning.
+func (d *Delta) hasText() bool {
+	return d.Content != "" || d.Refusal != "" || d.ReasoningContent != ""
+}
+
+// HasOutput reports whether the delta carries anything of the answer
+// itself: text, a refusal, reasoning or tool calls.
+func (d *Delta) HasOutput() bool { return d.hasText() || len(d.ToolCalls) > 0 }

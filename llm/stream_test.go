@@ -471,3 +471,39 @@ func TestSchemalessJSONSchemaOmitsSchema(t *testing.T) {
 		t.Errorf("response_format = %s, want %s", got, want)
 	}
 }
+
+// Reasoning and refusal deltas come through as their own fields, in
+// order, and are not content.
+func TestReasoningAndRefusalDeltas(t *testing.T) {
+	t.Parallel()
+	c, _ := setup(t, Config{}, llmtest.WithScript(func(llmtest.Request) llmtest.Reply {
+		return llmtest.Reply{Reasoning: []string{"hmm, ", "no"}, Refusal: []string{"I can't ", "do that."}}
+	}))
+	s, err := c.Stream(context.Background(), job("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var order, reasoning, refusal, content string
+	for {
+		d, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		reasoning += d.ReasoningContent
+		refusal += d.Refusal
+		content += d.Content
+		switch {
+		case d.ReasoningContent != "" && !strings.HasSuffix(order, "R"):
+			order += "R"
+		case d.Refusal != "" && !strings.HasSuffix(order, "F"):
+			order += "F"
+		}
+	}
+	if reasoning != "hmm, no" || refusal != "I can't do that." || content != "" || order != "RF" {
+		t.Errorf("reasoning %q, refusal %q, content %q, order %q", reasoning, refusal, content, order)
+	}
+}

@@ -15,6 +15,8 @@ import (
 type cachedAnswer struct {
 	Content      string              `json:"content,omitempty"`
 	ToolCalls    []protocol.ToolCall `json:"tool_calls,omitempty"`
+	Refusal      string              `json:"refusal,omitempty"`
+	Reasoning    string              `json:"reasoning_content,omitempty"`
 	FinishReason string              `json:"finish_reason"`
 	Usage        *protocol.Usage     `json:"usage,omitempty"`
 	Model        string              `json:"model"`
@@ -23,7 +25,7 @@ type cachedAnswer struct {
 
 // cacheable reports whether an answer may be cached: never an empty one.
 func (a *cachedAnswer) cacheable() bool {
-	return a.Content != "" || len(a.ToolCalls) > 0
+	return a.Content != "" || len(a.ToolCalls) > 0 || a.Refusal != ""
 }
 
 // readCache returns the cached answer for key, or nil.

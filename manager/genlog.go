@@ -18,6 +18,8 @@ type entry struct {
 	kind      entryKind
 	content   string
 	toolCalls []protocol.ToolCall
+	refusal   string
+	reasoning string
 	end       *ending
 }
 
@@ -66,7 +68,8 @@ func (e *entry) event(genID string, seq uint64) protocol.Event {
 	ev := protocol.Event{V: protocol.Version, ID: genID, Seq: seq}
 	switch e.kind {
 	case entryChunk:
-		ev.Type, ev.Content, ev.ToolCalls = protocol.EventChunk, e.content, e.toolCalls
+		ev.Type = protocol.EventChunk
+		e.fillChunk(&ev)
 	case entryReset:
 		ev.Type = protocol.EventReset
 	case entryEnd:
@@ -79,10 +82,15 @@ func (e *entry) event(genID string, seq uint64) protocol.Event {
 func entryFromEvent(ev *protocol.Event) entry {
 	switch ev.Type {
 	case protocol.EventChunk:
-		return entry{kind: entryChunk, content: ev.Content, toolCalls: ev.ToolCalls}
+		return entry{kind: entryChunk, content: ev.Content, toolCalls: ev.ToolCalls, refusal: ev.Refusal, reasoning: ev.ReasoningContent}
 	case protocol.EventReset:
 		return entry{kind: entryReset}
 	default:
 		return entry{kind: entryEnd, end: &ending{typ: ev.Type, finishReason: ev.FinishReason, usage: ev.Usage, cached: ev.Cached, err: ev.Error}}
 	}
+}
+
+// fillChunk copies a chunk entry's deltas into ev.
+func (e *entry) fillChunk(ev *protocol.Event) {
+	ev.Content, ev.ToolCalls, ev.Refusal, ev.ReasoningContent = e.content, e.toolCalls, e.refusal, e.reasoning
 }

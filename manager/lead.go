@@ -207,7 +207,7 @@ func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (
 	}()
 
 	ans := &cachedAnswer{Model: g.job.Model, Created: time.Now().UTC()}
-	var content strings.Builder
+	var content, refusal, reasoning strings.Builder
 	m := merger{window: g.m.cfg.ChunkWindow, emit: func(e entry) { g.appendEntry(attempt, e) }}
 	defer m.stopTimer()
 	for {
@@ -223,7 +223,7 @@ func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (
 				if r.err != nil {
 					m.flush()
 					if errors.Is(r.err, io.EOF) {
-						ans.Content = content.String()
+						ans.Content, ans.Refusal, ans.Reasoning = content.String(), refusal.String(), reasoning.String()
 						return ans, nil
 					}
 					if m.emitted > 0 {
@@ -232,11 +232,13 @@ func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (
 					return nil, r.err
 				}
 				d := r.delta
-				if m.emitted == 0 && !m.has && (d.Content != "" || len(d.ToolCalls) > 0) {
+				if m.emitted == 0 && !m.has && d.HasOutput() {
 					span.AddEvent("gen_ai.first_token")
 					span.SetAttributes(attribute.Float64("chatfleet.time_to_first_token_ms", ms(time.Since(start))))
 				}
 				content.WriteString(d.Content)
+				refusal.WriteString(d.Refusal)
+				reasoning.WriteString(d.ReasoningContent)
 				ans.ToolCalls = protocol.MergeToolCalls(ans.ToolCalls, d.ToolCalls)
 				if d.FinishReason != "" {
 					ans.FinishReason = d.FinishReason
@@ -244,7 +246,7 @@ func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (
 				if d.Usage != nil {
 					ans.Usage = d.Usage
 				}
-				m.add(d.Content, d.ToolCalls)
+				m.add(&d)
 				select {
 				case r = <-deltas:
 				default:
@@ -278,13 +280,15 @@ type merger struct {
 }
 
 // add takes a delta; settle decides when it goes out.
-func (m *merger) add(content string, toolCalls []protocol.ToolCall) {
-	if content == "" && len(toolCalls) == 0 {
+func (m *merger) add(d *llm.Delta) {
+	if !d.HasOutput() {
 		return
 	}
 	m.pending.kind = entryChunk
-	m.pending.content += content
-	m.pending.toolCalls = append(m.pending.toolCalls, toolCalls...)
+	m.pending.content += d.Content
+	m.pending.toolCalls = append(m.pending.toolCalls, d.ToolCalls...)
+	m.pending.refusal += d.Refusal
+	m.pending.reasoning += d.ReasoningContent
 	m.has = true
 	if m.window < 0 {
 		m.flush()
@@ -297,7 +301,7 @@ func (m *merger) settle() {
 		return
 	}
 	since := time.Since(m.lastFlush)
-	if since >= m.window || len(m.pending.content) >= maxChunkBytes {
+	if since >= m.window || len(m.pending.content)+len(m.pending.reasoning) >= maxChunkBytes {
 		m.flush()
 		return
 	}

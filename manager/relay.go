@@ -92,7 +92,9 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 					r.observeFirstChunk()
 				}
 				r.chunks++
-				if r.publish(protocol.Event{Type: protocol.EventChunk, Content: e.content, ToolCalls: e.toolCalls}) != nil {
+				ev := protocol.Event{Type: protocol.EventChunk}
+				e.fillChunk(&ev)
+				if r.publish(ev) != nil {
 					return
 				}
 			case entryReset:

@@ -131,17 +131,36 @@ func (g *generation) serveCached(a *cachedAnswer) {
 	if !ok {
 		return
 	}
-	content := a.Content
-	for len(content) > maxChunkBytes {
+	// In the order a model streams them: reasoning, content, then tool
+	// calls and a refusal with the last piece.
+	reasoning := splitText(a.Reasoning)
+	for _, r := range reasoning[:len(reasoning)-1] {
+		g.appendEntry(attempt, entry{kind: entryChunk, reasoning: r})
+	}
+	if last := reasoning[len(reasoning)-1]; last != "" {
+		g.appendEntry(attempt, entry{kind: entryChunk, reasoning: last})
+	}
+	content := splitText(a.Content)
+	for _, c := range content[:len(content)-1] {
+		g.appendEntry(attempt, entry{kind: entryChunk, content: c})
+	}
+	g.appendEntry(attempt, entry{kind: entryChunk, content: content[len(content)-1], toolCalls: a.ToolCalls, refusal: a.Refusal})
+	g.appendEntry(attempt, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: a.FinishReason, usage: a.Usage, cached: true}})
+}
+
+// splitText cuts s into pieces of at most maxChunkBytes, between
+// characters; always at least one piece (which may be empty).
+func splitText(s string) []string {
+	var out []string
+	for len(s) > maxChunkBytes {
 		cut := maxChunkBytes
-		for cut > 0 && !utf8RuneStart(content[cut]) {
+		for cut > 0 && !utf8RuneStart(s[cut]) {
 			cut--
 		}
-		g.appendEntry(attempt, entry{kind: entryChunk, content: content[:cut]})
-		content = content[cut:]
+		out = append(out, s[:cut])
+		s = s[cut:]
 	}
-	g.appendEntry(attempt, entry{kind: entryChunk, content: content, toolCalls: a.ToolCalls})
-	g.appendEntry(attempt, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: a.FinishReason, usage: a.Usage, cached: true}})
+	return append(out, s)
 }
 
 // utf8RuneStart reports whether b starts a UTF-8 sequence, so a long text

@@ -9,7 +9,8 @@ type EventType string
 const (
 	// EventMeta says a worker accepted the job: Worker and Role are set.
 	EventMeta EventType = "meta"
-	// EventChunk carries a text delta (Content) and/or tool-call deltas.
+	// EventChunk carries a text delta (Content), tool-call deltas, a
+	// refusal delta and/or a reasoning delta.
 	EventChunk EventType = "chunk"
 	// EventReset says: discard the output so far; new output follows.
 	EventReset EventType = "reset"
@@ -54,6 +55,11 @@ type Event struct {
 	// chunk
 	Content   string     `json:"content,omitempty"`
 	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	// Refusal is the model declining to answer (OpenAI's "refusal").
+	Refusal string `json:"refusal,omitempty"`
+	// ReasoningContent is a reasoning model's thinking, separate from the
+	// answer ("reasoning_content", as DeepSeek and vLLM send it).
+	ReasoningContent string `json:"reasoning_content,omitempty"`
 
 	// done
 	FinishReason string   `json:"finish_reason,omitempty"`

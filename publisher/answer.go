@@ -14,6 +14,8 @@ type Answer struct {
 	Role         protocol.Role // leader, follower or cache
 	Content      string
 	ToolCalls    []protocol.ToolCall // merged from the deltas
+	Refusal      string              // set when the model declined to answer
+	Reasoning    string              // a reasoning model's thinking, apart from Content
 	FinishReason string
 	Usage        *protocol.Usage
 	Timings      *protocol.Timings
@@ -29,8 +31,10 @@ func (a *Answer) apply(ev *protocol.Event) {
 	case protocol.EventChunk:
 		a.Content += ev.Content
 		a.ToolCalls = protocol.MergeToolCalls(a.ToolCalls, ev.ToolCalls)
+		a.Refusal += ev.Refusal
+		a.Reasoning += ev.ReasoningContent
 	case protocol.EventReset:
-		a.Content, a.ToolCalls = "", nil
+		a.Content, a.ToolCalls, a.Refusal, a.Reasoning = "", nil, "", ""
 		a.Resets++
 	case protocol.EventDone:
 		a.FinishReason, a.Usage, a.Timings, a.Cached = ev.FinishReason, ev.Usage, ev.Timings, ev.Cached

@@ -170,7 +170,9 @@ func printReply(ctx context.Context, reply *publisher.Reply, asJSON bool, io IO)
 		case protocol.EventChunk:
 			toolCalls = protocol.MergeToolCalls(toolCalls, ev.ToolCalls)
 			if !asJSON {
-				fmt.Fprint(io.Out, ev.Content)
+				// A refusal is what the model said instead of an answer;
+				// reasoning is not the answer (--json shows it).
+				fmt.Fprint(io.Out, ev.Content, ev.Refusal)
 			}
 		case protocol.EventReset:
 			toolCalls = nil

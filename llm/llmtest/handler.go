@@ -228,12 +228,18 @@ func (e *events) write(ctx context.Context, b []byte) error {
 // deltas returns the reply's token deltas and its finish reason.
 func (rep Reply) deltas(req Request) ([]delta, string) {
 	tokens := rep.Tokens
-	if tokens == nil && rep.ToolCalls == nil {
+	if tokens == nil && rep.ToolCalls == nil && rep.Refusal == nil {
 		tokens = DefaultReply(req).Tokens
 	}
 	var out []delta
+	for _, t := range rep.Reasoning {
+		out = append(out, delta{ReasoningContent: t})
+	}
 	for _, t := range tokens {
 		out = append(out, delta{Content: ptr(t)})
+	}
+	for _, t := range rep.Refusal {
+		out = append(out, delta{Refusal: t})
 	}
 	for i, tc := range rep.ToolCalls {
 		id, typ := tc.ID, tc.Type
@@ -327,9 +333,11 @@ type (
 		FinishReason *string `json:"finish_reason"`
 	}
 	delta struct {
-		Role      string          `json:"role,omitempty"`
-		Content   *string         `json:"content,omitempty"`
-		ToolCalls []toolCallDelta `json:"tool_calls,omitempty"`
+		Role             string          `json:"role,omitempty"`
+		Content          *string         `json:"content,omitempty"`
+		ToolCalls        []toolCallDelta `json:"tool_calls,omitempty"`
+		Refusal          string          `json:"refusal,omitempty"`
+		ReasoningContent string          `json:"reasoning_content,omitempty"`
 	}
 	toolCallDelta struct {
 		Index    int           `json:"index"`

@@ -21,6 +21,12 @@ type Reply struct {
 	// in two or more pieces. Each delta counts as one token for StallAfter,
 	// CutAfter and the usage.
 	ToolCalls []protocol.ToolCall
+	// Reasoning are reasoning deltas ("reasoning_content"), streamed
+	// before Tokens.
+	Reasoning []string
+	// Refusal are refusal deltas, streamed after Tokens; a reply with a
+	// Refusal and no Tokens streams no content.
+	Refusal []string
 	// FinishReason is the final chunk's finish_reason. Defaults to "stop",
 	// or "tool_calls" when ToolCalls is set.
 	FinishReason string

@@ -85,7 +85,7 @@ func buildRequest(job *protocol.Job) openai.ChatCompletionRequest {
 				Description: js.Description,
 				Strict:      js.Strict,
 			}
-			if len(js.Schema) > 0 {
+			if hasSchema(js) {
 				s.Schema = js.Schema
 			}
 			req.ResponseFormat.JSONSchema = s

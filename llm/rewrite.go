@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 
@@ -115,7 +116,13 @@ func restoreContents(raw json.RawMessage, jobMsgs []protocol.Message) (json.RawM
 // schemaless reports a json_schema response format without a schema.
 func schemaless(job *protocol.Job) bool {
 	rf := job.ResponseFormat
-	return rf != nil && rf.JSONSchema != nil && len(rf.JSONSchema.Schema) == 0
+	return rf != nil && rf.JSONSchema != nil && !hasSchema(rf.JSONSchema)
+}
+
+// hasSchema reports whether js has a schema: absent and null are none.
+func hasSchema(js *protocol.JSONSchema) bool {
+	s := bytes.TrimSpace(js.Schema)
+	return len(s) > 0 && !bytes.Equal(s, []byte("null"))
 }
 
 // dropNullSchema removes json_schema.schema from a marshalled

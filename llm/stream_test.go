@@ -456,19 +456,24 @@ func TestConnectionsAreReused(t *testing.T) {
 	}
 }
 
-// A json_schema format without a schema must not reach the upstream as
-// "schema": null (go-openai's field has no omitempty).
+// A json_schema format without a schema (absent or null) must not reach
+// the upstream as "schema": null (go-openai's field has no omitempty).
 func TestSchemalessJSONSchemaOmitsSchema(t *testing.T) {
 	t.Parallel()
-	c, srv := setup(t, Config{})
-	j := job("x")
-	j.ResponseFormat = &protocol.ResponseFormat{Type: "json_schema", JSONSchema: &protocol.JSONSchema{Name: "s"}}
-	if err := streamErr(t, c, j); err != nil {
-		t.Fatal(err)
-	}
-	got := string(srv.Requests()[0].JSON()["response_format"])
-	if want := `{"type":"json_schema","json_schema":{"name":"s","strict":false}}`; !jsonEqual(t, got, want) {
-		t.Errorf("response_format = %s, want %s", got, want)
+	for name, schema := range map[string]json.RawMessage{"absent": nil, "null": json.RawMessage(` null`)} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, srv := setup(t, Config{})
+			j := job("x")
+			j.ResponseFormat = &protocol.ResponseFormat{Type: "json_schema", JSONSchema: &protocol.JSONSchema{Name: "s", Schema: schema}}
+			if err := streamErr(t, c, j); err != nil {
+				t.Fatal(err)
+			}
+			got := string(srv.Requests()[0].JSON()["response_format"])
+			if want := `{"type":"json_schema","json_schema":{"name":"s","strict":false}}`; !jsonEqual(t, got, want) {
+				t.Errorf("response_format = %s, want %s", got, want)
+			}
+		})
 	}
 }
 

@@ -301,7 +301,7 @@ func (m *merger) settle() {
 		return
 	}
 	since := time.Since(m.lastFlush)
-	if since >= m.window || len(m.pending.content)+len(m.pending.reasoning) >= maxChunkBytes {
+	if since >= m.window || len(m.pending.content)+len(m.pending.reasoning)+len(m.pending.refusal) >= maxChunkBytes {
 		m.flush()
 		return
 	}

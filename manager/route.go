@@ -132,19 +132,21 @@ func (g *generation) serveCached(a *cachedAnswer) {
 		return
 	}
 	// In the order a model streams them: reasoning, content, then tool
-	// calls and a refusal with the last piece.
-	reasoning := splitText(a.Reasoning)
-	for _, r := range reasoning[:len(reasoning)-1] {
-		g.appendEntry(attempt, entry{kind: entryChunk, reasoning: r})
-	}
-	if last := reasoning[len(reasoning)-1]; last != "" {
-		g.appendEntry(attempt, entry{kind: entryChunk, reasoning: last})
+	// calls and the refusal with the last piece of content.
+	for _, r := range splitText(a.Reasoning) {
+		if r != "" {
+			g.appendEntry(attempt, entry{kind: entryChunk, reasoning: r})
+		}
 	}
 	content := splitText(a.Content)
 	for _, c := range content[:len(content)-1] {
 		g.appendEntry(attempt, entry{kind: entryChunk, content: c})
 	}
-	g.appendEntry(attempt, entry{kind: entryChunk, content: content[len(content)-1], toolCalls: a.ToolCalls, refusal: a.Refusal})
+	refusal := splitText(a.Refusal)
+	g.appendEntry(attempt, entry{kind: entryChunk, content: content[len(content)-1], toolCalls: a.ToolCalls, refusal: refusal[0]})
+	for _, r := range refusal[1:] {
+		g.appendEntry(attempt, entry{kind: entryChunk, refusal: r})
+	}
 	g.appendEntry(attempt, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: a.FinishReason, usage: a.Usage, cached: true}})
 }
 

@@ -15,6 +15,10 @@ import (
 // Pool starts tasks on idle goroutines when there are some, and on new
 // goroutines otherwise. Idle goroutines end after a while without work,
 // and all of them at Close. The zero value is not usable; use New.
+//
+// Idle goroutines take tasks in turn, so after a burst most of them stay
+// until the load stays below them for the whole idle time: a pool holds at
+// most its peak concurrency, which the worker's slots bound.
 type Pool struct {
 	idle     chan func() // unbuffered: only a goroutine waiting for work takes a task
 	stop     chan struct{}

@@ -7,6 +7,7 @@ import (
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/worker"
 )
 
 // TestRefusalAndReasoningReachEveryRole: a model's reasoning and its
@@ -22,8 +23,10 @@ func TestRefusalAndReasoningReachEveryRole(t *testing.T) {
 			StallAfter: -1, Release: release,
 		}
 	})}})
-	f.StartWorker(nil)
-	f.StartWorker(nil)
+	// 10 request slots each: the 20 held requests must spread over both.
+	for range 2 {
+		f.StartWorker(func(c *worker.Config) { c.Manager.MaxConcurrentRequests = 10 })
+	}
 	ctx := ctxFor(t, time.Minute)
 	job := userJob("something unsafe")
 

@@ -64,45 +64,40 @@ func TestCancelQueued(t *testing.T) {
 	}
 }
 
-func TestCancelFollower(t *testing.T) {
+// TestCancelOneOfTwo: when one of two requests sharing a generation (the
+// follower, or the leader's own producer) is cancelled, the generation
+// goes on for the other, uncut, and is still cached.
+func TestCancelOneOfTwo(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	f, _, leader, follower, _, _ := leaderAndFollower(t, release)
-	cancel(t, f.Pub, follower)
-	if r := follower.wait(t); r.err != publisher.ErrCancelled {
-		t.Fatalf("follower: %s", describe(r))
-	}
-	close(release)
-	r := leader.wait(t)
-	if r.err != nil || r.answer.Content+"" == "" {
-		t.Fatalf("leader: %s", describe(r))
-	}
-	if !endsWithAnswer(f, r.answer.Content) || f.LLM.Calls() != 1 || f.LLM.Disconnects() != 0 {
-		t.Errorf("leader content %q; calls %d; disconnects %d", r.answer.Content, f.LLM.Calls(), f.LLM.Disconnects())
-	}
-}
-
-// TestCancelLeaderWithFollowers: the leader's producer gets cancelled; the
-// generation goes on for the follower and is still cached.
-func TestCancelLeaderWithFollowers(t *testing.T) {
-	t.Parallel()
-	release := make(chan struct{})
-	f, job, leader, follower, _, _ := leaderAndFollower(t, release)
-	cancel(t, f.Pub, leader)
-	if r := leader.wait(t); r.err != publisher.ErrCancelled {
-		t.Fatalf("leader: %s", describe(r))
-	}
-	close(release)
-	r := follower.wait(t)
-	if r.err != nil || !endsWithAnswer(f, r.answer.Content) {
-		t.Fatalf("follower: %s", describe(r))
-	}
-	later := submit(t, ctxFor(t, 30*time.Second), f.Pub, job).wait(t)
-	if later.err != nil || later.meta.Role != protocol.RoleCache || later.answer.Content != r.answer.Content {
-		t.Fatalf("later: %s", describe(later))
-	}
-	if f.LLM.Calls() != 1 || f.LLM.Disconnects() != 0 {
-		t.Errorf("calls %d, disconnects %d; want 1 and 0", f.LLM.Calls(), f.LLM.Disconnects())
+	for _, tt := range []struct {
+		name         string
+		cancelLeader bool
+	}{{"follower", false}, {"leader", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			f, job, leader, follower, _, _ := leaderAndFollower(t, release)
+			gone, stays := follower, leader
+			if tt.cancelLeader {
+				gone, stays = leader, follower
+			}
+			cancel(t, f.Pub, gone)
+			if r := gone.wait(t); r.err != publisher.ErrCancelled {
+				t.Fatalf("cancelled: %s", describe(r))
+			}
+			close(release)
+			r := stays.wait(t)
+			if r.err != nil || r.answer.Content == "" || !endsWithAnswer(f, r.answer.Content) {
+				t.Fatalf("the other: %s", describe(r))
+			}
+			later := submit(t, ctxFor(t, 30*time.Second), f.Pub, job).wait(t)
+			if later.err != nil || later.meta.Role != protocol.RoleCache || later.answer.Content != r.answer.Content {
+				t.Fatalf("later: %s", describe(later))
+			}
+			if f.LLM.Calls() != 1 || f.LLM.Disconnects() != 0 {
+				t.Errorf("calls %d, disconnects %d; want 1 and 0", f.LLM.Calls(), f.LLM.Disconnects())
+			}
+		})
 	}
 }
 

@@ -114,9 +114,12 @@ func (m *Manager) applyCancel(e jetstream.KeyValueEntry) {
 	if e.Operation() != jetstream.KeyValuePut {
 		return
 	}
-	m.cfg.Logger.Debug("cancel received", "key", e.Key(), "active", m.requests.get(e.Key()) != nil)
 	m.cancels.add(e.Key(), e.Created())
-	if r := m.requests.get(e.Key()); r != nil {
+	// Looked up after add: a request registered after this lookup finds
+	// the cancel in the set (Handle registers, then checks the set).
+	r := m.requests.get(e.Key())
+	m.cfg.Logger.Debug("cancel received", "key", e.Key(), "active", r != nil)
+	if r != nil {
 		r.cancel(errCancelled)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/chatfleet/chatfleet/internal/natstrace"
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -80,7 +81,7 @@ func (f *following) join(ctx context.Context) error {
 		return err
 	}
 	f.joined = true
-	attempt, ok := g.newAttempt(modeFollow, f.h.Gen, spanContextOf(f.h.Trace))
+	attempt, ok := g.newAttempt(modeFollow, f.h.Gen, natstrace.SpanContext(f.h.Trace))
 	if !ok {
 		return nil // ended meanwhile; follow sees endCh
 	}

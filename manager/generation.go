@@ -27,8 +27,7 @@ type generation struct {
 	m        *Manager
 	id       string // this hub's own ID: how a leader tells its followers apart
 	key      string // cache and in-flight key (tenant.hash); "" when neither is used
-	hubKey   string // key in Manager.hubs; "" for a private generation
-	private  bool   // dedupe off: never shared, no lease
+	hubKey   string // key in Manager.hubs; "" for a private generation (dedupe off: never shared, no lease)
 	job      *protocol.Job
 	creator  string // the request that started it: the leader, if it leads
 	useCache bool
@@ -108,7 +107,7 @@ func (m *Manager) attach(r *request) (*subscription, error) {
 func (m *Manager) startGeneration(r *request, key, hubKey string, useCache bool) *subscription {
 	ctx, cancel := context.WithCancelCause(m.life)
 	g := &generation{
-		m: m, id: protocol.NewID(), key: key, hubKey: hubKey, private: hubKey == "",
+		m: m, id: protocol.NewID(), key: key, hubKey: hubKey,
 		job: r.job, creator: r.key, useCache: useCache, traceCtx: r.traceCtx,
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		log: newGenLog(), routed: make(chan struct{}), endCh: make(chan struct{}), remote: map[string]struct{}{},
@@ -238,20 +237,17 @@ func (g *generation) appendEntry(attempt int, e entry) {
 		g.ended = true
 		close(g.endCh)
 	}
-	var mirror *protocol.Event
-	if g.mirror {
-		g.mirrored++
-		ev := e.event(g.genID, g.mirrored)
-		mirror = &ev
-	}
-	subject := g.m.cfg.Names.Gen(g.job.Tenant, g.genID)
-	g.mu.Unlock()
-	if mirror == nil {
+	if !g.mirror {
+		g.mu.Unlock()
 		g.pubMu.Unlock()
 		return
 	}
+	g.mirrored++
+	mirror := e.event(g.genID, g.mirrored)
+	subject := g.m.cfg.Names.Gen(g.job.Tenant, g.genID)
+	g.mu.Unlock()
 	if e.kind != entryEnd {
-		g.m.publishGenEvent(subject, mirror, false)
+		g.m.publishGenEvent(subject, &mirror, false)
 		g.pubMu.Unlock()
 		return
 	}
@@ -259,7 +255,7 @@ func (g *generation) appendEntry(attempt int, e entry) {
 	// without holding up joins. It is published with an ack: followers
 	// that find the lease gone must find the end stored (see follow).
 	g.pubMu.Unlock()
-	g.m.publishGenEvent(subject, mirror, true)
+	g.m.publishGenEvent(subject, &mirror, true)
 }
 
 // startMirroring registers follower (a hub on another worker) as reading

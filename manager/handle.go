@@ -98,10 +98,11 @@ func (r *request) recoverPanic() {
 		return
 	}
 	perr := &protocol.Error{Code: protocol.CodeInternal, Message: "internal error while handling the job; it was dead-lettered"}
-	r.deadLetter(perr)
 	if r.job != nil {
+		r.deadLetter(r.job.Tenant, r.job.ID, perr)
 		r.endWithError(perr)
 	} else {
+		r.deadLetter("", "", perr)
 		r.term("panic while handling the job")
 	}
 }
@@ -178,19 +179,15 @@ func (r *request) reject(tenant, id string, perr *protocol.Error) {
 			}
 		}
 	}
-	r.m.deadLetter(deadLetter{data: r.msg.Data(), header: r.msg.Headers(), subject: r.msg.Subject(),
-		tenant: tenant, id: id, streamSeq: r.streamSeq, deliveries: r.deliveries, err: perr})
+	r.deadLetter(tenant, id, perr)
 	r.term(fmt.Sprintf("invalid job: %s", perr.Error()))
 }
 
-// deadLetter copies this request's job to the dead-letter stream.
-func (r *request) deadLetter(perr *protocol.Error) {
-	d := deadLetter{data: r.msg.Data(), header: r.msg.Headers(), subject: r.msg.Subject(),
-		streamSeq: r.streamSeq, deliveries: r.deliveries, err: perr}
-	if r.job != nil {
-		d.tenant, d.id = r.job.Tenant, r.job.ID
-	}
-	r.m.deadLetter(d)
+// deadLetter copies this request's job to the dead-letter stream, under
+// its tenant and request ID as far as they are known.
+func (r *request) deadLetter(tenant, id string, perr *protocol.Error) {
+	r.m.deadLetter(deadLetter{data: r.msg.Data(), header: r.msg.Headers(), subject: r.msg.Subject(),
+		tenant: tenant, id: id, streamSeq: r.streamSeq, deliveries: r.deliveries, err: perr})
 }
 
 // resume continues a redelivered job from what its reply subject already
@@ -242,9 +239,9 @@ func (r *request) resume() bool {
 func (r *request) releaseSlot() {
 	switch r.slot {
 	case slotRequest:
-		r.m.slots.requests.release(1)
+		r.m.slots.requests.release()
 	case slotFollower:
-		r.m.slots.followers.release(1)
+		r.m.slots.followers.release()
 	}
 	r.slot = slotNone
 }
@@ -265,7 +262,7 @@ func (r *request) becomeFollower() error {
 		}
 		r.progress()
 	}
-	r.m.slots.requests.release(1)
+	r.m.slots.requests.release()
 	r.slot = slotFollower
 	return nil
 }

@@ -42,6 +42,11 @@ func submit(t *testing.T, ctx context.Context, pub *publisher.Publisher, job pro
 	if err != nil {
 		t.Fatal(err)
 	}
+	return read(ctx, r)
+}
+
+// read reads r in a goroutine the test owns (wait for done).
+func read(ctx context.Context, r *publisher.Reply) *submitted {
 	s := &submitted{reply: r, metaRead: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
@@ -77,18 +82,7 @@ func submitMany(t *testing.T, ctx context.Context, pub *publisher.Publisher, job
 					errs <- err
 					return
 				}
-				s := &submitted{reply: r, metaRead: make(chan struct{}), done: make(chan struct{})}
-				out[i] = s
-				go func() {
-					defer close(s.done)
-					defer r.Stop()
-					ev, err := r.Next(ctx)
-					s.res.meta, s.res.err = ev, err
-					close(s.metaRead)
-					if err == nil && !ev.Type.Terminal() {
-						s.res.answer, s.res.err = r.Collect(ctx)
-					}
-				}()
+				out[i] = read(ctx, r)
 			}
 		})
 	}

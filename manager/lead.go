@@ -68,8 +68,8 @@ func (g *generation) lead(l *lease, genID string) next {
 	switch {
 	case err == nil:
 		if u := ans.Usage; u != nil {
-			g.m.metrics.tokens.Add(g.traceCtx, int64(u.PromptTokens), attrs(attribute.String("kind", "prompt")))
-			g.m.metrics.tokens.Add(g.traceCtx, int64(u.CompletionTokens), attrs(attribute.String("kind", "completion")))
+			g.m.metrics.tokens.Add(g.traceCtx, int64(u.PromptTokens), promptTokens)
+			g.m.metrics.tokens.Add(g.traceCtx, int64(u.CompletionTokens), completionTokens)
 		}
 		if g.useCache && ans.cacheable() {
 			fctx, cancel := g.finalContext()
@@ -117,7 +117,7 @@ func (g *generation) generate(ctx context.Context, attempt int) (*cachedAnswer, 
 	if err := g.m.slots.llm.acquire(ctx); err != nil {
 		return nil, err
 	}
-	defer g.m.slots.llm.release(1)
+	defer g.m.slots.llm.release()
 	g.m.stats.upstreamCalls.Add(1)
 	g.m.metrics.upstreamCalls.Add(g.traceCtx, 1)
 	spanCtx, span := g.m.tracer.Start(trace.ContextWithSpan(ctx, trace.SpanFromContext(g.traceCtx)), "chat "+g.job.Model,
@@ -349,7 +349,7 @@ func errorFor(err error, cause error) *protocol.Error {
 	}
 	var lerr *llm.Error
 	if errors.As(err, &lerr) {
-		return &protocol.Error{Code: lerr.Code, Message: lerr.Message, Status: lerr.Status}
+		return lerr.Protocol()
 	}
 	if err == nil {
 		err = cause

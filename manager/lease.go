@@ -19,7 +19,7 @@ type leaseValue struct {
 	Worker  string    `json:"worker"`  // leading worker (control subject <prefix>.ctl.<worker>)
 	Request string    `json:"request"` // the leader's request ID (its reply subject)
 	Since   time.Time `json:"since"`
-	Trace   string    `json:"trace,omitempty"` // W3C traceparent of the leader's job span`
+	Trace   string    `json:"trace,omitempty"` // W3C traceparent of the leader's job span
 }
 
 // lease is a held leader lease. The bucket's TTL expires it unless the

@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/chatfleet/chatfleet/protocol"
 )
@@ -57,8 +56,7 @@ func (m *Manager) handleMaxDeliveries(msg *nats.Msg) {
 	if tenant != "" && id != "" {
 		m.endAbandonedReply(ctx, tenant, id, perr)
 	}
-	m.metrics.jobs.Add(ctx, 1, attrs(attribute.String("outcome", string(protocol.EventError)),
-		attribute.String("role", "none"), attribute.String("code", string(perr.Code))))
+	m.metrics.jobs.Add(ctx, 1, jobSet(string(protocol.EventError), "none", string(perr.Code)))
 	if err := m.top.Jobs.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		m.cfg.Logger.Error("cannot delete a dead-lettered job from the queue", "seq", adv.StreamSeq, "err", err)
 	}

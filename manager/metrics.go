@@ -99,11 +99,11 @@ func (x *metrics) zero() {
 	for _, code := range []protocol.Code{protocol.CodeRateLimited, protocol.CodeUpstreamUnavailable, protocol.CodeUpstreamError, protocol.CodeTimeout} {
 		x.upstreamErrors.Add(ctx, 0, attrs(attribute.String("code", string(code))))
 	}
-	for _, kind := range []string{"prompt", "completion"} {
-		x.tokens.Add(ctx, 0, attrs(attribute.String("kind", kind)))
+	for _, kind := range []metric.MeasurementOption{promptTokens, completionTokens} {
+		x.tokens.Add(ctx, 0, kind)
 	}
-	for _, by := range []string{"dedupe", "cache"} {
-		x.tokensSaved.Add(ctx, 0, attrs(attribute.String("by", by)))
+	for _, by := range []metric.MeasurementOption{savedByDedupe, savedByCache} {
+		x.tokensSaved.Add(ctx, 0, by)
 	}
 }
 
@@ -114,11 +114,20 @@ func attrs(kv ...attribute.KeyValue) metric.MeasurementOption { return metric.Wi
 var (
 	roleSets    [len(roleNames)]metric.MeasurementOption
 	outcomeSets sync.Map // jobKey → metric.MeasurementOption
+
+	promptTokens     = attrSet(attribute.String("kind", "prompt"))
+	completionTokens = attrSet(attribute.String("kind", "completion"))
+	savedByDedupe    = attrSet(attribute.String("by", "dedupe"))
+	savedByCache     = attrSet(attribute.String("by", "cache"))
 )
+
+func attrSet(kv ...attribute.KeyValue) metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(kv...))
+}
 
 func init() {
 	for i, name := range roleNames {
-		roleSets[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("role", name)))
+		roleSets[i] = attrSet(attribute.String("role", name))
 	}
 }
 
@@ -136,7 +145,7 @@ func cachedSet(k jobKey, kv ...attribute.KeyValue) metric.MeasurementOption {
 	if o, ok := outcomeSets.Load(k); ok {
 		return o.(metric.MeasurementOption)
 	}
-	o := metric.WithAttributeSet(attribute.NewSet(kv...))
+	o := attrSet(kv...)
 	outcomeSets.Store(k, o)
 	return o
 }

@@ -14,6 +14,13 @@ import (
 
 // A request's spans and metrics: begun when it is pulled, ended once it is
 // settled (acked, handed back or terminated).
+//
+// Spans follow OpenTelemetry's messaging conventions (messaging.*) for the
+// job, and the GenAI conventions (gen_ai.*) for the upstream stream. A
+// job's span continues the producer's trace (W3C trace context in the
+// job's headers); a follower's route span links to its leader's job span,
+// which the lease value carries as a traceparent for other workers
+// (natstrace.Traceparent and natstrace.SpanContext).
 
 // roleLabel is the role for metrics: "routing" until the role is known.
 func (r *request) roleLabel() string {
@@ -40,8 +47,15 @@ func (r *request) observeBegin(meta *jetstream.MsgMetadata) {
 	_, wait := m.tracer.Start(ctx, "chatfleet.queue_wait", trace.WithTimestamp(r.arrived))
 	wait.End(trace.WithTimestamp(r.pulled))
 	m.metrics.queueWait.Record(ctx, max(r.pulled.Sub(r.arrived), 0).Seconds())
-	m.metrics.inFlight.Add(ctx, 1, roleSet(r.roleLabel()))
-	m.stats.inFlight[roleIndex(r.roleLabel())].Add(1)
+	r.countInFlight(1)
+}
+
+// countInFlight adds delta to the in-flight count of the request's role,
+// in the metrics and the stats alike.
+func (r *request) countInFlight(delta int64) {
+	i := roleIndex(r.roleLabel())
+	r.m.metrics.inFlight.Add(r.traceCtx, delta, roleSets[i])
+	r.m.stats.inFlight[i].Add(delta)
 }
 
 // observeJob adds what decoding revealed to the job's span.
@@ -55,12 +69,9 @@ func (r *request) observeJob() {
 
 // setRole records the role the request plays, once known.
 func (r *request) setRole(role protocol.Role) {
-	ctx := r.traceCtx
-	r.m.metrics.inFlight.Add(ctx, -1, roleSet(r.roleLabel()))
-	r.m.stats.inFlight[roleIndex(r.roleLabel())].Add(-1)
+	r.countInFlight(-1)
 	r.role = role
-	r.m.metrics.inFlight.Add(ctx, 1, roleSet(r.roleLabel()))
-	r.m.stats.inFlight[roleIndex(r.roleLabel())].Add(1)
+	r.countInFlight(1)
 	r.span.SetAttributes(attribute.String("chatfleet.role", string(role)))
 }
 
@@ -75,8 +86,7 @@ func (r *request) observeEnd() {
 		return // never began (no metadata)
 	}
 	m, ctx, role := r.m, r.traceCtx, r.roleLabel()
-	m.metrics.inFlight.Add(ctx, -1, roleSet(role))
-	m.stats.inFlight[roleIndex(role)].Add(-1)
+	r.countInFlight(-1)
 	if r.outcome != "" {
 		m.metrics.jobs.Add(ctx, 1, jobSet(r.outcome, role, string(r.code)))
 		m.metrics.processing.Record(ctx, time.Since(r.pulled).Seconds(), outcomeSet(r.outcome))
@@ -84,13 +94,13 @@ func (r *request) observeEnd() {
 	if r.outcome == string(protocol.EventDone) && r.usage != nil {
 		switch r.role {
 		case protocol.RoleFollower:
-			m.metrics.tokensSaved.Add(ctx, int64(r.usage.TotalTokens), attrs(attribute.String("by", "dedupe")))
+			m.metrics.tokensSaved.Add(ctx, int64(r.usage.TotalTokens), savedByDedupe)
 		case protocol.RoleCache:
-			m.metrics.tokensSaved.Add(ctx, int64(r.usage.TotalTokens), attrs(attribute.String("by", "cache")))
+			m.metrics.tokensSaved.Add(ctx, int64(r.usage.TotalTokens), savedByCache)
 		}
 	}
 	if r.job != nil {
-		r.log.Debug("request ended", "outcome", r.outcome, "role", r.roleLabel(), "code", r.code,
+		r.log.Debug("request ended", "outcome", r.outcome, "role", role, "code", r.code,
 			"seq", r.seq, "processing_ms", ms(time.Since(r.pulled)))
 	}
 	if r.relaySpan != nil {

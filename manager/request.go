@@ -129,9 +129,7 @@ func (r *request) store(ev *protocol.Event) error {
 	if err != nil {
 		return err
 	}
-	msg := nats.NewMsg(r.subject)
-	msg.Data = b
-	msg.Header.Set(jetstream.MsgIDHeader, r.subject+":"+strconv.FormatUint(ev.Seq, 10))
+	msg := eventMsg(r.subject, ev.Seq, b)
 	for attempt := range 4 {
 		if attempt > 0 {
 			r.progress()
@@ -267,9 +265,7 @@ func ms(d time.Duration) float64 {
 // message ID makes a retry of an event that was stored (but whose ack was
 // lost) a no-op.
 func (m *Manager) publishAcked(subject string, seq uint64, data []byte) error {
-	msg := nats.NewMsg(subject)
-	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, subject+":"+strconv.FormatUint(seq, 10))
+	msg := eventMsg(subject, seq, data)
 	var err error
 	for attempt := range 3 {
 		if attempt > 0 {
@@ -283,6 +279,15 @@ func (m *Manager) publishAcked(subject string, seq uint64, data []byte) error {
 		}
 	}
 	return err
+}
+
+// eventMsg is event number seq of subject, with a message ID that makes
+// JetStream drop a second copy of it.
+func eventMsg(subject string, seq uint64, data []byte) *nats.Msg {
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, subject+":"+strconv.FormatUint(seq, 10))
+	return msg
 }
 
 // publishGenEvent mirrors a generation event for remote followers; acked

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/chatfleet/chatfleet/internal/natstrace"
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -31,7 +32,7 @@ const maxRoutes = 20
 func (g *generation) run() {
 	defer g.finish()
 	defer g.recoverPanic()
-	if g.private {
+	if g.hubKey == "" { // private: dedupe off
 		if a := g.cached(g.ctx); a != nil {
 			g.serveCached(a)
 			return
@@ -80,7 +81,7 @@ func (g *generation) route() next {
 	cctx, cancel := g.finalContext()
 	l, fresh, err := acquireLease(cctx, g.m.top.Inflight, g.key, leaseValue{
 		Gen: genID, Tenant: g.job.Tenant, Worker: g.m.cfg.WorkerID, Request: g.job.ID, Since: time.Now().UTC(),
-		Trace: traceparent(trace.SpanContextFromContext(g.traceCtx)),
+		Trace: natstrace.Traceparent(trace.SpanContextFromContext(g.traceCtx)),
 	}, g.m.cfg.LeaseTTL)
 	cancel()
 	switch {

@@ -40,10 +40,10 @@ func (p *pool) acquire(ctx context.Context) error {
 // take marks a reserved slot as held by a job.
 func (p *pool) take() { p.used.Add(1) }
 
-// release gives back n slots jobs held.
-func (p *pool) release(n int64) {
-	p.used.Add(-n)
-	p.sem.Release(n)
+// release gives back a slot a job held.
+func (p *pool) release() {
+	p.used.Add(-1)
+	p.sem.Release(1)
 }
 
 // waitIdle waits until every slot is free.

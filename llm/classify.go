@@ -58,7 +58,7 @@ func (s *Stream) classifyRaw(err error, a *attempt) *Error {
 		return statusError(apiErr.HTTPStatusCode, apiErr.Message, a, err)
 	case errors.As(err, &reqErr):
 		return statusError(reqErr.HTTPStatusCode, quote(reqErr.Body), a, err)
-	case a.status >= 300 && a.status != 0:
+	case a.status >= 300:
 		return statusError(a.status, err.Error(), a, err) // reading its body failed
 	}
 
@@ -80,7 +80,7 @@ func (s *Stream) classifyRaw(err error, a *attempt) *Error {
 		return &Error{Code: protocol.CodeUpstreamError, Message: apiErr.Message, Err: err}
 	case errors.Is(err, errNoDone), errors.Is(err, io.ErrUnexpectedEOF), isNetError(err):
 		code := protocol.CodeUpstreamError
-		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		if isTimeout(err) {
 			code = protocol.CodeTimeout
 		}
 		return &Error{
@@ -121,7 +121,7 @@ func transportError(err error) *Error {
 		Retryable: true,
 		Err:       err,
 	}
-	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+	if isTimeout(err) {
 		e.Code = protocol.CodeTimeout
 	}
 	// A certificate the client does not trust will not change on retry.
@@ -150,6 +150,12 @@ func contextError(ctx context.Context) *Error {
 func isNetError(err error) bool {
 	_, ok := errors.AsType[net.Error](err)
 	return ok
+}
+
+// isTimeout reports a net.Error that is a timeout.
+func isTimeout(err error) bool {
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }
 
 // quote returns an error body for a message: trimmed, valid UTF-8, at most

@@ -105,12 +105,7 @@ func TestTransientFailureThenSuccess(t *testing.T) {
 		llmtest.Reply{Status: 503},
 		llmtest.Reply{Status: 429},
 	))
-	s, err := c.Stream(t.Context(), job("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ds, err := collect(t, s)
+	ds, err := run(t, c, job("x"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,16 +96,22 @@ func asError(t *testing.T, err error, code protocol.Code) *Error {
 	return e
 }
 
-// streamErr opens a stream for job and reads it to the end, returning the
-// error from Stream or Recv.
-func streamErr(t *testing.T, c *Client, j *protocol.Job) error {
+// run opens a stream for j and reads it to the end: the deltas, and the
+// error from Stream or Recv (nil for io.EOF).
+func run(t *testing.T, c *Client, j *protocol.Job) ([]Delta, error) {
 	t.Helper()
 	s, err := c.Stream(t.Context(), j)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer s.Close()
-	_, err = collect(t, s)
+	return collect(t, s)
+}
+
+// streamErr is run's error.
+func streamErr(t *testing.T, c *Client, j *protocol.Job) error {
+	t.Helper()
+	_, err := run(t, c, j)
 	return err
 }
 

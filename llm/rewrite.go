@@ -37,7 +37,8 @@ func rewriteBody(b []byte, job *protocol.Job) ([]byte, error) {
 		{"presence_penalty", job.PresencePenalty},
 		{"frequency_penalty", job.FrequencyPenalty},
 	}
-	needed := len(job.Extra) > 0 || emptyContents(job) || schemaless(job)
+	empty, noSchema := emptyContents(job), schemaless(job)
+	needed := len(job.Extra) > 0 || empty || noSchema
 	for _, f := range floats {
 		needed = needed || f.v != nil
 	}
@@ -57,14 +58,14 @@ func rewriteBody(b []byte, job *protocol.Job) ([]byte, error) {
 			body[f.key] = v
 		}
 	}
-	if emptyContents(job) {
+	if empty {
 		msgs, err := restoreContents(body["messages"], job.Messages)
 		if err != nil {
 			return nil, err
 		}
 		body["messages"] = msgs
 	}
-	if schemaless(job) {
+	if noSchema {
 		rf, err := dropNullSchema(body["response_format"])
 		if err != nil {
 			return nil, err

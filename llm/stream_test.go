@@ -70,12 +70,7 @@ func TestToolCallDeltas(t *testing.T) {
 		{ID: "call_1", Type: "function", Function: protocol.FunctionCall{Name: "get_weather", Arguments: args}},
 		{ID: "call_2", Type: "function", Function: protocol.FunctionCall{Name: "get_time", Arguments: `{}`}},
 	}}))
-	s, err := c.Stream(t.Context(), job("weather?"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ds, err := collect(t, s)
+	ds, err := run(t, c, job("weather?"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,12 +246,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestStallBeforeFirstDeltaRetried(t *testing.T) {
 	t.Parallel()
 	c, srv := setup(t, Config{IdleTimeout: 250 * time.Millisecond}, script(llmtest.Reply{StallAfter: -1}))
-	s, err := c.Stream(t.Context(), job("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ds, err := collect(t, s)
+	ds, err := run(t, c, job("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,12 +264,7 @@ func TestStallBeforeFirstDeltaRetried(t *testing.T) {
 func TestCutMidStream(t *testing.T) {
 	t.Parallel()
 	c, srv := setup(t, Config{}, script(llmtest.Reply{Tokens: []string{"a", "b", "c"}, CutAfter: 2}))
-	s, err := c.Stream(t.Context(), job("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ds, err := collect(t, s)
+	ds, err := run(t, c, job("x"))
 	e := asError(t, err, protocol.CodeUpstreamError)
 	if content(ds) != "ab" || e.Retryable || !strings.Contains(e.Message, "[DONE]") {
 		t.Errorf("content %q, error %+v", content(ds), e)
@@ -292,12 +277,7 @@ func TestCutMidStream(t *testing.T) {
 func TestEndWithoutDoneIsAnError(t *testing.T) {
 	t.Parallel()
 	c, _ := setup(t, Config{}, script(llmtest.Reply{Tokens: []string{"a"}, OmitDone: true}))
-	s, err := c.Stream(t.Context(), job("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ds, err := collect(t, s)
+	ds, err := run(t, c, job("x"))
 	e := asError(t, err, protocol.CodeUpstreamError)
 	if !errors.Is(e, errNoDone) || content(ds) != "a" {
 		t.Errorf("content %q, error %+v", content(ds), e)
@@ -307,12 +287,7 @@ func TestEndWithoutDoneIsAnError(t *testing.T) {
 func TestCutBeforeFirstDeltaRetried(t *testing.T) {
 	t.Parallel()
 	c, srv := setup(t, Config{}, script(llmtest.Reply{CutAfter: -1}))
-	s, err := c.Stream(t.Context(), job("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ds, err := collect(t, s)
+	ds, err := run(t, c, job("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,15 +416,11 @@ func TestConnectionsAreReused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for {
-			if _, err := s.Recv(); err != nil {
-				if err != io.EOF {
-					t.Fatal(err)
-				}
-				break
-			}
-		}
+		_, err = collect(t, s)
 		_ = s.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := srv.Conns(); n != 1 {
 		t.Errorf("20 sequential streams opened %d connections, want 1", n)
@@ -484,20 +455,12 @@ func TestReasoningAndRefusalDeltas(t *testing.T) {
 	c, _ := setup(t, Config{}, llmtest.WithScript(func(llmtest.Request) llmtest.Reply {
 		return llmtest.Reply{Reasoning: []string{"hmm, ", "no"}, Refusal: []string{"I can't ", "do that."}}
 	}))
-	s, err := c.Stream(context.Background(), job("x"))
+	ds, err := run(t, c, job("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 	var order, reasoning, refusal, content string
-	for {
-		d, err := s.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, d := range ds {
 		reasoning += d.ReasoningContent
 		refusal += d.Refusal
 		content += d.Content

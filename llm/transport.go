@@ -210,7 +210,7 @@ func parseRetryAfter(h http.Header, now time.Time) time.Duration {
 		return seconds(secs)
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return clampRetryAfter(t.Sub(now))
+		return min(max(t.Sub(now), 0), maxRetryAfter)
 	}
 	return 0
 }
@@ -225,8 +225,4 @@ func seconds(secs float64) time.Duration {
 	default:
 		return time.Duration(secs * float64(time.Second))
 	}
-}
-
-func clampRetryAfter(d time.Duration) time.Duration {
-	return min(max(d, 0), maxRetryAfter)
 }

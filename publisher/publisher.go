@@ -52,13 +52,7 @@ func WithPrefix(prefix string) Option {
 // WithWaitTimeout bounds each wait for the next event when the caller's
 // context has no deadline. Defaults to 5m.
 func WithWaitTimeout(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("%w: wait timeout must be positive", ErrInvalidOption)
-		}
-		o.waitTimeout = d
-		return nil
-	}
+	return positive("wait timeout", d, func(o *options) *time.Duration { return &o.waitTimeout })
 }
 
 // WithIdleProbe sets how long a reply waits on its live subscription before
@@ -66,11 +60,17 @@ func WithWaitTimeout(d time.Duration) Option {
 // reconnect, say); each check that finds nothing doubles the wait, up to
 // 30s. Defaults to 2s.
 func WithIdleProbe(d time.Duration) Option {
+	return positive("idle probe", d, func(o *options) *time.Duration { return &o.idleProbe })
+}
+
+// positive is an Option that sets the duration field of options to d,
+// which must be positive.
+func positive(what string, d time.Duration, field func(*options) *time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("%w: idle probe must be positive", ErrInvalidOption)
+			return fmt.Errorf("%w: %s must be positive", ErrInvalidOption, what)
 		}
-		o.idleProbe = d
+		*field(o) = d
 		return nil
 	}
 }
@@ -116,47 +116,37 @@ func (p *Publisher) Names() subjects.Names { return p.names }
 // not the reader's whole wait.
 const lookupTimeout = 5 * time.Second
 
-// repliesStream returns the replies stream, looked up once. No lock is
-// held during the lookup: one slow lookup must not stall every reply.
+// repliesStream returns the replies stream, looked up once.
 func (p *Publisher) repliesStream(ctx context.Context) (jetstream.Stream, error) {
-	p.mu.Lock()
-	s := p.replies
-	p.mu.Unlock()
-	if s != nil {
-		return s, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	s, err := p.js.Stream(ctx, p.names.RepliesStream())
-	if err != nil {
-		return nil, fmt.Errorf("publisher: replies stream %s (has a worker created the topology?): %w", p.names.RepliesStream(), err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.replies == nil {
-		p.replies = s
-	}
-	return p.replies, nil
+	return lookupOnce(ctx, p, &p.replies, "replies stream", p.names.RepliesStream(), p.js.Stream)
 }
 
-// cancelBucket returns the cancel bucket, looked up once, like repliesStream.
+// cancelBucket returns the cancel bucket, looked up once.
 func (p *Publisher) cancelBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	return lookupOnce(ctx, p, &p.cancels, "cancel bucket", p.names.CancelBucket(), p.js.KeyValue)
+}
+
+// lookupOnce returns *slot, filling it with lookup(name) on first use. No
+// lock is held during the lookup: one slow lookup must not stall every
+// reply.
+func lookupOnce[T comparable](ctx context.Context, p *Publisher, slot *T, what, name string, lookup func(context.Context, string) (T, error)) (T, error) {
+	var zero T
 	p.mu.Lock()
-	kv := p.cancels
+	v := *slot
 	p.mu.Unlock()
-	if kv != nil {
-		return kv, nil
+	if v != zero {
+		return v, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
-	kv, err := p.js.KeyValue(ctx, p.names.CancelBucket())
+	v, err := lookup(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("publisher: cancel bucket %s (has a worker created the topology?): %w", p.names.CancelBucket(), err)
+		return zero, fmt.Errorf("publisher: %s %s (has a worker created the topology?): %w", what, name, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cancels == nil {
-		p.cancels = kv
+	if *slot == zero {
+		*slot = v
 	}
-	return p.cancels, nil
+	return *slot, nil
 }

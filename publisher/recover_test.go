@@ -16,7 +16,7 @@ import (
 func setupRecovery(t *testing.T) (*Publisher, func(tenant, id string, ev protocol.Event)) {
 	t.Helper()
 	s := natstest.RunServer(t)
-	nc, js := natstest.JetStream(t, s.ClientURL())
+	_, js := natstest.JetStream(t, s.ClientURL())
 	if _, err := topology.Ensure(context.Background(), js, topology.Config{}); err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,6 @@ func setupRecovery(t *testing.T) (*Publisher, func(tenant, id string, ev protoco
 			t.Fatal(err)
 		}
 	}
-	_ = nc
 	return p, publish
 }
 

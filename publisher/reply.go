@@ -41,10 +41,15 @@ type Reply struct {
 // because a producer may have thousands of replies open.
 const liveBuffer = 512
 
+// newReply returns a Reply of the request that expects its first event.
+func (p *Publisher) newReply(tenant, id string) *Reply {
+	return &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), storedSubject: p.names.ReplyWrite(tenant, id),
+		next: 1, probe: p.opts.idleProbe}
+}
+
 // subscribe returns a Reply on the live reply subject.
 func (p *Publisher) subscribe(tenant, id string) (*Reply, error) {
-	r := &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), storedSubject: p.names.ReplyWrite(tenant, id),
-		next: 1, probe: p.opts.idleProbe}
+	r := p.newReply(tenant, id)
 	r.liveCh = make(chan *nats.Msg, liveBuffer)
 	sub, err := p.nc.ChanSubscribe(r.subject, r.liveCh)
 	if err != nil {
@@ -65,8 +70,8 @@ func (p *Publisher) Attach(ctx context.Context, tenant, id string) (*Reply, erro
 	if err := subjects.ValidName("id", id); err != nil {
 		return nil, err
 	}
-	r := &Reply{p: p, tenant: tenant, id: id, subject: p.names.Reply(tenant, id), storedSubject: p.names.ReplyWrite(tenant, id),
-		next: 1, fromStream: true}
+	r := p.newReply(tenant, id)
+	r.fromStream = true
 	if err := r.openStream(ctx); err != nil {
 		return nil, err
 	}

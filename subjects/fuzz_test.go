@@ -22,51 +22,18 @@ func FuzzParseJobs(f *testing.F) {
 }
 
 func FuzzParseReply(f *testing.F) {
-	for _, s := range []string{"chat.reply.acme.r1", "chat.reply.acme", "chat.reply.a.b.c", "chat.reply.a. ", "chat.reply.>"} {
-		f.Add(s)
-	}
 	n := Default()
-	f.Fuzz(func(t *testing.T, s string) {
-		tenant, id, err := n.ParseReply(s)
-		if err != nil {
-			return
-		}
-		if got := n.Reply(tenant, id); got != s {
-			t.Fatalf("ParseReply(%q) = %q %q, rebuilds as %q", s, tenant, id, got)
-		}
-	})
+	fuzzPair(f, "ParseReply", n.ParseReply, n.Reply, "chat.reply.acme.r1", "chat.reply.acme", "chat.reply.a.b.c", "chat.reply.a. ", "chat.reply.>")
 }
 
 func FuzzParseReplyWrite(f *testing.F) {
-	for _, s := range []string{"chat.write.acme.r1", "chat.write.acme", "chat.write.a.b.c"} {
-		f.Add(s)
-	}
 	n := Default()
-	f.Fuzz(func(t *testing.T, s string) {
-		tenant, id, err := n.ParseReplyWrite(s)
-		if err != nil {
-			return
-		}
-		if got := n.ReplyWrite(tenant, id); got != s {
-			t.Fatalf("ParseReplyWrite(%q) = %q %q, rebuilds as %q", s, tenant, id, got)
-		}
-	})
+	fuzzPair(f, "ParseReplyWrite", n.ParseReplyWrite, n.ReplyWrite, "chat.write.acme.r1", "chat.write.acme", "chat.write.a.b.c")
 }
 
 func FuzzParseGen(f *testing.F) {
-	for _, s := range []string{"chat.gen.acme.g1", "chat.gen.acme", "chat.gen..", "chat.gen.a.b.c"} {
-		f.Add(s)
-	}
 	n := Default()
-	f.Fuzz(func(t *testing.T, s string) {
-		tenant, gen, err := n.ParseGen(s)
-		if err != nil {
-			return
-		}
-		if got := n.Gen(tenant, gen); got != s {
-			t.Fatalf("ParseGen(%q) = %q %q, rebuilds as %q", s, tenant, gen, got)
-		}
-	})
+	fuzzPair(f, "ParseGen", n.ParseGen, n.Gen, "chat.gen.acme.g1", "chat.gen.acme", "chat.gen..", "chat.gen.a.b.c")
 }
 
 func FuzzParseControl(f *testing.F) {
@@ -86,19 +53,8 @@ func FuzzParseControl(f *testing.F) {
 }
 
 func FuzzParseRequestKey(f *testing.F) {
-	for _, s := range []string{"acme.r1", "acme", ".", "a.b.c"} {
-		f.Add(s)
-	}
 	n := Default()
-	f.Fuzz(func(t *testing.T, s string) {
-		tenant, id, err := n.ParseRequestKey(s)
-		if err != nil {
-			return
-		}
-		if got := n.RequestKey(tenant, id); got != s {
-			t.Fatalf("ParseRequestKey(%q) = %q %q, rebuilds as %q", s, tenant, id, got)
-		}
-	})
+	fuzzPair(f, "ParseRequestKey", n.ParseRequestKey, n.RequestKey, "acme.r1", "acme", ".", "a.b.c")
 }
 
 func FuzzNew(f *testing.F) {
@@ -113,6 +69,22 @@ func FuzzNew(f *testing.F) {
 		// Any accepted prefix yields parseable subjects.
 		if _, _, err := n.ParseReply(n.Reply("t", "i")); err != nil {
 			t.Fatalf("prefix %q: reply does not parse: %v", s, err)
+		}
+	})
+}
+
+// fuzzPair checks a parser of two names against its builder.
+func fuzzPair(f *testing.F, name string, parse func(string) (string, string, error), build func(a, b string) string, seeds ...string) {
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, b, err := parse(s)
+		if err != nil {
+			return
+		}
+		if got := build(a, b); got != s {
+			t.Fatalf("%s(%q) = %q %q, rebuilds as %q", name, s, a, b, got)
 		}
 	})
 }

@@ -58,7 +58,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, rep.Status, msg, rep.RetryAfter)
 		return
 	}
-	switch err := s.stream(w, r, req, rep); {
+	switch err := s.stream(w, r, req, wr, rep); {
 	case errors.Is(err, errClientGone):
 		s.countDisconnect()
 	case errors.Is(err, errServerClosing):
@@ -66,17 +66,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// stream writes rep as server-sent events. It returns errClientGone when
-// the client left before the end, errServerClosing when Close interrupted
-// it; a cut panics with http.ErrAbortHandler.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, rep Reply) error {
+// stream writes rep as server-sent events; wr is req's decoded body. It
+// returns errClientGone when the client left before the end,
+// errServerClosing when Close interrupted it; a cut panics with
+// http.ErrAbortHandler.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, wr wireRequest, rep Reply) error {
 	ctx := r.Context()
 	e := &events{
 		w:       w,
 		rc:      http.NewResponseController(w),
 		closing: s.closing,
 		id:      fmt.Sprintf("chatcmpl-sim-%d", req.N),
-		model:   req.Model(),
+		model:   wr.Model,
 		now:     time.Now().Unix(),
 	}
 	deltas, finish := rep.deltas(req)
@@ -114,8 +115,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, rep
 	if err := e.send(ctx, []choice{{Delta: delta{}, FinishReason: &finish}}, nil); err != nil {
 		return err
 	}
-	if req.IncludeUsage() {
-		prompt := req.promptWords()
+	if wr.includeUsage() {
+		prompt := wr.promptWords()
 		u := &usage{PromptTokens: prompt, CompletionTokens: len(deltas), TotalTokens: prompt + len(deltas)}
 		if err := e.send(ctx, []choice{}, u); err != nil {
 			return err

@@ -80,9 +80,10 @@ func (r Request) Stream() bool { return r.decode().Stream }
 
 // IncludeUsage reports whether the request set
 // stream_options.include_usage.
-func (r Request) IncludeUsage() bool {
-	so := r.decode().StreamOptions
-	return so != nil && so.IncludeUsage
+func (r Request) IncludeUsage() bool { return r.decode().includeUsage() }
+
+func (w wireRequest) includeUsage() bool {
+	return w.StreamOptions != nil && w.StreamOptions.IncludeUsage
 }
 
 // LastUserMessage returns the text of the last message with role "user"
@@ -99,9 +100,9 @@ func (r Request) LastUserMessage() string {
 
 // promptWords counts the words of all messages' text, the simulated
 // prompt_tokens.
-func (r Request) promptWords() int {
+func (w wireRequest) promptWords() int {
 	n := 0
-	for _, m := range r.decode().Messages {
+	for _, m := range w.Messages {
 		n += len(strings.Fields(m.text()))
 	}
 	return n

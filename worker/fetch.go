@@ -38,11 +38,7 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 				slots.ReleaseRequests(1)
 				continue
 			}
-			w.jobs.Add(1)
-			w.handlers.Go(func() { // owned by the worker: Stop waits on w.jobs
-				defer w.jobs.Done()
-				w.mgr.Handle(msg)
-			})
+			w.handlers.Go(func() { w.mgr.Handle(msg) }) // owned by the worker: Stop's handlers.Close waits for it
 		}
 		slots.ReleaseRequests(n - got)
 		if err := batch.Error(); err != nil {

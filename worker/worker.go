@@ -36,8 +36,7 @@ type Worker struct {
 
 	stopFetch context.CancelFunc
 	fetching  chan struct{} // closed when the fetch loop returns
-	jobs      sync.WaitGroup
-	handlers  *gopool.Pool // goroutines the jobs run on; closed after jobs
+	handlers  *gopool.Pool  // goroutines the jobs run on; Close waits for running jobs
 
 	startOnce, stopOnce sync.Once
 	running             atomic.Bool
@@ -143,8 +142,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		hardCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err = w.mgr.Stop(hardCtx)
-		w.jobs.Wait()
-		w.handlers.Close()
+		w.handlers.Close() // the fetch loop has returned: no job starts after this
 		_ = w.service.Stop()
 		w.stopHTTP(hardCtx)
 		w.cfg.Logger.Info("worker stopped", "worker", w.cfg.ID)

@@ -67,24 +67,14 @@ func runDev(ctx context.Context, args []string, io IO) int {
 		if cfg.ID == "" || env.DevWorkers > 1 {
 			cfg.ID = fmt.Sprintf("dev-%d", i+1)
 		}
-		tel, err := setupTelemetry(ctx, "chatfleet-worker", &cfg)
-		if err != nil {
-			logger.Error("telemetry", "err", err)
-			return ExitFailed
-		}
-		defer shutdownTelemetry(tel)
 		if i > 0 {
 			cfg.HTTPAddr = "" // one health endpoint is enough in dev mode
 		}
-		w, err := worker.New(cfg, nc)
-		if err != nil {
-			logger.Error("invalid configuration", "err", err)
-			return ExitUsage
+		w, tel, code := startWorker(ctx, logger, cfg, nc)
+		if code != ExitOK {
+			return code
 		}
-		if err := w.Start(ctx); err != nil {
-			logger.Error("worker did not start", "err", err)
-			return ExitFailed
-		}
+		defer shutdownTelemetry(tel)
 		workers = append(workers, w)
 	}
 	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(workers), "data", env.DevDataDir)

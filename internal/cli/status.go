@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -113,15 +114,14 @@ func collectStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n
 	if err != nil {
 		return nil, fmt.Errorf("jobs stream %s: %w (has a worker created the topology?)", names.JobsStream(), err)
 	}
-	st.Queue.Waiting = jobs.CachedInfo().State.Msgs
 	cons, err := jobs.Consumer(ctx, names.WorkersConsumer())
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", names.WorkersConsumer(), err)
 	}
 	ci := cons.CachedInfo()
-	st.Queue.AckPending, st.Queue.Redelivered, st.Queue.Pulls = ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting
-	// Pulled but unacked jobs are still in a work-queue stream.
-	st.Queue.Waiting = ci.NumPending
+	// Waiting is the consumer's pending count, not the stream's message
+	// count: pulled but unacked jobs are still in a work-queue stream.
+	st.Queue.Waiting, st.Queue.AckPending, st.Queue.Redelivered, st.Queue.Pulls = ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting
 	if dlq, err := js.Stream(ctx, names.DeadLetterStream()); err == nil {
 		st.DeadLetters = dlq.CachedInfo().State.Msgs
 	}
@@ -166,15 +166,7 @@ func workerStatuses(ctx context.Context, nc *nats.Conn, prefix string, wait time
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b worker.Status) int {
-		if a.Worker < b.Worker {
-			return -1
-		}
-		if a.Worker > b.Worker {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b worker.Status) int { return strings.Compare(a.Worker, b.Worker) })
 	return out, nil
 }
 

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"log/slog"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/chatfleet/chatfleet/internal/telemetry"
 	"github.com/chatfleet/chatfleet/worker"
@@ -19,24 +22,35 @@ func runWorker(ctx context.Context, args []string, io IO) int {
 		return ExitFailed
 	}
 	defer nc.Close()
-	cfg := env.Worker(env.LLM(), logger)
+	w, tel, code := startWorker(ctx, logger, env.Worker(env.LLM(), logger), nc)
+	if code != ExitOK {
+		return code
+	}
+	defer shutdownTelemetry(tel)
+	<-ctx.Done()
+	return stopWorkers(logger, env.ShutdownGrace, w)
+}
+
+// startWorker gives cfg telemetry and starts a worker with it on nc. code
+// is non-zero after a failure it reported; otherwise the caller stops w,
+// then shuts tel down.
+func startWorker(ctx context.Context, logger *slog.Logger, cfg worker.Config, nc *nats.Conn) (w *worker.Worker, tel *telemetry.Telemetry, code int) {
 	tel, err := setupTelemetry(ctx, "chatfleet-worker", &cfg)
 	if err != nil {
 		logger.Error("telemetry", "err", err)
-		return ExitFailed
+		return nil, nil, ExitFailed
 	}
-	defer shutdownTelemetry(tel)
-	w, err := worker.New(cfg, nc)
-	if err != nil {
+	if w, err = worker.New(cfg, nc); err != nil {
+		shutdownTelemetry(tel)
 		logger.Error("invalid configuration", "err", err)
-		return ExitUsage
+		return nil, nil, ExitUsage
 	}
 	if err := w.Start(ctx); err != nil {
+		shutdownTelemetry(tel)
 		logger.Error("worker did not start", "err", err)
-		return ExitFailed
+		return nil, nil, ExitFailed
 	}
-	<-ctx.Done()
-	return stopWorkers(logger, env.ShutdownGrace, w)
+	return w, tel, ExitOK
 }
 
 // stopWorkers stops workers gracefully within grace, all at once.

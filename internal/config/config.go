@@ -34,7 +34,7 @@ type Env struct {
 
 	Prefix   string `envconfig:"CHATFLEET_PREFIX" default:"chat" desc:"subject prefix; streams and buckets are named after it"`
 	WorkerID string `envconfig:"CHATFLEET_WORKER_ID" desc:"worker ID (default: hostname-pid)"`
-	HTTPAddr string `envconfig:"CHATFLEET_HTTP_ADDR" default:":9090" desc:"address of /healthz; empty disables"`
+	HTTPAddr string `envconfig:"CHATFLEET_HTTP_ADDR" default:":9090" desc:"address of /healthz, /readyz and /metrics; empty disables"`
 
 	LLMBaseURL string        `envconfig:"CHATFLEET_LLM_BASE_URL" desc:"OpenAI-compatible base URL incl. /v1 (falls back to OPENAI_BASE_URL, then https://api.openai.com/v1)"`
 	LLMAPIKey  string        `envconfig:"CHATFLEET_LLM_API_KEY" desc:"upstream API key (falls back to OPENAI_API_KEY; never printed or logged)"`
@@ -120,11 +120,7 @@ func Usage(w io.Writer) error {
 
 // LLM returns the upstream config.
 func (e Env) LLM() llm.Config {
-	retries := e.LLMRetries
-	if retries == 0 {
-		retries = -1 // in the environment 0 means none; llm reads 0 as its default
-	}
-	return llm.Config{BaseURL: e.LLMBaseURL, APIKey: e.LLMAPIKey, IdleTimeout: e.LLMIdle, MaxRetries: retries,
+	return llm.Config{BaseURL: e.LLMBaseURL, APIKey: e.LLMAPIKey, IdleTimeout: e.LLMIdle, MaxRetries: off(e.LLMRetries),
 		BreakerFailures: e.LLMBreaker, BreakerCooldown: e.LLMCool}
 }
 
@@ -145,18 +141,6 @@ func (e Env) Topology() topology.Config {
 // Worker returns a worker config; llmCfg is the upstream to use. Telemetry
 // is set by the caller.
 func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
-	// In the environment 0 switches these off; the library reads 0 as
-	// "the default" and a negative value as off.
-	off := func(d time.Duration) time.Duration {
-		if d == 0 {
-			return -1
-		}
-		return d
-	}
-	retries := e.MidStreamRetries
-	if retries == 0 {
-		retries = -1
-	}
 	return worker.Config{
 		ID:       e.WorkerID,
 		Prefix:   e.Prefix,
@@ -172,7 +156,7 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 			ChunkWindow:             off(e.ChunkWindow),
 			ProcessingTimeout:       e.ProcessingTimeout,
 			QueueTimeout:            off(e.QueueTimeout),
-			MidStreamRetries:        retries,
+			MidStreamRetries:        off(e.MidStreamRetries),
 			JanitorInterval:         e.JanitorInterval,
 			LogPrompts:              e.LogPrompts,
 		},
@@ -180,6 +164,15 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 		HTTPAddr: e.HTTPAddr,
 		Logger:   logger,
 	}
+}
+
+// off maps a variable's 0, which switches a feature off (or means "none"),
+// to the libraries' -1: they read 0 as "the default".
+func off[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // Logger returns the configured logger, writing to w.

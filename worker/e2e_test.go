@@ -118,12 +118,9 @@ func TestCompleteAndAttach(t *testing.T) {
 // and leave the ninth in the queue.
 func TestNoHoarding(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
-		rep := llmtest.DefaultReply(r)
-		rep.StallAfter, rep.Release = -1, release
-		return rep
-	})}})
+	stall, release := fleettest.Stalled()
+	defer release()
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{stall}})
 	capacity4 := func(c *worker.Config) {
 		withModel(c)
 		c.Manager.MaxConcurrentRequests = 4
@@ -163,7 +160,7 @@ func TestNoHoarding(t *testing.T) {
 	if info.NumAckPending != 8 || info.NumPending != 1 {
 		t.Errorf("consumer: ack pending %d, pending %d; want 8 and 1", info.NumAckPending, info.NumPending)
 	}
-	close(release)
+	release()
 	for _, r := range replies {
 		if _, err := r.Collect(ctx); err != nil {
 			t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-
 	"io"
 	"log/slog"
 	"net/http"
@@ -34,15 +33,13 @@ import (
 // route span links to its leader's job span.
 func TestTraceFromPublisherToWorker(t *testing.T) {
 	t.Parallel()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	rec, ended := tracetest.NewSpanRecorder(), make(spanEnds, 1)
+	// ended is told after rec has recorded each span: processors run in order.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSpanProcessor(ended))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	release := make(chan struct{})
-	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
-		rep := llmtest.DefaultReply(r)
-		rep.StallAfter, rep.Release = -1, release
-		return rep
-	})}})
+	stall, release := fleettest.Stalled()
+	defer release()
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{stall}})
 	f.StartWorker(func(c *worker.Config) {
 		withModel(c)
 		c.Manager.TracerProvider = tp
@@ -66,14 +63,14 @@ func TestTraceFromPublisherToWorker(t *testing.T) {
 	if ev, err := follower.Next(ctx); err != nil || ev.Role != protocol.RoleFollower {
 		t.Fatalf("follower meta: %+v %v", ev, err)
 	}
-	close(release)
+	release()
 	for _, r := range []*publisher.Reply{leader, follower} {
 		if _, err := r.Collect(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The job spans end when the jobs are settled, just after the reply.
-	spans := waitSpans(t, rec, 10) // 2 × (send, process, queue_wait, route, relay) + chat
+	spans := waitSpans(rec, ended, 10) // 2 × (send, process, queue_wait, route, relay) + chat
 
 	byName := func(name, id string) sdktrace.ReadOnlySpan {
 		for _, s := range spans {
@@ -130,11 +127,32 @@ func TestTraceFromPublisherToWorker(t *testing.T) {
 	}
 }
 
-func waitSpans(t *testing.T, rec *tracetest.SpanRecorder, n int) []sdktrace.ReadOnlySpan {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(rec.Ended()) < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // spans end right after settling; no signal to wait on
+// spanEnds is a span processor that signals each span's end, so a test
+// waits for spans instead of polling. Its buffer of one keeps a signal
+// that arrives while nobody waits.
+type spanEnds chan struct{}
+
+func (e spanEnds) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (e spanEnds) OnEnd(sdktrace.ReadOnlySpan) {
+	select {
+	case e <- struct{}{}:
+	default: // a signal is pending already
+	}
+}
+func (e spanEnds) Shutdown(context.Context) error   { return nil }
+func (e spanEnds) ForceFlush(context.Context) error { return nil }
+
+// waitSpans returns the spans rec has recorded once there are n of them,
+// or after 10s, whichever comes first.
+func waitSpans(rec *tracetest.SpanRecorder, ended spanEnds, n int) []sdktrace.ReadOnlySpan {
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for len(rec.Ended()) < n {
+		select {
+		case <-ended:
+		case <-deadline.C:
+			return rec.Ended()
+		}
 	}
 	return rec.Ended()
 }
@@ -217,6 +235,13 @@ func TestMetricsAfterARun(t *testing.T) {
 		`chatfleet_slots_total{pool="followers"} 1024`,
 		`chatfleet_generations_in_flight 0`,
 		`chatfleet_dead_letters_total 1`,
+		// Series that nothing in this run moved are there at zero.
+		`chatfleet_upstream_errors_total{code="rate_limited"} 0`,
+		`chatfleet_upstream_errors_total{code="timeout"} 0`,
+		`chatfleet_leader_takeovers_total 0`,
+		`chatfleet_leader_leases_lost_total 0`,
+		`chatfleet_panics_total 0`,
+		`chatfleet_tokens_saved_total{by="dedupe"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -258,12 +283,9 @@ func assertDashboardSeries(t *testing.T, scrape string) {
 // /readyz fails while the worker drains and while NATS is unreachable.
 func TestHealthAndReadiness(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
-		rep := llmtest.DefaultReply(r)
-		rep.StallAfter, rep.Release = -1, release
-		return rep
-	})}})
+	stall, release := fleettest.Stalled()
+	defer release()
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{stall}})
 	w := f.StartWorker(func(c *worker.Config) {
 		withModel(c)
 		c.HTTPAddr = "127.0.0.1:0"
@@ -309,7 +331,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	if code, _ := status("/healthz"); code != 200 {
 		t.Errorf("/healthz while draining = %d, want 200", code)
 	}
-	close(release)
+	release()
 	if err := <-stopped; err != nil {
 		t.Fatal(err)
 	}

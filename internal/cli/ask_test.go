@@ -198,9 +198,9 @@ func TestAskCache(t *testing.T) {
 // TestAskDedupe: a second identical ask while the first is generating
 // follows it; with --no-dedupe it makes its own upstream call.
 func TestAskDedupe(t *testing.T) {
-	gate, release := newRelease()
+	stall, release := fleettest.Stalled()
 	defer release()
-	f := newFleet(t, nil, stalled(gate))
+	f := newFleet(t, nil, stall)
 	ctx := fleettest.Context(t, 30*time.Second)
 
 	first := start(ctx, "ask", "--no-cache", "shared question")
@@ -334,9 +334,9 @@ func TestAskNoServer(t *testing.T) {
 // request in the fleet: the upstream call is dropped, the reply ends
 // cancelled and ask exits 3.
 func TestAskCancelledByContext(t *testing.T) {
-	gate, release := newRelease()
+	stall, release := fleettest.Stalled()
 	defer release()
-	f := newFleet(t, nil, stalled(gate))
+	f := newFleet(t, nil, stall)
 	ctx := fleettest.Context(t, 30*time.Second)
 
 	sigCtx, interrupt := context.WithCancel(context.Background())
@@ -377,9 +377,9 @@ func TestAskCancelledByContext(t *testing.T) {
 // TestAskTimeout: --timeout gives up on a request that does not finish in
 // time, with exit 1.
 func TestAskTimeout(t *testing.T) {
-	gate, release := newRelease()
+	stall, release := fleettest.Stalled()
 	defer release()
-	f := newFleet(t, nil, stalled(gate))
+	f := newFleet(t, nil, stall)
 	ctx := fleettest.Context(t, 30*time.Second)
 
 	ask := start(ctx, "ask", "--timeout", "500ms", "never answered")

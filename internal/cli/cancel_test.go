@@ -19,9 +19,9 @@ func userJob(tenant, id, prompt string) protocol.Job {
 // upstream call is dropped and the reply ends cancelled. Cancelling it
 // again finds it finished.
 func TestCancelRunning(t *testing.T) {
-	gate, release := newRelease()
+	stall, release := fleettest.Stalled()
 	defer release()
-	f := newFleet(t, nil, stalled(gate))
+	f := newFleet(t, nil, stall)
 	ctx := fleettest.Context(t, 30*time.Second)
 
 	reply, err := f.Pub.Submit(ctx, userJob("acme", "to-cancel", "a very long answer please"))

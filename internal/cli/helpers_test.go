@@ -148,25 +148,6 @@ func useNATS(t *testing.T, url string) {
 	t.Setenv("CHATFLEET_PREFIX", "chat")
 }
 
-// stalled returns upstream options whose every call stalls before its
-// first token until release is closed (or the client leaves).
-func stalled(release <-chan struct{}) llmtest.Option {
-	return llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
-		rep := llmtest.DefaultReply(r)
-		rep.StallAfter, rep.Release = -1, release
-		return rep
-	})
-}
-
-// newRelease returns a channel for stalled and a func closing it that is
-// safe to call twice. Tests defer it, so that it runs before the fleet's
-// cleanup stops the workers (which would wait for stalled jobs).
-func newRelease() (<-chan struct{}, func()) {
-	ch := make(chan struct{})
-	var once sync.Once
-	return ch, func() { once.Do(func() { close(ch) }) }
-}
-
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment
 // ago.
 func freeAddr(t *testing.T) string {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ type Fleet struct {
 	Pub      *publisher.Publisher
 	Topology topology.Config
 	workers  atomic.Int32
+	js       jetstream.JetStream // on the publisher's connection, for checks
 }
 
 // Options shape a fleet.
@@ -50,12 +52,29 @@ func New(t testing.TB, o Options) *Fleet {
 	f.NATS = natstest.RunServer(t)
 	f.LLM = llmtest.New(o.LLM...)
 	t.Cleanup(f.LLM.Close)
-	pub, err := publisher.New(natstest.Connect(t, f.NATS.ClientURL()), publisher.WithIdleProbe(500*time.Millisecond))
+	nc := natstest.Connect(t, f.NATS.ClientURL())
+	pub, err := publisher.New(nc, publisher.WithIdleProbe(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Pub = pub
+	if f.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
 	return f
+}
+
+// Stalled returns an upstream option under which every call stalls before
+// its first token, and release, which ends the stalls. release is safe to
+// call twice: a test defers it, so that it runs before the cleanups that
+// stop the workers (which would wait for the stalled jobs).
+func Stalled() (stall llmtest.Option, release func()) {
+	ch := make(chan struct{})
+	return llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+		rep := llmtest.DefaultReply(r)
+		rep.StallAfter, rep.Release = -1, ch
+		return rep
+	}), sync.OnceFunc(func() { close(ch) })
 }
 
 // Logger is the logger test workers use: silent unless CHATFLEET_TEST_LOG
@@ -119,9 +138,8 @@ func Context(t testing.TB, d time.Duration) context.Context {
 
 // ConsumerInfo returns the workers' consumer state.
 func (f *Fleet) ConsumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	_, js := natstest.JetStream(f.t, f.NATS.ClientURL())
 	cfg := f.Topology.WithDefaults()
-	c, err := js.Consumer(ctx, cfg.Names.JobsStream(), cfg.Names.WorkersConsumer())
+	c, err := f.js.Consumer(ctx, cfg.Names.JobsStream(), cfg.Names.WorkersConsumer())
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,9 @@ func TestCloseWaitsForBusyTasks(t *testing.T) {
 	<-running
 	closed := make(chan struct{})
 	go func() { p.Close(); close(closed) }()
+	<-p.stop // Close has begun: from here it may only wait
+	// Nothing signals "Close is still waiting"; give a wrong Close a
+	// moment to return.
 	select {
 	case <-closed:
 		t.Fatal("Close returned while a task was running")

@@ -23,12 +23,7 @@ func RunServer(t testing.TB) *natsserver.Server {
 // restart it on the same data.
 func RunServerIn(t testing.TB, dir string) *natsserver.Server {
 	t.Helper()
-	s, err := natsserver.Start(natsserver.Config{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s
+	return RunServerAt(t, "", dir) // "": a free port
 }
 
 // Connect opens a connection to url for t, closed in t.Cleanup. It

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,10 +59,9 @@ func (r *runner) jetStreamBaseline(ctx context.Context) (*JetStreamBaseline, err
 	}
 	name := "BENCH_RAW_" + r.runID
 	subject := "benchraw." + r.runID
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: name, Subjects: []string{subject}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, err
 	}
 	defer func() { _ = js.DeleteStream(context.Background(), name) }()
@@ -71,7 +71,6 @@ func (r *runner) jetStreamBaseline(ctx context.Context) (*JetStreamBaseline, err
 	if err != nil {
 		return nil, err
 	}
-	_ = stream
 
 	var consumed atomic.Int64
 	all := make(chan struct{})
@@ -88,10 +87,7 @@ func (r *runner) jetStreamBaseline(ctx context.Context) (*JetStreamBaseline, err
 	}
 	defer cc.Stop()
 
-	data := make([]byte, baselineMsgBytes)
-	for i := range data {
-		data[i] = 'x'
-	}
+	data := bytes.Repeat([]byte{'x'}, baselineMsgBytes)
 	for range n {
 		if _, err := js.PublishAsync(subject, data); err != nil {
 			return nil, err

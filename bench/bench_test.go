@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,8 +24,8 @@ func TestMain(m *testing.M) {
 // complete and well-formed, and what must hold at any speed: no job
 // failed, a herd made exactly one upstream call, cache hits came from the
 // cache. It asserts nothing about speed. The asynq peer runs too when
-// redis-server is installed; the charts when CHATFLEET_BENCH_CHARTS is set
-// (building gonum/plot the first time takes a while).
+// redis-server is installed; the charts when CHATFLEET_BENCH_CHARTS is set,
+// as `make test` does (building gonum/plot the first time takes ~30s).
 func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -68,6 +69,21 @@ func TestSmoke(t *testing.T) {
 		t.Error("no table printed")
 	}
 	sz := cfg.Sizes
+
+	// Each ratio is chatfleet's number over its baseline's; the baselines
+	// on the same server (and the peer's, when it ran) are all there.
+	wantRatios := 3
+	if cfg.Peer {
+		wantRatios += len(sz.PeerWorkers) + 2*2
+	}
+	if len(got.Ratios) != wantRatios {
+		t.Errorf("%d ratios, want %d: %+v", len(got.Ratios), wantRatios, got.Ratios)
+	}
+	for _, r := range got.Ratios {
+		if r.Chatfleet <= 0 || r.Baseline <= 0 || math.Abs(r.Ratio-r.Chatfleet/r.Baseline) > 0.001*r.Ratio+0.001 {
+			t.Errorf("ratio %q: %v / %v = %v", r.Name, r.Chatfleet, r.Baseline, r.Ratio)
+		}
+	}
 
 	noErrors := func(what string, l LoadResult, jobs int) {
 		t.Helper()

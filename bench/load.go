@@ -14,7 +14,6 @@ import (
 // jobRec is what the producer saw of one job, on its own clock.
 type jobRec struct {
 	submit time.Time // before Submit
-	meta   time.Time
 	first  time.Time // first chunk event
 	done   time.Time // terminal event
 	role   protocol.Role
@@ -122,7 +121,7 @@ func runJob(ctx context.Context, pub *publisher.Publisher, spec loadSpec, i int,
 		rec.events++
 		switch ev.Type {
 		case protocol.EventMeta:
-			rec.meta, rec.role, rec.worker = now, ev.Role, ev.Worker
+			rec.role, rec.worker = ev.Role, ev.Worker
 			if spec.onMeta != nil {
 				spec.onMeta(i, ev.Role)
 			}

@@ -124,10 +124,7 @@ func (p *peerRun) startWorkers(ctx context.Context, n int, poll time.Duration, q
 			return nil, err
 		}
 		ws = append(ws, w)
-		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		err = w.waitReady(wctx)
-		cancel()
-		if err != nil {
+		if err := w.waitReady(ctx, 20*time.Second); err != nil {
 			stopAll(ws)
 			return nil, err
 		}
@@ -166,7 +163,6 @@ func (p *peerRun) load(ctx context.Context, queue string, jobs, warmup, concurre
 	m := startCPU(groups)
 	// Read the CPU until the process exits: after that /proc has no
 	// record of it; the meter keeps the last value read.
-	var cpu CPU
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 wait:
@@ -175,13 +171,13 @@ wait:
 		case <-lp.exited:
 			break wait
 		case <-tick.C:
-			cpu = m.stop()
+			m.stop()
 		case <-ctx.Done():
 			_ = lp.stop(5 * time.Second)
 			return LoadResult{}, CPU{}, ctx.Err()
 		}
 	}
-	cpu = m.stop()
+	cpu := m.stop()
 	if err := lp.waitErr; err != nil {
 		return LoadResult{}, cpu, fmt.Errorf("asynqpeer load: %v\n%s", err, lp.tail(2000))
 	}

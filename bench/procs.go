@@ -39,7 +39,6 @@ type procSpec struct {
 	bin        string
 	args       []string
 	env        []string // added to a minimal environment
-	dir        string
 	logDir     string
 	readyLine  string // substring of a stderr (or stdout) line that means "ready"; "" is ready at once
 	keepStdout bool   // collect stdout in proc.stdout instead of the log
@@ -54,7 +53,6 @@ func startProc(spec procSpec) (*proc, error) {
 		return nil, err
 	}
 	cmd := exec.Command(spec.bin, spec.args...)
-	cmd.Dir = spec.dir
 	cmd.Env = append(baseEnv(), spec.env...)
 	// Its own process group, so a Ctrl-C of the benchmark reaches it only
 	// through us (we stop it in order) and never leaves it behind.
@@ -129,8 +127,11 @@ func baseEnv() []string {
 	return env
 }
 
-// waitReady waits for the ready line, the process's exit or ctx.
-func (p *proc) waitReady(ctx context.Context) error {
+// waitReady waits up to timeout for the ready line, the process's exit
+// or ctx.
+func (p *proc) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	select {
 	case <-p.ready:
 		return nil
@@ -138,16 +139,6 @@ func (p *proc) waitReady(ctx context.Context) error {
 		return fmt.Errorf("%s exited before it was ready (%v); log: %s\n%s", p.name, p.waitErr, p.logPath, p.tail(2000))
 	case <-ctx.Done():
 		return fmt.Errorf("%s not ready: %w; log: %s\n%s", p.name, ctx.Err(), p.logPath, p.tail(2000))
-	}
-}
-
-// wait waits for the process to exit by itself.
-func (p *proc) wait(ctx context.Context) error {
-	select {
-	case <-p.exited:
-		return p.waitErr
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

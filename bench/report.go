@@ -16,7 +16,7 @@ type Report struct {
 	DurationS float64           `json:"duration_s"`
 	Machine   Machine           `json:"machine"`
 	Command   string            `json:"command"`
-	NATS      string            `json:"nats"` // "separate process (chatfleet dev, no workers)" or the given URL
+	NATS      string            `json:"nats"` // "separate process: chatfleet dev …" or "given: <URL>"
 	Sizes     Sizes             `json:"sizes"`
 	WorkerEnv map[string]string `json:"worker_env,omitempty"`
 
@@ -293,7 +293,7 @@ func (rep *Report) writeTable(w io.Writer) {
 		if !h.Dedupe {
 			mode = "dedupe off"
 		}
-		p("herd K=%d\t%s, %d worker(s)\t\t%s\t%s\t%d\tupstream calls %d; lag vs %s p50/p90/p99/max %.2f/%.2f/%.2f/%.2f ms; all accepted in %.2fs; reply-stream consumers ≤ %d %s %s",
+		p("herd K=%d\t%s, %d worker(s)\t\t%s\t%s\t%d\tTTFC from the gate's opening; upstream calls %d; lag vs %s p50/p90/p99/max %.2f/%.2f/%.2f/%.2f ms; all accepted in %.2fs; reply-stream consumers ≤ %d %s %s",
 			h.K, mode, h.Workers, dist(h.AfterGate), dist(h.Load.Done), h.Load.Errors, h.UpstreamCalls, h.LagRef, h.Lag.P50, h.Lag.P90, h.Lag.P99, h.Lag.Max, h.AcceptS, h.ReplyConsumers, h.ProducerConns, h.Note)
 	}
 	if c := rep.Cache; c != nil {

@@ -244,9 +244,7 @@ func (r *runner) startNATS(ctx context.Context) error {
 		return err
 	}
 	r.nats = p
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := p.waitReady(wctx); err != nil {
+	if err := p.waitReady(ctx, 30*time.Second); err != nil {
 		_ = p.stop(5 * time.Second)
 		return err
 	}
@@ -372,19 +370,13 @@ func (r *runner) startFleet(ctx context.Context, spec fleetSpec) (_ *fleet, err 
 		f.workers = append(f.workers, p)
 		if i == 0 {
 			// The first creates the topology; the others only check it.
-			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err := p.waitReady(wctx)
-			cancel()
-			if err != nil {
+			if err := p.waitReady(ctx, 30*time.Second); err != nil {
 				return f, err
 			}
 		}
 	}
-	for _, p := range f.workers {
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := p.waitReady(wctx)
-		cancel()
-		if err != nil {
+	for _, p := range f.workers[1:] {
+		if err := p.waitReady(ctx, 30*time.Second); err != nil {
 			return f, err
 		}
 	}
@@ -430,15 +422,6 @@ func (f *fleet) close() {
 	for _, nc := range f.conns {
 		nc.Close()
 	}
-}
-
-// workerPids returns the worker processes' ids.
-func (f *fleet) workerPids() []int {
-	var pids []int
-	for _, w := range f.workers {
-		pids = append(pids, w.pid())
-	}
-	return pids
 }
 
 // watchConsumers samples the number of consumers on the replies stream

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -66,7 +65,6 @@ type stampUpstream struct {
 	srv    *http.Server
 	url    string
 	served chan struct{}
-	calls  atomic.Int64
 
 	mu             sync.Mutex
 	first, between time.Duration
@@ -103,7 +101,6 @@ func (s *stampUpstream) close() {
 }
 
 func (s *stampUpstream) serve(w http.ResponseWriter, r *http.Request) {
-	s.calls.Add(1)
 	var req struct {
 		Model         string `json:"model"`
 		StreamOptions *struct {

@@ -1,6 +1,8 @@
 package manager_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -101,5 +103,45 @@ func TestInvalidJobsAreAnsweredAndTerminated(t *testing.T) {
 			d.Header.Get(manager.HeaderSubject) != tt.subject || d.Header.Get(manager.HeaderReason) == "" {
 			t.Errorf("%s: dead letter %+v", tt.name, d)
 		}
+	}
+}
+
+// TestDeadLetterBeforeError: the dead letter of an invalid job is stored
+// before its error event, so a producer that has seen the error finds the
+// dead letter at once (dlq ls right after an invalid_request).
+func TestDeadLetterBeforeError(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	f.StartWorker(nil)
+	ctx := ctxFor(t, 30*time.Second)
+	nc, js := natstest.JetStream(t, f.NATS.ClientURL())
+	dlq, err := js.Stream(ctx, f.Topology.WithDefaults().Names.DeadLetterStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		job := userJob("refused")
+		job.ID = fmt.Sprintf("dl-first-%d", i)
+		job.Messages[0].Role = "boss" // the publisher would refuse it; publish it raw
+		body, _ := json.Marshal(job)
+		sub, err := nc.SubscribeSync("chat.reply.default." + job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, "chat.jobs.default", body); err != nil {
+			t.Fatal(err)
+		}
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev, _ := protocol.DecodeEvent(m.Data); ev.Type != protocol.EventError {
+			t.Fatalf("event %s", m.Data)
+		}
+		d, err := dlq.GetLastMsgForSubject(ctx, "chat.dlq.default")
+		if err != nil || d.Header.Get(manager.HeaderRequest) != job.ID {
+			t.Fatalf("job %d: no dead letter when its error arrived: %v", i, err)
+		}
+		_ = sub.Unsubscribe()
 	}
 }

@@ -159,13 +159,15 @@ func lastMessage(j *protocol.Job, n int) string {
 	return text
 }
 
-// reject answers an invalid job (when its reply subject is known),
-// dead-letters it and terminates it.
+// reject dead-letters an invalid job, answers it (when its reply subject
+// is known) and terminates it. The dead letter is written first, so a
+// producer that sees the error finds the dead letter already there.
 func (r *request) reject(tenant, id string, perr *protocol.Error) {
 	r.m.stats.errors.Add(1)
 	r.outcome, r.code = string(protocol.EventError), perr.Code
 	r.m.cfg.Logger.Warn("invalid job terminated", "subject", r.msg.Subject(), "tenant", tenant, "request", id,
 		"field", perr.Field, "reason", perr.Message)
+	r.deadLetter(tenant, id, perr)
 	if tenant != "" && id != "" {
 		// The first event of the reply, stored only if the reply is empty:
 		// a job that reuses another request's ID must not end its reply.
@@ -179,7 +181,6 @@ func (r *request) reject(tenant, id string, perr *protocol.Error) {
 			}
 		}
 	}
-	r.deadLetter(tenant, id, perr)
 	r.term(fmt.Sprintf("invalid job: %s", perr.Error()))
 }
 

@@ -26,6 +26,13 @@ const (
 	// CodeUpstreamError: the upstream refused the request (4xx) or broke
 	// off mid-stream; Status holds its HTTP status when there was one.
 	CodeUpstreamError Code = "upstream_error"
+	// CodeAnswerTooLarge: the answer grew past the worker's answer limit
+	// (CHATFLEET_MAX_ANSWER_BYTES); the upstream request was cancelled.
+	CodeAnswerTooLarge Code = "answer_too_large"
+	// CodeDuplicateID: the request ID was used before by another job whose
+	// reply is still kept; choose a new ID. Sent after the older reply's
+	// events, so its seq is not 1.
+	CodeDuplicateID Code = "duplicate_id"
 	// CodeInternal: a fault inside chatfleet.
 	CodeInternal Code = "internal"
 )

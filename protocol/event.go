@@ -20,6 +20,30 @@ const (
 	EventError EventType = "error"
 	// EventCancelled ends a request that was cancelled (terminal).
 	EventCancelled EventType = "cancelled"
+	// EventProgress says the request is alive and what it waits for
+	// (Stage, Reason): sent when the stage changes, and again after a quiet
+	// spell until the first chunk. It carries no output.
+	EventProgress EventType = "progress"
+)
+
+// Stages of a progress event. New stages may appear; a client treats an
+// unknown stage as "still working".
+const (
+	// StageWaiting: the request waits for capacity; Reason says which.
+	StageWaiting = "waiting"
+	// StageGenerating: the upstream has the request; no output yet.
+	StageGenerating = "generating"
+)
+
+// Reasons of a waiting stage.
+const (
+	// ReasonLLMSlot: every upstream stream slot of the worker is busy.
+	ReasonLLMSlot = "llm_slot"
+	// ReasonFollowerSlot: every follower slot of the worker is busy.
+	ReasonFollowerSlot = "follower_slot"
+	// ReasonRequestSlot: the job came in on the fast lane and leads; it
+	// waits for a request slot.
+	ReasonRequestSlot = "request_slot"
 )
 
 // Terminal reports whether t ends a request.
@@ -71,6 +95,10 @@ type Event struct {
 
 	// error
 	Error *Error `json:"error,omitempty"`
+
+	// progress
+	Stage  string `json:"stage,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Usage counts tokens, as the upstream reported them.
@@ -90,6 +118,12 @@ type Timings struct {
 	TTFTMS float64 `json:"ttft_ms"`
 	// TotalMS is the time from the job's arrival to its terminal event.
 	TotalMS float64 `json:"total_ms"`
+	// SlotWaitMS is how long the generation waited for an upstream slot
+	// (leaders and followers on the leader's worker; omitted otherwise).
+	SlotWaitMS float64 `json:"slot_wait_ms,omitempty"`
+	// UpstreamTTFTMS is the upstream's own time to first token: from the
+	// request sent to the first output delta (omitted when not known here).
+	UpstreamTTFTMS float64 `json:"upstream_ttft_ms,omitempty"`
 }
 
 // Marshal encodes e as the JSON of one event.

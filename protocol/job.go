@@ -30,6 +30,11 @@ type Job struct {
 	// TimeoutMS bounds the job's processing time in milliseconds; 0 means
 	// the worker's processing timeout.
 	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+	// QueueTimeoutMS ends the job with queue_timeout when it has waited
+	// longer than this in the queue; 0 means the fleet's queue timeout.
+	// Workers older than the field forward it to the upstream: set it only
+	// once every worker understands it.
+	QueueTimeoutMS int64 `json:"queue_timeout_ms,omitempty"`
 
 	Model               string          `json:"model,omitempty"`
 	Messages            []Message       `json:"messages"`

@@ -125,6 +125,9 @@ func (j *Job) Validate(lim Limits) error {
 	if j.TimeoutMS < 0 {
 		return Invalid("timeout_ms", "must not be negative")
 	}
+	if j.QueueTimeoutMS < 0 {
+		return Invalid("queue_timeout_ms", "must not be negative")
+	}
 	if j.Model == "" {
 		return Invalid("model", "required (no default model is configured)")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,14 +45,58 @@ func (m *Manager) readCache(ctx context.Context, key string) (*cachedAnswer, err
 	return &a, nil
 }
 
-// writeCache stores a finished answer; failures are logged, not fatal:
+// cacheAnswer caches the answer attempt streamed, read back from the log,
+// unless it is empty or larger than the cache takes: such an answer was
+// streamed in full and is only not cached. Failures are logged, not fatal:
 // the answer has been served either way.
-func (m *Manager) writeCache(ctx context.Context, key string, a *cachedAnswer) {
+func (g *generation) cacheAnswer(attempt int, res *streamed) {
+	limit := int(g.m.top.Config.CacheMaxValueBytes)
+	if res.bytes > limit {
+		g.m.cfg.Logger.Debug("answer larger than the cache takes; not cached", "key", g.key, "bytes", res.bytes, "limit", limit)
+		return
+	}
+	a := g.answer(attempt)
+	if a == nil || !a.cacheable() {
+		return
+	}
+	a.FinishReason, a.Usage, a.Model, a.Created = res.finishReason, res.usage, g.job.Model, time.Now().UTC()
 	b, err := json.Marshal(a)
+	if err == nil && len(b) > limit {
+		g.m.cfg.Logger.Debug("answer larger than the cache takes once encoded; not cached", "key", g.key, "bytes", len(b), "limit", limit)
+		return
+	}
 	if err == nil {
-		_, err = m.top.Cache.Put(ctx, key, b)
+		ctx, cancel := g.finalContext()
+		_, err = g.m.top.Cache.Put(ctx, g.key, b)
+		cancel()
 	}
 	if err != nil {
-		m.cfg.Logger.Warn("answer not cached", "key", key, "bytes", len(b), "err", err)
+		g.m.cfg.Logger.Warn("answer not cached", "key", g.key, "bytes", len(b), "err", err)
 	}
+}
+
+// answer assembles the output of attempt from the log; nil once another
+// attempt has started.
+func (g *generation) answer(attempt int) *cachedAnswer {
+	g.mu.Lock()
+	if attempt != g.attempt {
+		g.mu.Unlock()
+		return nil
+	}
+	entries := g.log.entries[g.log.base:] // never changed once appended
+	g.mu.Unlock()
+	var content, refusal, reasoning strings.Builder
+	a := &cachedAnswer{}
+	for i := range entries {
+		e := &entries[i]
+		if e.kind != entryChunk {
+			continue
+		}
+		content.WriteString(e.content)
+		refusal.WriteString(e.refusal)
+		reasoning.WriteString(e.reasoning)
+		a.ToolCalls = protocol.MergeToolCalls(a.ToolCalls, e.toolCalls)
+	}
+	a.Content, a.Refusal, a.Reasoning = content.String(), refusal.String(), reasoning.String()
+	return a
 }

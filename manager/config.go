@@ -44,6 +44,13 @@ type Config struct {
 	// one chunk event; the first delta after a quiet spell goes out at
 	// once. Negative disables merging. Defaults to 5ms.
 	ChunkWindow time.Duration
+	// MaxAnswerBytes bounds one answer's output (text, tool-call arguments,
+	// refusal and reasoning together): a longer one ends with
+	// answer_too_large and its upstream request is cancelled. It bounds
+	// what a generation holds in memory for late joiners. Defaults to
+	// 8 MiB: 16 times the longest answer today's models give (about 128k
+	// output tokens, some 512 KB of text), so only a runaway stream hits it.
+	MaxAnswerBytes int
 	// ProcessingTimeout bounds a request's run and a generation's upstream
 	// call; a job's timeout_ms may shorten it. Defaults to 10m.
 	ProcessingTimeout time.Duration
@@ -91,6 +98,7 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.MaxConcurrentLLMStreams, 16)
 	setDefault(&c.MaxConcurrentFollowers, 1024)
 	setDefault(&c.ChunkWindow, 5*time.Millisecond)
+	setDefault(&c.MaxAnswerBytes, 8<<20)
 	setDefault(&c.ProcessingTimeout, 10*time.Minute)
 	setDefault(&c.QueueTimeout, 5*time.Minute)
 	setDefault(&c.MidStreamRetries, 1)
@@ -128,6 +136,7 @@ func (c Config) validate() error {
 		"MaxConcurrentRequests":   c.MaxConcurrentRequests,
 		"MaxConcurrentLLMStreams": c.MaxConcurrentLLMStreams,
 		"MaxConcurrentFollowers":  c.MaxConcurrentFollowers,
+		"MaxAnswerBytes":          c.MaxAnswerBytes,
 	} {
 		if v < 1 {
 			return fmt.Errorf("%w: %s must be at least 1, got %d", ErrInvalidConfig, name, v)

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -45,7 +43,7 @@ func (g *generation) lead(l *lease, genID string) next {
 	ctx, cancelTimeout := context.WithTimeoutCause(ctx, g.m.cfg.ProcessingTimeout, errTimeout)
 	defer cancelTimeout()
 
-	ans, err := g.generate(ctx, attempt)
+	res, err := g.generate(ctx, attempt)
 	for retry := 0; err != nil && retry < g.m.cfg.MidStreamRetries && ctx.Err() == nil; retry++ {
 		var broke *midStreamError
 		if !errors.As(err, &broke) {
@@ -55,7 +53,7 @@ func (g *generation) lead(l *lease, genID string) next {
 		// (reset) and the answer starts again.
 		g.m.cfg.Logger.Warn("upstream stream broke mid-answer; starting it again", "key", g.key, "err", broke.err)
 		g.appendEntry(attempt, entry{kind: entryReset})
-		ans, err = g.generate(ctx, attempt)
+		res, err = g.generate(ctx, attempt)
 	}
 	var broke *midStreamError
 	if errors.As(err, &broke) {
@@ -67,16 +65,14 @@ func (g *generation) lead(l *lease, genID string) next {
 	cause := context.Cause(ctx)
 	switch {
 	case err == nil:
-		if u := ans.Usage; u != nil {
+		if u := res.usage; u != nil {
 			g.m.metrics.tokens.Add(g.traceCtx, int64(u.PromptTokens), promptTokens)
 			g.m.metrics.tokens.Add(g.traceCtx, int64(u.CompletionTokens), completionTokens)
 		}
-		if g.useCache && ans.cacheable() {
-			fctx, cancel := g.finalContext()
-			g.m.writeCache(fctx, g.key, ans)
-			cancel()
+		if g.useCache {
+			g.cacheAnswer(attempt, res)
 		}
-		g.appendEntry(attempt, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: ans.FinishReason, usage: ans.Usage}})
+		g.appendEntry(attempt, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: res.finishReason, usage: res.usage}})
 	case errors.Is(err, errLeaseLost), errors.Is(cause, errLeaseLost):
 		// Fenced: someone else leads now. Publish nothing more; route again.
 		g.m.stats.leasesLost.Add(1)
@@ -84,6 +80,10 @@ func (g *generation) lead(l *lease, genID string) next {
 		g.m.cfg.Logger.Warn("leader lease lost; routing again", "key", g.key, "gen", genID)
 		return again
 	default:
+		if tooLarge := (*answerTooLargeError)(nil); errors.As(err, &tooLarge) {
+			g.m.cfg.Logger.Warn("answer too large; upstream request cancelled", "tenant", g.job.Tenant, "request", g.job.ID,
+				"key", g.key, "limit", tooLarge.limit)
+		}
 		if lerr := (*llm.Error)(nil); errors.As(err, &lerr) && ctx.Err() == nil {
 			g.m.metrics.upstreamErrors.Add(g.traceCtx, 1, attrs(attribute.String("code", string(lerr.Code))))
 			// Not the upstream's message: it may quote the request.
@@ -111,9 +111,25 @@ type received struct {
 	err   error
 }
 
+// streamed is what an upstream stream leaves besides its log entries: the
+// answer itself is the log, which the cache write reads back.
+type streamed struct {
+	finishReason string
+	usage        *protocol.Usage
+	bytes        int           // output bytes, counted as the chunk cap counts them
+	firstToken   time.Duration // request sent → first output delta; 0 without output
+}
+
+// answerTooLargeError ends a generation whose answer outgrew MaxAnswerBytes.
+type answerTooLargeError struct{ limit int }
+
+func (e *answerTooLargeError) Error() string {
+	return fmt.Sprintf("the answer grew past %d bytes, this worker's answer limit (CHATFLEET_MAX_ANSWER_BYTES); the upstream request was cancelled", e.limit)
+}
+
 // generate streams the answer into the log within a GenAI client span
-// (child of the leading job's span) and returns the whole answer.
-func (g *generation) generate(ctx context.Context, attempt int) (*cachedAnswer, error) {
+// (child of the leading job's span).
+func (g *generation) generate(ctx context.Context, attempt int) (*streamed, error) {
 	if err := g.m.slots.llm.acquire(ctx); err != nil {
 		return nil, err
 	}
@@ -122,18 +138,18 @@ func (g *generation) generate(ctx context.Context, attempt int) (*cachedAnswer, 
 	g.m.metrics.upstreamCalls.Add(g.traceCtx, 1)
 	spanCtx, span := g.m.tracer.Start(trace.ContextWithSpan(ctx, trace.SpanFromContext(g.traceCtx)), "chat "+g.job.Model,
 		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(genAIRequestAttributes(g.job)...))
-	ans, err := g.stream(spanCtx, attempt, span)
+	res, err := g.stream(spanCtx, attempt, span)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		span.SetAttributes(attribute.String("error.type", errorType(err)))
 	} else {
-		span.SetAttributes(attribute.StringSlice("gen_ai.response.finish_reasons", []string{ans.FinishReason}))
-		if u := ans.Usage; u != nil {
+		span.SetAttributes(attribute.StringSlice("gen_ai.response.finish_reasons", []string{res.finishReason}))
+		if u := res.usage; u != nil {
 			span.SetAttributes(attribute.Int("gen_ai.usage.input_tokens", u.PromptTokens), attribute.Int("gen_ai.usage.output_tokens", u.CompletionTokens))
 		}
 	}
 	span.End()
-	return ans, err
+	return res, err
 }
 
 // genAIRequestAttributes follow the OpenTelemetry GenAI conventions.
@@ -162,53 +178,21 @@ func errorType(err error) string {
 }
 
 // stream reads the upstream stream into the log, merging deltas that
-// arrive within the chunk window. Once ctx is done (lease lost, nobody
-// interested, timeout) it appends nothing more.
-func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (*cachedAnswer, error) {
+// arrive within the chunk window and cutting them at the chunk cap. Once
+// ctx is done (lease lost, nobody interested, timeout) it appends nothing
+// more. An answer that outgrows MaxAnswerBytes ends it, and closing the
+// stream cancels the upstream request.
+func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (*streamed, error) {
 	start := time.Now()
 	stream, err := g.m.upstream.Stream(ctx, g.job)
 	if err != nil {
 		return nil, err
 	}
+	deltas, stop := g.readDeltas(stream)
+	defer stop()
 
-	// The reader goroutine is owned here: closing the stream ends its
-	// Recv, and stop ends its send; we wait for it before returning.
-	deltas := make(chan received, 64)
-	stop, readerDone := make(chan struct{}), make(chan struct{})
-	g.m.routines.Go(func() {
-		defer close(readerDone)
-		defer func() {
-			if p := recover(); p != nil {
-				g.m.stats.panics.Add(1)
-				g.m.metrics.panics.Add(context.Background(), 1)
-				g.m.cfg.Logger.Error("panic reading the upstream stream; recovered", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-				select {
-				case deltas <- received{err: fmt.Errorf("panic reading the upstream stream: %v", p)}:
-				case <-stop:
-				}
-			}
-		}()
-		for {
-			d, err := stream.Recv()
-			select {
-			case deltas <- received{d, err}:
-			case <-stop:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
-	defer func() {
-		close(stop)
-		_ = stream.Close()
-		<-readerDone
-	}()
-
-	ans := &cachedAnswer{Model: g.job.Model, Created: time.Now().UTC()}
-	var content, refusal, reasoning strings.Builder
-	m := merger{window: g.m.cfg.ChunkWindow, emit: func(e entry) { g.appendEntry(attempt, e) }}
+	res := &streamed{}
+	m := merger{window: g.m.cfg.ChunkWindow, b: chunkBuilder{limit: g.m.chunkLimit}, emit: func(e entry) { g.appendEntry(attempt, e) }}
 	defer m.stopTimer()
 	for {
 		select {
@@ -223,30 +207,31 @@ func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (
 				if r.err != nil {
 					m.flush()
 					if errors.Is(r.err, io.EOF) {
-						ans.Content, ans.Refusal, ans.Reasoning = content.String(), refusal.String(), reasoning.String()
-						return ans, nil
+						return res, nil
 					}
 					if m.emitted > 0 {
 						return nil, &midStreamError{r.err}
 					}
 					return nil, r.err
 				}
-				d := r.delta
-				if m.emitted == 0 && !m.has && d.HasOutput() {
+				d := &r.delta
+				if res.firstToken == 0 && d.HasOutput() {
+					res.firstToken = max(time.Since(start), time.Nanosecond)
 					span.AddEvent("gen_ai.first_token")
-					span.SetAttributes(attribute.Float64("chatfleet.time_to_first_token_ms", ms(time.Since(start))))
+					span.SetAttributes(attribute.Float64("chatfleet.time_to_first_token_ms", ms(res.firstToken)))
 				}
-				content.WriteString(d.Content)
-				refusal.WriteString(d.Refusal)
-				reasoning.WriteString(d.ReasoningContent)
-				ans.ToolCalls = protocol.MergeToolCalls(ans.ToolCalls, d.ToolCalls)
+				if res.bytes += outputBytes(d); res.bytes > g.m.cfg.MaxAnswerBytes {
+					return nil, &answerTooLargeError{limit: g.m.cfg.MaxAnswerBytes}
+				}
 				if d.FinishReason != "" {
-					ans.FinishReason = d.FinishReason
+					res.finishReason = d.FinishReason
 				}
 				if d.Usage != nil {
-					ans.Usage = d.Usage
+					res.usage = d.Usage
 				}
-				m.add(&d)
+				if err := m.add(d); err != nil {
+					return nil, err
+				}
 				select {
 				case r = <-deltas:
 				default:
@@ -263,45 +248,82 @@ func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (
 	}
 }
 
+// readDeltas reads stream in a goroutine of its own until it ends or stop
+// is called; stop also closes the stream (ending a Recv in progress) and
+// waits for the goroutine, so its caller owns it.
+func (g *generation) readDeltas(stream *llm.Stream) (<-chan received, func()) {
+	deltas := make(chan received, 64)
+	quit, done := make(chan struct{}), make(chan struct{})
+	g.m.routines.Go(func() {
+		defer close(done)
+		defer g.m.recoverPanic("panic reading the upstream stream; recovered", func(p any) {
+			select {
+			case deltas <- received{err: fmt.Errorf("panic reading the upstream stream: %v", p)}:
+			case <-quit:
+			}
+		})
+		for {
+			d, err := stream.Recv()
+			select {
+			case deltas <- received{d, err}:
+			case <-quit:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	return deltas, func() {
+		close(quit)
+		_ = stream.Close()
+		<-done
+	}
+}
+
 // merger batches deltas into chunk entries: deltas that arrive together,
 // or after a quiet spell of at least window, go out at once (no added
 // latency); deltas that follow a chunk closely are merged and go out when
-// the window has passed. A negative window turns merging off: one chunk
-// per delta.
+// the window has passed. An entry that reaches the chunk cap goes out at
+// once, whatever the window. A negative window turns merging off: one
+// chunk per delta (more when a delta exceeds the cap).
 type merger struct {
 	window    time.Duration
+	b         chunkBuilder
 	emit      func(entry)
 	emitted   int // chunk entries emitted
-	pending   entry
-	has       bool
 	lastFlush time.Time
 	timer     *time.Timer
 	armed     bool
 }
 
 // add takes a delta; settle decides when it goes out.
-func (m *merger) add(d *llm.Delta) {
+func (m *merger) add(d *llm.Delta) error {
 	if !d.HasOutput() {
-		return
+		return nil
 	}
-	m.pending.kind = entryChunk
-	m.pending.content += d.Content
-	m.pending.toolCalls = append(m.pending.toolCalls, d.ToolCalls...)
-	m.pending.refusal += d.Refusal
-	m.pending.reasoning += d.ReasoningContent
-	m.has = true
+	if err := m.b.add(d, m.emitEntry); err != nil {
+		return err
+	}
 	if m.window < 0 {
 		m.flush()
 	}
+	return nil
+}
+
+func (m *merger) emitEntry(e entry) {
+	m.emit(e)
+	m.emitted++
+	m.lastFlush = time.Now()
 }
 
 // settle flushes what add took, now or when the window has passed.
 func (m *merger) settle() {
-	if !m.has {
+	if !m.b.has {
 		return
 	}
 	since := time.Since(m.lastFlush)
-	if since >= m.window || len(m.pending.content)+len(m.pending.reasoning)+len(m.pending.refusal) >= maxChunkBytes {
+	if since >= m.window {
 		m.flush()
 		return
 	}
@@ -320,12 +342,9 @@ func (m *merger) flush() {
 		m.timer.Stop()
 		m.armed = false
 	}
-	if !m.has {
-		return
+	if m.b.has {
+		m.emitEntry(m.b.take())
 	}
-	m.emit(m.pending)
-	m.emitted++
-	m.pending, m.has, m.lastFlush = entry{}, false, time.Now()
 }
 
 // timerC is the channel of an armed timer, or nil (never ready).
@@ -350,6 +369,13 @@ func errorFor(err error, cause error) *protocol.Error {
 	var lerr *llm.Error
 	if errors.As(err, &lerr) {
 		return lerr.Protocol()
+	}
+	var tooLarge *answerTooLargeError
+	if errors.As(err, &tooLarge) {
+		return &protocol.Error{Code: protocol.CodeAnswerTooLarge, Message: tooLarge.Error()}
+	}
+	if errors.Is(err, errToolCallHeader) {
+		return &protocol.Error{Code: protocol.CodeUpstreamError, Message: "the upstream sent a malformed stream: " + err.Error()}
 	}
 	if err == nil {
 		err = cause

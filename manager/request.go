@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -78,11 +79,43 @@ func (r *request) publish(ev protocol.Event) error {
 	case errors.Is(err, errNotOurReply):
 		r.abandon()
 		return err
+	case isRefused(err):
+		r.refused(ev.Type, err)
+		return err
 	default:
 		r.log.Warn("reply event not stored; job handed back", "type", ev.Type, "err", err)
 		r.nak(time.Second)
 		return errHandedBack
 	}
+}
+
+// refusedError is a store error no retry can fix: the event is larger than
+// the server accepts, or this worker may not publish to the reply.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return "the server refuses the event: " + e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+func isRefused(err error) bool {
+	var refused *refusedError
+	return errors.As(err, &refused)
+}
+
+// refused ends a request whose reply refuses an event for good. Another
+// delivery would only call the upstream again and be refused the same
+// way, so the job is dead-lettered and terminated, and the producer gets
+// an error event if a small one can still be stored.
+func (r *request) refused(typ protocol.EventType, err error) {
+	r.log.Error("the server refuses a reply event; job dead-lettered", "type", typ, "err", err)
+	perr := &protocol.Error{Code: protocol.CodeInternal, Message: fmt.Sprintf("a %s event of the reply could not be stored (%v); the job was dead-lettered", typ, errors.Unwrap(err))}
+	r.deadLetter(r.job.Tenant, r.job.ID, perr)
+	if serr := r.store(&protocol.Event{Type: protocol.EventError, Error: perr}); serr != nil {
+		r.log.Error("error event not stored either", "err", serr)
+	} else {
+		r.m.stats.errors.Add(1)
+	}
+	r.outcome, r.code = string(protocol.EventError), perr.Code
+	r.term("reply event refused by the server")
 }
 
 // end stores the terminal event, then acks the job.
@@ -97,6 +130,11 @@ func (r *request) end(ev protocol.Event) {
 	switch err := r.store(&ev); {
 	case errors.Is(err, errNotOurReply):
 		r.abandon()
+		return
+	case isRefused(err):
+		// For an error event, its message may be what is too large:
+		// refused stores a short one.
+		r.refused(ev.Type, err)
 		return
 	case err != nil:
 		// Not stored: hand the job back; its next delivery resumes from
@@ -139,6 +177,8 @@ func (r *request) store(ev *protocol.Event) error {
 		ack, perr := r.m.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(r.lastStored))
 		cancel()
 		switch {
+		case r.m.refuses(r.subject, perr):
+			return &refusedError{perr}
 		case perr == nil:
 			r.seq, r.lastStored = ev.Seq, ack.Sequence
 			return nil
@@ -180,6 +220,27 @@ func (m *Manager) lastStoredIs(subject string, data []byte) (uint64, bool, error
 		return 0, false, err
 	}
 	return last.Sequence, bytes.Equal(last.Data, data), nil
+}
+
+// refuses reports whether err, from a publish to subject, is one that no
+// retry can fix: the message exceeds the server's max_payload or the
+// stream's message size, or the server denies this connection publishing
+// to subject (the server answers a denied publish with an asynchronous
+// error, so the publish itself only times out).
+func (m *Manager) refuses(subject string, err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, nats.ErrMaxPayload):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		last := m.nc.LastError()
+		return errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), `"`+subject+`"`)
+	}
+	return false
 }
 
 func isWrongLastSequence(err error) bool {

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatfleet/chatfleet/internal/natstrace"
+	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -124,51 +125,24 @@ func (g *generation) cached(ctx context.Context) *cachedAnswer {
 	return a
 }
 
-// maxChunkBytes bounds one chunk event, far below NATS's max_payload.
-const maxChunkBytes = 64 << 10
-
 func (g *generation) serveCached(a *cachedAnswer) {
 	attempt, ok := g.newAttempt(modeCache, "", trace.SpanContext{})
 	if !ok {
 		return
 	}
-	// In the order a model streams them: reasoning, content, then tool
-	// calls and the refusal with the last piece of content.
-	for _, r := range splitText(a.Reasoning) {
-		if r != "" {
-			g.appendEntry(attempt, entry{kind: entryChunk, reasoning: r})
-		}
+	// The whole answer as one delta, cut at the chunk cap like a live one.
+	b := chunkBuilder{limit: g.m.chunkLimit}
+	emit := func(e entry) { g.appendEntry(attempt, e) }
+	d := llm.Delta{ReasoningContent: a.Reasoning, Content: a.Content, Refusal: a.Refusal, ToolCalls: a.ToolCalls}
+	if err := b.add(&d, emit); err != nil {
+		g.end(ending{typ: protocol.EventError, err: &protocol.Error{Code: protocol.CodeInternal, Message: "the cached answer cannot be served: " + err.Error()}})
+		return
 	}
-	content := splitText(a.Content)
-	for _, c := range content[:len(content)-1] {
-		g.appendEntry(attempt, entry{kind: entryChunk, content: c})
-	}
-	refusal := splitText(a.Refusal)
-	g.appendEntry(attempt, entry{kind: entryChunk, content: content[len(content)-1], toolCalls: a.ToolCalls, refusal: refusal[0]})
-	for _, r := range refusal[1:] {
-		g.appendEntry(attempt, entry{kind: entryChunk, refusal: r})
+	if b.has {
+		emit(b.take())
 	}
 	g.appendEntry(attempt, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: a.FinishReason, usage: a.Usage, cached: true}})
 }
-
-// splitText cuts s into pieces of at most maxChunkBytes, between
-// characters; always at least one piece (which may be empty).
-func splitText(s string) []string {
-	var out []string
-	for len(s) > maxChunkBytes {
-		cut := maxChunkBytes
-		for cut > 0 && !utf8RuneStart(s[cut]) {
-			cut--
-		}
-		out = append(out, s[:cut])
-		s = s[cut:]
-	}
-	return append(out, s)
-}
-
-// utf8RuneStart reports whether b starts a UTF-8 sequence, so a long text
-// is split between characters.
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // end appends the end to the current attempt.
 func (g *generation) end(e ending) {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatfleet/chatfleet/internal/natsserver"
@@ -43,13 +44,16 @@ type Options struct {
 	LLM []llmtest.Option
 	// Topology for every worker. Defaults to topology's defaults.
 	Topology topology.Config
+	// Server, when set, adjusts the NATS server's options (limits, users
+	// and permissions). Defaults to nil.
+	Server func(*server.Options)
 }
 
 // New starts NATS, the test upstream and a publisher.
 func New(t testing.TB, o Options) *Fleet {
 	t.Helper()
 	f := &Fleet{t: t, Topology: o.Topology}
-	f.NATS = natstest.RunServer(t)
+	f.NATS = natstest.RunServerWith(t, o.Server)
 	f.LLM = llmtest.New(o.LLM...)
 	t.Cleanup(f.LLM.Close)
 	nc := natstest.Connect(t, f.NATS.ClientURL())

@@ -31,6 +31,9 @@ type Config struct {
 	// ReadyTimeout bounds the wait for the server to accept clients.
 	// Defaults to 10s.
 	ReadyTimeout time.Duration
+	// Tune, when set, adjusts the server's options before it starts: a
+	// test's limits (max_payload) or users and permissions. Defaults to nil.
+	Tune func(*server.Options)
 }
 
 // ClusterConfig joins a server to a JetStream cluster.
@@ -108,6 +111,9 @@ func (cfg Config) options() (*server.Options, error) {
 		}
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: chost, Port: cport}
 		opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	}
+	if cfg.Tune != nil {
+		cfg.Tune(opts)
 	}
 	return opts, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -52,6 +53,18 @@ func JetStream(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 		t.Fatal(err)
 	}
 	return nc, js
+}
+
+// RunServerWith starts a JetStream server for t whose options tune
+// adjusts (limits, users and permissions), shut down in t.Cleanup.
+func RunServerWith(t testing.TB, tune func(*server.Options)) *natsserver.Server {
+	t.Helper()
+	s, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Tune: tune})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
 }
 
 // RunServerAt starts a JetStream server listening on addr (host:port)

@@ -52,7 +52,7 @@ type Config struct {
 }
 
 // ScenarioNames are the scenarios, in the order they run.
-var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "memory", "peer"}
+var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "memory", "large", "peer"}
 
 // Sizes sizes the scenarios.
 type Sizes struct {
@@ -104,6 +104,11 @@ type Sizes struct {
 	MemoryWarmup int           // jobs run before the "before" RSS
 	MemorySettle time.Duration // waited before each RSS reading
 
+	// Large answer: one answer of LargeAnswerMB MiB in LargeDeltaBytes
+	// deltas, streamed as fast as the socket takes it.
+	LargeAnswerMB   int
+	LargeDeltaBytes int
+
 	// Peer.
 	PeerJobs        int
 	PeerWorkers     []int
@@ -143,6 +148,8 @@ func DefaultSizes() Sizes {
 		MemoryNs:              []int{1000, 10_000},
 		MemoryWarmup:          200,
 		MemorySettle:          time.Second,
+		LargeAnswerMB:         50,
+		LargeDeltaBytes:       1024,
 		PeerJobs:              20_000,
 		PeerWorkers:           []int{1, 2},
 		PeerLatencyJobs:       300,
@@ -180,6 +187,8 @@ func SmokeSizes() Sizes {
 		MemoryNs:              []int{20},
 		MemoryWarmup:          20,
 		MemorySettle:          100 * time.Millisecond,
+		LargeAnswerMB:         2,
+		LargeDeltaBytes:       1024,
 		PeerJobs:              20,
 		PeerWorkers:           []int{1},
 		PeerLatencyJobs:       2,

@@ -217,13 +217,20 @@ func selfCPU() time.Duration {
 
 // procRSS returns the resident set size of process pid, in bytes
 // (VmRSS in /proc/<pid>/status).
-func procRSS(pid int) (int64, error) {
+func procRSS(pid int) (int64, error) { return procStatusBytes(pid, "VmRSS:") }
+
+// procPeakRSS returns the peak resident set size of process pid (VmHWM),
+// since it started or since its peak was reset through clear_refs.
+func procPeakRSS(pid int) (int64, error) { return procStatusBytes(pid, "VmHWM:") }
+
+// procStatusBytes reads a "<field> <n> kB" line of /proc/<pid>/status.
+func procStatusBytes(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			f := strings.Fields(rest)
 			if len(f) >= 1 {
 				kb, err := strconv.ParseInt(f[0], 10, 64)
@@ -234,7 +241,7 @@ func procRSS(pid int) (int64, error) {
 			}
 		}
 	}
-	return 0, errors.New("no VmRSS")
+	return 0, fmt.Errorf("no %s in /proc/%d/status", strings.TrimSuffix(field, ":"), pid)
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.

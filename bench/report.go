@@ -20,14 +20,15 @@ type Report struct {
 	Sizes     Sizes             `json:"sizes"`
 	WorkerEnv map[string]string `json:"worker_env,omitempty"`
 
-	Baselines  *Baselines         `json:"baselines,omitempty"`
-	Throughput []ThroughputResult `json:"throughput,omitempty"`
-	Latency    *LatencyResult     `json:"latency,omitempty"`
-	Herd       []HerdResult       `json:"herd,omitempty"`
-	Cache      *CacheResult       `json:"cache,omitempty"`
-	Scaling    []ScalingResult    `json:"scaling,omitempty"`
-	Memory     []MemoryResult     `json:"memory,omitempty"`
-	Peer       *PeerResult        `json:"peer,omitempty"`
+	Baselines   *Baselines         `json:"baselines,omitempty"`
+	Throughput  []ThroughputResult `json:"throughput,omitempty"`
+	Latency     *LatencyResult     `json:"latency,omitempty"`
+	Herd        []HerdResult       `json:"herd,omitempty"`
+	Cache       *CacheResult       `json:"cache,omitempty"`
+	Scaling     []ScalingResult    `json:"scaling,omitempty"`
+	Memory      []MemoryResult     `json:"memory,omitempty"`
+	LargeAnswer *LargeAnswerResult `json:"large_answer,omitempty"`
+	Peer        *PeerResult        `json:"peer,omitempty"`
 
 	Ratios  []Ratio  `json:"ratios"`
 	Targets []Target `json:"targets"`
@@ -304,6 +305,11 @@ func (rep *Report) writeTable(w io.Writer) {
 	}
 	for _, mr := range rep.Memory {
 		p("memory\t%d %s\t\t\t\t%d\tRSS %s → %s: %s per stream %s", mr.N, mr.Kind, mr.Load.Errors, mib(mr.RSSBefore), mib(mr.RSSHolding), kib(mr.BytesPerStream), mr.Note)
+	}
+	if la := rep.LargeAnswer; la != nil {
+		p("large answer\t%s in %d B deltas\t\t\t%.0f ms\t0\t%d chunk events, largest %s (%s encoded); worker RSS %s → peak %s: growth %.2f× the answer; worker CPU %.1fs; upstream calls %d %s",
+			mib(la.AnswerBytes), la.DeltaBytes, la.Seconds*1000, la.ChunkEvents, kib(int64(la.MaxEventOutput)), kib(int64(la.MaxEventBytes)),
+			mib(la.RSSBefore), mib(la.RSSPeak), la.GrowthPerAnswer, la.WorkerCPUS, la.UpstreamCalls, la.Note)
 	}
 	if pr := rep.Peer; pr != nil {
 		if pr.Skipped != "" {

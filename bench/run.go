@@ -147,6 +147,8 @@ func (r *runner) scenario(ctx context.Context, name string) error {
 		return r.scaling(ctx)
 	case "memory":
 		return r.memory(ctx)
+	case "large":
+		return r.largeAnswer(ctx)
 	case "peer":
 		return r.peer(ctx)
 	}

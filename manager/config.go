@@ -51,6 +51,10 @@ type Config struct {
 	// 8 MiB: 16 times the longest answer today's models give (about 128k
 	// output tokens, some 512 KB of text), so only a runaway stream hits it.
 	MaxAnswerBytes int
+	// ProgressInterval is how long a request waiting for its first output
+	// stays silent before it repeats its stage in a progress event (a
+	// heartbeat). Defaults to 5s.
+	ProgressInterval time.Duration
 	// ProcessingTimeout bounds a request's run and a generation's upstream
 	// call; a job's timeout_ms may shorten it. Defaults to 10m.
 	ProcessingTimeout time.Duration
@@ -99,6 +103,7 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.MaxConcurrentFollowers, 1024)
 	setDefault(&c.ChunkWindow, 5*time.Millisecond)
 	setDefault(&c.MaxAnswerBytes, 8<<20)
+	setDefault(&c.ProgressInterval, 5*time.Second)
 	setDefault(&c.ProcessingTimeout, 10*time.Minute)
 	setDefault(&c.QueueTimeout, 5*time.Minute)
 	setDefault(&c.MidStreamRetries, 1)

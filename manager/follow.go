@@ -131,7 +131,7 @@ func (g *generation) readGeneration(ctx context.Context, h leaseValue, attempt i
 		}
 		want++
 		switch ev.Type {
-		case protocol.EventChunk, protocol.EventReset, protocol.EventDone, protocol.EventError, protocol.EventCancelled:
+		case protocol.EventChunk, protocol.EventReset, protocol.EventProgress, protocol.EventDone, protocol.EventError, protocol.EventCancelled:
 			g.appendEntry(attempt, entryFromEvent(&ev))
 		}
 	}, jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))

@@ -1,6 +1,8 @@
 package manager
 
 import (
+	"time"
+
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -8,9 +10,10 @@ import (
 type entryKind uint8
 
 const (
-	entryChunk entryKind = iota + 1 // content and/or tool-call deltas
-	entryReset                      // discard the output so far: a new attempt follows
-	entryEnd                        // the generation is over
+	entryChunk    entryKind = iota + 1 // content and/or tool-call deltas
+	entryReset                         // discard the output so far: a new attempt follows
+	entryEnd                           // the generation is over
+	entryProgress                      // what the generation waits for: a stage change, no output
 )
 
 // entry is one step of a generation, as every subscriber sees it.
@@ -21,6 +24,8 @@ type entry struct {
 	refusal   string
 	reasoning string
 	end       *ending
+	stage     string // of a progress entry: protocol.StageWaiting, …
+	reason    string // of a waiting stage: protocol.ReasonLLMSlot, …
 }
 
 // ending is how a generation ended.
@@ -30,6 +35,16 @@ type ending struct {
 	usage        *protocol.Usage
 	cached       bool
 	err          *protocol.Error
+	slotWait     time.Duration // waited for an upstream slot (leaders)
+	upstreamTTFT time.Duration // request sent → first output delta (leaders)
+}
+
+// timings is the part of a done event's timings the generation knows.
+func (e *ending) timings() *protocol.Timings {
+	if e.slotWait == 0 && e.upstreamTTFT == 0 {
+		return nil
+	}
+	return &protocol.Timings{SlotWaitMS: ms(e.slotWait), UpstreamTTFTMS: ms(e.upstreamTTFT)}
 }
 
 // genLog is an append-only history with wake-ups: the broadcaster. Entries
@@ -72,8 +87,11 @@ func (e *entry) event(genID string, seq uint64) protocol.Event {
 		e.fillChunk(&ev)
 	case entryReset:
 		ev.Type = protocol.EventReset
+	case entryProgress:
+		ev.Type, ev.Stage, ev.Reason = protocol.EventProgress, e.stage, e.reason
 	case entryEnd:
 		ev.Type, ev.FinishReason, ev.Usage, ev.Cached, ev.Error = e.end.typ, e.end.finishReason, e.end.usage, e.end.cached, e.end.err
+		ev.Timings = e.end.timings()
 	}
 	return ev
 }
@@ -85,8 +103,15 @@ func entryFromEvent(ev *protocol.Event) entry {
 		return entry{kind: entryChunk, content: ev.Content, toolCalls: ev.ToolCalls, refusal: ev.Refusal, reasoning: ev.ReasoningContent}
 	case protocol.EventReset:
 		return entry{kind: entryReset}
+	case protocol.EventProgress:
+		return entry{kind: entryProgress, stage: ev.Stage, reason: ev.Reason}
 	default:
-		return entry{kind: entryEnd, end: &ending{typ: ev.Type, finishReason: ev.FinishReason, usage: ev.Usage, cached: ev.Cached, err: ev.Error}}
+		end := &ending{typ: ev.Type, finishReason: ev.FinishReason, usage: ev.Usage, cached: ev.Cached, err: ev.Error}
+		if t := ev.Timings; t != nil {
+			end.slotWait = time.Duration(t.SlotWaitMS * float64(time.Millisecond))
+			end.upstreamTTFT = time.Duration(t.UpstreamTTFTMS * float64(time.Millisecond))
+		}
+		return entry{kind: entryEnd, end: end}
 	}
 }
 

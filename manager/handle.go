@@ -249,19 +249,31 @@ func (r *request) releaseSlot() {
 
 // becomeFollower trades the request slot for a follower slot, so the
 // worker can pull more jobs to lead while this one only relays. While the
-// follower pool is full it waits, reporting progress.
+// follower pool is full it waits, reporting progress to JetStream and, in
+// progress events, to its reader.
 func (r *request) becomeFollower() error {
-	for {
-		ctx, cancel := context.WithTimeout(r.ctx, r.progressEvery())
-		err := r.m.slots.followers.acquire(ctx)
-		cancel()
-		if err == nil {
-			break
+	if !r.m.slots.followers.tryAcquire() {
+		r.stage, r.reason = protocol.StageWaiting, protocol.ReasonFollowerSlot
+		if err := r.publish(protocol.Event{Type: protocol.EventProgress, Stage: r.stage, Reason: r.reason}); err != nil {
+			return err
 		}
-		if r.ctx.Err() != nil {
-			return r.ctx.Err()
+		every := min(r.progressEvery(), r.m.cfg.ProgressInterval)
+		for {
+			ctx, cancel := context.WithTimeout(r.ctx, every)
+			err := r.m.slots.followers.acquire(ctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			if r.ctx.Err() != nil {
+				return r.ctx.Err()
+			}
+			r.progress()
+			if err := r.heartbeat(); err != nil {
+				return err
+			}
 		}
-		r.progress()
+		r.stage, r.reason = "", ""
 	}
 	r.m.slots.requests.release()
 	r.slot = slotFollower

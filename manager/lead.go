@@ -72,7 +72,8 @@ func (g *generation) lead(l *lease, genID string) next {
 		if g.useCache {
 			g.cacheAnswer(attempt, res)
 		}
-		g.appendEntry(attempt, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: res.finishReason, usage: res.usage}})
+		g.appendEntry(attempt, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: res.finishReason, usage: res.usage,
+			slotWait: res.slotWait, upstreamTTFT: res.firstToken}})
 	case errors.Is(err, errLeaseLost), errors.Is(cause, errLeaseLost):
 		// Fenced: someone else leads now. Publish nothing more; route again.
 		g.m.stats.leasesLost.Add(1)
@@ -118,6 +119,7 @@ type streamed struct {
 	usage        *protocol.Usage
 	bytes        int           // output bytes, counted as the chunk cap counts them
 	firstToken   time.Duration // request sent → first output delta; 0 without output
+	slotWait     time.Duration // waited for an upstream slot
 }
 
 // answerTooLargeError ends a generation whose answer outgrew MaxAnswerBytes.
@@ -130,15 +132,24 @@ func (e *answerTooLargeError) Error() string {
 // generate streams the answer into the log within a GenAI client span
 // (child of the leading job's span).
 func (g *generation) generate(ctx context.Context, attempt int) (*streamed, error) {
-	if err := g.m.slots.llm.acquire(ctx); err != nil {
-		return nil, err
+	waitStart := time.Now()
+	if !g.m.slots.llm.tryAcquire() {
+		g.appendEntry(attempt, entry{kind: entryProgress, stage: protocol.StageWaiting, reason: protocol.ReasonLLMSlot})
+		if err := g.m.slots.llm.acquire(ctx); err != nil {
+			return nil, err
+		}
 	}
 	defer g.m.slots.llm.release()
+	slotWait := time.Since(waitStart)
+	g.appendEntry(attempt, entry{kind: entryProgress, stage: protocol.StageGenerating})
 	g.m.stats.upstreamCalls.Add(1)
 	g.m.metrics.upstreamCalls.Add(g.traceCtx, 1)
 	spanCtx, span := g.m.tracer.Start(trace.ContextWithSpan(ctx, trace.SpanFromContext(g.traceCtx)), "chat "+g.job.Model,
 		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(genAIRequestAttributes(g.job)...))
 	res, err := g.stream(spanCtx, attempt, span)
+	if res != nil {
+		res.slotWait = slotWait
+	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		span.SetAttributes(attribute.String("error.type", errorType(err)))

@@ -70,7 +70,9 @@ func (r *request) serve() {
 	}
 	if role != protocol.RoleLeader {
 		if err := r.becomeFollower(); err != nil {
-			r.endByContext()
+			if !r.settled {
+				r.endByContext()
+			}
 			return
 		}
 	}
@@ -78,14 +80,34 @@ func (r *request) serve() {
 }
 
 // relay copies the generation's entries onto the reply subject, renumbered,
-// until the end entry.
+// until the end entry. Until the first chunk it also tells the reader what
+// the request waits for (progress events): a stage that has held for
+// stageSettle goes out — one that output or the next stage follows sooner
+// is not worth an event — and the stage is repeated after every
+// ProgressInterval without an event, so a reader can tell a request that
+// waits from one that is stuck.
 func (r *request) relay(sub *subscription, tick *time.Ticker) {
 	g := sub.g
+	quiet := time.NewTimer(r.m.cfg.ProgressInterval) // the heartbeat
+	defer quiet.Stop()
+	settle := time.NewTimer(stageSettle)
+	settle.Stop()
+	defer settle.Stop()
+	stagePending := false
 	for {
 		entries, wake := g.since(sub.next)
+		published := false
 		for _, e := range entries {
 			sub.next++
+			if e.kind != entryProgress {
+				stagePending = false // superseded by output or the end
+			}
 			switch e.kind {
+			case entryProgress:
+				if r.chunks == 0 {
+					r.stage, r.reason, stagePending = e.stage, e.reason, true
+					settle.Reset(stageSettle)
+				}
 			case entryChunk:
 				if r.firstChunk.IsZero() {
 					r.firstChunk = time.Now()
@@ -97,6 +119,7 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 				if r.publish(ev) != nil {
 					return
 				}
+				published = true
 			case entryReset:
 				if r.chunks > 0 {
 					r.chunks = 0
@@ -105,11 +128,30 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 					}
 				}
 			case entryEnd:
-				r.end(protocol.Event{Type: e.end.typ, FinishReason: e.end.finishReason, Usage: e.end.usage, Cached: e.end.cached, Error: e.end.err})
+				r.end(protocol.Event{Type: e.end.typ, FinishReason: e.end.finishReason, Usage: e.end.usage, Cached: e.end.cached, Error: e.end.err,
+					Timings: e.end.timings()})
 				return
 			}
 		}
+		if published && r.firstChunk.IsZero() {
+			quiet.Reset(r.m.cfg.ProgressInterval)
+		}
 		select {
+		case <-settle.C:
+			if stagePending {
+				stagePending = false
+				if r.publish(protocol.Event{Type: protocol.EventProgress, Stage: r.stage, Reason: r.reason}) != nil {
+					return
+				}
+				quiet.Reset(r.m.cfg.ProgressInterval)
+			}
+		case <-quiet.C:
+			if r.firstChunk.IsZero() {
+				if r.heartbeat() != nil {
+					return
+				}
+				quiet.Reset(r.m.cfg.ProgressInterval)
+			}
 		case <-wake:
 		case <-g.done:
 			// The end may have been appended just before run returned:
@@ -125,6 +167,21 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 			r.progress()
 		}
 	}
+}
+
+// stageSettle is how long a stage must hold before a progress event says
+// so: long enough that a leader whose upstream answers at once sends none,
+// short enough that a reader hears of a wait within a blink.
+const stageSettle = 100 * time.Millisecond
+
+// heartbeat repeats the request's current stage: it is alive and still
+// waiting for its first output.
+func (r *request) heartbeat() error {
+	stage := r.stage
+	if stage == "" {
+		stage = protocol.StageGenerating // routed, and nothing reported yet: the leader is at work
+	}
+	return r.publish(protocol.Event{Type: protocol.EventProgress, Stage: stage, Reason: r.reason})
 }
 
 // orphaned ends a request whose generation stopped without an end: on

@@ -51,6 +51,8 @@ type request struct {
 	seq        uint64 // last stored
 	lastStored uint64 // its sequence in the replies stream: what the next event expects
 	chunks     int    // chunks published since the last reset
+	stage      string // the last stage the generation reported (progress events)
+	reason     string // and why it waits, for a waiting stage
 
 	// For metrics and traces (observe.go).
 	role      protocol.Role // "" while routing
@@ -122,7 +124,10 @@ func (r *request) refused(typ protocol.EventType, err error) {
 func (r *request) end(ev protocol.Event) {
 	if ev.Type == protocol.EventDone {
 		now := time.Now()
-		ev.Timings = &protocol.Timings{QueueMS: ms(r.pulled.Sub(r.arrived)), TotalMS: ms(now.Sub(r.arrived))}
+		if ev.Timings == nil {
+			ev.Timings = &protocol.Timings{}
+		}
+		ev.Timings.QueueMS, ev.Timings.TotalMS = ms(r.pulled.Sub(r.arrived)), ms(now.Sub(r.arrived))
 		if !r.firstChunk.IsZero() {
 			ev.Timings.TTFTMS = ms(r.firstChunk.Sub(r.arrived))
 		}

@@ -37,6 +37,15 @@ func (p *pool) acquire(ctx context.Context) error {
 	return nil
 }
 
+// tryAcquire takes a slot if one is free.
+func (p *pool) tryAcquire() bool {
+	if !p.sem.TryAcquire(1) {
+		return false
+	}
+	p.used.Add(1)
+	return true
+}
+
 // take marks a reserved slot as held by a job.
 func (p *pool) take() { p.used.Add(1) }
 

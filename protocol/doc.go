@@ -27,5 +27,12 @@
 //
 // Every request ends with exactly one terminal event: done, error or
 // cancelled. A reset event means "discard the output so far"; it follows a
-// failover, and the new output follows it.
+// failover, and the new output follows it. A progress event says what a
+// request waits for before its first output; it carries no output.
+//
+// # Extending version 1
+//
+// New event types, fields and error codes may appear within version 1. A
+// client ignores event types and fields it does not know and treats an
+// unknown error code like CodeInternal.
 package protocol

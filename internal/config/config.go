@@ -52,6 +52,7 @@ type Env struct {
 	Cache                   bool          `envconfig:"CHATFLEET_CACHE" default:"true" desc:"serve and store finished answers (jobs may override)"`
 	ChunkWindow             time.Duration `envconfig:"CHATFLEET_CHUNK_WINDOW" default:"5ms" desc:"merge deltas arriving within this window into one chunk event; 0 disables"`
 	MaxAnswerBytes          int           `envconfig:"CHATFLEET_MAX_ANSWER_BYTES" default:"8388608" desc:"longest answer (text, tool-call arguments, refusal and reasoning); a longer one ends with answer_too_large"`
+	ProgressInterval        time.Duration `envconfig:"CHATFLEET_PROGRESS_INTERVAL" default:"5s" desc:"a request waiting for its first output repeats its stage (a progress event) after this long without an event"`
 	ProcessingTimeout       time.Duration `envconfig:"CHATFLEET_PROCESSING_TIMEOUT" default:"10m" desc:"longest a job may run"`
 	QueueTimeout            time.Duration `envconfig:"CHATFLEET_QUEUE_TIMEOUT" default:"5m" desc:"a job that waited longer in the queue ends with queue_timeout; 0 disables"`
 	MidStreamRetries        int           `envconfig:"CHATFLEET_LLM_MIDSTREAM_RETRIES" default:"1" desc:"restarts (behind a reset event) of an upstream stream that breaks after partial output; 0 ends with the error"`
@@ -156,6 +157,7 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 			DisableCache:            !e.Cache,
 			ChunkWindow:             off(e.ChunkWindow),
 			MaxAnswerBytes:          e.MaxAnswerBytes,
+			ProgressInterval:        e.ProgressInterval,
 			ProcessingTimeout:       e.ProcessingTimeout,
 			QueueTimeout:            off(e.QueueTimeout),
 			MidStreamRetries:        off(e.MidStreamRetries),

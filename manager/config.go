@@ -29,6 +29,13 @@ type Config struct {
 	// MaxConcurrentRequests caps requests this worker leads or is routing.
 	// Defaults to 64.
 	MaxConcurrentRequests int
+	// MaxWaitingLeaders is how many leaders may wait for an upstream slot
+	// without holding a request slot, so the worker goes on pulling jobs
+	// (cache hits and followers are served at once) while its upstream is
+	// the bottleneck. Negative disables: waiting leaders keep their request
+	// slots. Defaults to MaxConcurrentLLMStreams: each waits for about one
+	// generation on this worker.
+	MaxWaitingLeaders int
 	// MaxConcurrentLLMStreams caps concurrent upstream streams. Defaults to 16.
 	MaxConcurrentLLMStreams int
 	// MaxConcurrentFollowers caps requests that follow a generation or are
@@ -100,6 +107,7 @@ func (c Config) WithDefaults() Config {
 	}
 	setDefault(&c.MaxConcurrentRequests, 64)
 	setDefault(&c.MaxConcurrentLLMStreams, 16)
+	setDefault(&c.MaxWaitingLeaders, c.MaxConcurrentLLMStreams)
 	setDefault(&c.MaxConcurrentFollowers, 1024)
 	setDefault(&c.ChunkWindow, 5*time.Millisecond)
 	setDefault(&c.MaxAnswerBytes, 8<<20)

@@ -24,14 +24,17 @@ const (
 // answer, and appends the answer to the log; each subscribed request relays
 // the log onto its own reply subject.
 type generation struct {
-	m        *Manager
-	id       string // this hub's own ID: how a leader tells its followers apart
-	key      string // cache and in-flight key (tenant.hash); "" when neither is used
-	hubKey   string // key in Manager.hubs; "" for a private generation (dedupe off: never shared, no lease)
-	job      *protocol.Job
-	creator  string // the request that started it: the leader, if it leads
-	useCache bool
-	traceCtx context.Context // the creator's job span: parent of the upstream span
+	m       *Manager
+	id      string // this hub's own ID: how a leader tells its followers apart
+	key     string // cache and in-flight key (tenant.hash); "" when neither is used
+	hubKey  string // key in Manager.hubs; "" for a private generation (dedupe off: never shared, no lease)
+	job     *protocol.Job
+	creator string // the request that started it: the leader, if it leads
+	// creatorPermit is the creator's slot, parked while the generation it
+	// leads waits for the upstream (see Slots).
+	creatorPermit *Permit
+	useCache      bool
+	traceCtx      context.Context // the creator's job span: parent of the upstream span
 
 	ctx    context.Context // cancelled when no request is interested, or on shutdown
 	cancel context.CancelCauseFunc
@@ -108,7 +111,7 @@ func (m *Manager) startGeneration(r *request, key, hubKey string, useCache bool)
 	ctx, cancel := context.WithCancelCause(m.life)
 	g := &generation{
 		m: m, id: protocol.NewID(), key: key, hubKey: hubKey,
-		job: r.job, creator: r.key, useCache: useCache, traceCtx: r.traceCtx,
+		job: r.job, creator: r.key, creatorPermit: r.permit, useCache: useCache, traceCtx: r.traceCtx,
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		log: newGenLog(), routed: make(chan struct{}), endCh: make(chan struct{}), remote: map[string]struct{}{},
 		local: 1, // r, subscribed before run can end the generation

@@ -15,14 +15,14 @@ import (
 	"github.com/chatfleet/chatfleet/subjects"
 )
 
-// Handle answers one pulled job. The caller (the worker's fetch loop) has
-// taken one request slot for it, which Handle gives back. Handle returns
-// once the job has been acked, terminated or handed back. A panic while
-// handling it is recovered: the job ends with an internal error and is
-// dead-lettered, and the worker lives on.
-func (m *Manager) Handle(msg jetstream.Msg) {
-	m.slots.requests.take() // the slot the fetch loop reserved for this job
-	r := &request{m: m, msg: msg, slot: slotRequest, pulled: time.Now(), log: m.cfg.Logger}
+// Handle answers one pulled job with the permit Slots.Reserve gave for it,
+// which Handle gives back. Handle returns once the job has been acked,
+// terminated or handed back. A panic while handling it is recovered: the
+// job ends with an internal error and is dead-lettered, and the worker
+// lives on.
+func (m *Manager) Handle(msg jetstream.Msg, permit *Permit) {
+	permit.take()
+	r := &request{m: m, msg: msg, permit: permit, pulled: time.Now(), log: m.cfg.Logger}
 	defer r.releaseSlot()
 	defer r.observeEnd()
 	defer r.recoverPanic()
@@ -237,18 +237,11 @@ func (r *request) resume() bool {
 }
 
 // releaseSlot gives back whatever slot the request holds.
-func (r *request) releaseSlot() {
-	switch r.slot {
-	case slotRequest:
-		r.m.slots.requests.release()
-	case slotFollower:
-		r.m.slots.followers.release()
-	}
-	r.slot = slotNone
-}
+func (r *request) releaseSlot() { r.permit.release() }
 
-// becomeFollower trades the request slot for a follower slot, so the
-// worker can pull more jobs to lead while this one only relays. While the
+// becomeFollower trades the request (or fast-lane) slot for a follower
+// slot, so the worker can pull more jobs to lead while this one only
+// relays. While the
 // follower pool is full it waits, reporting progress to JetStream and, in
 // progress events, to its reader.
 func (r *request) becomeFollower() error {
@@ -275,7 +268,6 @@ func (r *request) becomeFollower() error {
 		}
 		r.stage, r.reason = "", ""
 	}
-	r.m.slots.requests.release()
-	r.slot = slotFollower
+	r.permit.moveTo(slotFollower)
 	return nil
 }

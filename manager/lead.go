@@ -134,6 +134,9 @@ func (e *answerTooLargeError) Error() string {
 func (g *generation) generate(ctx context.Context, attempt int) (*streamed, error) {
 	waitStart := time.Now()
 	if !g.m.slots.llm.tryAcquire() {
+		// Wait without the request slot, so the worker keeps serving
+		// cache hits and followers meanwhile (see Slots).
+		g.creatorPermit.park()
 		g.appendEntry(attempt, entry{kind: entryProgress, stage: protocol.StageWaiting, reason: protocol.ReasonLLMSlot})
 		if err := g.m.slots.llm.acquire(ctx); err != nil {
 			return nil, err

@@ -63,7 +63,7 @@ func newMetrics(mp metric.MeterProvider, m *Manager) (*metrics, error) {
 	x.inFlight, err = meter.Int64UpDownCounter("chatfleet.requests.in_flight", metric.WithDescription("Requests on this worker, by role (routing until it is known)."))
 	errs = append(errs, err)
 
-	slotsUsed, err := meter.Int64ObservableGauge("chatfleet.slots.used", metric.WithDescription("Slots taken, by pool (requests, llm, followers)."))
+	slotsUsed, err := meter.Int64ObservableGauge("chatfleet.slots.used", metric.WithDescription("Slots taken, by pool (requests, waiting, llm, followers)."))
 	errs = append(errs, err)
 	slotsTotal, err := meter.Int64ObservableGauge("chatfleet.slots.total", metric.WithDescription("Slots in each pool."))
 	errs = append(errs, err)

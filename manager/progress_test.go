@@ -158,3 +158,54 @@ func count(evs []protocol.Event, match func(protocol.Event) bool) int {
 	}
 	return n
 }
+
+// TestCacheHitsWhileLeadersWait: with the only upstream slot held by a
+// slow generation and another leader waiting for it, a request whose
+// answer is cached is still pulled and answered at once: the waiting
+// leader gave its request slot back (it waits in a waiting slot), so the
+// worker's two request slots do not both sit behind the upstream.
+func TestCacheHitsWhileLeadersWait(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+		rep := llmtest.DefaultReply(r)
+		if r.LastUserMessage() != "cached" {
+			rep.StallAfter, rep.Release = -1, release
+		}
+		return rep
+	})}})
+	w := f.StartWorker(func(c *worker.Config) {
+		c.Manager.MaxConcurrentRequests = 2
+		c.Manager.MaxConcurrentLLMStreams = 1
+	})
+	ctx := ctxFor(t, 30*time.Second)
+	var once sync.Once
+	defer once.Do(func() { close(release) })
+	if _, err := f.Pub.Complete(ctx, userJob("cached")); err != nil {
+		t.Fatal(err)
+	}
+	slowA := submitEvents(t, ctx, f.Pub, userJob("slow a"))
+	if err := f.LLM.WaitCalls(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	slowB := submitEvents(t, ctx, f.Pub, userJob("slow b"))
+	slowB.waitFor(t, ctx, func(evs []protocol.Event) bool {
+		return count(evs, progressOf(protocol.StageWaiting, protocol.ReasonLLMSlot)) > 0
+	})
+	if u := w.Manager().Slots().Usage(); u["waiting"].Used != 1 || u["requests"].Used != 1 || u["llm"].Used != 1 {
+		t.Fatalf("slots %+v: want one leader streaming, one waiting without a request slot", u)
+	}
+
+	hitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ans, err := f.Pub.Complete(hitCtx, userJob("cached"))
+	if err != nil || !ans.Cached {
+		t.Fatalf("the cached answer waited behind the slow generations: %+v, %v", ans, err)
+	}
+	once.Do(func() { close(release) })
+	for _, s := range []*eventLog{slowA, slowB} {
+		if evs := s.wait(t); evs[len(evs)-1].Type != protocol.EventDone {
+			t.Errorf("slow job ended with %+v", evs[len(evs)-1])
+		}
+	}
+}

@@ -17,15 +17,6 @@ import (
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
-// slotKind is the pool a request holds a slot of.
-type slotKind uint8
-
-const (
-	slotNone slotKind = iota
-	slotRequest
-	slotFollower
-)
-
 // request is one job being answered on this worker. Only its own goroutine
 // publishes its events, so its sequence numbers are strictly increasing
 // and it ends with exactly one terminal event (or is handed back).
@@ -40,7 +31,7 @@ type request struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	slot       slotKind
+	permit     *Permit   // the slot it holds
 	streamSeq  uint64    // the job's sequence in the jobs stream
 	deliveries uint64    // how often it has been delivered, this time included
 	arrived    time.Time // stored in the jobs stream

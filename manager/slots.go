@@ -2,22 +2,34 @@ package manager
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
 )
 
-// Slots are a worker's three pools: requests being routed or led, upstream
-// streams, and followers (including cache hits).
+// Slots are a worker's pools: requests being routed or led, leaders
+// waiting for an upstream slot, upstream streams, and followers (including
+// cache hits).
+//
+// The fetch loop pulls a job only with a permit for it (Reserve), one per
+// free request slot. A leader that must wait for an upstream slot trades
+// its request slot for a waiting slot while one is free, so the worker
+// goes on pulling while its upstream is the bottleneck: jobs that turn out
+// to be cache hits or followers are served at once instead of queueing
+// behind slow generations. A worker thus holds at most
+// MaxConcurrentRequests jobs that route or lead plus MaxWaitingLeaders
+// leaders that wait (or went on to lead) beyond them.
 type Slots struct {
 	requests  pool
+	waiting   pool
 	llm       pool
 	followers pool
 }
 
 // pool is a semaphore that knows how many of its slots jobs hold, for the
-// slots gauges. The fetch loop reserves request slots for its pull before
-// jobs exist; those count as used only once a job takes them.
+// slots gauges. The fetch loop reserves slots for its pull before jobs
+// exist; those count as used only once a job takes them.
 type pool struct {
 	sem  *semaphore.Weighted
 	size int64
@@ -46,17 +58,32 @@ func (p *pool) tryAcquire() bool {
 	return true
 }
 
+// reserve reserves up to max slots without waiting, not yet used by a job.
+func (p *pool) reserve(max int) int {
+	n := 0
+	for n < max && p.sem.TryAcquire(1) {
+		n++
+	}
+	return n
+}
+
 // take marks a reserved slot as held by a job.
 func (p *pool) take() { p.used.Add(1) }
 
 // release gives back a slot a job held.
 func (p *pool) release() {
 	p.used.Add(-1)
-	p.sem.Release(1)
+	p.unreserve(1)
 }
+
+// unreserve gives back n reserved slots no job took.
+func (p *pool) unreserve(n int) { p.sem.Release(int64(n)) }
 
 // waitIdle waits until every slot is free.
 func (p *pool) waitIdle(ctx context.Context) error {
+	if p.size == 0 {
+		return nil
+	}
 	if err := p.sem.Acquire(ctx, p.size); err != nil {
 		return err
 	}
@@ -67,39 +94,34 @@ func (p *pool) waitIdle(ctx context.Context) error {
 func newSlots(c Config) *Slots {
 	return &Slots{
 		requests:  newPool(c.MaxConcurrentRequests),
+		waiting:   newPool(max(c.MaxWaitingLeaders, 0)),
 		llm:       newPool(c.MaxConcurrentLLMStreams),
 		followers: newPool(c.MaxConcurrentFollowers),
 	}
 }
 
-// AcquireRequest waits for one request slot, reserved for a pull. The
-// worker's fetch loop reserves one per job it asks for and hands each to
-// Handle with its job (Handle takes it; see take).
-func (s *Slots) AcquireRequest(ctx context.Context) error { return s.requests.sem.Acquire(ctx, 1) }
-
-// TryAcquireRequests reserves up to max more request slots without waiting
-// and returns how many it reserved.
-func (s *Slots) TryAcquireRequests(max int) int {
-	n := 0
-	for n < max && s.requests.sem.TryAcquire(1) {
-		n++
+// Reserve waits for a free request slot, reserves it and every other free
+// one up to max, and returns a permit per slot. Hand each permit to Handle
+// with the job pulled for it, and Release the permits no job arrived for.
+// Once ctx is done it returns ctx's error, even with slots free.
+func (s *Slots) Reserve(ctx context.Context, max int) ([]*Permit, error) {
+	if err := s.requests.sem.Acquire(ctx, 1); err != nil {
+		return nil, err
 	}
-	return n
-}
-
-// ReleaseRequests gives back n reserved request slots no job arrived for.
-func (s *Slots) ReleaseRequests(n int) {
-	if n > 0 {
-		s.requests.sem.Release(int64(n))
+	n := 1 + s.requests.reserve(max-1)
+	out := make([]*Permit, n)
+	for i := range out {
+		out[i] = &Permit{s: s, kind: slotRequest}
 	}
+	return out, nil
 }
 
 // WaitIdle waits until every slot of every pool is free: all requests and
 // generations have ended. It returns ctx's error if that comes first.
-// Requests only move from request slots to follower slots, never back,
+// Jobs move from request slots to waiting or follower slots, never back,
 // so checking the pools in this order misses none.
 func (s *Slots) WaitIdle(ctx context.Context) error {
-	for _, p := range []*pool{&s.requests, &s.followers, &s.llm} {
+	for _, p := range []*pool{&s.requests, &s.waiting, &s.followers, &s.llm} {
 		if err := p.waitIdle(ctx); err != nil {
 			return err
 		}
@@ -113,11 +135,100 @@ type SlotUsage struct {
 	Total int64 `json:"total"`
 }
 
-// Usage returns each pool's use, by pool name: requests, llm, followers.
+// Usage returns each pool's use, by pool name: requests, waiting, llm,
+// followers.
 func (s *Slots) Usage() map[string]SlotUsage {
 	return map[string]SlotUsage{
 		"requests":  {s.requests.used.Load(), s.requests.size},
+		"waiting":   {s.waiting.used.Load(), s.waiting.size},
 		"llm":       {s.llm.used.Load(), s.llm.size},
 		"followers": {s.followers.used.Load(), s.followers.size},
+	}
+}
+
+// slotKind is the pool a permit holds a slot of.
+type slotKind uint8
+
+const (
+	slotNone slotKind = iota
+	slotRequest
+	slotWaiting
+	slotFollower
+)
+
+// Permit is the slot one pulled job holds, from Reserve until the job is
+// settled. The job's request moves it to a follower slot; a generation the
+// request leads moves it to a waiting slot while it waits for the
+// upstream. Its methods are safe for concurrent use.
+type Permit struct {
+	s     *Slots
+	mu    sync.Mutex
+	kind  slotKind
+	taken bool
+}
+
+// Release gives back a permit no job took (the pull brought fewer jobs).
+func (p *Permit) Release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.taken || p.kind == slotNone {
+		return
+	}
+	p.poolOf(p.kind).unreserve(1)
+	p.kind = slotNone
+}
+
+// take marks the permit as held by a job.
+func (p *Permit) take() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.taken = true
+	p.poolOf(p.kind).take()
+}
+
+func (p *Permit) poolOf(k slotKind) *pool {
+	switch k {
+	case slotRequest:
+		return &p.s.requests
+	case slotWaiting:
+		return &p.s.waiting
+	default:
+		return &p.s.followers
+	}
+}
+
+// release gives back the slot the job held.
+func (p *Permit) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.kind != slotNone {
+		p.poolOf(p.kind).release()
+		p.kind = slotNone
+	}
+}
+
+// moveTo makes the permit hold a slot of kind k, already acquired from
+// its pool, giving back the one it held; when the permit was released
+// meanwhile, k's slot goes back too.
+func (p *Permit) moveTo(k slotKind) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.kind != slotNone {
+		p.poolOf(p.kind).release()
+		p.kind = k
+	} else {
+		p.poolOf(k).release()
+	}
+}
+
+// park trades a request slot for a waiting slot, if one is free: the
+// leader is about to wait for the upstream, and its request slot lets
+// the worker pull a job that may not need to.
+func (p *Permit) park() {
+	p.mu.Lock()
+	held := p.kind
+	p.mu.Unlock()
+	if held == slotRequest && p.s.waiting.tryAcquire() {
+		p.moveTo(slotWaiting)
 	}
 }

@@ -41,9 +41,6 @@ const (
 	ReasonLLMSlot = "llm_slot"
 	// ReasonFollowerSlot: every follower slot of the worker is busy.
 	ReasonFollowerSlot = "follower_slot"
-	// ReasonRequestSlot: the job came in on the fast lane and leads; it
-	// waits for a request slot.
-	ReasonRequestSlot = "request_slot"
 )
 
 // Terminal reports whether t ends a request.

@@ -5,26 +5,29 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/manager"
 )
 
-// fetchLoop pulls jobs while the pool has room: it takes every free
-// request slot, asks the consumer for exactly that many jobs, and hands
-// each job with its slot to the manager. A worker never holds more jobs
-// than it has slots, so idle capacity elsewhere in the fleet is used.
+// fetchLoop pulls jobs while the pool has room: it reserves every free
+// request slot (or, when none is free, the fast lane's), asks the consumer
+// for exactly that many jobs, and hands each job with its permit to the
+// manager. A worker never holds more jobs than it has slots, so idle
+// capacity elsewhere in the fleet is used.
 func (w *Worker) fetchLoop(ctx context.Context) {
 	defer close(w.fetching)
 	slots := w.mgr.Slots()
 	backoff := 50 * time.Millisecond
 	for {
-		if err := slots.AcquireRequest(ctx); err != nil {
+		permits, err := slots.Reserve(ctx, w.cfg.Manager.MaxConcurrentRequests)
+		if err != nil {
 			return // stopping
 		}
-		n := 1 + slots.TryAcquireRequests(w.cfg.Manager.MaxConcurrentRequests-1)
 		// The pull request is not tied to ctx: cancelling it would strand
 		// jobs the server already sent. Stop waits at most FetchWait.
-		batch, err := w.consumer.Fetch(n, jetstream.FetchMaxWait(w.cfg.FetchWait))
+		batch, err := w.consumer.Fetch(len(permits), jetstream.FetchMaxWait(w.cfg.FetchWait))
 		if err != nil {
-			slots.ReleaseRequests(n)
+			release(permits)
 			if !w.pause(ctx, err, &backoff) {
 				return
 			}
@@ -32,15 +35,16 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 		}
 		got := 0
 		for msg := range batch.Messages() {
+			permit := permits[got]
 			got++
 			if ctx.Err() != nil {
 				_ = msg.Nak() // stopping: hand it straight back
-				slots.ReleaseRequests(1)
+				permit.Release()
 				continue
 			}
-			w.handlers.Go(func() { w.mgr.Handle(msg) }) // owned by the worker: Stop's handlers.Close waits for it
+			w.handlers.Go(func() { w.mgr.Handle(msg, permit) }) // owned by the worker: Stop's handlers.Close waits for it
 		}
-		slots.ReleaseRequests(n - got)
+		release(permits[got:])
 		if err := batch.Error(); err != nil {
 			if !w.pause(ctx, err, &backoff) {
 				return
@@ -48,6 +52,13 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 			continue
 		}
 		backoff = 50 * time.Millisecond
+	}
+}
+
+// release gives back permits no job arrived for.
+func release(permits []*manager.Permit) {
+	for _, p := range permits {
+		p.Release()
 	}
 }
 

@@ -47,6 +47,7 @@ type Env struct {
 
 	MaxConcurrentRequests   int           `envconfig:"CHATFLEET_MAX_CONCURRENT_REQUESTS" default:"64" desc:"jobs a worker leads or routes at once"`
 	MaxConcurrentLLMStreams int           `envconfig:"CHATFLEET_MAX_CONCURRENT_LLM_STREAMS" default:"16" desc:"upstream streams a worker runs at once"`
+	MaxWaitingLeaders       *int          `envconfig:"CHATFLEET_MAX_WAITING_LEADERS" desc:"leaders that may wait for an upstream slot without holding a request slot, so cache hits and followers are still pulled (default: MAX_CONCURRENT_LLM_STREAMS; 0 turns the fast lane off)"`
 	MaxConcurrentFollowers  int           `envconfig:"CHATFLEET_MAX_CONCURRENT_FOLLOWERS" default:"1024" desc:"jobs a worker serves as follower or from the cache at once"`
 	Dedupe                  bool          `envconfig:"CHATFLEET_DEDUPE" default:"true" desc:"share one generation among identical concurrent jobs (jobs may override)"`
 	Cache                   bool          `envconfig:"CHATFLEET_CACHE" default:"true" desc:"serve and store finished answers (jobs may override)"`
@@ -153,6 +154,7 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 			MaxConcurrentRequests:   e.MaxConcurrentRequests,
 			MaxConcurrentLLMStreams: e.MaxConcurrentLLMStreams,
 			MaxConcurrentFollowers:  e.MaxConcurrentFollowers,
+			MaxWaitingLeaders:       offOrDefault(e.MaxWaitingLeaders),
 			DisableDedupe:           !e.Dedupe,
 			DisableCache:            !e.Cache,
 			ChunkWindow:             off(e.ChunkWindow),
@@ -177,6 +179,15 @@ func off[T int | time.Duration](v T) T {
 		return -1
 	}
 	return v
+}
+
+// offOrDefault maps an unset variable to the library's default (0) and a
+// set 0 to its "off" (-1).
+func offOrDefault(v *int) int {
+	if v == nil {
+		return 0
+	}
+	return off(*v)
 }
 
 // Logger returns the configured logger, writing to w.

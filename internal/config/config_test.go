@@ -77,3 +77,24 @@ func TestLoggerRejectsBadValues(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitingLeaders: unset leaves the manager's default (one per upstream
+// slot); 0 turns the fast lane off; a number is taken as it is.
+func TestWaitingLeaders(t *testing.T) {
+	for _, tt := range []struct {
+		env  string
+		set  bool
+		want int
+	}{{"", false, 16}, {"0", true, -1}, {"3", true, 3}} {
+		if tt.set {
+			t.Setenv("CHATFLEET_MAX_WAITING_LEADERS", tt.env)
+		}
+		e, err := Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Worker(e.LLM(), nil).Manager.WithDefaults().MaxWaitingLeaders; got != tt.want {
+			t.Errorf("CHATFLEET_MAX_WAITING_LEADERS=%q: %d, want %d", tt.env, got, tt.want)
+		}
+	}
+}

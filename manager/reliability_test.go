@@ -44,8 +44,8 @@ func errorCode(err error) protocol.Code {
 
 func TestQueueTimeout(t *testing.T) {
 	t.Parallel()
-	f := fleettest.New(t, fleettest.Options{})
-	w := f.StartWorker(func(c *worker.Config) { c.Manager.QueueTimeout = time.Nanosecond }) // every job waited longer
+	f := fleettest.New(t, fleettest.Options{Topology: topology.Config{QueueTimeout: time.Nanosecond}}) // every job waited longer
+	w := f.StartWorker(nil)
 	ctx := ctxFor(t, 30*time.Second)
 	_, err := f.Pub.Complete(ctx, userJob("too late"))
 	if errorCode(err) != protocol.CodeQueueTimeout || !errors.Is(err, publisher.ErrTimeout) {

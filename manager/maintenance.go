@@ -12,7 +12,8 @@ import (
 
 // Fleet maintenance is work done once for the whole fleet rather than by
 // every worker: ending jobs queued past their queue timeout
-// (maintenance_queuetimeout.go). One worker at a time does it, the
+// (maintenance_queuetimeout.go) and giving up jobs the consumer stopped
+// delivering (maxdeliver.go). One worker at a time does it, the
 // maintainer, as in River's leader-only maintenance. Workers elect it with
 // the leaders' lease (lease.go) under maintenanceKey in the in-flight
 // bucket: the holder renews it every third of the bucket's TTL and
@@ -34,7 +35,9 @@ type maintainer struct {
 	retry time.Duration // between attempts to win the lease: a third of its TTL
 	hooks atomic.Pointer[maintenanceHooks]
 
-	queue *queueTimeouts // owned by the run goroutine
+	// Owned by the run goroutine.
+	queue     *queueTimeouts
+	exhausted map[uint64]bool // jobs below the ack floor at the last scan (maxdeliver.go)
 
 	mu      sync.Mutex
 	leading bool
@@ -54,13 +57,15 @@ func newMaintainer(m *Manager) *maintainer {
 // maintenanceHooks let a test watch and steer the maintainer. In
 // production they are noMaintenanceHooks.
 type maintenanceHooks struct {
-	now     func() time.Time // the clock queue deadlines are compared with
-	scanned func()           // a scan read the consumer's state; no job read yet
-	ended   func(seq uint64) // a queue ending was stored for the job; not yet deleted
-	left    func(seq uint64) // an overdue job's reply was not empty: left to its worker
+	now      func() time.Time             // the clock queue deadlines are compared with
+	scanned  func()                       // a scan read the consumer's state; no job read yet
+	ended    func(seq uint64)             // a queue ending was stored for the job; not yet deleted
+	left     func(seq uint64)             // an overdue job's reply was not empty: left to its worker
+	advisory func(seq uint64, acted bool) // a max-deliveries advisory was checked
 }
 
-var noMaintenanceHooks = maintenanceHooks{now: time.Now, scanned: func() {}, ended: func(uint64) {}, left: func(uint64) {}}
+var noMaintenanceHooks = maintenanceHooks{now: time.Now, scanned: func() {}, ended: func(uint64) {}, left: func(uint64) {},
+	advisory: func(uint64, bool) {}}
 
 func (mt *maintainer) hook() *maintenanceHooks { return mt.hooks.Load() }
 
@@ -179,6 +184,7 @@ func (mt *maintainer) campaign(lost chan struct{}) *lease {
 		}
 	})
 	mt.queue = newQueueTimeouts(mt.m)
+	mt.exhausted = nil
 	mt.setLeading(true)
 	mt.m.cfg.Logger.Info("this worker maintains the fleet now", "queue_timeout", mt.m.top.Config.QueueTimeout)
 	return l
@@ -204,5 +210,6 @@ func (mt *maintainer) maintain(ctx context.Context) {
 		return
 	}
 	mt.hook().scanned()
+	mt.exhausted = mt.m.sweepExhausted(ctx, info, mt.exhausted)
 	mt.queue.sweep(ctx, info, mt.hook())
 }

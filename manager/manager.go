@@ -58,7 +58,8 @@ type Manager struct {
 	stopped chan struct{}
 	stop    sync.Once
 
-	maint *maintainer // fleet maintenance, while this worker is elected
+	maint    *maintainer // fleet maintenance, while this worker is elected
+	givingUp sync.Mutex  // one give-up of an exhausted job at a time (maxdeliver.go)
 }
 
 // New returns a manager. nc must be the connection js and top were made

@@ -37,7 +37,7 @@ type maintainer struct {
 
 	// Owned by the run goroutine.
 	queue     *queueTimeouts
-	exhausted map[uint64]bool // jobs below the ack floor at the last scan (maxdeliver.go)
+	exhausted map[uint64]bool // jobs the last scan found given up by the consumer (maxdeliver.go)
 
 	mu      sync.Mutex
 	leading bool

@@ -65,10 +65,6 @@ type Config struct {
 	// ProcessingTimeout bounds a request's run and a generation's upstream
 	// call; a job's timeout_ms may shorten it. Defaults to 10m.
 	ProcessingTimeout time.Duration
-	// QueueTimeout ends a job that waited longer than this in the queue
-	// with queue_timeout, without an upstream call (first deliveries only).
-	// Negative disables. Defaults to 5m.
-	QueueTimeout time.Duration
 	// MidStreamRetries is how often a generation whose upstream stream
 	// breaks after partial output is started again, behind a reset event;
 	// after that the requests end with the upstream's error. Negative
@@ -77,6 +73,11 @@ type Config struct {
 	// JanitorInterval is how often the janitor sweeps for requests past
 	// their deadline and stale entries. Defaults to 1s.
 	JanitorInterval time.Duration
+	// MaintenanceInterval is how often the fleet's maintainer (one worker
+	// at a time, elected) looks for jobs queued past their queue timeout
+	// (the topology's QueueTimeout) and jobs the consumer gave up on.
+	// Defaults to 1s.
+	MaintenanceInterval time.Duration
 	// AckWait is the jobs consumer's ack wait; running jobs report
 	// progress every third of it. Defaults to 30s.
 	AckWait time.Duration
@@ -113,9 +114,9 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.MaxAnswerBytes, 8<<20)
 	setDefault(&c.ProgressInterval, 5*time.Second)
 	setDefault(&c.ProcessingTimeout, 10*time.Minute)
-	setDefault(&c.QueueTimeout, 5*time.Minute)
 	setDefault(&c.MidStreamRetries, 1)
 	setDefault(&c.JanitorInterval, time.Second)
+	setDefault(&c.MaintenanceInterval, time.Second)
 	setDefault(&c.AckWait, 30*time.Second)
 	setDefault(&c.LeaseTTL, 10*time.Second)
 	setDefault(&c.JoinTimeout, 2*time.Second)
@@ -154,6 +155,9 @@ func (c Config) validate() error {
 		if v < 1 {
 			return fmt.Errorf("%w: %s must be at least 1, got %d", ErrInvalidConfig, name, v)
 		}
+	}
+	if c.MaintenanceInterval < 0 {
+		return fmt.Errorf("%w: MaintenanceInterval must not be negative, got %s", ErrInvalidConfig, c.MaintenanceInterval)
 	}
 	if c.LeaseTTL < time.Second {
 		return fmt.Errorf("%w: LeaseTTL must be at least 1s, got %s", ErrInvalidConfig, c.LeaseTTL)

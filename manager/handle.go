@@ -66,10 +66,16 @@ func (m *Manager) Handle(msg jetstream.Msg, permit *Permit) {
 		r.end(protocol.Event{Type: protocol.EventCancelled})
 		return
 	}
-	if wait := r.pulled.Sub(r.arrived); r.deliveries == 1 && m.cfg.QueueTimeout > 0 && wait > m.cfg.QueueTimeout {
-		m.stats.queueTimeouts.Add(1)
+	// The fleet's maintainer ends jobs still queued past their timeout;
+	// this catches one pulled before it did.
+	wait, limit := r.pulled.Sub(r.arrived), queueTimeout(m.top.Config.QueueTimeout, r.job.QueueTimeoutMS)
+	if r.deliveries == 1 && limit > 0 && wait > limit {
+		m.stats.queueTimeouts.Add(1) // before the producer can hear of it
 		r.endWithError(&protocol.Error{Code: protocol.CodeQueueTimeout,
-			Message: fmt.Sprintf("the job waited %s in the queue; the limit is %s", wait.Round(time.Millisecond), m.cfg.QueueTimeout)})
+			Message: fmt.Sprintf("the job waited %s in the queue; the limit is %s", wait.Round(time.Millisecond), limit)})
+		if r.code != protocol.CodeQueueTimeout { // not stored: the maintainer's ending came first
+			m.stats.queueTimeouts.Add(-1)
+		}
 		return
 	}
 	if testHookServe != nil {

@@ -61,6 +61,9 @@ type Manager struct {
 	watcher jetstream.KeyWatcher
 	stopped chan struct{}
 	stop    sync.Once
+
+	maint    *maintainer // fleet maintenance, while this worker is elected
+	givingUp sync.Mutex  // one give-up of an exhausted job at a time (maxdeliver.go)
 }
 
 // New returns a manager. nc must be the connection js and top were made
@@ -98,12 +101,14 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 		end(nil)
 		return nil, fmt.Errorf("manager: metrics: %w", err)
 	}
+	m.maint = newMaintainer(m)
 	return m, nil
 }
 
-// Start watches cancel requests and answers control requests. It returns
-// once every cancel recorded so far is known, so a job cancelled while
-// queued is recognised from the first pull.
+// Start watches cancel requests, answers control requests, and campaigns
+// to maintain the fleet. It returns once every cancel recorded so far is
+// known, so a job cancelled while queued is recognised from the first
+// pull.
 func (m *Manager) Start(ctx context.Context) error {
 	if err := m.watchCancels(ctx); err != nil {
 		return err
@@ -127,7 +132,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		defer m.background.Done()
 		m.janitor()
 	}()
-	return nil
+	return m.maint.Start(ctx)
 }
 
 // Slots returns the worker's pools; the fetch loop takes request slots.
@@ -142,6 +147,8 @@ func (m *Manager) WorkerID() string { return m.cfg.WorkerID }
 // to call twice.
 func (m *Manager) Stop(ctx context.Context) error {
 	m.stop.Do(func() {
+		// First, so another worker maintains the fleet at once.
+		_ = m.maint.Stop(ctx)
 		// Under hubsMu, so no generation starts after Stop waits for them.
 		m.hubsMu.Lock()
 		m.stopping = true
@@ -155,6 +162,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 		// The cancel watcher stops with m.life (applyCancels owns it).
 		go func() {
 			m.background.Wait()
+			<-m.maint.Stopped()
 			m.routines.Close()
 			close(m.stopped)
 		}()

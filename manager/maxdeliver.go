@@ -16,18 +16,28 @@ import (
 // A job delivered MaxDeliver times without an ack (a worker crash loop,
 // say) is never delivered again, but a work-queue stream keeps it. The
 // server announces it with an advisory; one worker of the fleet (a queue
-// group) dead-letters the job, ends its reply with an error, and deletes
-// it from the queue.
+// group) gives the job up: it dead-letters it, ends its reply with an
+// error, and deletes it from the queue.
+//
+// Any client allowed to publish on $JS.EVENT.> can forge that advisory, so
+// its payload only says which job to look at; the deliveries it claims are
+// ignored. A job is given up only if this worker does not run it with
+// fewer than MaxDeliver deliveries, and only when the server's state shows
+// the consumer gave up on it (gaveUp): delivered, still in the stream, yet
+// not pending. A job that runs anywhere in the fleet, or waits for a
+// redelivery, is pending. The maintainer also looks for such jobs on
+// every scan (sweepExhausted), which catches an advisory nobody heard, and
+// one the server's state could not confirm yet.
 
 func (m *Manager) maxDeliveriesSubject() string {
 	return fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s",
 		m.cfg.Names.JobsStream(), m.cfg.Names.WorkersConsumer())
 }
 
-// maxDeliveries is the advisory's payload (io.nats.jetstream.advisory.v1.max_deliver).
+// maxDeliveries is the part of the advisory's payload we read
+// (io.nats.jetstream.advisory.v1.max_deliver).
 type maxDeliveries struct {
-	StreamSeq  uint64 `json:"stream_seq"`
-	Deliveries uint64 `json:"deliveries"`
+	StreamSeq uint64 `json:"stream_seq"`
 }
 
 func (m *Manager) handleMaxDeliveries(msg *nats.Msg) {
@@ -37,28 +47,141 @@ func (m *Manager) handleMaxDeliveries(msg *nats.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(m.life, 10*time.Second)
 	defer cancel()
-	job, err := m.top.Jobs.GetMsg(ctx, adv.StreamSeq)
+	acted := m.checkMaxDeliveries(ctx, adv.StreamSeq)
+	m.maint.hook().advisory(adv.StreamSeq, acted)
+}
+
+// checkMaxDeliveries gives up the job at seq if the server confirms the
+// consumer gave up on it; it reports whether it did.
+func (m *Manager) checkMaxDeliveries(ctx context.Context, seq uint64) bool {
+	info, err := m.top.Consumer.Info(ctx)
+	if err != nil {
+		m.cfg.Logger.Error("cannot check a max-deliveries advisory", "seq", seq, "err", err)
+		return false
+	}
+	if n, ok := m.runningHere(seq); ok && n < uint64(info.Config.MaxDeliver) {
+		m.cfg.Logger.Warn("max-deliveries advisory for a job running here; ignored (forged?)", "seq", seq, "deliveries", n)
+		return false
+	}
+	if !gaveUp(seq, info) {
+		m.cfg.Logger.Warn("max-deliveries advisory the consumer's state does not confirm; ignored (forged, or the job "+
+			"is given up once the consumer's ack floor passes it)", "seq", seq, "ack_floor", info.AckFloor.Stream)
+		return false
+	}
+	return m.giveUp(ctx, seq, info.Config.MaxDeliver)
+}
+
+// gaveUp reports whether the consumer's state shows it gave up on the job
+// at stream sequence seq, which is still in the stream. A work-queue
+// stream deletes a job once it is acked (or terminated), so a job still
+// there that was delivered (seq ≤ the delivered sequence) and is not
+// pending is one the consumer neither waits for nor will deliver again:
+// it exhausted its deliveries. The server does not say which jobs are
+// pending, only how many, and the ack floor, below which none is: so a
+// job is known not to be pending when it is at or below the ack floor, or
+// when nothing is pending at all. A job given up while older jobs are
+// still pending is confirmed once the ack floor passes it. The consumer
+// also keeps a delivery count for such a job, which NumRedelivered counts.
+func gaveUp(seq uint64, info *jetstream.ConsumerInfo) bool {
+	return info.Config.MaxDeliver > 0 && info.NumRedelivered > 0 && seq <= info.Delivered.Stream &&
+		(seq <= info.AckFloor.Stream || info.NumAckPending == 0)
+}
+
+// runningHere reports how often the job at stream sequence seq has been
+// delivered, if this worker runs it.
+func (m *Manager) runningHere(seq uint64) (deliveries uint64, ok bool) {
+	m.requests.mu.RLock()
+	defer m.requests.mu.RUnlock()
+	for _, r := range m.requests.active {
+		if r.streamSeq == seq {
+			return r.deliveries, true
+		}
+	}
+	return 0, false
+}
+
+// sweepExhausted gives up the jobs the consumer gave up on, for the
+// maintainer: every job for which gaveUp holds.
+// It acts on a job only at the second scan in a row that finds it there,
+// so a job whose ack the server is still applying is never taken for one;
+// seen is what the last scan found, and it returns what this one found.
+func (m *Manager) sweepExhausted(ctx context.Context, info *jetstream.ConsumerInfo, seen map[uint64]bool) map[uint64]bool {
+	bound := info.AckFloor.Stream // the last job that may be one
+	if info.NumAckPending == 0 {
+		bound = info.Delivered.Stream
+	}
+	if info.Config.MaxDeliver <= 0 || info.NumRedelivered == 0 || bound == 0 {
+		return nil
+	}
+	found := map[uint64]bool{}
+	for seq := uint64(1); ; {
+		job, err := m.top.Jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(m.cfg.Names.AllJobs()))
+		if err != nil || job.Sequence > bound {
+			if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return seen // try again next scan
+			}
+			return found
+		}
+		seq = job.Sequence + 1
+		switch {
+		case !gaveUp(job.Sequence, info):
+		case seen[job.Sequence]:
+			m.giveUp(ctx, job.Sequence, info.Config.MaxDeliver)
+		default:
+			found[job.Sequence] = true
+		}
+	}
+}
+
+// giveUp dead-letters the job at seq, which the consumer gave up on, ends
+// its reply with an error (unless it already ended: then the job was
+// answered, and is only removed), and deletes it from the queue. It
+// reports whether the job was still there. The advisory handler and the
+// maintainer may come to the same job at once: they take turns.
+func (m *Manager) giveUp(ctx context.Context, seq uint64, deliveries int) bool {
+	m.givingUp.Lock()
+	defer m.givingUp.Unlock()
+	job, err := m.top.Jobs.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return // acked or removed meanwhile
+		return false // acked or removed meanwhile
 	}
 	if err != nil {
-		m.cfg.Logger.Error("cannot read a job that exhausted its deliveries", "seq", adv.StreamSeq, "err", err)
-		return
+		m.cfg.Logger.Error("cannot read a job that exhausted its deliveries", "seq", seq, "err", err)
+		return false
 	}
 	tenant, _ := m.cfg.Names.ParseJobs(job.Subject)
-	id := guessID(job.Header, job.Data)
+	id := guessID(job.Header, job.Data) // labels the dead letter; the reply is the decoded job's
+	queued := m.queuedJob(job)
+	if queued != nil {
+		ended, err := m.replyEnded(ctx, m.cfg.Names.ReplyWrite(queued.Tenant, queued.ID))
+		if err != nil {
+			m.cfg.Logger.Error("cannot read the reply of a job that exhausted its deliveries", "seq", seq, "err", err)
+			return false
+		}
+		if ended {
+			m.cfg.Logger.Warn("job answered but never acked; removed from the queue", "tenant", queued.Tenant,
+				"request", queued.ID, "seq", seq)
+			m.deleteJob(ctx, seq)
+			return true
+		}
+	}
 	perr := &protocol.Error{Code: protocol.CodeInternal,
-		Message: fmt.Sprintf("gave up after %d deliveries without an answer; the job was dead-lettered", adv.Deliveries)}
+		Message: fmt.Sprintf("gave up after %d deliveries without an answer; the job was dead-lettered", deliveries)}
 	m.cfg.Logger.Error("job exhausted its deliveries; dead-lettered", "tenant", tenant, "request", id,
-		"seq", adv.StreamSeq, "deliveries", adv.Deliveries)
+		"seq", seq, "deliveries", deliveries)
 	m.deadLetter(deadLetter{data: job.Data, header: job.Header, subject: job.Subject,
-		tenant: tenant, id: id, streamSeq: adv.StreamSeq, deliveries: adv.Deliveries, err: perr})
-	if tenant != "" && id != "" {
-		m.endAbandonedReply(ctx, tenant, id, perr)
+		tenant: tenant, id: id, streamSeq: seq, deliveries: uint64(deliveries), err: perr})
+	if queued != nil {
+		m.endAbandonedReply(ctx, queued.Tenant, queued.ID, perr)
 	}
 	m.metrics.jobs.Add(ctx, 1, jobSet(string(protocol.EventError), "none", string(perr.Code)))
-	if err := m.top.Jobs.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		m.cfg.Logger.Error("cannot delete a dead-lettered job from the queue", "seq", adv.StreamSeq, "err", err)
+	m.deleteJob(ctx, seq)
+	return true
+}
+
+func (m *Manager) deleteJob(ctx context.Context, seq uint64) {
+	if err := m.top.Jobs.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		m.cfg.Logger.Error("cannot delete a given-up job from the queue", "seq", seq, "err", err)
 	}
 }
 

@@ -44,8 +44,8 @@ func errorCode(err error) protocol.Code {
 
 func TestQueueTimeout(t *testing.T) {
 	t.Parallel()
-	f := fleettest.New(t, fleettest.Options{})
-	w := f.StartWorker(func(c *worker.Config) { c.Manager.QueueTimeout = time.Nanosecond }) // every job waited longer
+	f := fleettest.New(t, fleettest.Options{Topology: topology.Config{QueueTimeout: time.Nanosecond}}) // every job waited longer
+	w := f.StartWorker(nil)
 	ctx := ctxFor(t, 30*time.Second)
 	_, err := f.Pub.Complete(ctx, userJob("too late"))
 	if errorCode(err) != protocol.CodeQueueTimeout || !errors.Is(err, publisher.ErrTimeout) {
@@ -276,10 +276,11 @@ func TestMaxDeliveriesDeadLettered(t *testing.T) {
 	if len(dl) != 1 || dl[0].Header.Get(manager.HeaderDeliveries) != "2" || dl[0].Header.Get(manager.HeaderRequest) != r.ID() {
 		t.Errorf("dead letters = %+v", dl)
 	}
-	info, err := tp.Jobs.Info(ctx)
-	if err != nil || info.State.Msgs != 0 {
-		t.Errorf("jobs left in the queue: %d (%v)", info.State.Msgs, err)
-	}
+	// The job is deleted after its producer's error is stored.
+	eventually(t, ctx, "the job leaves the queue", func() bool {
+		info, err := tp.Jobs.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
 	if f.LLM.Calls() != 0 || w.Manager().Stats().DeadLettered != 1 {
 		t.Errorf("calls %d, dead letters %+v", f.LLM.Calls(), w.Manager().Stats())
 	}

@@ -200,10 +200,25 @@ func (r *request) store(ev *protocol.Event) error {
 }
 
 // abandon leaves a reply another delivery of the job now writes: no ack
-// (that would remove the job under the other delivery), no nak.
+// (that would remove the job under the other delivery), no nak. But a
+// reply that had already ended before this delivery wrote anything (the
+// fleet's maintainer ended the job with queue_timeout as it was pulled)
+// has no other writer to settle the job: it is terminated, never
+// redelivered.
 func (r *request) abandon() {
+	r.outcome = "superseded"
+	if r.lastStored == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), r.m.cfg.AckWait/4)
+		ended, err := r.m.replyEnded(ctx, r.subject)
+		cancel()
+		if err == nil && ended {
+			r.log.Info("the reply ended before this delivery wrote to it (a queue timeout, say); job terminated")
+			r.term("its reply had already ended")
+			return
+		}
+	}
 	r.log.Warn("another delivery of this job now writes its reply; leaving it")
-	r.settled, r.outcome = true, "superseded"
+	r.settled = true
 }
 
 // lastStoredIs reports the stream sequence of subject's last message and

@@ -55,7 +55,7 @@ type Env struct {
 	MaxAnswerBytes          int           `envconfig:"CHATFLEET_MAX_ANSWER_BYTES" default:"8388608" desc:"longest answer (text, tool-call arguments, refusal and reasoning); a longer one ends with answer_too_large"`
 	ProgressInterval        time.Duration `envconfig:"CHATFLEET_PROGRESS_INTERVAL" default:"5s" desc:"a request waiting for its first output repeats its stage (a progress event) after this long without an event"`
 	ProcessingTimeout       time.Duration `envconfig:"CHATFLEET_PROCESSING_TIMEOUT" default:"10m" desc:"longest a job may run"`
-	QueueTimeout            time.Duration `envconfig:"CHATFLEET_QUEUE_TIMEOUT" default:"5m" desc:"a job that waited longer in the queue ends with queue_timeout; 0 disables"`
+	QueueTimeout            time.Duration `envconfig:"CHATFLEET_QUEUE_TIMEOUT" default:"5m" desc:"a job still queued after this long ends with queue_timeout; one value for the fleet, stored with the jobs stream when it is created; 0 disables"`
 	MidStreamRetries        int           `envconfig:"CHATFLEET_LLM_MIDSTREAM_RETRIES" default:"1" desc:"restarts (behind a reset event) of an upstream stream that breaks after partial output; 0 ends with the error"`
 	JanitorInterval         time.Duration `envconfig:"CHATFLEET_JANITOR_INTERVAL" default:"1s" desc:"how often the janitor sweeps for overdue and stale requests"`
 	MaxJobBytes             int32         `envconfig:"CHATFLEET_MAX_JOB_BYTES" default:"1048576" desc:"largest job accepted"`
@@ -135,7 +135,7 @@ func (e Env) Topology() topology.Config {
 		// oversized job reaches a worker and gets an answer.
 		MaxJobBytes:     max(8<<20, 2*e.MaxJobBytes),
 		DuplicateWindow: e.DuplicateWindow, ReplyMaxAge: e.ReplyMaxAge, ReplyMaxBytes: e.ReplyMaxBytes,
-		AckWait: e.AckWait, MaxDeliver: e.MaxDeliver, MaxAckPending: e.MaxAckPending,
+		AckWait: e.AckWait, MaxDeliver: e.MaxDeliver, MaxAckPending: e.MaxAckPending, QueueTimeout: off(e.QueueTimeout),
 		LeaseTTL: e.LeaseTTL, CacheTTL: e.CacheTTL, CacheMaxValueBytes: e.CacheMaxBytes, CancelTTL: e.CancelTTL,
 		DeadLetterMaxAge: e.DLQMaxAge,
 	}
@@ -161,7 +161,6 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 			MaxAnswerBytes:          e.MaxAnswerBytes,
 			ProgressInterval:        e.ProgressInterval,
 			ProcessingTimeout:       e.ProcessingTimeout,
-			QueueTimeout:            off(e.QueueTimeout),
 			MidStreamRetries:        off(e.MidStreamRetries),
 			JanitorInterval:         e.JanitorInterval,
 			LogPrompts:              e.LogPrompts,

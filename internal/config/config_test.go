@@ -53,6 +53,7 @@ func TestWorkerConfig(t *testing.T) {
 	t.Setenv("CHATFLEET_CHUNK_WINDOW", "0")
 	t.Setenv("CHATFLEET_DEDUPE", "false")
 	t.Setenv("CHATFLEET_LEASE_TTL", "3s")
+	t.Setenv("CHATFLEET_QUEUE_TIMEOUT", "0")
 	t.Setenv("CHATFLEET_ALLOWED_MODELS", "a,b")
 	e, err := Load()
 	if err != nil {
@@ -64,6 +65,9 @@ func TestWorkerConfig(t *testing.T) {
 	}
 	if !w.Manager.DisableDedupe || w.Manager.DisableCache {
 		t.Errorf("dedupe/cache switches: %+v", w.Manager)
+	}
+	if w.Topology.QueueTimeout >= 0 {
+		t.Errorf("CHATFLEET_QUEUE_TIMEOUT=0 must disable the fleet's queue timeout (negative), got %s", w.Topology.QueueTimeout)
 	}
 	if w.Topology.LeaseTTL != 3*time.Second || strings.Join(w.Manager.Limits.AllowedModels, ",") != "a,b" {
 		t.Errorf("topology/limits: %+v %+v", w.Topology, w.Manager.Limits)

@@ -43,6 +43,14 @@ type Config struct {
 	// MaxAckPending caps jobs in flight across the fleet (followers count).
 	// Defaults to 20000.
 	MaxAckPending int
+	// QueueTimeout ends a job still waiting in the queue after this long
+	// with queue_timeout (a job's queue_timeout_ms may shorten it). One
+	// value for the whole fleet: it is stored in the jobs stream's metadata
+	// (MetadataQueueTimeout) when the stream is created, or added to a
+	// stream created by an older version; a process configured with
+	// another value is refused (*MismatchError). Negative disables.
+	// Defaults to 5m.
+	QueueTimeout time.Duration
 	// LeaseTTL is the leader lease: a leader that does not renew within it
 	// loses its generation to a follower. Defaults to 10s.
 	LeaseTTL time.Duration
@@ -73,6 +81,7 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.AckWait, 30*time.Second)
 	setDefault(&c.MaxDeliver, 5)
 	setDefault(&c.MaxAckPending, 20000)
+	setDefault(&c.QueueTimeout, 5*time.Minute)
 	setDefault(&c.LeaseTTL, 10*time.Second)
 	setDefault(&c.CacheTTL, 24*time.Hour)
 	setDefault(&c.CacheMaxValueBytes, 1<<20)

@@ -23,7 +23,8 @@ type Topology struct {
 
 // Ensure creates what is missing and checks what exists. An existing
 // resource with a different configuration is an error (*MismatchError)
-// naming every difference; Ensure never changes it.
+// naming every difference; Ensure never changes it, except to add the
+// fleet's queue timeout to a jobs stream created without it.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -32,6 +33,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology,
 	t := &Topology{Config: cfg}
 	var err error
 	if t.Jobs, err = ensureStream(ctx, js, jobsStream(cfg)); err != nil {
+		return nil, err
+	}
+	if t.Jobs, err = ensureQueueTimeout(ctx, js, t.Jobs, cfg.QueueTimeout); err != nil {
 		return nil, err
 	}
 	if t.Replies, err = ensureStream(ctx, js, repliesStream(cfg)); err != nil {
@@ -72,6 +76,7 @@ func jobsStream(c Config) jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 		AllowDirect: true,
+		Metadata:    map[string]string{MetadataQueueTimeout: formatQueueTimeout(c.QueueTimeout)},
 	}
 }
 

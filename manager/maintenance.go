@@ -1,0 +1,215 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Fleet maintenance is work done once for the whole fleet rather than by
+// every worker: ending jobs queued past their queue timeout
+// (maintenance_queuetimeout.go) and giving up jobs the consumer stopped
+// delivering (maxdeliver.go). One worker at a time does it, the
+// maintainer, as in River's leader-only maintenance. Workers elect it with
+// the leaders' lease (lease.go) under maintenanceKey in the in-flight
+// bucket: the holder renews it every third of the bucket's TTL and
+// releases it when it stops, so the next worker to try takes over within a
+// third of the TTL; a maintainer that dies is replaced once its key
+// expires. Every task writes only under a condition the server checks, so
+// two maintainers for a moment (one that has not yet noticed its lease is
+// lost) do no harm.
+
+// maintenanceKey is the maintainer's lease in the in-flight bucket. It can
+// never be a dedupe key (<tenant>.<64 hex digits>): it has no dot.
+const maintenanceKey = "_maintenance"
+
+// maintainer campaigns for the maintenance lease and, while it holds it,
+// runs the maintenance tasks every MaintenanceInterval.
+type maintainer struct {
+	m     *Manager
+	every time.Duration // between scans while maintaining
+	retry time.Duration // between attempts to win the lease: a third of its TTL
+	hooks atomic.Pointer[maintenanceHooks]
+
+	// Owned by the run goroutine.
+	queue     *queueTimeouts
+	exhausted map[uint64]bool // jobs the last scan found given up by the consumer (maxdeliver.go)
+
+	mu      sync.Mutex
+	leading bool
+	changed chan struct{} // closed and replaced whenever leading changes
+	cancel  context.CancelFunc
+	halted  bool // Stop was called
+	stopped chan struct{}
+}
+
+func newMaintainer(m *Manager) *maintainer {
+	mt := &maintainer{m: m, every: m.cfg.MaintenanceInterval, retry: m.cfg.LeaseTTL / 3,
+		changed: make(chan struct{}), stopped: make(chan struct{})}
+	mt.hooks.Store(&noMaintenanceHooks)
+	return mt
+}
+
+// maintenanceHooks let a test watch and steer the maintainer. In
+// production they are noMaintenanceHooks.
+type maintenanceHooks struct {
+	now      func() time.Time             // the clock queue deadlines are compared with
+	scanned  func()                       // a scan read the consumer's state; no job read yet
+	ended    func(seq uint64)             // a queue ending was stored for the job; not yet deleted
+	left     func(seq uint64)             // an overdue job's reply was not empty: left to its worker
+	advisory func(seq uint64, acted bool) // a max-deliveries advisory was checked
+}
+
+var noMaintenanceHooks = maintenanceHooks{now: time.Now, scanned: func() {}, ended: func(uint64) {}, left: func(uint64) {},
+	advisory: func(uint64, bool) {}}
+
+func (mt *maintainer) hook() *maintenanceHooks { return mt.hooks.Load() }
+
+// Start campaigns for the lease in the background and maintains while it
+// holds it. ctx is not used: the maintainer runs until Stop.
+func (mt *maintainer) Start(context.Context) error {
+	mt.mu.Lock()
+	defer mt.mu.Unlock()
+	if mt.cancel != nil || mt.halted {
+		return errors.New("manager: maintainer already started or stopped")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	mt.cancel = cancel
+	go func() { // owned by the maintainer: Stop cancels it, Stopped is closed when it returns
+		defer close(mt.stopped)
+		mt.run(ctx)
+	}()
+	return nil
+}
+
+// Stop stops maintaining and releases the lease, so another worker takes
+// over at once; it waits for that or ctx. Safe twice, and before Start.
+func (mt *maintainer) Stop(ctx context.Context) error {
+	mt.mu.Lock()
+	if !mt.halted {
+		mt.halted = true
+		if mt.cancel == nil {
+			close(mt.stopped)
+		} else {
+			mt.cancel()
+		}
+	}
+	mt.mu.Unlock()
+	select {
+	case <-mt.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stopped is closed once the maintainer has stopped.
+func (mt *maintainer) Stopped() <-chan struct{} { return mt.stopped }
+
+// state reports whether this worker maintains the fleet now, and a channel
+// closed when that changes.
+func (mt *maintainer) state() (bool, <-chan struct{}) {
+	mt.mu.Lock()
+	defer mt.mu.Unlock()
+	return mt.leading, mt.changed
+}
+
+func (mt *maintainer) setLeading(v bool) {
+	mt.mu.Lock()
+	defer mt.mu.Unlock()
+	if mt.leading != v {
+		mt.leading = v
+		close(mt.changed)
+		mt.changed = make(chan struct{})
+	}
+}
+
+func (mt *maintainer) run(ctx context.Context) {
+	lost := make(chan struct{}, 1)
+	var held *lease
+	defer func() {
+		if held != nil {
+			mt.resign(held)
+		}
+	}()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lost:
+			held.stopKeeping()
+			held = nil
+			mt.setLeading(false)
+			mt.m.cfg.Logger.Warn("maintenance lease lost; another worker may maintain the fleet now")
+			t.Reset(mt.retry)
+			continue
+		case <-t.C:
+		}
+		if held == nil {
+			held = mt.campaign(lost)
+		}
+		if held == nil {
+			t.Reset(mt.retry)
+			continue
+		}
+		mt.maintain(ctx)
+		t.Reset(mt.every)
+	}
+}
+
+// campaign tries once to win the lease; nil when another worker holds it.
+func (mt *maintainer) campaign(lost chan struct{}) *lease {
+	// Not bounded by Stop: a Create that succeeds while Stop cancels it
+	// would leave the lease held until it expires.
+	ctx, cancel := context.WithTimeout(context.Background(), mt.retry)
+	defer cancel()
+	l, _, err := acquireLease(ctx, mt.m.top.Inflight, maintenanceKey,
+		leaseValue{Worker: mt.m.cfg.WorkerID, Since: time.Now().UTC()}, mt.m.cfg.LeaseTTL)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			mt.m.cfg.Logger.Warn("cannot campaign for the maintenance lease", "err", err)
+		}
+		return nil
+	}
+	l.keep(func() { // on the lease's timer, under its lock: only signal
+		select {
+		case lost <- struct{}{}:
+		default:
+		}
+	})
+	mt.queue = newQueueTimeouts(mt.m)
+	mt.exhausted = nil
+	mt.setLeading(true)
+	mt.m.cfg.Logger.Info("this worker maintains the fleet now", "queue_timeout", mt.m.top.Config.QueueTimeout)
+	return l
+}
+
+// resign releases the lease, so another worker takes over at once.
+func (mt *maintainer) resign(l *lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), mt.retry)
+	defer cancel()
+	if err := l.release(ctx); err != nil {
+		mt.m.cfg.Logger.Warn("maintenance lease not released; it expires by itself", "err", err)
+	}
+	mt.setLeading(false)
+}
+
+// maintain runs every task once, from one reading of the consumer's state.
+func (mt *maintainer) maintain(ctx context.Context) {
+	info, err := mt.m.top.Consumer.Info(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			mt.m.cfg.Logger.Warn("maintenance: cannot read the jobs consumer", "err", err)
+		}
+		return
+	}
+	mt.hook().scanned()
+	mt.exhausted = mt.m.sweepExhausted(ctx, info, mt.exhausted)
+	mt.queue.sweep(ctx, info, mt.hook())
+}

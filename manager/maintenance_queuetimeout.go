@@ -1,0 +1,234 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// Queue timeouts while queued. A worker checks a job's queue timeout when
+// it pulls it, but with every slot of every worker busy nobody pulls it:
+// the maintainer ends such a job itself. It stores the job's terminal
+// event under the single-writer rule — only as the reply's first event —
+// and then deletes the job from the stream, so nobody runs it later.
+//
+// A worker that pulls the job at that very moment and the maintainer both
+// try to store the reply's first event; the server lets exactly one of
+// them. If the worker's went first, the maintainer leaves the job to it.
+// If the maintainer's went first, the worker's first store is refused; it
+// sees the reply has ended and terminates the job (request.abandon).
+
+// queueTimeout is a job's queue timeout: the fleet's, or the job's own
+// queue_timeout_ms when that is shorter — a job may shorten the fleet's
+// timeout, never lengthen it. 0 means none.
+func queueTimeout(fleet time.Duration, jobMS int64) time.Duration {
+	d := max(fleet, 0)
+	if jobMS > 0 && jobMS <= math.MaxInt64/int64(time.Millisecond) {
+		if t := time.Duration(jobMS) * time.Millisecond; d == 0 || t < d {
+			d = t
+		}
+	}
+	return d
+}
+
+// queueTimeouts is the maintainer's task that ends jobs queued past their
+// queue timeout. It keeps the deadline of every queued job it has read,
+// so each job's body is read once per maintainer term, not once per scan.
+type queueTimeouts struct {
+	m         *Manager
+	next      uint64               // the first stream sequence not read yet
+	delivered uint64               // the consumer's delivered stream sequence at the last scan
+	due       map[uint64]time.Time // deadlines of jobs read and not delivered, by stream sequence
+}
+
+func newQueueTimeouts(m *Manager) *queueTimeouts {
+	return &queueTimeouts{m: m, due: map[uint64]time.Time{}}
+}
+
+// sweep reads the jobs queued since the last sweep and ends those past
+// their deadline. A job counts as queued until its first delivery: every
+// job above the consumer's delivered sequence (one consumer, delivering in
+// stream order). A job handed back after a delivery is not queued: its
+// reply has begun, and its worker's processing timeout applies.
+func (q *queueTimeouts) sweep(ctx context.Context, info *jetstream.ConsumerInfo, h *maintenanceHooks) {
+	delivered := info.Delivered.Stream
+	if delivered < q.delivered { // the consumer was created again: start over
+		q.next, q.due = 0, map[uint64]time.Time{}
+	}
+	q.delivered = delivered
+	for seq := range q.due {
+		if seq <= delivered {
+			delete(q.due, seq) // pulled since: its worker checks it
+		}
+	}
+	q.next = max(q.next, delivered+1)
+	if err := q.read(ctx); err != nil {
+		if ctx.Err() == nil {
+			q.m.cfg.Logger.Warn("maintenance: cannot read queued jobs", "err", err)
+		}
+	}
+	now := h.now()
+	var overdue []uint64
+	for seq, deadline := range q.due {
+		if !now.Before(deadline) {
+			overdue = append(overdue, seq)
+		}
+	}
+	slices.Sort(overdue)
+	for _, seq := range overdue {
+		if ctx.Err() != nil {
+			return
+		}
+		if q.expire(ctx, seq, h) {
+			delete(q.due, seq)
+		}
+	}
+}
+
+// read notes the deadline of every job from q.next on.
+func (q *queueTimeouts) read(ctx context.Context) error {
+	fleet := q.m.top.Config.QueueTimeout
+	for {
+		msg, err := q.m.top.Jobs.GetMsg(ctx, q.next, jetstream.WithGetMsgSubject(q.m.cfg.Names.AllJobs()))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		q.next = msg.Sequence + 1
+		var own struct {
+			QueueTimeoutMS int64 `json:"queue_timeout_ms"`
+		}
+		_ = json.Unmarshal(msg.Data, &own) // a job that does not decode has the fleet's timeout
+		if limit := queueTimeout(fleet, own.QueueTimeoutMS); limit > 0 {
+			q.due[msg.Sequence] = msg.Time.Add(limit)
+		}
+	}
+}
+
+// expire ends the overdue job at seq and deletes it from the stream. It
+// reports whether the job needs no more attention: ended, gone, or left to
+// the worker that started its reply; false means try again next sweep.
+func (q *queueTimeouts) expire(ctx context.Context, seq uint64, h *maintenanceHooks) bool {
+	m := q.m
+	msg, err := m.top.Jobs.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true // acked or removed meanwhile
+	}
+	if err != nil {
+		return false
+	}
+	job := m.queuedJob(msg)
+	if job == nil {
+		return true // invalid: the worker that pulls it rejects it
+	}
+	limit := queueTimeout(m.top.Config.QueueTimeout, job.QueueTimeoutMS)
+	ev := protocol.Event{Type: protocol.EventError, Error: &protocol.Error{Code: protocol.CodeQueueTimeout,
+		Message: fmt.Sprintf("the job was still queued after %s, its queue timeout, with every worker busy; it was removed from the queue", limit)}}
+	key := m.cfg.Names.RequestKey(job.Tenant, job.ID)
+	if m.cancels.has(key) {
+		ev = protocol.Event{Type: protocol.EventCancelled}
+	}
+	count := m.countQueueEnding(ev, 1) // before the producer can hear of it
+	stored, ended, err := m.endQueued(ctx, job, ev)
+	if !stored {
+		m.countQueueEnding(ev, -1)
+	}
+	switch {
+	case err != nil:
+		m.cfg.Logger.Warn("maintenance: cannot end a job queued past its timeout", "tenant", job.Tenant, "request", job.ID, "err", err)
+		return false
+	case !ended:
+		// A worker pulled it and started its reply first: it is the
+		// worker's now.
+		h.left(seq)
+		return true
+	case stored:
+		h.ended(seq)
+		m.metrics.jobs.Add(ctx, 1, count)
+		m.cfg.Logger.Info("job queued past its queue timeout ended and removed from the queue", "tenant", job.Tenant,
+			"request", job.ID, "seq", seq, "waited", time.Since(msg.Time).Round(time.Millisecond), "limit", limit)
+	}
+	// Ended, by us now or before (an attempt whose answer was lost, or a
+	// maintainer that stopped before this step): nobody is to run it.
+	if err := m.top.Jobs.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		m.cfg.Logger.Warn("maintenance: cannot delete an ended job from the queue", "seq", seq, "err", err)
+		return false
+	}
+	return true
+}
+
+// countQueueEnding adds n to the counters of ev, a queued job's ending,
+// and returns its metric attributes.
+func (m *Manager) countQueueEnding(ev protocol.Event, n int64) metric.MeasurementOption {
+	if ev.Type == protocol.EventCancelled {
+		m.stats.cancelled.Add(n)
+		return jobSet(string(ev.Type), "none", "")
+	}
+	m.stats.errors.Add(n)
+	m.stats.queueTimeouts.Add(n)
+	return jobSet(string(ev.Type), "none", string(ev.Error.Code))
+}
+
+// endQueued stores ev as the first event of job's reply, only if the reply
+// is still empty (the single-writer rule, as reject does). When it is not
+// empty, ended reports whether the reply has ended anyway.
+func (m *Manager) endQueued(ctx context.Context, job *protocol.Job, ev protocol.Event) (stored, ended bool, err error) {
+	ev.V, ev.ID, ev.Seq = protocol.Version, job.ID, 1
+	b, err := ev.Marshal()
+	if err != nil {
+		return false, false, err
+	}
+	subject := m.cfg.Names.ReplyWrite(job.Tenant, job.ID)
+	// No message ID: the worker's first event carries subject:1 as its
+	// ID, and a duplicate would be acknowledged instead of refused.
+	_, err = m.js.Publish(ctx, subject, b, jetstream.WithExpectLastSequencePerSubject(0))
+	if err == nil {
+		return true, true, nil
+	}
+	if !isWrongLastSequence(err) {
+		return false, false, err
+	}
+	ended, err = m.replyEnded(ctx, subject)
+	return false, ended, err
+}
+
+// replyEnded reports whether the reply written to subject holds a
+// terminal event last. A message that is not an event is not an end.
+func (m *Manager) replyEnded(ctx context.Context, subject string) (bool, error) {
+	last, err := m.top.Replies.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	ev, err := protocol.DecodeEvent(last.Data)
+	return err == nil && ev.Type.Terminal(), nil
+}
+
+// queuedJob decodes a job read from the jobs stream as a worker would; nil
+// when a worker would reject it. Its tenant and ID name the reply a worker
+// writes, so nothing else does (an ID header naming another request's
+// reply, say).
+func (m *Manager) queuedJob(msg *jetstream.RawStreamMsg) *protocol.Job {
+	tenant, err := m.cfg.Names.ParseJobs(msg.Subject)
+	if err != nil {
+		return nil
+	}
+	job, err := protocol.DecodeJob(msg.Data, m.cfg.DefaultModel, m.cfg.Limits)
+	if err != nil || job.Tenant != tenant {
+		return nil
+	}
+	return job
+}

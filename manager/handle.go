@@ -203,6 +203,9 @@ func (r *request) deadLetter(tenant, id string, perr *protocol.Error) {
 // so a seq is never used twice even if the previous delivery's last events
 // arrive late. It returns false when the job needs no more work here.
 func (r *request) resume() bool {
+	if r.checkEarlierReply() {
+		return false
+	}
 	for range 3 {
 		ctx, cancel := context.WithTimeout(r.ctx, r.progressEvery())
 		last, err := r.m.top.Replies.GetLastMsgForSubject(ctx, r.subject)

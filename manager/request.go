@@ -204,9 +204,13 @@ func (r *request) store(ev *protocol.Event) error {
 // reply that had already ended before this delivery wrote anything (the
 // fleet's maintainer ended the job with queue_timeout as it was pulled)
 // has no other writer to settle the job: it is terminated, never
-// redelivered.
+// redelivered. A reply begun before the job arrived is an earlier job's
+// with the same ID (see duplicateID).
 func (r *request) abandon() {
 	r.outcome = "superseded"
+	if r.lastStored == 0 && r.checkEarlierReply() {
+		return // the reply is an earlier job's: this one reused its ID
+	}
 	if r.lastStored == 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), r.m.cfg.AckWait/4)
 		ended, err := r.m.replyEnded(ctx, r.subject)

@@ -154,3 +154,41 @@ func TestErrorEventBecomesJobError(t *testing.T) {
 		t.Errorf("error = %+v", jerr.Err)
 	}
 }
+
+// TestSubmitDuplicateID: a job whose ID an earlier request used gets, on
+// the shared reply subject, the earlier reply's events and then its own
+// duplicate_id error; its reader takes that error, whatever its seq,
+// instead of waiting for seq 1 or reading the earlier answer.
+func TestSubmitDuplicateID(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	ensureTopology(t, f)
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	ctx := fleettest.Context(t, 10*time.Second)
+	store := func(ev protocol.Event) {
+		ev.V, ev.ID = 1, "reused"
+		b, _ := ev.Marshal()
+		if _, err := js.Publish(ctx, "chat.write.default.reused", b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The earlier request's reply, as a worker stored it.
+	store(protocol.Event{Seq: 1, Type: protocol.EventMeta, Role: protocol.RoleLeader})
+	store(protocol.Event{Seq: 2, Type: protocol.EventChunk, Content: "the earlier answer"})
+	store(protocol.Event{Seq: 3, Type: protocol.EventDone, FinishReason: "stop"})
+
+	job := userJob("a new job, an old ID")
+	job.ID = "reused"
+	r, err := f.Pub.Submit(ctx, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	// What a worker stores for it (there is none in this test).
+	store(protocol.Event{Seq: 4, Type: protocol.EventError, Error: &protocol.Error{Code: protocol.CodeDuplicateID, Message: "used before"}})
+	_, err = r.Collect(ctx)
+	var jerr *publisher.JobError
+	if !errors.As(err, &jerr) || jerr.Err.Code != protocol.CodeDuplicateID {
+		t.Fatalf("err = %v, want duplicate_id", err)
+	}
+}

@@ -102,6 +102,10 @@ func (r *Reply) Next(ctx context.Context) (protocol.Event, error) {
 			return protocol.Event{}, r.waitError(ctx, err)
 		}
 		switch {
+		case r.next == 1 && ev.Seq > 1 && isDuplicateID(&ev):
+			// This job reused the ID of an earlier request whose events
+			// come first on the subject: its only event follows them.
+			r.next = ev.Seq
 		case ev.Seq < r.next:
 			continue // already delivered (seen live, now again in the stream)
 		case ev.Seq > r.next && r.stored == nil:
@@ -118,6 +122,12 @@ func (r *Reply) Next(ctx context.Context) (protocol.Event, error) {
 		r.raw = raw
 		return ev, nil
 	}
+}
+
+// isDuplicateID reports the error a worker ends a job with when its ID was
+// used before (protocol.CodeDuplicateID).
+func isDuplicateID(ev *protocol.Event) bool {
+	return ev.Type == protocol.EventError && ev.Error != nil && ev.Error.Code == protocol.CodeDuplicateID
 }
 
 // Raw returns the JSON of the event Next returned last, exactly as the

@@ -1,0 +1,73 @@
+package manager_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/manager"
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// TestDuplicateID: a job whose ID was used by an earlier, finished
+// request (resubmitted after the duplicate window, which a different
+// message ID stands in for here) ends at once with a duplicate_id error
+// after the earlier reply's events; it is dead-lettered, never
+// redelivered, and the earlier reply still reads as it was.
+func TestDuplicateID(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	f.StartWorker(nil)
+	ctx := ctxFor(t, 30*time.Second)
+	job := userJob("first use of the ID")
+	job.ID = "dup-1"
+	first, err := f.Pub.Complete(ctx, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	nc, js := natstest.JetStream(t, f.NATS.ClientURL())
+	sub, err := nc.SubscribeSync("chat.reply.default.dup-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := userJob("second use of the ID")
+	again.ID = "dup-1"
+	msg := nats.NewMsg("chat.jobs.default")
+	msg.Data, _ = json.Marshal(again)
+	msg.Header.Set(nats.MsgIdHdr, "dup-1-after-the-window")
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, _ := protocol.DecodeEvent(m.Data)
+	if ev.Type != protocol.EventError || ev.Error.Code != protocol.CodeDuplicateID || ev.Seq < 3 {
+		t.Fatalf("event %s: want a duplicate_id error after the earlier reply", m.Data)
+	}
+	waitSettled(t, ctx, f)
+	if info, _ := f.ConsumerInfo(ctx); info.NumRedelivered != 0 {
+		t.Errorf("redelivered %d", info.NumRedelivered)
+	}
+	found := false
+	for _, d := range deadLetters(t, f) {
+		found = found || (d.Header.Get(manager.HeaderCode) == string(protocol.CodeDuplicateID) && d.Header.Get(manager.HeaderRequest) == "dup-1")
+	}
+	if !found {
+		t.Error("no duplicate_id dead letter")
+	}
+	r, err := f.Pub.Attach(ctx, "default", "dup-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	if ans, err := r.Collect(ctx); err != nil || ans.Content != first.Content {
+		t.Errorf("the earlier reply now reads %+v, %v", ans, err)
+	}
+}

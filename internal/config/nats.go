@@ -23,7 +23,7 @@ func (e Env) Connect(name string, waitForServer bool) (*nats.Conn, error) {
 	if e.NATSNKey != "" {
 		opt, err := nats.NkeyOptionFromSeed(e.NATSNKey)
 		if err != nil {
-			return nil, fmt.Errorf("config: CHATFLEET_NATS_NKEY: %w", err)
+			return nil, e.Redact(fmt.Errorf("config: CHATFLEET_NATS_NKEY: %w", err))
 		}
 		opts = append(opts, opt)
 	}
@@ -41,7 +41,7 @@ func (e Env) Connect(name string, waitForServer bool) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(e.NATSURL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("config: connect to NATS at %s: %w", e.NATSURL, err)
+		return nil, e.Redact(fmt.Errorf("config: connect to NATS at %s: %w", RedactURL(e.NATSURL), err))
 	}
 	return nc, nil
 }

@@ -16,6 +16,10 @@ const (
 	ExitCancelled = 3 // the request ended cancelled
 )
 
+// topologyHint says how to create the streams and buckets a command found
+// missing.
+const topologyHint = "run a worker or `chatfleet init` to create them"
+
 // IO is where a command reads and writes.
 type IO struct {
 	In       io.Reader

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -94,6 +95,9 @@ func (p *Publisher) publishError(job *protocol.Job, err error) error {
 		case apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
 			return &JobError{Tenant: job.Tenant, ID: job.ID, Err: *protocol.Invalid("", "job is larger than the jobs stream accepts")}
 		}
+	}
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("%w %s stores %s (%s): %w", ErrNoStream, p.names.JobsStream(), p.names.Jobs(job.Tenant), topologyHint, err)
 	}
 	if errors.Is(err, nats.ErrMaxPayload) {
 		return &JobError{Tenant: job.Tenant, ID: job.ID, Err: *protocol.Invalid("", "job is larger than the NATS server's max_payload")}

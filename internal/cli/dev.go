@@ -11,6 +11,7 @@ import (
 	"github.com/chatfleet/chatfleet/internal/natsserver"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
+	"github.com/chatfleet/chatfleet/subjects"
 	"github.com/chatfleet/chatfleet/worker"
 )
 
@@ -22,6 +23,11 @@ func runDev(ctx context.Context, args []string, io IO) int {
 	if code != ExitOK {
 		return code
 	}
+	names, err := subjects.New(env.Prefix)
+	if err != nil {
+		fmt.Fprintln(io.Err, "chatfleet dev:", err)
+		return ExitUsage
+	}
 	ns, err := natsserver.Start(natsserver.Config{
 		Listen:   env.DevListen,
 		StoreDir: filepath.Join(env.DevDataDir, "nats"),
@@ -32,6 +38,20 @@ func runDev(ctx context.Context, args []string, io IO) int {
 		return ExitFailed
 	}
 	defer ns.Shutdown()
+
+	// The topology comes first, whatever the number of workers: producers
+	// can submit as soon as dev is up.
+	admin, err := nats.Connect(ns.ClientURL(), nats.Name("chatfleet dev"))
+	if err != nil {
+		logger.Error("cannot connect to the embedded NATS server", "err", err)
+		return ExitFailed
+	}
+	_, err = ensureTopology(ctx, env, names, admin)
+	admin.Close()
+	if err != nil {
+		logger.Error("cannot create the topology", "err", err)
+		return ExitFailed
+	}
 
 	llmCfg := env.LLM()
 	if !env.UpstreamConfigured() {

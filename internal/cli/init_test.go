@@ -1,0 +1,64 @@
+package cli_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natstest"
+)
+
+// TestInit: before any worker, a producer is told to run one or
+// `chatfleet init`; init creates every stream, the consumer and the
+// buckets (of the configured prefix), says so and exits; it can run again;
+// after it a job is accepted and waits in the queue.
+func TestInit(t *testing.T) {
+	f := fleettest.New(t, fleettest.Options{}) // NATS only
+	useNATS(t, f.NATS.ClientURL())
+	t.Setenv("CHATFLEET_PREFIX", "acme.chat")
+	ctx := fleettest.Context(t, 30*time.Second)
+
+	res := run(ctx, "", "ask", "--tenant", "t1", "hello")
+	if res.code != 1 || !strings.Contains(res.err, "run a worker or `chatfleet init`") {
+		t.Errorf("ask before init: %v; want exit 1 and how to create the topology", res)
+	}
+	for range 2 { // the second run checks what the first created
+		res = run(ctx, "", "init")
+		if res.code != 0 || res.err != "" {
+			t.Fatalf("init: %v", res)
+		}
+		for _, name := range []string{"prefix acme.chat", "ACME_CHAT_JOBS", "ACME_CHAT_REPLIES", "ACME_CHAT_DLQ",
+			"acme_chat_workers", "acme_chat_inflight", "acme_chat_cache", "acme_chat_cancels"} {
+			if !strings.Contains(res.out, name) {
+				t.Errorf("init output does not name %s: %q", name, res.out)
+			}
+		}
+	}
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	for _, s := range []string{"ACME_CHAT_JOBS", "ACME_CHAT_REPLIES", "ACME_CHAT_DLQ", "KV_acme_chat_inflight", "KV_acme_chat_cache", "KV_acme_chat_cancels"} {
+		if _, err := js.Stream(ctx, s); err != nil {
+			t.Errorf("stream %s: %v", s, err)
+		}
+	}
+	if _, err := js.Consumer(ctx, "ACME_CHAT_JOBS", "acme_chat_workers"); err != nil {
+		t.Errorf("consumer: %v", err)
+	}
+
+	// A producer before any worker: the job is stored and waits.
+	res = run(ctx, "", "ask", "--tenant", "t1", "--timeout", "1s", "hello")
+	if res.code != 1 || strings.Contains(res.err, "init") {
+		t.Errorf("ask after init, no worker: %v; want it to wait for an answer until --timeout", res)
+	}
+	if res := run(ctx, "", "status", "--wait", "100ms"); res.code != 0 || !strings.Contains(res.out, "1 waiting") {
+		t.Errorf("status after ask: %v", res)
+	}
+}
+
+func TestInitUsage(t *testing.T) {
+	useNATS(t, "nats://127.0.0.1:1")
+	res := run(fleettest.Context(t, 10*time.Second), "", "init", "extra")
+	if res.code != 2 || !strings.Contains(res.err, "takes no arguments") {
+		t.Errorf("init extra: %v; want exit 2", res)
+	}
+}

@@ -90,7 +90,7 @@ func runDev(ctx context.Context, args []string, io IO) int {
 		if i > 0 {
 			cfg.HTTPAddr = "" // one health endpoint is enough in dev mode
 		}
-		w, tel, code := startWorker(ctx, logger, cfg, nc)
+		w, tel, code := startWorker(ctx, env, logger, cfg, nc)
 		if code != ExitOK {
 			return code
 		}

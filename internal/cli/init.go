@@ -51,5 +51,5 @@ func ensureTopology(ctx context.Context, env config.Env, names subjects.Names, n
 	cfg := env.Topology()
 	cfg.Names = names
 	top, err := topology.Ensure(ctx, js, cfg)
-	return top, env.Redact(err)
+	return top, env.Redact(env.ExplainTopology(err))
 }

@@ -62,3 +62,32 @@ func TestInitUsage(t *testing.T) {
 		t.Errorf("init extra: %v; want exit 2", res)
 	}
 }
+
+// TestInitMismatch: init against a topology created with other settings
+// fails naming only the real difference, the variable behind it and how
+// to resolve it; nothing is changed.
+func TestInitMismatch(t *testing.T) {
+	f := fleettest.New(t, fleettest.Options{})
+	useNATS(t, f.NATS.ClientURL())
+	ctx := fleettest.Context(t, 30*time.Second)
+	if res := run(ctx, "", "init"); res.code != 0 {
+		t.Fatalf("init: %v", res)
+	}
+	t.Setenv("CHATFLEET_REPLY_MAX_AGE", "5m")
+	res := run(ctx, "", "init")
+	if res.code != 1 {
+		t.Fatalf("init with another reply age: %v; want exit 1", res)
+	}
+	for _, want := range []string{"stream CHAT_REPLIES", "max_age is 15m0s, want 5m0s", "CHATFLEET_REPLY_MAX_AGE=15m0s"} {
+		if !strings.Contains(res.err, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, res.err)
+		}
+	}
+	if strings.Contains(res.err, "duplicate_window") {
+		t.Errorf("stderr names a difference the user did not make:\n%s", res.err)
+	}
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	if s, err := js.Stream(ctx, "CHAT_REPLIES"); err != nil || s.CachedInfo().Config.MaxAge != 15*time.Minute {
+		t.Errorf("the replies stream was changed: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/chatfleet/chatfleet/internal/config"
 	"github.com/chatfleet/chatfleet/internal/telemetry"
 	"github.com/chatfleet/chatfleet/worker"
 )
@@ -22,7 +23,7 @@ func runWorker(ctx context.Context, args []string, io IO) int {
 		return ExitFailed
 	}
 	defer nc.Close()
-	w, tel, code := startWorker(ctx, logger, env.Worker(env.LLM(), logger), nc)
+	w, tel, code := startWorker(ctx, env, logger, env.Worker(env.LLM(), logger), nc)
 	if code != ExitOK {
 		return code
 	}
@@ -34,7 +35,7 @@ func runWorker(ctx context.Context, args []string, io IO) int {
 // startWorker gives cfg telemetry and starts a worker with it on nc. code
 // is non-zero after a failure it reported; otherwise the caller stops w,
 // then shuts tel down.
-func startWorker(ctx context.Context, logger *slog.Logger, cfg worker.Config, nc *nats.Conn) (w *worker.Worker, tel *telemetry.Telemetry, code int) {
+func startWorker(ctx context.Context, env config.Env, logger *slog.Logger, cfg worker.Config, nc *nats.Conn) (w *worker.Worker, tel *telemetry.Telemetry, code int) {
 	tel, err := setupTelemetry(ctx, "chatfleet-worker", &cfg)
 	if err != nil {
 		logger.Error("telemetry", "err", err)
@@ -42,12 +43,12 @@ func startWorker(ctx context.Context, logger *slog.Logger, cfg worker.Config, nc
 	}
 	if w, err = worker.New(cfg, nc); err != nil {
 		shutdownTelemetry(tel)
-		logger.Error("invalid configuration", "err", err)
+		logger.Error("invalid configuration", "err", env.Redact(err))
 		return nil, nil, ExitUsage
 	}
 	if err := w.Start(ctx); err != nil {
 		shutdownTelemetry(tel)
-		logger.Error("worker did not start", "err", err)
+		logger.Error("worker did not start", "err", env.Redact(env.ExplainTopology(err)))
 		return nil, nil, ExitFailed
 	}
 	return w, tel, ExitOK

@@ -9,8 +9,10 @@ import (
 
 // Connect connects to NATS with the configured authentication and keeps
 // reconnecting forever. With waitForServer it also waits for a server that
-// is not up yet (workers); without, it fails at once (the CLI's clients).
-func (e Env) Connect(name string, waitForServer bool) (*nats.Conn, error) {
+// is not up yet (workers): the connection is returned before it is
+// established (nats.ConnectHandler among extra says when); without, it
+// fails at once (the CLI's clients). extra options are applied last.
+func (e Env) Connect(name string, waitForServer bool, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -39,7 +41,7 @@ func (e Env) Connect(name string, waitForServer bool) (*nats.Conn, error) {
 	if e.NATSTLSCert != "" || e.NATSTLSKey != "" {
 		opts = append(opts, nats.ClientCert(e.NATSTLSCert, e.NATSTLSKey))
 	}
-	nc, err := nats.Connect(e.NATSURL, opts...)
+	nc, err := nats.Connect(e.NATSURL, append(opts, extra...)...)
 	if err != nil {
 		return nil, e.Redact(fmt.Errorf("config: connect to NATS at %s: %w", RedactURL(e.NATSURL), err))
 	}

@@ -22,7 +22,7 @@ test: lint ## run every test with the race detector: fuzz seeds, the benchmark's
 	@CHATFLEET_BENCH_CHARTS=1 $(GO) run ./internal/testprogress -race -count=1 -timeout 15m -tags faults ./...
 
 .PHONY: test-short
-test-short: ## the quick tests: go test -short skips the heavy runs (the benchmark's smoke run, whole-fleet CLI runs)
+test-short: ## the quick tests: go test -short skips the heavy runs (the benchmark's smoke run, chatfleet dev end to end, …)
 	$(GO) test -race -count=1 -short ./...
 
 .PHONY: lint

@@ -59,7 +59,7 @@ func startDev(t *testing.T, ctx context.Context) (dev *running, stop func() resu
 		return *res
 	}
 	t.Cleanup(func() { stop() })
-	dev.waitErr(t, ctx, "chatfleet dev is up")
+	dev.waitErr(t, ctx, "Ctrl-C stops.") // the end of the banner, printed after "chatfleet dev is up"
 	return dev, stop
 }
 
@@ -67,6 +67,7 @@ func startDev(t *testing.T, ctx context.Context) (dev *running, stop func() resu
 // worker and the simulated model, says so, serves /healthz and answers
 // ask from another client; cancelling its context stops it with 0.
 func TestDevSimulatedModel(t *testing.T) {
+	endToEnd(t)
 	natsAddr, httpAddr := devEnv(t)
 	ctx := fleettest.Context(t, 60*time.Second)
 	dev, stop := startDev(t, ctx)
@@ -146,6 +147,7 @@ func TestDevSimulatedModel(t *testing.T) {
 // the topology in place: status works and a job is accepted and waits in
 // the queue (ask gives up at --timeout: nobody answers).
 func TestDevOnlyNATS(t *testing.T) {
+	endToEnd(t)
 	devEnv(t)
 	t.Setenv("CHATFLEET_DEV_WORKERS", "0")
 	ctx := fleettest.Context(t, 60*time.Second)
@@ -170,6 +172,7 @@ func TestDevOnlyNATS(t *testing.T) {
 // TestDevSecondWorker: the worker command dev's banner prints, run as
 // printed, joins dev's NATS and simulated model and answers.
 func TestDevSecondWorker(t *testing.T) {
+	endToEnd(t)
 	devEnv(t)
 	t.Setenv("CHATFLEET_DEV_WORKERS", "0")
 	t.Setenv("CHATFLEET_HTTP_ADDR", "") // no port to guess for the second worker's health endpoint
@@ -235,6 +238,7 @@ func TestDevAddressInUse(t *testing.T) {
 // (within CHATFLEET_SHUTDOWN_GRACE) before NATS goes away: the ask still
 // gets its whole answer.
 func TestDevGracefulShutdown(t *testing.T) {
+	endToEnd(t)
 	devEnv(t)
 	ctx := fleettest.Context(t, 60*time.Second)
 	dev, stop := startDev(t, ctx)

@@ -370,19 +370,7 @@ func TestAskCancelledByContext(t *testing.T) {
 		t.Errorf("the upstream never saw the call dropped: %v", err)
 	}
 	// The fleet recorded the end: the stored reply ends cancelled.
-	reply, err := f.Pub.Attach(ctx, "default", "interrupted-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reply.Stop()
-	var last protocol.Event
-	for ev, err := range reply.Events(ctx) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = ev
-	}
-	if last.Type != protocol.EventCancelled {
+	if last := lastStored(t, ctx, f, "default", "interrupted-1"); last.Type != protocol.EventCancelled {
 		t.Errorf("stored reply ends with %+v, want cancelled", last)
 	}
 }

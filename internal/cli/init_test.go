@@ -19,10 +19,13 @@ func TestInit(t *testing.T) {
 	t.Setenv("CHATFLEET_PREFIX", "acme.chat")
 	ctx := fleettest.Context(t, 30*time.Second)
 
-	res := run(ctx, "", "ask", "--tenant", "t1", "hello")
-	if res.code != 1 || !strings.Contains(res.err, "run a worker or `chatfleet init`") {
-		t.Errorf("ask before init: %v; want exit 1 and how to create the topology", res)
+	for _, args := range [][]string{{"ask", "--tenant", "t1", "hello"}, {"status"}, {"dlq", "ls"}} {
+		res := run(ctx, "", args...)
+		if res.code != 1 || !strings.Contains(res.err, "run a worker or `chatfleet init`") {
+			t.Errorf("%v before init: %v; want exit 1 and how to create the topology", args, res)
+		}
 	}
+	var res result
 	for range 2 { // the second run checks what the first created
 		res = run(ctx, "", "init")
 		if res.code != 0 || res.err != "" {

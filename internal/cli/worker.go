@@ -128,7 +128,7 @@ func stopWorkers(logger interface{ Info(string, ...any) }, grace time.Duration, 
 	defer cancel()
 	errs := make(chan error, len(ws))
 	for _, w := range ws {
-		go func() { errs <- w.Stop(ctx) }()
+		go func() { errs <- w.Stop(ctx) }() // owned by this call: it receives every result below
 	}
 	code := ExitOK
 	for range ws {

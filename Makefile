@@ -9,8 +9,8 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: run
-run: ## start chatfleet on this machine: embedded NATS, a worker, a simulated model unless an upstream is configured
-	$(GO) run ./cmd/chatfleet dev
+run: build ## start chatfleet on this machine: embedded NATS, a worker, a simulated model unless an upstream is configured
+	@exec ./bin/chatfleet dev
 
 .PHONY: build
 build: ## build bin/chatfleet
@@ -18,10 +18,16 @@ build: ## build bin/chatfleet
 
 .PHONY: test
 test: lint ## run every test with the race detector: fuzz seeds, the benchmark's smoke run and the NATS fault tests included
-	CHATFLEET_BENCH_CHARTS=1 $(GO) test -race -count=1 -timeout 15m -tags faults ./...
+	@echo "go test -race: a line per package as it finishes, slow tests named, failures in full"
+	@CHATFLEET_BENCH_CHARTS=1 $(GO) run ./internal/testprogress -race -count=1 -timeout 15m -tags faults ./...
+
+.PHONY: test-short
+test-short: ## the quick tests: go test -short skips the heavy runs (the benchmark's smoke run, chatfleet dev end to end, …)
+	$(GO) test -race -count=1 -short ./...
 
 .PHONY: lint
 lint: ## gofmt and go vet
+	@echo "gofmt, go vet"
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet -tags faults ./...
 	cd bench/peers/asynq && $(GO) vet ./...

@@ -122,12 +122,7 @@ func (r *runner) charts(ctx context.Context) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	bin := filepath.Join(r.cfg.WorkDir, "bin", "charts")
-	r.progress("building bench/charts")
-	if err := goBuild(ctx, filepath.Join(r.cfg.ModuleDir, "bench", "charts"), bin, "."); err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, bin, "-spec", specPath, "-out", out)
+	cmd := exec.CommandContext(ctx, r.chartsBin, "-spec", specPath, "-out", out)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("charts: %w\n%s", err, b)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -28,23 +27,15 @@ func (r *runner) peer(ctx context.Context) error {
 		res.Skipped = "not requested (--peer=false)"
 		return nil
 	}
-	redisBin := r.cfg.RedisServer
-	if redisBin == "" {
-		redisBin = "redis-server"
-	}
-	redisPath, err := exec.LookPath(redisBin)
-	if err != nil {
+	redisPath, found := r.redisServer()
+	if !found {
 		res.Skipped = "redis-server not found (Debian: apt-get install -y redis-server)"
 		return nil
 	}
 	if out, err := exec.CommandContext(ctx, redisPath, "--version").Output(); err == nil {
 		res.Redis = strings.TrimSpace(string(out))
 	}
-	bin := filepath.Join(r.cfg.WorkDir, "bin", "asynqpeer")
-	r.progress("   building bench/peers/asynq")
-	if err := goBuild(ctx, filepath.Join(r.cfg.ModuleDir, "bench", "peers", "asynq"), bin, "."); err != nil {
-		return err
-	}
+	bin := r.peerBin // built by prepare
 	port, err := freePort()
 	if err != nil {
 		return err

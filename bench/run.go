@@ -35,12 +35,28 @@ type runner struct {
 	runID   string // makes prompts unique across runs against one server
 	seq     int    // numbers fleets: their prefixes
 	rep     *Report
+
+	chartsBin, peerBin string // built by prepare when the run needs them
 }
 
 // Run runs the benchmark and returns its report. The report is also
 // written to cfg.Out (JSON), cfg.Table and cfg.ChartsDir when set. A
 // scenario that fails is recorded in Report.Errors and the run goes on.
-func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	r, cleanup, err := prepare(ctx, cfg)
+	defer cleanup()
+	if err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+// prepare applies cfg's defaults and builds every binary the run needs
+// (chatfleet, and the charts and the asynq peer when asked for), so the
+// run itself compiles nothing. cleanup removes a temporary work
+// directory; it must be called, even after an error.
+func prepare(ctx context.Context, cfg Config) (r *runner, cleanup func(), err error) {
+	cleanup = func() {}
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
@@ -55,28 +71,38 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	}
 	for _, s := range cfg.Scenarios {
 		if !slices.Contains(ScenarioNames, s) {
-			return nil, fmt.Errorf("bench: unknown scenario %q (have %s)", s, strings.Join(ScenarioNames, ", "))
+			return nil, cleanup, fmt.Errorf("bench: unknown scenario %q (have %s)", s, strings.Join(ScenarioNames, ", "))
 		}
 	}
 	if cfg.ModuleDir == "" {
 		if cfg.ModuleDir, err = findModule(); err != nil {
-			return nil, err
+			return nil, cleanup, err
 		}
 	}
 	if cfg.WorkDir == "" {
 		if cfg.WorkDir, err = os.MkdirTemp("", "chatfleet-bench-"); err != nil {
-			return nil, err
+			return nil, cleanup, err
 		}
 		if !cfg.KeepWorkDir {
-			defer os.RemoveAll(cfg.WorkDir)
+			dir := cfg.WorkDir
+			cleanup = func() { os.RemoveAll(dir) }
 		} else {
 			fmt.Fprintf(cfg.Progress, "work dir (kept): %s\n", cfg.WorkDir)
 		}
 	}
-	r := &runner{cfg: cfg, logDir: filepath.Join(cfg.WorkDir, "logs"), runID: strconv.FormatInt(time.Now().UnixNano()%1e9, 36)}
+	r = &runner{cfg: cfg, logDir: filepath.Join(cfg.WorkDir, "logs"), runID: strconv.FormatInt(time.Now().UnixNano()%1e9, 36)}
 	if err := os.MkdirAll(r.logDir, 0o755); err != nil {
-		return nil, err
+		return nil, cleanup, err
 	}
+	if err := r.build(ctx); err != nil {
+		return nil, cleanup, err
+	}
+	return r, cleanup, nil
+}
+
+// run runs the scenarios with the binaries prepare built.
+func (r *runner) run(ctx context.Context) (*Report, error) {
+	cfg := r.cfg
 	r.rep = &Report{Started: time.Now().UTC(), Machine: machine(), Command: strings.Join(os.Args, " "), Sizes: cfg.Sizes, WorkerEnv: cfg.WorkerEnv}
 	if cfg.ProfileDir != "" {
 		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
@@ -91,9 +117,6 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			return nil, err
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
-	}
-	if err := r.build(ctx); err != nil {
-		return nil, err
 	}
 	if err := r.startNATS(ctx); err != nil {
 		return nil, err
@@ -191,20 +214,59 @@ func findModule() (string, error) {
 	}
 }
 
-// build builds the worker binary: chatfleet itself, or with ProfileDir
-// the profiling wrapper (the same CLI with a CPU profile around it).
+// build builds the binaries the run needs: the worker (chatfleet itself,
+// or with ProfileDir the profiling wrapper, the same CLI with a CPU
+// profile around it), the charts tool with ChartsDir, and the asynq peer
+// when it will run (Peer, and redis-server found).
 func (r *runner) build(ctx context.Context) error {
+	bin := filepath.Join(r.cfg.WorkDir, "bin")
 	if r.cfg.Binary != "" && r.cfg.ProfileDir == "" {
 		r.bin = r.cfg.Binary
-		return nil
+	} else {
+		pkg := "./cmd/chatfleet"
+		if r.cfg.ProfileDir != "" {
+			pkg = "./bench/cmd/chatfleet-prof"
+		}
+		r.bin = filepath.Join(bin, "chatfleet")
+		if err := r.goBuild(ctx, r.cfg.ModuleDir, r.bin, pkg); err != nil {
+			return err
+		}
 	}
-	pkg := "./cmd/chatfleet"
-	if r.cfg.ProfileDir != "" {
-		pkg = "./bench/cmd/chatfleet-prof"
+	if r.cfg.ChartsDir != "" {
+		r.chartsBin = filepath.Join(bin, "charts")
+		if err := r.goBuild(ctx, filepath.Join(r.cfg.ModuleDir, "bench", "charts"), r.chartsBin, "."); err != nil {
+			return err
+		}
 	}
-	r.bin = filepath.Join(r.cfg.WorkDir, "bin", "chatfleet")
-	r.progress("building %s", pkg)
-	return goBuild(ctx, r.cfg.ModuleDir, r.bin, pkg)
+	if _, found := r.redisServer(); r.cfg.Peer && found {
+		r.peerBin = filepath.Join(bin, "asynqpeer")
+		if err := r.goBuild(ctx, filepath.Join(r.cfg.ModuleDir, "bench", "peers", "asynq"), r.peerBin, "."); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// redisServer returns the path of the redis-server binary, if found.
+func (r *runner) redisServer() (string, bool) {
+	name := r.cfg.RedisServer
+	if name == "" {
+		name = "redis-server"
+	}
+	path, err := exec.LookPath(name)
+	return path, err == nil
+}
+
+// goBuild builds pkg in dir into out, saying how long it took: a first
+// build on a cold cache takes minutes on a busy machine.
+func (r *runner) goBuild(ctx context.Context, dir, out, pkg string) error {
+	start := time.Now()
+	r.progress("building %s", filepath.Join(dir, pkg))
+	if err := goBuild(ctx, dir, out, pkg); err != nil {
+		return err
+	}
+	r.progress("   built in %s", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // goBuild runs go build -o out pkg in dir.

@@ -2,23 +2,25 @@ package manager
 
 import "sync/atomic"
 
-// Stats counts what a worker has done since it started.
+// Stats counts what a worker has done since it started. Its JSON (in
+// `chatfleet status --json`) uses snake_case keys, like every other
+// chatfleet JSON.
 type Stats struct {
-	Requests      int64 // jobs handled
-	Leaders       int64 // requests that led their generation
-	Followers     int64 // requests that shared another request's generation
-	CacheHits     int64 // requests answered from the cache
-	UpstreamCalls int64 // upstream streams opened
-	Takeovers     int64 // generations taken over from a leader that died
-	LeasesLost    int64 // leader leases lost while generating
-	Cancelled     int64 // requests that ended cancelled
-	Errors        int64 // requests that ended with an error event
-	DeadLettered  int64 // jobs copied to the dead-letter stream
-	QueueTimeouts int64 // jobs that waited too long in the queue
-	Panics        int64 // panics recovered while handling a job
-	Purged        int64 // stuck requests the janitor purged from the registry
-	Active        int64 // requests active now
-	Generations   int64 // generations this worker leads now
+	Requests      int64 `json:"requests"`       // jobs handled
+	Leaders       int64 `json:"leaders"`        // requests that led their generation
+	Followers     int64 `json:"followers"`      // requests that shared another request's generation
+	CacheHits     int64 `json:"cache_hits"`     // requests answered from the cache
+	UpstreamCalls int64 `json:"upstream_calls"` // upstream streams opened
+	Takeovers     int64 `json:"takeovers"`      // generations taken over from a leader that died
+	LeasesLost    int64 `json:"leases_lost"`    // leader leases lost while generating
+	Cancelled     int64 `json:"cancelled"`      // requests that ended cancelled
+	Errors        int64 `json:"errors"`         // requests that ended with an error event
+	DeadLettered  int64 `json:"dead_lettered"`  // jobs copied to the dead-letter stream
+	QueueTimeouts int64 `json:"queue_timeouts"` // jobs that waited too long in the queue
+	Panics        int64 `json:"panics"`         // panics recovered while handling a job
+	Purged        int64 `json:"purged"`         // stuck requests the janitor purged from the registry
+	Active        int64 `json:"active"`         // requests active now
+	Generations   int64 `json:"generations"`    // generations this worker leads now
 }
 
 // roleNames index counters.inFlight.

@@ -16,6 +16,7 @@ func FuzzDecodeJob(f *testing.F) {
 		`{"v":1,"id":"a","tenant":"t","dedupe":false,"cache":true,"timeout_ms":5,"messages":[{"role":"assistant","content":null,"tool_calls":[{"function":{"name":"f"}}]}]}`,
 		`{"id":"a","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"tool_choice":{"type":"function","function":{"name":"f"}}}`,
 		`{}`, `[]`, `null`, `"x"`, `{"messages":null}`, `{"id":"a","Model":"M","messages":[{"role":"user","content":"x"}]}`,
+		`{"x":[[["\\\"[{"]]],"id":"a","messages":[{"role":"user","content":"x"}]}`, `{"x":[[[`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

@@ -80,6 +80,8 @@ func TestDecodeJobInvalid(t *testing.T) {
 		lim                   Limits
 	}{
 		{"not json", `{"id":`, "", "not valid JSON", Limits{}},
+		{"nested too deeply", `{"id":"a","x":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `,` + user + `}`, "", "JSON nested too deeply", Limits{}},
+		{"deep brackets in a string", `{"id":"a","x":"` + strings.Repeat("[", 10001) + `",` + user + ``, "", "not valid JSON", Limits{}},
 		{"not object", `[1,2]`, "", "JSON object", Limits{}},
 		{"wrong type", `{"id":"a","messages":"hi"}`, "messages", "wrong type", Limits{}},
 		{"wrong type nested", `{"id":"a","messages":[{"role":1}]}`, "messages.role", "wrong type", Limits{}},

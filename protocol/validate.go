@@ -44,6 +44,9 @@ func DecodeJob(b []byte, defaultModel string, lim Limits) (*Job, error) {
 		return nil, Invalid("", "job is %d bytes; the limit is %d", len(b), lim.MaxJobBytes)
 	}
 	if !json.Valid(b) {
+		if jsonDepth(b) > maxJSONDepth {
+			return nil, Invalid("", "JSON nested too deeply: more than %d levels of arrays and objects", maxJSONDepth)
+		}
 		return nil, Invalid("", "not valid JSON")
 	}
 	if t := bytes.TrimSpace(b); t[0] != '{' {
@@ -58,6 +61,36 @@ func DecodeJob(b []byte, defaultModel string, lim Limits) (*Job, error) {
 		return nil, err
 	}
 	return &j, nil
+}
+
+// maxJSONDepth is encoding/json's nesting limit: deeper documents are not
+// valid JSON to it.
+const maxJSONDepth = 10000
+
+// jsonDepth returns the deepest nesting of arrays and objects in b, which
+// need not be valid JSON; brackets inside strings do not count.
+func jsonDepth(b []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case inString && c == '"':
+			inString = false
+		case inString:
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 func decodeError(err error) *Error {

@@ -2,10 +2,7 @@ package publisher
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/subjects"
@@ -44,19 +41,9 @@ func (p *Publisher) Cancel(ctx context.Context, tenant, id string) error {
 
 // finished reports whether the request's last stored event is terminal.
 func (p *Publisher) finished(ctx context.Context, tenant, id string) (bool, error) {
-	s, err := p.repliesStream(ctx)
-	if err != nil {
+	ev, found, err := p.LastEvent(ctx, tenant, id)
+	if !found {
 		return false, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	last, err := s.GetLastMsgForSubject(ctx, p.names.ReplyWrite(tenant, id))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	ev, err := protocol.DecodeEvent(last.Data)
 	return err == nil && ev.Type.Terminal(), nil
 }

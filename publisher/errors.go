@@ -31,7 +31,14 @@ var (
 	ErrEventsLost = errors.New("publisher: reply events lost")
 	// ErrInvalidOption: an option was given a bad value.
 	ErrInvalidOption = errors.New("publisher: invalid option")
+	// ErrNoStream: no jobs stream stores the job's subject. The topology
+	// does not exist yet: a worker creates it when it starts, and so does
+	// `chatfleet init`.
+	ErrNoStream = errors.New("publisher: no jobs stream")
 )
+
+// topologyHint is how to create streams and buckets that are missing.
+const topologyHint = "run a worker or `chatfleet init` to create them"
 
 // JobError is a request that ended with an error event.
 type JobError struct {

@@ -141,7 +141,7 @@ func lookupOnce[T comparable](ctx context.Context, p *Publisher, slot *T, what, 
 	defer cancel()
 	v, err := lookup(ctx, name)
 	if err != nil {
-		return zero, fmt.Errorf("publisher: %s %s (has a worker created the topology?): %w", what, name, err)
+		return zero, fmt.Errorf("publisher: %s %s (%s): %w", what, name, topologyHint, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/natstrace"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/subjects"
 )
 
 // jsErrStoreFailed is the JetStream error a DiscardNew stream at its limit
@@ -71,6 +73,36 @@ func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error
 	return r, nil
 }
 
+// LastEvent returns the last event the replies stream holds for the
+// request tenant/id; found is false when it holds none (the ID was never
+// used, or its reply is older than the stream keeps replies). An ID whose
+// reply is found must not be submitted again: within the duplicate window
+// the jobs stream drops it, after it the fleet ends it with duplicate_id.
+// err is a decode error when found but the message is not an event.
+func (p *Publisher) LastEvent(ctx context.Context, tenant, id string) (ev protocol.Event, found bool, err error) {
+	if err := subjects.ValidName("tenant", tenant); err != nil {
+		return ev, false, err
+	}
+	if err := subjects.ValidName("id", id); err != nil {
+		return ev, false, err
+	}
+	s, err := p.repliesStream(ctx)
+	if err != nil {
+		return ev, false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	last, err := s.GetLastMsgForSubject(ctx, p.names.ReplyWrite(tenant, id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return ev, false, nil
+	}
+	if err != nil {
+		return ev, false, err
+	}
+	ev, err = protocol.DecodeEvent(last.Data)
+	return ev, true, err
+}
+
 // validateForSubmit checks what a producer can know: everything but the
 // model, which a worker may default.
 func validateForSubmit(job *protocol.Job) error {
@@ -94,6 +126,9 @@ func (p *Publisher) publishError(job *protocol.Job, err error) error {
 		case apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
 			return &JobError{Tenant: job.Tenant, ID: job.ID, Err: *protocol.Invalid("", "job is larger than the jobs stream accepts")}
 		}
+	}
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("%w %s stores %s (%s): %w", ErrNoStream, p.names.JobsStream(), p.names.Jobs(job.Tenant), topologyHint, err)
 	}
 	if errors.Is(err, nats.ErrMaxPayload) {
 		return &JobError{Tenant: job.Tenant, ID: job.ID, Err: *protocol.Invalid("", "job is larger than the NATS server's max_payload")}

@@ -94,7 +94,9 @@ func TestValidName(t *testing.T) {
 		{"a b", "whitespace"},
 		{"a\tb", "whitespace"},
 		{"a\nb", "whitespace"},
-		{"é", "allowed"},
+		{"é", "contains 'é'; allowed"},
+		{"caf\xe9", "contains '\uFFFD'"}, // not UTF-8: the replacement character, not a stray byte
+		{"日本", "contains '日'"},
 		{"a/b", "allowed"},
 		{"a:b", "allowed"},
 		{strings.Repeat("a", MaxNameLen+1), "longer than"},

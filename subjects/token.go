@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // MaxNameLen is the longest tenant, request ID, worker ID or generation ID.
@@ -51,13 +52,15 @@ func ValidName(field, s string) error {
 	if err := ValidToken(field, s); err != nil {
 		return err
 	}
+	for _, r := range s {
+		// By character, not byte: 'é', never '\xc3'.
+		if r >= utf8.RuneSelf || !nameByte(byte(r)) {
+			return &NameError{Field: field, Value: s, Reason: fmt.Sprintf("contains %q; allowed: A-Z a-z 0-9 _ -", r)}
+		}
+	}
+	// Only ASCII is left: bytes are characters.
 	if len(s) > MaxNameLen {
 		return &NameError{Field: field, Value: s[:16] + "…", Reason: fmt.Sprintf("longer than %d characters", MaxNameLen)}
-	}
-	for i := 0; i < len(s); i++ {
-		if !nameByte(s[i]) {
-			return &NameError{Field: field, Value: s, Reason: fmt.Sprintf("contains %q; allowed: A-Z a-z 0-9 _ -", s[i])}
-		}
 	}
 	return nil
 }

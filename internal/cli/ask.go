@@ -13,7 +13,6 @@ import (
 	"github.com/chatfleet/chatfleet/internal/telemetry"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/publisher"
-	"github.com/chatfleet/chatfleet/subjects"
 )
 
 type askFlags struct {
@@ -22,6 +21,7 @@ type askFlags struct {
 	maxTokens                 int
 	noDedupe, noCache, json   bool
 	timeout                   time.Duration
+	set                       map[string]bool // flags given on the command line
 }
 
 func runAsk(ctx context.Context, args []string, io IO) int {
@@ -31,18 +31,24 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 	fs.StringVar(&f.model, "model", "", "model (default: the worker's CHATFLEET_MODEL)")
 	fs.StringVar(&f.tenant, "tenant", protocol.DefaultTenant, "tenant")
 	fs.StringVar(&f.system, "system", "", "system prompt")
-	fs.Float64Var(&f.temperature, "temperature", -1, "sampling temperature 0-2 (default: the upstream's)")
-	fs.IntVar(&f.maxTokens, "max-tokens", 0, "most tokens to generate (default: the upstream's)")
+	fs.Float64Var(&f.temperature, "temperature", 0, "sampling temperature 0-2 (default: the upstream's)")
+	fs.IntVar(&f.maxTokens, "max-tokens", 0, "most tokens to generate, at least 1 (default: the upstream's)")
 	fs.BoolVar(&f.noDedupe, "no-dedupe", false, "do not share a generation with identical requests")
 	fs.BoolVar(&f.noCache, "no-cache", false, "neither read nor write the answer cache")
-	fs.StringVar(&f.id, "id", "", "request ID (default: a fresh random one)")
+	fs.StringVar(&f.id, "id", "", "request ID (default: a fresh random one); the reply of an ID that already ran is shown, not asked again")
 	fs.BoolVar(&f.json, "json", false, "print every reply event as one JSON line, exactly as received")
-	fs.DurationVar(&f.timeout, "timeout", 0, "give up after this long (default: none)")
+	fs.DurationVar(&f.timeout, "timeout", 0, "give up (and cancel the request) after this long (default: none)")
 	fs.Usage = func() {
 		fmt.Fprintln(io.Err, "Usage: chatfleet ask [flags] PROMPT   (the prompt may also come on stdin)")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	f.set = map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	if f.timeout < 0 {
+		fmt.Fprintln(io.Err, "chatfleet ask: --timeout must not be negative")
 		return ExitUsage
 	}
 	prompt, err := readPrompt(fs.Args(), io.In)
@@ -51,7 +57,7 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 		return ExitUsage
 	}
 	job := f.job(prompt)
-	if err := validNames(job); err != nil {
+	if err := checkJob(job); err != nil {
 		fmt.Fprintln(io.Err, "chatfleet ask:", err)
 		return ExitUsage
 	}
@@ -72,60 +78,146 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintln(io.Err, "chatfleet ask:", err)
 		return ExitUsage
 	}
+	a := &asker{f: &f, pub: pub, io: io, out: &lineWriter{w: io.Out}}
+
+	if f.set["id"] {
+		// An ID that already has a reply is not asked again: after the
+		// duplicate window the fleet would refuse it (duplicate_id), within
+		// it the stream would drop it. Show the reply it has.
+		if ended, found := storedReply(ctx, pub, job.Tenant, job.ID); found {
+			what := "is already running; following its reply"
+			if ended {
+				what = "already ran; showing its stored reply (ask with a new --id to ask again)"
+			}
+			fmt.Fprintf(io.Err, "chatfleet ask: request %s/%s %s\n", job.Tenant, job.ID, what)
+			return a.follow(ctx, job.Tenant, job.ID)
+		}
+	}
+	return a.submit(ctx, job)
+}
+
+// asker runs one ask.
+type asker struct {
+	f   *askFlags
+	pub *publisher.Publisher
+	io  IO
+	out *lineWriter
+}
+
+// submit submits job, prints its reply and returns the exit code.
+// Ctrl-C (ctx) or --timeout cancels the request fleet-wide: nobody should
+// pay for an answer nobody reads.
+func (a *asker) submit(ctx context.Context, job protocol.Job) int {
 	// Reading goes on after Ctrl-C, until the cancelled event arrives; only
 	// --timeout ends it early.
-	readCtx := context.Background()
-	if f.timeout > 0 {
-		var cancel context.CancelFunc
-		readCtx, cancel = context.WithTimeout(readCtx, f.timeout)
+	readCtx, cancelRead := a.withTimeout(context.Background())
+	defer cancelRead()
+	cancelRequest := func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		_ = a.pub.Cancel(cctx, job.Tenant, job.ID)
 	}
 	submitCtx, cancelSubmit := context.WithCancel(readCtx)
 	defer cancelSubmit()
 	stopSubmit := context.AfterFunc(ctx, cancelSubmit)
-	reply, err := pub.Submit(submitCtx, job)
+	reply, err := a.pub.Submit(submitCtx, job)
 	stopSubmit()
 	if err != nil {
-		fmt.Fprintln(io.Err, "chatfleet ask:", err)
-		return ExitFailed
+		if readCtx.Err() != nil || ctx.Err() != nil {
+			cancelRequest() // it may have been stored
+		}
+		return a.fail(readCtx, err, "the request was cancelled")
 	}
 	defer reply.Stop()
-	// Ctrl-C, or giving up at --timeout, cancels the request fleet-wide:
-	// nobody should pay for an answer nobody reads.
-	cancelRequest := func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = pub.Cancel(cctx, reply.Tenant(), reply.ID())
-	}
 	defer context.AfterFunc(ctx, cancelRequest)()
-	code = printReply(readCtx, reply, f.json, io)
-	if readCtx.Err() != nil && ctx.Err() == nil {
-		cancelRequest()
+	code, err := a.print(readCtx, reply)
+	if err != nil {
+		if readCtx.Err() != nil && ctx.Err() == nil {
+			cancelRequest()
+		}
+		return a.fail(readCtx, err, "the request was cancelled")
 	}
 	return code
 }
 
-// validNames checks the tenant and ID before anything connects.
-func validNames(job protocol.Job) error {
-	if err := subjects.ValidName("tenant", job.Tenant); err != nil {
+// follow prints the reply of a request this ask did not submit. Ctrl-C or
+// --timeout stops following; the request is not cancelled.
+func (a *asker) follow(ctx context.Context, tenant, id string) int {
+	readCtx, cancel := a.withTimeout(ctx)
+	defer cancel()
+	reply, err := a.pub.Attach(readCtx, tenant, id)
+	if err != nil {
+		return a.fail(readCtx, err, "the request goes on")
+	}
+	defer reply.Stop()
+	code, err := a.print(readCtx, reply)
+	if err != nil {
+		return a.fail(readCtx, err, "the request goes on")
+	}
+	return code
+}
+
+// withTimeout bounds ctx by --timeout, when given.
+func (a *asker) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if a.f.timeout > 0 {
+		return context.WithTimeout(ctx, a.f.timeout)
+	}
+	return context.WithCancel(ctx)
+}
+
+// fail ends the answer's line and reports err: as "timed out after D"
+// when --timeout ran out (then says what became of the request).
+func (a *asker) fail(readCtx context.Context, err error, afterTimeout string) int {
+	a.out.endLine()
+	if errors.Is(readCtx.Err(), context.DeadlineExceeded) {
+		fmt.Fprintf(a.io.Err, "chatfleet ask: timed out after %s; %s\n", a.f.timeout, afterTimeout)
+	} else {
+		fmt.Fprintln(a.io.Err, "chatfleet ask:", err)
+	}
+	return ExitFailed
+}
+
+// storedReply reports whether the replies stream holds events of
+// tenant/id (found) and whether the last one ends the request (ended). A
+// lookup that fails counts as not found: the submit reports the problem.
+func storedReply(ctx context.Context, pub *publisher.Publisher, tenant, id string) (ended, found bool) {
+	ev, found, err := pub.LastEvent(ctx, tenant, id)
+	return found && err == nil && ev.Type.Terminal(), found
+}
+
+// checkJob validates what the command line set, as the publisher would,
+// so that a bad flag value is a usage error (exit 2), found before
+// anything connects, not a failed request.
+func checkJob(job protocol.Job) error {
+	check := job
+	check.Normalize("-") // the model may be left to the worker
+	err := check.Validate(protocol.Limits{MaxJobBytes: 1 << 30, MaxMessages: 1 << 30})
+	var perr *protocol.Error
+	if !errors.As(err, &perr) {
 		return err
 	}
-	if job.ID != "" {
-		return subjects.ValidName("id", job.ID)
+	flags := map[string]string{"tenant": "--tenant", "id": "--id", "model": "--model", "temperature": "--temperature", "max_tokens": "--max-tokens"}
+	if name, ok := flags[perr.Field]; ok {
+		return fmt.Errorf("%s: %s", name, perr.Message)
 	}
-	return nil
+	return perr
 }
 
 func (f *askFlags) job(prompt string) protocol.Job {
 	job := protocol.Job{ID: f.id, Tenant: f.tenant, Model: f.model}
+	if job.ID == "" {
+		// Chosen here, not by the publisher, so a submit cut short by
+		// --timeout or Ctrl-C can still be cancelled by its ID.
+		job.ID = protocol.NewID()
+	}
 	if f.system != "" {
 		job.Messages = append(job.Messages, protocol.Message{Role: protocol.RoleSystem, Content: protocol.TextContent(f.system)})
 	}
 	job.Messages = append(job.Messages, protocol.Message{Role: protocol.RoleUser, Content: protocol.TextContent(prompt)})
-	if f.temperature >= 0 {
+	if f.set["temperature"] {
 		job.Temperature = protocol.Float(f.temperature)
 	}
-	if f.maxTokens > 0 {
+	if f.set["max-tokens"] {
 		job.MaxTokens = protocol.Int(f.maxTokens)
 	}
 	if f.noDedupe {
@@ -155,49 +247,75 @@ func readPrompt(args []string, in io.Reader) (string, error) {
 	return prompt, nil
 }
 
-// printReply prints the reply as it streams and returns the exit code.
-func printReply(ctx context.Context, reply *publisher.Reply, asJSON bool, io IO) int {
+// print prints the reply as it streams. On a terminal event it returns the
+// exit code and a nil error; err is why reading stopped before one.
+// Events of types it does not know (a newer worker's) print nothing, as
+// the protocol's extension policy asks; --json prints every event.
+func (a *asker) print(ctx context.Context, reply *publisher.Reply) (code int, err error) {
 	var toolCalls []protocol.ToolCall
 	for ev, err := range reply.Events(ctx) {
 		if err != nil {
-			fmt.Fprintln(io.Err, "\nchatfleet ask:", err)
-			return ExitFailed
+			return ExitFailed, err
 		}
-		if asJSON {
-			fmt.Fprintf(io.Out, "%s\n", reply.Raw())
+		if a.f.json {
+			fmt.Fprintf(a.out, "%s\n", reply.Raw())
 		}
 		switch ev.Type {
 		case protocol.EventChunk:
 			toolCalls = protocol.MergeToolCalls(toolCalls, ev.ToolCalls)
-			if !asJSON {
+			if !a.f.json {
 				// A refusal is what the model said instead of an answer;
 				// reasoning is not the answer (--json shows it).
-				fmt.Fprint(io.Out, ev.Content, ev.Refusal)
+				fmt.Fprint(a.out, ev.Content, ev.Refusal)
 			}
 		case protocol.EventReset:
 			toolCalls = nil
-			if !asJSON {
-				fmt.Fprintln(io.Err, "\n[reset: a worker failed over; the answer starts again]")
+			if !a.f.json {
+				a.out.endLine()
+				fmt.Fprintln(a.io.Err, "[reset: a worker failed over; the answer starts again]")
 			}
 		case protocol.EventDone:
-			if !asJSON {
+			if !a.f.json {
 				for _, c := range toolCalls {
-					fmt.Fprintf(io.Out, "\n[tool call %s] %s(%s)", c.ID, c.Function.Name, c.Function.Arguments)
+					fmt.Fprintf(a.out, "\n[tool call %s] %s(%s)", c.ID, c.Function.Name, c.Function.Arguments)
 				}
-				fmt.Fprintln(io.Out)
+				fmt.Fprintln(a.out)
 			}
-			return ExitOK
+			return ExitOK, nil
 		case protocol.EventError:
-			if !asJSON {
-				fmt.Fprintf(io.Err, "\nerror: %v\n", ev.Error)
+			if !a.f.json {
+				a.out.endLine()
+				fmt.Fprintf(a.io.Err, "error: %v\n", ev.Error)
 			}
-			return ExitFailed
+			return ExitFailed, nil
 		case protocol.EventCancelled:
-			if !asJSON {
-				fmt.Fprintln(io.Err, "\ncancelled")
+			if !a.f.json {
+				a.out.endLine()
+				fmt.Fprintln(a.io.Err, "cancelled")
 			}
-			return ExitCancelled
+			return ExitCancelled, nil
 		}
 	}
-	return ExitFailed
+	return ExitFailed, errors.New("the reply ended without a terminal event")
+}
+
+// lineWriter writes the answer and remembers whether its last line is
+// open, so a message on stderr never continues the answer's line.
+type lineWriter struct {
+	w       io.Writer
+	midLine bool
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		l.midLine = p[len(p)-1] != '\n'
+	}
+	return l.w.Write(p)
+}
+
+// endLine ends the answer's line if it is open.
+func (l *lineWriter) endLine() {
+	if l.midLine {
+		_, _ = l.Write([]byte{'\n'})
+	}
 }

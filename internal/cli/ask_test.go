@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natstest"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/worker"
@@ -312,6 +316,15 @@ func TestAskUsage(t *testing.T) {
 		{"", []string{"ask", "--bogus", "hi"}, "flag provided but not defined: -bogus"},
 		{"", []string{"ask", "--temperature", "warm", "hi"}, "invalid value"},
 		{"", []string{"ask", "--max-tokens"}, "flag needs an argument"},
+		// Values the CLI can check itself are usage errors too, not failed
+		// requests.
+		{"", []string{"ask", "--temperature", "5", "hi"}, "--temperature: 5 is out of range [0, 2]"},
+		{"", []string{"ask", "--temperature", "-1", "hi"}, "--temperature: -1 is out of range"},
+		{"", []string{"ask", "--max-tokens", "0", "hi"}, "--max-tokens: must be at least 1"},
+		{"", []string{"ask", "--max-tokens", "-3", "hi"}, "--max-tokens: must be at least 1"},
+		{"", []string{"ask", "--timeout", "-1s", "hi"}, "--timeout must not be negative"},
+		{"", []string{"ask", "--id", "a b", "hi"}, "--id: contains whitespace"},
+		{"", []string{"ask", "--tenant", "café", "hi"}, "--tenant: contains 'é'"},
 	} {
 		res := run(ctx, tc.stdin, tc.args...)
 		if res.code != 2 || !strings.Contains(res.err, tc.err) || res.out != "" {
@@ -357,7 +370,42 @@ func TestAskCancelledByContext(t *testing.T) {
 		t.Errorf("the upstream never saw the call dropped: %v", err)
 	}
 	// The fleet recorded the end: the stored reply ends cancelled.
-	reply, err := f.Pub.Attach(ctx, "default", "interrupted-1")
+	if last := lastStored(t, ctx, f, "default", "interrupted-1"); last.Type != protocol.EventCancelled {
+		t.Errorf("stored reply ends with %+v, want cancelled", last)
+	}
+}
+
+// TestAskTimeout: --timeout gives up on a request that does not finish in
+// time: the answer's line is ended, stderr says it timed out and that the
+// request was cancelled (the stored reply ends cancelled); exit 1.
+func TestAskTimeout(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	f := newFleet(t, nil, llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+		return llmtest.Reply{Tokens: []string{"partial", " answer", " never", " finished"}, StallAfter: 2, Release: release}
+	}))
+	ctx := fleettest.Context(t, 30*time.Second)
+
+	res := run(ctx, "", "ask", "--id", "slow-1", "--timeout", "1s", "never answered")
+	if res.code != 1 || res.out != "partial answer\n" {
+		t.Errorf("%v; want exit 1 and the partial answer on a line of its own", res)
+	}
+	if !strings.Contains(res.err, "chatfleet ask: timed out after 1s; the request was cancelled") {
+		t.Errorf("stderr = %q", res.err)
+	}
+	if f.LLM.Calls() != 1 {
+		t.Errorf("upstream calls = %d, want 1", f.LLM.Calls())
+	}
+	if last := lastStored(t, ctx, f, "default", "slow-1"); last.Type != protocol.EventCancelled {
+		t.Errorf("stored reply ends with %+v, want cancelled", last)
+	}
+}
+
+// lastStored reads tenant/id's stored reply to its end and returns the
+// last event.
+func lastStored(t *testing.T, ctx context.Context, f *fleettest.Fleet, tenant, id string) protocol.Event {
+	t.Helper()
+	reply, err := f.Pub.Attach(ctx, tenant, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,25 +417,137 @@ func TestAskCancelledByContext(t *testing.T) {
 		}
 		last = ev
 	}
-	if last.Type != protocol.EventCancelled {
-		t.Errorf("stored reply ends with %+v, want cancelled", last)
+	return last
+}
+
+// TestAskErrorAfterOutput: an error event after part of the answer ends
+// the answer's line before the error (on stderr); exit 1.
+func TestAskErrorAfterOutput(t *testing.T) {
+	newFleet(t, func(c *worker.Config) { c.Manager.MidStreamRetries = -1; c.LLM.MaxRetries = -1 },
+		llmtest.WithScript(func(llmtest.Request) llmtest.Reply {
+			return llmtest.Reply{Tokens: []string{"half", " of", " it"}, CutAfter: 2}
+		}))
+	res := run(fleettest.Context(t, 30*time.Second), "", "ask", "cut me off")
+	if res.code != 1 || res.out != "half of\n" || !strings.HasPrefix(res.err, "error: upstream_error") {
+		t.Errorf("%v; want exit 1, the partial answer's line ended, the error on stderr", res)
 	}
 }
 
-// TestAskTimeout: --timeout gives up on a request that does not finish in
-// time, with exit 1.
-func TestAskTimeout(t *testing.T) {
+// TestAskInvalidRequestFromWorker: a job the worker refuses ends with an
+// invalid_request error event: exit 1 (not 2: the command line was fine),
+// the message showing a non-ASCII model name as it is.
+func TestAskInvalidRequestFromWorker(t *testing.T) {
+	newFleet(t, func(c *worker.Config) { c.Manager.Limits.AllowedModels = []string{testModel} })
+	res := run(fleettest.Context(t, 30*time.Second), "", "ask", "--model", "modèle-ü", "hello")
+	if res.code != 1 || res.out != "" {
+		t.Errorf("%v; want exit 1", res)
+	}
+	if want := `error: invalid_request: model: model "modèle-ü" is not allowed here`; !strings.Contains(res.err, want) {
+		t.Errorf("stderr = %q, want %q", res.err, want)
+	}
+}
+
+// TestAskIDAlreadyRan: asking again with the ID of a request that ran
+// shows its stored reply, says so on stderr, and submits nothing: no job
+// is published and the upstream is not called again.
+func TestAskIDAlreadyRan(t *testing.T) {
+	f := newFleet(t, nil)
+	ctx := fleettest.Context(t, 30*time.Second)
+	first := run(ctx, "", "ask", "--id", "ran-1", "--no-cache", "the question")
+	if first.code != 0 || first.err != "" {
+		t.Fatalf("first ask: %v", first)
+	}
+	jobs := countJobs(t, f)
+	for _, args := range [][]string{{"ask", "--id", "ran-1", "another question"}, {"ask", "--json", "--id", "ran-1", "x"}} {
+		res := run(ctx, "", args...)
+		if res.code != 0 || !strings.Contains(res.err, "request default/ran-1 already ran; showing its stored reply") {
+			t.Errorf("%v: %v", args, res)
+		}
+		if args[1] != "--json" && res.out != first.out {
+			t.Errorf("%v printed %q, want the stored %q", args, res.out, first.out)
+		}
+		if args[1] == "--json" && !strings.Contains(res.out, `"type":"done"`) {
+			t.Errorf("--json printed %q", res.out)
+		}
+	}
+	if n := jobs(); n != 0 || f.LLM.Calls() != 1 {
+		t.Errorf("%d jobs published, %d upstream calls after the repeats; want 0 and 1", n, f.LLM.Calls())
+	}
+}
+
+// TestAskIDRunning: asking with the ID of a request still running follows
+// it; giving up at --timeout leaves it running (it was not this ask's).
+func TestAskIDRunning(t *testing.T) {
 	stall, release := fleettest.Stalled()
 	defer release()
 	f := newFleet(t, nil, stall)
 	ctx := fleettest.Context(t, 30*time.Second)
-
-	ask := start(ctx, "ask", "--timeout", "500ms", "never answered")
-	res := ask.wait(t, 30*time.Second)
-	if res.code != 1 || !strings.Contains(res.err, "deadline exceeded") {
-		t.Errorf("%v; want exit 1 on the deadline", res)
+	owner := start(ctx, "ask", "--id", "running-1", "slow question")
+	if err := f.LLM.WaitCalls(ctx, 1); err != nil {
+		t.Fatal(err)
 	}
-	if f.LLM.Calls() > 1 {
-		t.Errorf("upstream calls = %d, want at most 1", f.LLM.Calls())
+	res := run(ctx, "", "ask", "--id", "running-1", "--timeout", "1s", "slow question")
+	if res.code != 1 || !strings.Contains(res.err, "request default/running-1 is already running; following its reply") ||
+		!strings.Contains(res.err, "timed out after 1s; the request goes on") {
+		t.Errorf("second ask: %v", res)
+	}
+	release()
+	if res := owner.wait(t, 30*time.Second); res.code != 0 {
+		t.Errorf("the running request was disturbed: %v", res)
+	}
+	if f.LLM.Calls() != 1 {
+		t.Errorf("upstream calls = %d, want 1", f.LLM.Calls())
+	}
+}
+
+// countJobs counts the jobs published from now on (on any jobs subject);
+// the returned func says how many so far.
+func countJobs(t *testing.T, f *fleettest.Fleet) func() int {
+	t.Helper()
+	nc := natstest.Connect(t, f.NATS.ClientURL())
+	var n atomic.Int32
+	if _, err := nc.Subscribe("chat.jobs.>", func(*nats.Msg) { n.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil { // subscribed before anything is published
+		t.Fatal(err)
+	}
+	return func() int {
+		// A round trip to the server: what was published before reached it
+		// and, in order, this connection.
+		_ = nc.Flush()
+		return int(n.Load())
+	}
+}
+
+// TestAskIgnoresUnknownEvents: events of types and fields the CLI does
+// not know (progress, a future type, extra fields) print nothing in plain
+// mode and are printed as received with --json; the answer and the exit
+// code are unaffected.
+func TestAskIgnoresUnknownEvents(t *testing.T) {
+	f := newFleet(t, nil)
+	ctx := fleettest.Context(t, 30*time.Second)
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	stored := []string{
+		`{"v":1,"id":"future-1","seq":1,"type":"meta","worker":"w9","role":"leader","model":"m","gpu":"h100"}`,
+		`{"v":1,"id":"future-1","seq":2,"type":"progress","stage":"waiting","reason":"llm_slot"}`,
+		`{"v":1,"id":"future-1","seq":3,"type":"thinking_hard","depth":{"x":[1,2]}}`,
+		`{"v":1,"id":"future-1","seq":4,"type":"progress","stage":"a_stage_from_the_future"}`,
+		`{"v":1,"id":"future-1","seq":5,"type":"chunk","content":"Hello","confidence":0.9}`,
+		`{"v":1,"id":"future-1","seq":6,"type":"chunk","content":" world"}`,
+		`{"v":1,"id":"future-1","seq":7,"type":"done","finish_reason":"stop","carbon_g":0.1}`,
+	}
+	for _, ev := range stored {
+		if _, err := js.Publish(ctx, "chat.write.default.future-1", []byte(ev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := run(ctx, "", "ask", "--id", "future-1", "hi")
+	if res.code != 0 || res.out != "Hello world\n" {
+		t.Errorf("plain: %v; want the answer only", res)
+	}
+	res = run(ctx, "", "ask", "--json", "--id", "future-1", "hi")
+	if res.code != 0 || res.out != strings.Join(stored, "\n")+"\n" {
+		t.Errorf("--json: %v; want every event as stored", res)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/publisher"
+	"github.com/chatfleet/chatfleet/subjects"
 )
 
 func runCancel(ctx context.Context, args []string, io IO) int {
@@ -27,6 +28,12 @@ func runCancel(ctx context.Context, args []string, io IO) int {
 		return ExitUsage
 	}
 	id := fs.Arg(0)
+	for _, name := range [][2]string{{"tenant", *tenant}, {"id", id}} {
+		if err := subjects.ValidName(name[0], name[1]); err != nil {
+			fmt.Fprintln(io.Err, "chatfleet cancel:", err)
+			return ExitUsage
+		}
+	}
 	env, _, nc, code := connect(io, "cancel")
 	if code != ExitOK {
 		return code

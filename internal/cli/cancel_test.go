@@ -85,6 +85,24 @@ func TestCancelFinished(t *testing.T) {
 	}
 }
 
+// TestCancelBadNames: a tenant or ID that cannot name a request is a
+// usage error, found before anything connects, its character shown.
+func TestCancelBadNames(t *testing.T) {
+	useNATS(t, "nats://127.0.0.1:1")
+	ctx := fleettest.Context(t, 30*time.Second)
+	for _, tc := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"cancel", "a.b"}, `invalid id "a.b": contains '.'`},
+		{[]string{"cancel", "--tenant", "zoë", "x"}, `invalid tenant "zoë": contains 'ë'`},
+	} {
+		if res := run(ctx, "", tc.args...); res.code != 2 || !strings.Contains(res.err, tc.err) {
+			t.Errorf("%v: %v; want exit 2 and %q", tc.args, res, tc.err)
+		}
+	}
+}
+
 // TestCancelUsage: cancel needs exactly one ID; flags are checked before
 // anything connects.
 func TestCancelUsage(t *testing.T) {

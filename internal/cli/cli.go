@@ -1,5 +1,5 @@
-// Package cli implements the chatfleet command: dev, worker, ask, cancel
-// and env.
+// Package cli implements the chatfleet command: dev, worker, init, ask,
+// cancel, dlq, status and env.
 package cli
 
 import (
@@ -16,6 +16,10 @@ const (
 	ExitCancelled = 3 // the request ended cancelled
 )
 
+// topologyHint says how to create the streams and buckets a command found
+// missing.
+const topologyHint = "run a worker or `chatfleet init` to create them"
+
 // IO is where a command reads and writes.
 type IO struct {
 	In       io.Reader
@@ -31,6 +35,7 @@ func commands() []command {
 	return []command{
 		{"dev", "run NATS, workers and (without an upstream) a simulated model in one process", runDev},
 		{"worker", "run one worker against CHATFLEET_NATS_URL", runWorker},
+		{"init", "create (or check) the streams, consumer and buckets, then exit", runInit},
 		{"ask", "submit a job and print the answer as it streams: ask [flags] PROMPT", runAsk},
 		{"cancel", "cancel a request: cancel [--tenant T] ID", runCancel},
 		{"dlq", "dead-lettered jobs: dlq ls | show SEQ | replay SEQ", runDLQ},

@@ -2,25 +2,39 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"os"
 	"path/filepath"
-	"time"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/chatfleet/chatfleet/internal/config"
 	"github.com/chatfleet/chatfleet/internal/natsserver"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
+	"github.com/chatfleet/chatfleet/subjects"
 	"github.com/chatfleet/chatfleet/worker"
 )
 
 // runDev runs everything on one machine with no set-up: an embedded NATS
-// server with JetStream that other processes can join, in-process workers,
-// and a simulated model when no upstream is configured.
+// server with JetStream that other processes can join, the topology, the
+// in-process workers, and a simulated model when no upstream is
+// configured.
 func runDev(ctx context.Context, args []string, io IO) int {
 	env, logger, code := loadServerEnv(io, "dev", args)
 	if code != ExitOK {
 		return code
+	}
+	names, err := subjects.New(env.Prefix)
+	if err != nil {
+		fmt.Fprintln(io.Err, "chatfleet dev:", err)
+		return ExitUsage
 	}
 	ns, err := natsserver.Start(natsserver.Config{
 		Listen:   env.DevListen,
@@ -28,14 +42,34 @@ func runDev(ctx context.Context, args []string, io IO) int {
 		Name:     "chatfleet-dev",
 	})
 	if err != nil {
-		logger.Error("cannot start the embedded NATS server", "listen", env.DevListen, "err", err)
+		logger.Error("cannot start the embedded NATS server", "listen", env.DevListen, "err", err, inUse(err, "CHATFLEET_DEV_LISTEN"))
 		return ExitFailed
 	}
 	defer ns.Shutdown()
 
+	// The topology comes first, whatever the number of workers: producers
+	// can submit as soon as dev is up.
+	admin, err := nats.Connect(ns.ClientURL(), nats.Name("chatfleet dev"))
+	if err != nil {
+		logger.Error("cannot connect to the embedded NATS server", "err", err)
+		return ExitFailed
+	}
+	_, err = ensureTopology(ctx, env, names, admin)
+	admin.Close()
+	if err != nil {
+		logger.Error("cannot create the topology", "err", err)
+		return ExitFailed
+	}
+
 	llmCfg := env.LLM()
-	if !env.UpstreamConfigured() {
-		sim := llmtest.New(llmtest.WithDelay(80*time.Millisecond, 25*time.Millisecond))
+	simulated := !env.UpstreamConfigured()
+	if simulated {
+		sim, err := llmtest.Listen(env.DevModelListen, llmtest.WithTokens(env.DevTokens),
+			llmtest.WithDelay(env.DevTokenDelay, env.DevTokenDelay))
+		if err != nil {
+			logger.Error("cannot start the simulated model", "listen", env.DevModelListen, "err", err, inUse(err, "CHATFLEET_DEV_MODEL_LISTEN"))
+			return ExitFailed
+		}
 		defer sim.Close()
 		llmCfg = llm.Config{BaseURL: sim.URL()}
 		logger.Warn("SIMULATED MODEL: no upstream is configured (set CHATFLEET_LLM_BASE_URL or OPENAI_API_KEY); " +
@@ -70,7 +104,7 @@ func runDev(ctx context.Context, args []string, io IO) int {
 		if i > 0 {
 			cfg.HTTPAddr = "" // one health endpoint is enough in dev mode
 		}
-		w, tel, code := startWorker(ctx, logger, cfg, nc)
+		w, tel, code := startWorker(ctx, env, logger, cfg, nc)
 		if code != ExitOK {
 			return code
 		}
@@ -78,9 +112,79 @@ func runDev(ctx context.Context, args []string, io IO) int {
 		workers = append(workers, w)
 	}
 	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(workers), "data", env.DevDataDir)
-	fmt.Fprintf(io.Err, "\nchatfleet dev: NATS at %s. In another terminal:\n  go run ./cmd/chatfleet ask \"hello\"\nCtrl-C stops.\n\n", ns.ClientURL())
+	fmt.Fprint(io.Err, devBanner(env, ns.ClientURL(), llmCfg.BaseURL, simulated))
 	<-ctx.Done()
 	code = stopWorkers(logger, env.ShutdownGrace, workers...)
 	workers = nil // stopped: the deferred stop has nothing left to do
 	return code
+}
+
+// inUse returns a log attribute naming the variable to change when err is
+// "address already in use", and an empty one (which logs nothing)
+// otherwise.
+func inUse(err error, variable string) slog.Attr {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return slog.String("fix", "the address is taken: set "+variable+" to a free host:port")
+	}
+	return slog.Attr{}
+}
+
+// devBanner tells the user, with the ports dev actually uses, how to ask
+// and how to start another worker against this dev server.
+func devBanner(env config.Env, natsURL, modelURL string, simulated bool) string {
+	self := selfCommand()
+	var join []string // what a process needs to join this dev server
+	if natsURL != config.Default("CHATFLEET_NATS_URL") {
+		join = append(join, "CHATFLEET_NATS_URL="+natsURL)
+	}
+	if env.Prefix != subjects.DefaultPrefix {
+		join = append(join, "CHATFLEET_PREFIX="+env.Prefix)
+	}
+	worker := append([]string{}, join...)
+	if addr := nextPort(env.HTTPAddr); addr != "" {
+		worker = append(worker, "CHATFLEET_HTTP_ADDR="+addr)
+	}
+	model := "the same upstream"
+	if simulated {
+		worker = append(worker, "CHATFLEET_LLM_BASE_URL="+modelURL)
+		model = "the simulated model at " + modelURL
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nchatfleet dev: NATS at %s. In another terminal:\n", natsURL)
+	fmt.Fprintf(&b, "  %s ask \"hello\"\n", strings.Join(append(join, self), " "))
+	fmt.Fprintf(&b, "Another worker on %s:\n", model)
+	fmt.Fprintf(&b, "  %s worker\n", strings.Join(append(worker, self), " "))
+	fmt.Fprintf(&b, "Ctrl-C stops.\n\n")
+	return b.String()
+}
+
+// nextPort returns addr with its port plus one, for a second process's
+// health endpoint; "" when addr is empty (none served) or has no numeric
+// port.
+func nextPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p >= 65535 {
+		return ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+1))
+}
+
+// selfCommand is how the user runs this program: the binary's path when
+// it is an installed or built chatfleet, `go run ./cmd/chatfleet` when it
+// was built by go run (or is not chatfleet at all, as in tests).
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil || filepath.Base(exe) != "chatfleet" || strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/chatfleet"
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return "." + string(filepath.Separator) + rel
+		}
+	}
+	return exe
 }

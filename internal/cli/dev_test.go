@@ -2,21 +2,33 @@ package cli_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/llm/llmtest"
+	"github.com/chatfleet/chatfleet/protocol"
 )
 
 // devEnv configures dev mode on free ports and a temporary data directory
-// with no upstream, and returns the NATS and health addresses.
+// with no upstream, and returns the NATS and health addresses. The
+// simulated model answers 40 tokens, 10ms apart.
 func devEnv(t *testing.T) (natsAddr, httpAddr string) {
 	t.Helper()
 	natsAddr, httpAddr = freeAddr(t), freeAddr(t)
 	t.Setenv("CHATFLEET_DEV_LISTEN", natsAddr)
+	t.Setenv("CHATFLEET_DEV_MODEL_LISTEN", freeAddr(t))
+	t.Setenv("CHATFLEET_DEV_TOKENS", "40")
+	t.Setenv("CHATFLEET_DEV_TOKEN_DELAY", "10ms")
+	t.Setenv("CHATFLEET_PREFIX", "chat")
+	t.Setenv("CHATFLEET_MODEL", "gpt-4o-mini")
 	t.Setenv("CHATFLEET_DEV_DATA_DIR", t.TempDir())
 	t.Setenv("CHATFLEET_HTTP_ADDR", httpAddr)
 	t.Setenv("CHATFLEET_LOG_FORMAT", "text")
@@ -47,7 +59,7 @@ func startDev(t *testing.T, ctx context.Context) (dev *running, stop func() resu
 		return *res
 	}
 	t.Cleanup(func() { stop() })
-	dev.waitErr(t, ctx, "chatfleet dev is up")
+	dev.waitErr(t, ctx, "Ctrl-C stops.") // the end of the banner, printed after "chatfleet dev is up"
 	return dev, stop
 }
 
@@ -55,6 +67,7 @@ func startDev(t *testing.T, ctx context.Context) (dev *running, stop func() resu
 // worker and the simulated model, says so, serves /healthz and answers
 // ask from another client; cancelling its context stops it with 0.
 func TestDevSimulatedModel(t *testing.T) {
+	endToEnd(t)
 	natsAddr, httpAddr := devEnv(t)
 	ctx := fleettest.Context(t, 60*time.Second)
 	dev, stop := startDev(t, ctx)
@@ -65,6 +78,20 @@ func TestDevSimulatedModel(t *testing.T) {
 	}
 	if !strings.Contains(log, "nats://"+natsAddr) {
 		t.Errorf("dev does not say where NATS is (%s):\n%s", natsAddr, log)
+	}
+	// The banner: the ask hint carries the (non-default) NATS URL; the
+	// second worker's health endpoint is the next port.
+	_, port, _ := net.SplitHostPort(httpAddr)
+	p, _ := strconv.Atoi(port)
+	for _, want := range []string{
+		"CHATFLEET_NATS_URL=nats://" + natsAddr + " go run ./cmd/chatfleet ask \"hello\"",
+		"CHATFLEET_HTTP_ADDR=127.0.0.1:" + strconv.Itoa(p+1),
+		"CHATFLEET_LLM_BASE_URL=http://" + os.Getenv("CHATFLEET_DEV_MODEL_LISTEN") + "/v1",
+		"base_url=http://" + os.Getenv("CHATFLEET_DEV_MODEL_LISTEN") + "/v1 model=gpt-4o-mini",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("dev's log and banner lack %q:\n%s", want, log)
+		}
 	}
 
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
@@ -82,8 +109,25 @@ func TestDevSimulatedModel(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("ask against dev: %v\ndev log:\n%s", res, dev.err.String())
 	}
-	if !strings.HasPrefix(res.out, `Simulated answer to "hello".`) || !strings.HasSuffix(res.out, ".\n") {
-		t.Errorf("ask printed %q, want the simulated answer", res.out)
+	if !strings.HasPrefix(res.out, `Simulated answer to "hello".`) || !strings.HasSuffix(res.out, ".\n") ||
+		len(llmtest.SplitTokens(strings.TrimSuffix(res.out, "\n"))) != 40 {
+		t.Errorf("ask printed %q, want the simulated answer of CHATFLEET_DEV_TOKENS=40 tokens", res.out)
+	}
+	// max_tokens cuts it short, as a model would.
+	res = run(ctx, "", "ask", "--json", "--max-tokens", "5", "hello")
+	var content strings.Builder
+	for _, line := range strings.Split(strings.TrimSpace(res.out), "\n") {
+		var ev protocol.Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		content.WriteString(ev.Content)
+		if ev.Type == protocol.EventDone && ev.FinishReason != "length" {
+			t.Errorf("done = %+v, want finish_reason length", ev)
+		}
+	}
+	if n := len(llmtest.SplitTokens(content.String())); res.code != 0 || n != 5 {
+		t.Errorf("ask --max-tokens 5: %d tokens: %v", n, res)
 	}
 
 	dres := stop()
@@ -99,9 +143,11 @@ func TestDevSimulatedModel(t *testing.T) {
 	}
 }
 
-// TestDevOnlyNATS: with CHATFLEET_DEV_WORKERS=0 dev runs NATS alone: ask
-// connects but nobody answers, so it fails with exit 1.
+// TestDevOnlyNATS: with CHATFLEET_DEV_WORKERS=0 dev runs NATS alone, with
+// the topology in place: status works and a job is accepted and waits in
+// the queue (ask gives up at --timeout: nobody answers).
 func TestDevOnlyNATS(t *testing.T) {
+	endToEnd(t)
 	devEnv(t)
 	t.Setenv("CHATFLEET_DEV_WORKERS", "0")
 	ctx := fleettest.Context(t, 60*time.Second)
@@ -110,15 +156,81 @@ func TestDevOnlyNATS(t *testing.T) {
 		t.Errorf("dev does not report 0 workers:\n%s", log)
 	}
 
-	res := run(ctx, "", "ask", "--timeout", "2s", "hello")
-	if res.code != 1 {
-		t.Errorf("ask with no workers: %v; want exit 1", res)
+	res := run(ctx, "", "ask", "--timeout", "1s", "hello")
+	if res.code != 1 || strings.Contains(res.err, "connect to NATS") || strings.Contains(res.err, "init") {
+		t.Errorf("ask with no workers: %v; want exit 1 at --timeout, the job accepted", res)
 	}
-	if !strings.HasPrefix(res.err, "chatfleet ask: ") || strings.Contains(res.err, "connect to NATS") {
-		t.Errorf("ask with no workers: %v; want a submit failure, not a connect failure", res)
+	res = run(ctx, "", "status", "--wait", "100ms")
+	if res.code != 0 || !strings.Contains(res.out, "1 waiting") || !strings.Contains(res.out, "0 workers") {
+		t.Errorf("status with no workers: %v", res)
 	}
 	if dres := stop(); dres.code != 0 {
 		t.Errorf("dev exit %d, want 0:\n%s", dres.code, dres.err)
+	}
+}
+
+// TestDevSecondWorker: the worker command dev's banner prints, run as
+// printed, joins dev's NATS and simulated model and answers.
+func TestDevSecondWorker(t *testing.T) {
+	endToEnd(t)
+	devEnv(t)
+	t.Setenv("CHATFLEET_DEV_WORKERS", "0")
+	t.Setenv("CHATFLEET_HTTP_ADDR", "") // no port to guess for the second worker's health endpoint
+	ctx := fleettest.Context(t, 60*time.Second)
+	dev, _ := startDev(t, ctx)
+	var cmd string
+	for _, line := range strings.Split(dev.err.String(), "\n") {
+		if strings.HasSuffix(line, " worker") && strings.Contains(line, "CHATFLEET_") {
+			cmd = strings.TrimSpace(line)
+		}
+	}
+	fields := strings.Fields(cmd)
+	if len(fields) < 4 || fields[len(fields)-1] != "worker" || strings.Join(fields[len(fields)-4:len(fields)-1], " ") != "go run ./cmd/chatfleet" {
+		t.Fatalf("no worker command in dev's banner:\n%s", dev.err.String())
+	}
+	for _, kv := range fields[:len(fields)-4] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, "CHATFLEET_") {
+			t.Fatalf("%q in %q is not a variable", kv, cmd)
+		}
+		t.Setenv(k, v)
+	}
+	t.Setenv("CHATFLEET_WORKER_ID", "second")
+	wctx, stopWorker := context.WithCancel(context.Background())
+	defer stopWorker()
+	w := start(wctx, "worker")
+	w.waitErr(t, ctx, "worker started")
+
+	// dev runs no worker of its own: the answer comes from this one, over
+	// the NATS and the simulated model the command named.
+	res := run(ctx, "", "ask", "--json", "who answers?")
+	var meta protocol.Event
+	if err := json.Unmarshal([]byte(strings.SplitN(res.out, "\n", 2)[0]), &meta); err != nil || res.code != 0 ||
+		meta.Worker != "second" || !strings.Contains(res.out, `"content":"Simulated"`) {
+		t.Errorf("ask: %v", res)
+	}
+	stopWorker()
+	if res := w.wait(t, 30*time.Second); res.code != 0 {
+		t.Errorf("second worker: %v", res)
+	}
+}
+
+// TestDevAddressInUse: a taken address fails dev at once, naming the
+// variable to change.
+func TestDevAddressInUse(t *testing.T) {
+	ctx := fleettest.Context(t, 60*time.Second)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, variable := range []string{"CHATFLEET_DEV_LISTEN", "CHATFLEET_DEV_MODEL_LISTEN"} {
+		devEnv(t)
+		t.Setenv(variable, ln.Addr().String())
+		res := run(ctx, "", "dev")
+		if res.code != 1 || !strings.Contains(res.err, "address already in use") || !strings.Contains(res.err, "set "+variable) {
+			t.Errorf("%s taken: %v", variable, res)
+		}
 	}
 }
 
@@ -126,6 +238,7 @@ func TestDevOnlyNATS(t *testing.T) {
 // (within CHATFLEET_SHUTDOWN_GRACE) before NATS goes away: the ask still
 // gets its whole answer.
 func TestDevGracefulShutdown(t *testing.T) {
+	endToEnd(t)
 	devEnv(t)
 	ctx := fleettest.Context(t, 60*time.Second)
 	dev, stop := startDev(t, ctx)

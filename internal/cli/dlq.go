@@ -81,7 +81,7 @@ func runDLQ(ctx context.Context, args []string, io IO) int {
 	defer cancel()
 	stream, err := js.Stream(ctx, names.DeadLetterStream())
 	if err != nil {
-		fmt.Fprintf(io.Err, "chatfleet dlq: stream %s: %v (has a worker created the topology?)\n", names.DeadLetterStream(), err)
+		fmt.Fprintf(io.Err, "chatfleet dlq: stream %s: %v (%s)\n", names.DeadLetterStream(), err, topologyHint)
 		return ExitFailed
 	}
 	switch sub {
@@ -107,7 +107,7 @@ type deadLetterRow struct {
 	Request    string `json:"request,omitempty"`
 	Code       string `json:"code"`
 	Field      string `json:"field,omitempty"`
-	Deliveries string `json:"deliveries"`
+	Deliveries int    `json:"deliveries"`
 	Reason     string `json:"reason"`
 	Subject    string `json:"subject"`
 }
@@ -140,10 +140,11 @@ func listDeadLetters(ctx context.Context, js jetstream.JetStream, names subjects
 				return err
 			}
 			h := msg.Headers()
+			deliveries, _ := strconv.Atoi(h.Get(manager.HeaderDeliveries)) // 0 when unknown
 			rows = append(rows, deadLetterRow{
 				Seq: meta.Sequence.Stream, Time: h.Get(manager.HeaderTime), Tenant: h.Get(manager.HeaderTenant),
 				Request: h.Get(manager.HeaderRequest), Code: h.Get(manager.HeaderCode), Field: h.Get(manager.HeaderField),
-				Deliveries: h.Get(manager.HeaderDeliveries), Reason: h.Get(manager.HeaderReason), Subject: h.Get(manager.HeaderSubject),
+				Deliveries: deliveries, Reason: h.Get(manager.HeaderReason), Subject: h.Get(manager.HeaderSubject),
 			})
 			left--
 		}
@@ -167,7 +168,7 @@ func listDeadLetters(ctx context.Context, js jetstream.JetStream, names subjects
 	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tTIME\tTENANT\tREQUEST\tCODE\tFIELD\tDELIVERIES\tREASON")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time, r.Tenant, r.Request, r.Code, r.Field, r.Deliveries, r.Reason)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Seq, r.Time, r.Tenant, r.Request, r.Code, r.Field, r.Deliveries, r.Reason)
 	}
 	return tw.Flush()
 }

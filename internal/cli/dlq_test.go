@@ -31,14 +31,16 @@ func TestDLQ(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("dlq ls: %v", res)
 	}
+	checkJSONConvention(t, res.out)
 	var row struct {
 		Seq                                  uint64
 		Tenant, Request, Code, Field, Reason string
+		Deliveries                           int
 	}
 	if err := json.Unmarshal([]byte(strings.TrimSpace(res.out)), &row); err != nil {
 		t.Fatalf("dlq ls --json: %v in %q", err, res.out)
 	}
-	if row.Seq == 0 || row.Tenant != "acme" || row.Request != "refused-1" || row.Code != "invalid_request" || row.Field != "model" {
+	if row.Seq == 0 || row.Tenant != "acme" || row.Request != "refused-1" || row.Code != "invalid_request" || row.Field != "model" || row.Deliveries != 1 {
 		t.Errorf("row = %+v", row)
 	}
 	if res := run(ctx, "", "dlq", "ls"); res.code != 0 || !strings.Contains(res.out, "refused-1") || !strings.Contains(res.out, "REASON") {

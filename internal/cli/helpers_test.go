@@ -162,3 +162,12 @@ func freeAddr(t *testing.T) string {
 	}
 	return addr
 }
+
+// endToEnd skips a test that runs all of `chatfleet dev` (NATS, the
+// topology, a worker, the simulated model) under go test -short.
+func endToEnd(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs chatfleet dev end to end: skipped under -short")
+	}
+}

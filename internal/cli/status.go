@@ -34,6 +34,13 @@ type queueStatus struct {
 	AckPending  int    `json:"ack_pending"` // pulled, not yet acked
 	Redelivered int    `json:"redelivered"` // delivered more than once, not yet acked
 	Pulls       int    `json:"pulls"`       // pull requests waiting (idle capacity)
+	// OldestWaitingS is the age in seconds of the oldest waiting job: the
+	// first job after the last one the workers' consumer delivered (jobs
+	// handed back for redelivery count as in flight, not here); 0 when
+	// none waits.
+	OldestWaitingS float64 `json:"oldest_waiting_s"`
+	// OldestWaitingSince is when that job entered the stream.
+	OldestWaitingSince *time.Time `json:"oldest_waiting_since,omitempty"`
 }
 
 type fleetTotals struct {
@@ -109,19 +116,31 @@ func exitFor(err error) int {
 func collectStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, names subjects.Names, wait time.Duration) (*fleetStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st := &fleetStatus{Time: time.Now().UTC(), Prefix: names.Prefix(), Workers: []worker.Status{}}
+	st := &fleetStatus{Time: time.Now().UTC(), Prefix: names.Prefix()}
 	jobs, err := js.Stream(ctx, names.JobsStream())
 	if err != nil {
-		return nil, fmt.Errorf("jobs stream %s: %w (has a worker created the topology?)", names.JobsStream(), err)
+		return nil, fmt.Errorf("jobs stream %s: %w (%s)", names.JobsStream(), err, topologyHint)
 	}
 	cons, err := jobs.Consumer(ctx, names.WorkersConsumer())
 	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", names.WorkersConsumer(), err)
+		return nil, fmt.Errorf("consumer %s: %w (%s)", names.WorkersConsumer(), err, topologyHint)
 	}
 	ci := cons.CachedInfo()
 	// Waiting is the consumer's pending count, not the stream's message
 	// count: pulled but unacked jobs are still in a work-queue stream.
 	st.Queue.Waiting, st.Queue.AckPending, st.Queue.Redelivered, st.Queue.Pulls = ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting
+	if st.Queue.Waiting > 0 {
+		// The first job after the last delivered one: no worker has seen it.
+		oldest, err := jobs.GetMsg(ctx, ci.Delivered.Stream+1, jetstream.WithGetMsgSubject(names.AllJobs()))
+		switch {
+		case err == nil:
+			since := oldest.Time.UTC()
+			st.Queue.OldestWaitingSince = &since
+			st.Queue.OldestWaitingS = max(0, st.Time.Sub(since).Seconds())
+		case !errors.Is(err, jetstream.ErrMsgNotFound): // pulled since the count: none waits
+			return nil, fmt.Errorf("oldest waiting job: %w", err)
+		}
+	}
 	if dlq, err := js.Stream(ctx, names.DeadLetterStream()); err == nil {
 		st.DeadLetters = dlq.CachedInfo().State.Msgs
 	}
@@ -146,11 +165,11 @@ func workerStatuses(ctx context.Context, nc *nats.Conn, prefix string, wait time
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	var out []worker.Status
+	out := []worker.Status{} // [] in JSON, never null
 	for {
 		msg, err := sub.NextMsgWithContext(ctx)
-		if errors.Is(err, context.DeadlineExceeded) {
-			break
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) {
+			break // no worker (more) answered
 		}
 		if err != nil {
 			return nil, err
@@ -198,8 +217,12 @@ func ratio(a, b float64) float64 {
 func printStatus(st *fleetStatus, io IO) error {
 	f := st.Fleet
 	fmt.Fprintf(io.Out, "chatfleet status · prefix %s · %s\n\n", st.Prefix, st.Time.Format(time.RFC3339))
-	fmt.Fprintf(io.Out, "queue    %d waiting · %d in flight · %d redelivered · %d idle pulls · %d dead letters\n",
-		st.Queue.Waiting, st.Queue.AckPending, st.Queue.Redelivered, st.Queue.Pulls, st.DeadLetters)
+	oldest := ""
+	if st.Queue.OldestWaitingSince != nil {
+		oldest = fmt.Sprintf(" (oldest %s)", (time.Duration(st.Queue.OldestWaitingS * float64(time.Second))).Round(time.Second))
+	}
+	fmt.Fprintf(io.Out, "queue    %d waiting%s · %d in flight · %d redelivered · %d idle pulls · %d dead letters\n",
+		st.Queue.Waiting, oldest, st.Queue.AckPending, st.Queue.Redelivered, st.Queue.Pulls, st.DeadLetters)
 	fmt.Fprintf(io.Out, "fleet    %d workers · %d generations in flight · dedupe %.1f%% · cache hits %.1f%% · upstream errors %.1f%%\n\n",
 		f.Workers, f.Leading, 100*f.DedupeRatio, 100*f.CacheHitRatio, 100*f.UpstreamErrorRatio)
 	if len(st.Workers) == 0 {

@@ -3,12 +3,14 @@ package cli_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natstest"
 )
 
 // TestWorkerServesAndKeepsSecrets: `chatfleet worker` joins a fleet's
@@ -91,5 +93,105 @@ func TestWorkerServesAndKeepsSecrets(t *testing.T) {
 	}
 	if wres.out != "" {
 		t.Errorf("worker wrote to stdout: %q", wres.out)
+	}
+}
+
+// workerEnv configures `chatfleet worker` against url and upstream, with
+// no health endpoint.
+func workerEnv(t *testing.T, url, upstream string) {
+	t.Helper()
+	useNATS(t, url)
+	t.Setenv("CHATFLEET_LLM_BASE_URL", upstream)
+	t.Setenv("CHATFLEET_LLM_API_KEY", "")
+	t.Setenv("OPENAI_API_KEY", "")
+	t.Setenv("OPENAI_BASE_URL", "")
+	t.Setenv("CHATFLEET_LOG_FORMAT", "text")
+	t.Setenv("CHATFLEET_LOG_LEVEL", "info")
+	t.Setenv("CHATFLEET_HTTP_ADDR", "")
+	t.Setenv("CHATFLEET_WORKER_ID", "")
+	t.Setenv("CHATFLEET_MODEL", testModel)
+}
+
+// TestWorkerNeedsUpstream: with neither a base URL nor an API key a
+// worker would send every job to api.openai.com without a key; it refuses
+// to start and says what to set.
+func TestWorkerNeedsUpstream(t *testing.T) {
+	f := fleettest.New(t, fleettest.Options{})
+	workerEnv(t, f.NATS.ClientURL(), "")
+	res := run(fleettest.Context(t, 30*time.Second), "", "worker")
+	if res.code != 2 {
+		t.Errorf("worker without upstream: %v; want exit 2", res)
+	}
+	for _, want := range []string{"no upstream configured", "CHATFLEET_LLM_BASE_URL", "OPENAI_API_KEY"} {
+		if !strings.Contains(res.err, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, res.err)
+		}
+	}
+}
+
+// TestWorkerLogsUpstream: a worker logs where its jobs go — base URL with
+// credentials redacted, model, whether a key is set — at start.
+func TestWorkerLogsUpstream(t *testing.T) {
+	f := fleettest.New(t, fleettest.Options{})
+	base := strings.Replace(f.LLM.URL(), "http://", "http://proxyuser:proxy-pass-5c1e@", 1) + "?api-key=query-key-77ad"
+	workerEnv(t, f.NATS.ClientURL(), base)
+	ctx := fleettest.Context(t, 30*time.Second)
+	wctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	w := start(wctx, "worker")
+	w.waitErr(t, ctx, "msg=upstream")
+	stop()
+	res := w.wait(t, 30*time.Second)
+	redacted := strings.Replace(f.LLM.URL(), "http://", "http://proxyuser:xxxxx@", 1) + "?api-key=xxxxx"
+	for _, want := range []string{`base_url="` + redacted + `"`, "model=" + testModel, "api_key=none"} {
+		if !strings.Contains(res.err, want) {
+			t.Errorf("log lacks %q:\n%s", want, res.err)
+		}
+	}
+	for _, secret := range []string{"proxy-pass-5c1e", "query-key-77ad"} {
+		if strings.Contains(res.err, secret) {
+			t.Errorf("log holds %s:\n%s", secret, res.err)
+		}
+	}
+}
+
+// TestWorkerWaitsForNATS: a worker whose NATS is not up says so, with the
+// URL's password redacted, and starts once the server is there.
+func TestWorkerWaitsForNATS(t *testing.T) {
+	const password = "nats-pw-0b7d"
+	addr := freeAddr(t)
+	upstream := fleettest.New(t, fleettest.Options{}).LLM // its NATS is not the one the worker waits for
+	workerEnv(t, "nats://bob:"+password+"@"+addr, upstream.URL())
+	ctx := fleettest.Context(t, 30*time.Second)
+	wctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	w := start(wctx, "worker")
+	w.waitErr(t, ctx, "cannot reach NATS")
+	if log := w.err.String(); !strings.Contains(log, "url=nats://bob:xxxxx@"+addr) || strings.Contains(log, password) {
+		t.Errorf("waiting log:\n%s", log)
+	}
+	natstest.RunServerAt(t, addr, t.TempDir()) // no auth: the credentials are accepted as they are
+	w.waitErr(t, ctx, "worker started")
+	stop()
+	res := w.wait(t, 30*time.Second)
+	if res.code != 0 || !strings.Contains(res.err, "connected to NATS") || strings.Contains(res.err, password) {
+		t.Errorf("worker: %v", res)
+	}
+}
+
+// TestWorkerHTTPAddrInUse: a taken health address fails the start and
+// names the variable to change.
+func TestWorkerHTTPAddrInUse(t *testing.T) {
+	f := fleettest.New(t, fleettest.Options{})
+	workerEnv(t, f.NATS.ClientURL(), f.LLM.URL())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	t.Setenv("CHATFLEET_HTTP_ADDR", ln.Addr().String())
+	res := run(fleettest.Context(t, 30*time.Second), "", "worker")
+	if res.code != 1 || !strings.Contains(res.err, "address already in use") || !strings.Contains(res.err, "set CHATFLEET_HTTP_ADDR") {
+		t.Errorf("worker on a taken address: %v", res)
 	}
 }

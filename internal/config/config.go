@@ -3,10 +3,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -82,7 +84,11 @@ type Env struct {
 
 	DevListen  string `envconfig:"CHATFLEET_DEV_LISTEN" default:"127.0.0.1:4222" desc:"dev mode: address of the embedded NATS server"`
 	DevDataDir string `envconfig:"CHATFLEET_DEV_DATA_DIR" default:"./data" desc:"dev mode: JetStream data directory"`
-	DevWorkers int    `envconfig:"CHATFLEET_DEV_WORKERS" default:"1" desc:"dev mode: in-process workers (0 runs only NATS)"`
+	DevWorkers int    `envconfig:"CHATFLEET_DEV_WORKERS" default:"1" desc:"dev mode: in-process workers (0 runs only NATS and creates the topology)"`
+
+	DevModelListen string        `envconfig:"CHATFLEET_DEV_MODEL_LISTEN" default:"127.0.0.1:9092" desc:"dev mode: address of the simulated model (its base URL is http://ADDRESS/v1)"`
+	DevTokens      int           `envconfig:"CHATFLEET_DEV_TOKENS" default:"100" desc:"dev mode: tokens in each simulated answer (a job's max_tokens cuts it short)"`
+	DevTokenDelay  time.Duration `envconfig:"CHATFLEET_DEV_TOKEN_DELAY" default:"50ms" desc:"dev mode: the simulated model's pause between tokens"`
 }
 
 // Load reads the environment.
@@ -106,6 +112,33 @@ func Load() (Env, error) {
 // UpstreamConfigured reports whether an upstream is configured: a base URL
 // or an API key (meaning OpenAI).
 func (e Env) UpstreamConfigured() bool { return e.LLMBaseURL != "" || e.LLMAPIKey != "" }
+
+// ErrNoUpstream is CheckUpstream's error.
+var ErrNoUpstream = errors.New("config: no upstream configured: set CHATFLEET_LLM_BASE_URL to an OpenAI-compatible API " +
+	"(e.g. http://localhost:11434/v1 for Ollama), or CHATFLEET_LLM_API_KEY (or OPENAI_API_KEY) to use OpenAI; " +
+	"`chatfleet dev` prints the command for a worker on its simulated model")
+
+// CheckUpstream returns ErrNoUpstream when neither a base URL nor an API
+// key is set: a worker would send every job to api.openai.com without a
+// key, and every one would fail.
+func (e Env) CheckUpstream() error {
+	if !e.UpstreamConfigured() {
+		return ErrNoUpstream
+	}
+	return nil
+}
+
+// Default returns the default of the variable named name ("" for none or
+// an unknown name).
+func Default(name string) string {
+	typ := reflect.TypeFor[Env]()
+	for i := range typ.NumField() {
+		if f := typ.Field(i); f.Tag.Get("envconfig") == name {
+			return f.Tag.Get("default")
+		}
+	}
+	return ""
+}
 
 // Usage writes every variable with its default and meaning.
 func Usage(w io.Writer) error {

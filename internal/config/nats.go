@@ -9,8 +9,10 @@ import (
 
 // Connect connects to NATS with the configured authentication and keeps
 // reconnecting forever. With waitForServer it also waits for a server that
-// is not up yet (workers); without, it fails at once (the CLI's clients).
-func (e Env) Connect(name string, waitForServer bool) (*nats.Conn, error) {
+// is not up yet (workers): the connection is returned before it is
+// established (nats.ConnectHandler among extra says when); without, it
+// fails at once (the CLI's clients). extra options are applied last.
+func (e Env) Connect(name string, waitForServer bool, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -23,7 +25,7 @@ func (e Env) Connect(name string, waitForServer bool) (*nats.Conn, error) {
 	if e.NATSNKey != "" {
 		opt, err := nats.NkeyOptionFromSeed(e.NATSNKey)
 		if err != nil {
-			return nil, fmt.Errorf("config: CHATFLEET_NATS_NKEY: %w", err)
+			return nil, e.Redact(fmt.Errorf("config: CHATFLEET_NATS_NKEY: %w", err))
 		}
 		opts = append(opts, opt)
 	}
@@ -39,9 +41,9 @@ func (e Env) Connect(name string, waitForServer bool) (*nats.Conn, error) {
 	if e.NATSTLSCert != "" || e.NATSTLSKey != "" {
 		opts = append(opts, nats.ClientCert(e.NATSTLSCert, e.NATSTLSKey))
 	}
-	nc, err := nats.Connect(e.NATSURL, opts...)
+	nc, err := nats.Connect(e.NATSURL, append(opts, extra...)...)
 	if err != nil {
-		return nil, fmt.Errorf("config: connect to NATS at %s: %w", e.NATSURL, err)
+		return nil, e.Redact(fmt.Errorf("config: connect to NATS at %s: %w", RedactURL(e.NATSURL), err))
 	}
 	return nc, nil
 }

@@ -176,8 +176,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	if err != nil {
 		return nil, fmt.Errorf("topology: stream %s: %w", want.Name, err)
 	}
-	if diffs := streamDiffs(s.CachedInfo().Config, want); len(diffs) > 0 {
-		return nil, &MismatchError{Kind: "stream", Name: want.Name, Diffs: diffs}
+	if err := streamDiffs(s.CachedInfo().Config, want); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -194,8 +194,8 @@ func ensureConsumer(ctx context.Context, s jetstream.Stream, want jetstream.Cons
 	if err != nil {
 		return nil, fmt.Errorf("topology: consumer %s: %w", want.Durable, err)
 	}
-	if diffs := consumerDiffs(c.CachedInfo().Config, want); len(diffs) > 0 {
-		return nil, &MismatchError{Kind: "consumer", Name: want.Durable, Diffs: diffs}
+	if err := consumerDiffs(c.CachedInfo().Config, want); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -216,8 +216,8 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	if err != nil {
 		return nil, fmt.Errorf("topology: bucket %s: %w", want.Bucket, err)
 	}
-	if diffs := bucketDiffs(st, want); len(diffs) > 0 {
-		return nil, &MismatchError{Kind: "bucket", Name: want.Bucket, Diffs: diffs}
+	if err := bucketDiffs(st, want); err != nil {
+		return nil, err
 	}
 	return kv, nil
 }

@@ -55,25 +55,34 @@ func TestEnsureReportsMismatch(t *testing.T) {
 	if _, err := Ensure(ctx, js, Config{}); err != nil {
 		t.Fatal(err)
 	}
+	// Each case differs in exactly one setting, and the error names only
+	// that one: not a default the server filled in (the replies stream's
+	// duplicate window, which chatfleet leaves unset), not the others.
 	tests := []struct {
-		name string
-		cfg  Config
-		want []string
+		name  string
+		cfg   Config
+		want  []string
+		field FieldDiff
 	}{
-		{"queue limit", Config{QueueLimit: 5}, []string{"stream CHAT_JOBS", "max_msgs is 10000, want 5"}},
-		{"reply age", Config{ReplyMaxAge: time.Hour}, []string{"stream CHAT_REPLIES", "max_age is 15m0s, want 1h0m0s"}},
-		{"ack wait", Config{AckWait: 5 * time.Second}, []string{"consumer chat_workers", "ack_wait is 30s, want 5s"}},
-		{"lease ttl", Config{LeaseTTL: 3 * time.Second}, []string{"bucket chat_inflight", "ttl is 10s, want 3s"}},
+		{"queue limit", Config{QueueLimit: 5}, []string{"stream CHAT_JOBS", "max_msgs is 10000, want 5"}, FieldDiff{"max_msgs", "10000", "5"}},
+		{"reply age", Config{ReplyMaxAge: 5 * time.Minute}, []string{"stream CHAT_REPLIES", "max_age is 15m0s, want 5m0s"}, FieldDiff{"max_age", "15m0s", "5m0s"}},
+		{"duplicate window", Config{DuplicateWindow: time.Minute}, []string{"stream CHAT_JOBS", "duplicate_window is 2m0s, want 1m0s"}, FieldDiff{"duplicate_window", "2m0s", "1m0s"}},
+		{"ack wait", Config{AckWait: 5 * time.Second}, []string{"consumer chat_workers", "ack_wait is 30s, want 5s"}, FieldDiff{"ack_wait", "30s", "5s"}},
+		{"lease ttl", Config{LeaseTTL: 3 * time.Second}, []string{"bucket chat_inflight", "ttl is 10s, want 3s"}, FieldDiff{"ttl", "10s", "3s"}},
 	}
 	for _, tt := range tests {
 		_, err := Ensure(ctx, js, tt.cfg)
-		if !errors.Is(err, ErrMismatch) {
-			t.Fatalf("%s: err = %v, want ErrMismatch", tt.name, err)
+		var mm *MismatchError
+		if !errors.Is(err, ErrMismatch) || !errors.As(err, &mm) {
+			t.Fatalf("%s: err = %v, want a *MismatchError", tt.name, err)
 		}
 		for _, w := range tt.want {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: %q does not say %q", tt.name, err, w)
 			}
+		}
+		if len(mm.Diffs) != 1 || len(mm.Fields) != 1 || mm.Fields[0] != tt.field {
+			t.Errorf("%s: diffs %q, fields %+v; want only %+v", tt.name, mm.Diffs, mm.Fields, tt.field)
 		}
 	}
 	// Nothing was overwritten.

@@ -51,8 +51,9 @@ func ensureQueueTimeout(ctx context.Context, js jetstream.JetStream, s jetstream
 	}
 	have, err := parseQueueTimeout(stored)
 	if err != nil || have != max(want, 0) {
-		return nil, &MismatchError{Kind: "stream", Name: cfg.Name, Diffs: []string{
-			fmt.Sprintf("queue timeout (metadata %s) is %q, want %q", MetadataQueueTimeout, stored, formatQueueTimeout(want))}}
+		return nil, &MismatchError{Kind: "stream", Name: cfg.Name,
+			Diffs:  []string{fmt.Sprintf("queue timeout (metadata %s) is %q, want %q", MetadataQueueTimeout, stored, formatQueueTimeout(want))},
+			Fields: []FieldDiff{{Field: "metadata." + MetadataQueueTimeout, Have: stored, Want: formatQueueTimeout(want)}}}
 	}
 	return s, nil
 }

@@ -71,7 +71,7 @@ func TestQueueTimeoutMigration(t *testing.T) {
 	if info.State.Msgs != 1 {
 		t.Errorf("jobs in the stream after the migration: %d, want 1", info.State.Msgs)
 	}
-	if diffs := streamDiffs(info.Config, old); len(diffs) > 0 {
+	if diffs := streamDiffs(info.Config, old); diffs != nil {
 		t.Errorf("the migration changed more than the metadata: %v", diffs)
 	}
 	// An old worker checks the stream with its own config, which has no

@@ -16,9 +16,12 @@
 // # Scripts
 //
 // Without options every call streams DefaultReply: a deterministic answer
-// derived from the request's model and messages. WithScript decides each
-// call instead, with a Reply that can delay, stall, cut the connection or
-// fail with an HTTP status:
+// derived from the request's model and messages, cut at the request's
+// max_tokens (finish_reason "length"). WithTokens sets its length and
+// WithDelay its pace (dev mode's CHATFLEET_DEV_TOKENS and
+// CHATFLEET_DEV_TOKEN_DELAY). WithScript decides each call instead, with
+// a Reply that can delay, stall, cut the connection or fail with an HTTP
+// status:
 //
 //	srv := llmtest.New(llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
 //		if r.N == 1 {
@@ -28,6 +31,8 @@
 //	}))
 //	defer srv.Close()
 //	baseURL := srv.URL() // ends in /v1
+//
+// New listens on a free port of 127.0.0.1; Listen takes the address.
 //
 // # Observing the client
 //

@@ -228,9 +228,13 @@ func (e *events) write(ctx context.Context, b []byte) error {
 
 // deltas returns the reply's token deltas and its finish reason.
 func (rep Reply) deltas(req Request) ([]delta, string) {
-	tokens := rep.Tokens
+	tokens, finish := rep.Tokens, rep.FinishReason
 	if tokens == nil && rep.ToolCalls == nil && rep.Refusal == nil {
-		tokens = DefaultReply(req).Tokens
+		def := DefaultReply(req)
+		tokens = def.Tokens
+		if finish == "" {
+			finish = def.FinishReason
+		}
 	}
 	var out []delta
 	for _, t := range rep.Reasoning {
@@ -259,7 +263,6 @@ func (rep Reply) deltas(req Request) ([]delta, string) {
 			}}})
 		}
 	}
-	finish := rep.FinishReason
 	if finish == "" {
 		finish = "stop"
 		if len(rep.ToolCalls) > 0 {

@@ -78,12 +78,33 @@ func WithDelay(first, between time.Duration) Option {
 	return func(s *Server) { s.first, s.between = first, between }
 }
 
+// WithTokens makes the default script answer with n tokens,
+// AnswerTokens(r, n), instead of Answer(r)'s few: long enough to watch a
+// stream, cancel it or ask again while it runs. n <= 0 keeps Answer's
+// length. It has no effect together with WithScript.
+func WithTokens(n int) Option {
+	return func(s *Server) { s.tokens = n }
+}
+
 // maxEcho is how much of the last user message the default answer repeats.
 const maxEcho = 60
 
 // Answer returns the full text DefaultReply streams for r: it depends on the
-// request's model and messages only.
-func Answer(r Request) string {
+// request's model, messages and token limit only.
+func Answer(r Request) string { return AnswerTokens(r, 0) }
+
+// AnswerTokens returns the text the default script of a server made with
+// WithTokens(n) streams for r: the first n tokens of Answer's text
+// continued by a filler sentence, ending in a period; n <= 0 means
+// Answer's own length. Either is cut to the request's max_tokens (or
+// max_completion_tokens).
+func AnswerTokens(r Request, n int) string { return strings.Join(defaultReply(r, n).Tokens, "") }
+
+// filler continues an answer past its natural length (WithTokens).
+var filler = SplitTokens(" The simulated model keeps going, token by token, so that there is time to watch it stream, cancel it or ask the same again.")
+
+// natural returns the answer's text before its length is adjusted.
+func natural(r Request) string {
 	q := strings.Join(strings.Fields(r.LastUserMessage()), " ")
 	if utf8.RuneCountInString(q) > maxEcho {
 		q = string([]rune(q)[:maxEcho]) + "…"
@@ -97,9 +118,27 @@ func Answer(r Request) string {
 
 // DefaultReply answers with Answer(r) split into word tokens, each but the
 // first carrying its leading spaces, so identical requests get identical
-// streams and different prompts different ones.
-func DefaultReply(r Request) Reply {
-	return Reply{Tokens: SplitTokens(Answer(r))}
+// streams and different prompts different ones. A reply cut at the
+// request's max_tokens finishes with "length", as a model's would.
+func DefaultReply(r Request) Reply { return defaultReply(r, 0) }
+
+// defaultReply is DefaultReply with n tokens (n <= 0: the natural length).
+func defaultReply(r Request, n int) Reply {
+	tokens := SplitTokens(natural(r))
+	if n > 0 {
+		for i := 0; len(tokens) < n; i++ {
+			tokens = append(tokens, filler[i%len(filler)])
+		}
+		tokens = tokens[:n]
+		if last := tokens[n-1]; !strings.HasSuffix(last, ".") {
+			tokens[n-1] = strings.TrimRight(last, ",") + "."
+		}
+	}
+	rep := Reply{Tokens: tokens}
+	if limit := r.MaxTokens(); limit > 0 && len(tokens) > limit {
+		rep.Tokens, rep.FinishReason = tokens[:limit], "length"
+	}
+	return rep
 }
 
 // SplitTokens splits s into word tokens; every token but the first starts

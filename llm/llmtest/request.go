@@ -24,6 +24,8 @@ type wireRequest struct {
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+	MaxTokens           int `json:"max_tokens"`
+	MaxCompletionTokens int `json:"max_completion_tokens"`
 }
 
 type wireMessage struct {
@@ -77,6 +79,18 @@ func (r Request) Model() string { return r.decode().Model }
 
 // Stream reports whether the request asked for a stream ("stream": true).
 func (r Request) Stream() bool { return r.decode().Stream }
+
+// MaxTokens returns the request's token limit: the smaller of max_tokens
+// and max_completion_tokens where set, 0 when neither is.
+func (r Request) MaxTokens() int {
+	w := r.decode()
+	switch a, b := w.MaxTokens, w.MaxCompletionTokens; {
+	case a > 0 && b > 0:
+		return min(a, b)
+	default:
+		return max(a, b, 0)
+	}
+}
 
 // IncludeUsage reports whether the request set
 // stream_options.include_usage.

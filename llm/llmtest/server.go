@@ -17,6 +17,7 @@ import (
 type Server struct {
 	script         func(Request) Reply
 	first, between time.Duration
+	tokens         int // WithTokens
 
 	url     string
 	srv     *http.Server
@@ -36,6 +37,20 @@ type Server struct {
 // New starts a server listening on 127.0.0.1 on a free port. It panics if it
 // cannot listen, like net/http/httptest. Close stops it.
 func New(opts ...Option) *Server {
+	s, err := Listen("127.0.0.1:0", opts...)
+	if err != nil {
+		panic("llmtest: cannot listen: " + err.Error())
+	}
+	return s
+}
+
+// Listen starts a server listening on addr (host:port; port 0 picks a
+// free one), or returns the listen error. Close stops it.
+func Listen(addr string, opts ...Option) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		served:  make(chan struct{}),
 		closing: make(chan struct{}),
@@ -45,16 +60,12 @@ func New(opts ...Option) *Server {
 		o(s)
 	}
 	if s.script == nil {
-		first, between := s.first, s.between
+		first, between, tokens := s.first, s.between, s.tokens
 		s.script = func(r Request) Reply {
-			rep := DefaultReply(r)
+			rep := defaultReply(r, tokens)
 			rep.FirstDelay, rep.Delay = first, between
 			return rep
 		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic("llmtest: cannot listen: " + err.Error())
 	}
 	s.url = "http://" + ln.Addr().String() + "/v1"
 	s.srv = &http.Server{
@@ -73,7 +84,7 @@ func New(opts ...Option) *Server {
 		defer close(s.served)
 		_ = s.srv.Serve(ln)
 	}()
-	return s
+	return s, nil
 }
 
 // Conns returns how many TCP connections clients have opened: streams

@@ -194,6 +194,102 @@ func TestDefaultReplyDeterministic(t *testing.T) {
 	}
 }
 
+// streamed posts b and returns the content deltas and the finish reason.
+func streamed(t *testing.T, s *Server, b string) (tokens []string, finish string) {
+	t.Helper()
+	data, err := readEvents(post(t, t.Context(), s, b).Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range decodeChunks(t, data) {
+		for _, ch := range c.Choices {
+			if ch.Delta.Content != nil && *ch.Delta.Content != "" {
+				tokens = append(tokens, *ch.Delta.Content)
+			}
+			if ch.FinishReason != nil {
+				finish = *ch.FinishReason
+			}
+		}
+	}
+	return tokens, finish
+}
+
+// withLimit adds field (max_tokens, max_completion_tokens) = n to a body.
+func withLimit(t *testing.T, b, field string, n int) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(b), &m); err != nil {
+		t.Fatal(err)
+	}
+	m[field] = n
+	out, _ := json.Marshal(m)
+	return string(out)
+}
+
+// TestWithTokens: the simulated model's length is configurable, shorter
+// or longer than its natural answer, always ending a sentence; the stream
+// is what AnswerTokens says.
+func TestWithTokens(t *testing.T) {
+	t.Parallel()
+	natural := len(SplitTokens(Answer(Request{Body: []byte(body("m", "long one", true))})))
+	for _, n := range []int{3, natural, 200} {
+		s := setup(t, WithTokens(n))
+		tokens, finish := streamed(t, s, body("m", "long one", true))
+		text := strings.Join(tokens, "")
+		if len(tokens) != n || finish != "stop" || !strings.HasSuffix(text, ".") {
+			t.Errorf("WithTokens(%d): %d tokens, finish %q, text %q", n, len(tokens), finish, text)
+		}
+		if want := AnswerTokens(s.Requests()[0], n); text != want {
+			t.Errorf("WithTokens(%d): streamed %q, AnswerTokens says %q", n, text, want)
+		}
+		if !strings.HasPrefix(text, "Simulated") {
+			t.Errorf("WithTokens(%d): %q", n, text)
+		}
+	}
+}
+
+// TestMaxTokens: the default script stops at the request's max_tokens or
+// max_completion_tokens (the smaller), with finish_reason "length", as a
+// model does; Answer and the usage agree.
+func TestMaxTokens(t *testing.T) {
+	t.Parallel()
+	s := setup(t, WithTokens(50))
+	tokens, finish := streamed(t, s, withLimit(t, body("m", "count", true), "max_tokens", 7))
+	if len(tokens) != 7 || finish != "length" {
+		t.Errorf("max_tokens 7: %d tokens, finish %q", len(tokens), finish)
+	}
+	b := withLimit(t, withLimit(t, body("m", "count", true), "max_tokens", 9), "max_completion_tokens", 4)
+	if tokens, finish = streamed(t, s, b); len(tokens) != 4 || finish != "length" {
+		t.Errorf("max_completion_tokens 4, max_tokens 9: %d tokens, finish %q", len(tokens), finish)
+	}
+	if tokens, finish = streamed(t, s, withLimit(t, body("m", "count", true), "max_tokens", 500)); len(tokens) != 50 || finish != "stop" {
+		t.Errorf("max_tokens above the answer: %d tokens, finish %q", len(tokens), finish)
+	}
+	plain := setup(t)
+	tokens, _ = streamed(t, plain, withLimit(t, body("m", "count", true), "max_tokens", 2))
+	if req := plain.Requests()[0]; len(tokens) != 2 || strings.Join(tokens, "") != Answer(req) || req.MaxTokens() != 2 {
+		t.Errorf("default length, max_tokens 2: %q; Answer says %q", tokens, Answer(req))
+	}
+}
+
+// TestListen: Listen serves on the address asked for, and reports an
+// address in use instead of panicking.
+func TestListen(t *testing.T) {
+	t.Parallel()
+	s, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	addr := strings.TrimSuffix(strings.TrimPrefix(s.URL(), "http://"), "/v1")
+	if _, err := Listen(addr); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("second Listen on %s: %v, want address already in use", addr, err)
+	}
+	if tokens, _ := streamed(t, s, body("m", "hi", false)); len(tokens) == 0 {
+		t.Error("no answer")
+	}
+}
+
 func TestSplitTokens(t *testing.T) {
 	t.Parallel()
 	tests := map[string][]string{

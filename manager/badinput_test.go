@@ -3,6 +3,7 @@ package manager_test
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +64,9 @@ func TestInvalidJobsAreAnsweredAndTerminated(t *testing.T) {
 		ev, err := protocol.DecodeEvent(m.Data)
 		if err != nil || ev.Type != protocol.EventError || ev.Error.Code != protocol.CodeInvalidRequest || ev.Error.Field != tt.field || ev.Seq != 1 {
 			t.Errorf("%s: event %s", tt.name, m.Data)
+		}
+		if tt.field == "tenant" && !strings.Contains(ev.Error.Message, `this error is on tenant "acme"'s reply subject chat.reply.acme.bad-tenant`) {
+			t.Errorf("%s: the error does not say where it went: %q", tt.name, ev.Error.Message)
 		}
 	}
 	// A good job after the bad ones is answered; then nothing is left

@@ -131,7 +131,10 @@ func (r *request) decode() bool {
 		return false
 	}
 	if job.Tenant != tenant {
-		r.reject(tenant, job.ID, protocol.Invalid("tenant", "the job says tenant %q but was published for tenant %q", job.Tenant, tenant))
+		// The subject's tenant is the one NATS permissions let the
+		// producer publish for, so the error goes to that tenant's reply.
+		r.reject(tenant, job.ID, protocol.Invalid("tenant", "the job says tenant %q but was published to %s, for tenant %q; "+
+			"this error is on tenant %q's reply subject %s", job.Tenant, r.msg.Subject(), tenant, tenant, names.Reply(tenant, job.ID)))
 		return false
 	}
 	r.job = job

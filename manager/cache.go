@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"time"
 
@@ -51,6 +52,9 @@ func (m *Manager) readCache(ctx context.Context, key string) (*cachedAnswer, err
 // the answer has been served either way.
 func (g *generation) cacheAnswer(attempt int, res *streamed) {
 	limit := int(g.m.top.Config.CacheMaxValueBytes)
+	if limit <= 0 {
+		limit = math.MaxInt // the bucket takes any size (NATS's -1)
+	}
 	if res.bytes > limit {
 		g.m.cfg.Logger.Debug("answer larger than the cache takes; not cached", "key", g.key, "bytes", res.bytes, "limit", limit)
 		return

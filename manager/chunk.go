@@ -14,16 +14,20 @@ import (
 // JSON-escaped, stays far below NATS's max_payload.
 const defaultChunkBytes = 64 << 10
 
-// chunkLimit is the chunk cap for a server whose max_payload is
+// chunkLimitFor is the chunk cap for a server whose max_payload is
 // maxPayload: JSON may spell one byte of output in six ("\u00XX"), and the
 // event's other fields and headers need room too.
-func chunkLimit(maxPayload int64) int {
+func chunkLimitFor(maxPayload int64) int {
 	const headroom = 4 << 10
 	if maxPayload <= 0 {
 		return defaultChunkBytes
 	}
 	return int(max(min(defaultChunkBytes, (maxPayload-headroom)/6), 1<<10))
 }
+
+// chunkLimit is the chunk cap for the server this worker is connected to
+// now (a reconnect may reach one with another max_payload).
+func (m *Manager) chunkLimit() int { return chunkLimitFor(m.nc.MaxPayload()) }
 
 // errToolCallHeader refuses a tool-call delta whose ID and type alone
 // exceed the chunk cap: unlike a name or arguments, an ID cannot be split

@@ -128,11 +128,11 @@ func TestChunkLimit(t *testing.T) {
 		payload int64
 		want    int
 	}{{1 << 20, 64 << 10}, {16 << 10, (16<<10 - 4<<10) / 6}, {8 << 20, 64 << 10}, {0, 64 << 10}, {2 << 10, 1 << 10}} {
-		if got := chunkLimit(tt.payload); got != tt.want {
-			t.Errorf("chunkLimit(%d) = %d, want %d", tt.payload, got, tt.want)
+		if got := chunkLimitFor(tt.payload); got != tt.want {
+			t.Errorf("chunkLimitFor(%d) = %d, want %d", tt.payload, got, tt.want)
 		}
 	}
-	worst := strings.Repeat("\x01", chunkLimit(16<<10))
+	worst := strings.Repeat("\x01", chunkLimitFor(16<<10))
 	b, _ := (&protocol.Event{V: 1, ID: strings.Repeat("i", 128), Seq: 1 << 40, Type: protocol.EventChunk, Content: worst}).Marshal()
 	if len(b) > 16<<10-512 {
 		t.Errorf("worst-case event of %d bytes for a 16 KiB max_payload", len(b))

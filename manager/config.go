@@ -156,6 +156,9 @@ func (c Config) validate() error {
 			return fmt.Errorf("%w: %s must be at least 1, got %d", ErrInvalidConfig, name, v)
 		}
 	}
+	if c.ProgressInterval <= 0 {
+		return fmt.Errorf("%w: ProgressInterval must be positive, got %s", ErrInvalidConfig, c.ProgressInterval)
+	}
 	if c.MaintenanceInterval < 0 {
 		return fmt.Errorf("%w: MaintenanceInterval must not be negative, got %s", ErrInvalidConfig, c.MaintenanceInterval)
 	}

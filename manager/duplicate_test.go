@@ -2,6 +2,7 @@ package manager_test
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -9,6 +10,8 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/internal/topology"
+	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
 )
@@ -69,5 +72,74 @@ func TestDuplicateID(t *testing.T) {
 	defer r.Stop()
 	if ans, err := r.Collect(ctx); err != nil || ans.Content != first.Content {
 		t.Errorf("the earlier reply now reads %+v, %v", ans, err)
+	}
+}
+
+// TestDuplicateIDWhileRunning: an ID reused while the earlier request is
+// still generating: the new job waits, never disturbing the earlier reply
+// (which ends with its whole answer), and then ends with duplicate_id;
+// the new job's reader never sees the earlier request's events as its own.
+func TestDuplicateIDWhileRunning(t *testing.T) {
+	t.Parallel()
+	stall, release := fleettest.Stalled()
+	defer release()
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{stall}, Topology: topology.Config{AckWait: time.Second}})
+	f.StartWorker(nil)
+	ctx := ctxFor(t, 60*time.Second)
+	job := userJob("first use of the ID")
+	job.ID = "dup-run"
+	first := submitEvents(t, ctx, f.Pub, job)
+	first.waitFor(t, ctx, func(evs []protocol.Event) bool { return len(evs) > 0 })
+
+	nc, js := natstest.JetStream(t, f.NATS.ClientURL())
+	sub, err := nc.SubscribeSync("chat.reply.default.dup-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := userJob("second use of the ID")
+	again.ID = "dup-run"
+	msg := nats.NewMsg("chat.jobs.default")
+	msg.Data, _ = json.Marshal(again)
+	msg.Header.Set(nats.MsgIdHdr, "dup-run-after-the-window")
+	ack, err := js.PublishMsg(ctx, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both jobs are pulled; several AckWaits pass while the second waits.
+	for {
+		info, err := f.ConsumerInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == 2 && info.NumPending == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the second job was never pulled")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	release()
+	evs := first.wait(t)
+	if last := evs[len(evs)-1]; last.Type != protocol.EventDone {
+		t.Fatalf("the earlier request ended with %+v", last)
+	}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, _ := protocol.DecodeEvent(m.Data)
+		if ev.Type == protocol.EventError && ev.Error.Code == protocol.CodeDuplicateID {
+			if got := m.Header.Get(protocol.HeaderJobSeq); got != strconv.FormatUint(ack.Sequence, 10) {
+				t.Errorf("duplicate_id error marked for job %q, want %d", got, ack.Sequence)
+			}
+			break
+		}
+	}
+	waitSettled(t, ctx, f)
+	if info, _ := f.ConsumerInfo(ctx); info.NumRedelivered != 0 {
+		t.Errorf("redelivered %d: the waiting job must report progress, not be handed back", info.NumRedelivered)
 	}
 }

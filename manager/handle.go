@@ -183,7 +183,8 @@ func (r *request) reject(tenant, id string, perr *protocol.Error) {
 		ev := protocol.Event{V: protocol.Version, ID: id, Seq: 1, Type: protocol.EventError, Error: perr}
 		if b, err := ev.Marshal(); err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), r.m.cfg.AckWait/4)
-			_, err = r.m.js.Publish(ctx, r.m.cfg.Names.ReplyWrite(tenant, id), b, jetstream.WithExpectLastSequencePerSubject(0))
+			_, err = r.m.js.PublishMsg(ctx, replyMsg(r.m.cfg.Names.ReplyWrite(tenant, id), r.streamSeq, 1, b, false),
+				jetstream.WithExpectLastSequencePerSubject(0))
 			cancel()
 			if err != nil {
 				r.m.cfg.Logger.Warn("error event of an invalid job not stored", "tenant", tenant, "request", id, "err", err)
@@ -196,8 +197,15 @@ func (r *request) reject(tenant, id string, perr *protocol.Error) {
 // deadLetter copies this request's job to the dead-letter stream, under
 // its tenant and request ID as far as they are known.
 func (r *request) deadLetter(tenant, id string, perr *protocol.Error) {
-	r.m.deadLetter(deadLetter{data: r.msg.Data(), header: r.msg.Headers(), subject: r.msg.Subject(),
-		tenant: tenant, id: id, streamSeq: r.streamSeq, deliveries: r.deliveries, err: perr})
+	d := r.deadLetterOf(tenant, id)
+	d.err = perr
+	r.m.deadLetter(d)
+}
+
+// deadLetterOf describes this request's job for the dead-letter stream.
+func (r *request) deadLetterOf(tenant, id string) deadLetter {
+	return deadLetter{data: r.msg.Data(), header: r.msg.Headers(), subject: r.msg.Subject(),
+		tenant: tenant, id: id, streamSeq: r.streamSeq, deliveries: r.deliveries}
 }
 
 // resume continues a redelivered job from what its reply subject already
@@ -251,7 +259,7 @@ func (r *request) resume() bool {
 // releaseSlot gives back whatever slot the request holds.
 func (r *request) releaseSlot() { r.permit.release() }
 
-// becomeFollower trades the request (or fast-lane) slot for a follower
+// becomeFollower trades the request (or waiting) slot for a follower
 // slot, so the worker can pull more jobs to lead while this one only
 // relays. While the
 // follower pool is full it waits, reporting progress to JetStream and, in

@@ -206,7 +206,7 @@ func (g *generation) stream(ctx context.Context, attempt int, span trace.Span) (
 	defer stop()
 
 	res := &streamed{}
-	m := merger{window: g.m.cfg.ChunkWindow, b: chunkBuilder{limit: g.m.chunkLimit}, emit: func(e entry) { g.appendEntry(attempt, e) }}
+	m := merger{window: g.m.cfg.ChunkWindow, b: chunkBuilder{limit: g.m.chunkLimit()}, emit: func(e entry) { g.appendEntry(attempt, e) }}
 	defer m.stopTimer()
 	for {
 		select {

@@ -140,7 +140,7 @@ func (q *queueTimeouts) expire(ctx context.Context, seq uint64, h *maintenanceHo
 		ev = protocol.Event{Type: protocol.EventCancelled}
 	}
 	count := m.countQueueEnding(ev, 1) // before the producer can hear of it
-	stored, ended, err := m.endQueued(ctx, job, ev)
+	stored, ended, err := m.endQueued(ctx, msg, job, ev)
 	if !stored {
 		m.countQueueEnding(ev, -1)
 	}
@@ -180,10 +180,12 @@ func (m *Manager) countQueueEnding(ev protocol.Event, n int64) metric.Measuremen
 	return jobSet(string(ev.Type), "none", string(ev.Error.Code))
 }
 
-// endQueued stores ev as the first event of job's reply, only if the reply
-// is still empty (the single-writer rule, as reject does). When it is not
-// empty, ended reports whether the reply has ended anyway.
-func (m *Manager) endQueued(ctx context.Context, job *protocol.Job, ev protocol.Event) (stored, ended bool, err error) {
+// endQueued stores ev as the first event of the reply of job (msg in the
+// jobs stream), only if the reply is still empty (the single-writer rule,
+// as reject does). When it is not empty, ended reports whether the reply
+// has ended anyway; a reply an earlier job with the same ID ended gets the
+// job's duplicate_id error instead (endDuplicate), and counts as ended.
+func (m *Manager) endQueued(ctx context.Context, msg *jetstream.RawStreamMsg, job *protocol.Job, ev protocol.Event) (stored, ended bool, err error) {
 	ev.V, ev.ID, ev.Seq = protocol.Version, job.ID, 1
 	b, err := ev.Marshal()
 	if err != nil {
@@ -192,29 +194,24 @@ func (m *Manager) endQueued(ctx context.Context, job *protocol.Job, ev protocol.
 	subject := m.cfg.Names.ReplyWrite(job.Tenant, job.ID)
 	// No message ID: the worker's first event carries subject:1 as its
 	// ID, and a duplicate would be acknowledged instead of refused.
-	_, err = m.js.Publish(ctx, subject, b, jetstream.WithExpectLastSequencePerSubject(0))
+	_, err = m.js.PublishMsg(ctx, replyMsg(subject, msg.Sequence, 1, b, false), jetstream.WithExpectLastSequencePerSubject(0))
 	if err == nil {
 		return true, true, nil
 	}
 	if !isWrongLastSequence(err) {
 		return false, false, err
 	}
-	ended, err = m.replyEnded(ctx, subject)
-	return false, ended, err
+	reply, err := m.readReply(ctx, subject, msg.Sequence, msg.Time)
+	if err != nil || !reply.earlier || !reply.ended {
+		return false, reply.ended && !reply.earlier, err
+	}
+	return false, true, m.endDuplicate(ctx, queuedDeadLetter(msg, job), reply.last)
 }
 
-// replyEnded reports whether the reply written to subject holds a
-// terminal event last. A message that is not an event is not an end.
-func (m *Manager) replyEnded(ctx context.Context, subject string) (bool, error) {
-	last, err := m.top.Replies.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	ev, err := protocol.DecodeEvent(last.Data)
-	return err == nil && ev.Type.Terminal(), nil
+// queuedDeadLetter describes job (msg in the jobs stream) for the
+// dead-letter stream.
+func queuedDeadLetter(msg *jetstream.RawStreamMsg, job *protocol.Job) deadLetter {
+	return deadLetter{data: msg.Data, header: msg.Header, subject: msg.Subject, tenant: job.Tenant, id: job.ID, streamSeq: msg.Sequence}
 }
 
 // queuedJob decodes a job read from the jobs stream as a worker would; nil

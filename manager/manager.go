@@ -40,10 +40,6 @@ type Manager struct {
 	cancels  *cancelSet
 	stats    counters
 
-	// chunkLimit caps the output bytes of one chunk event, so the event
-	// stays far below the server's max_payload (see chunkLimit).
-	chunkLimit int
-
 	// life is cancelled (with errShutdown) by Stop: every request and
 	// generation derives from it.
 	life       context.Context
@@ -93,8 +89,6 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 		gens:     map[string]*generation{},
 		stopped:  make(chan struct{}),
 		tracer:   cfg.TracerProvider.Tracer("github.com/chatfleet/chatfleet/manager"),
-
-		chunkLimit: chunkLimit(nc.MaxPayload()),
 	}
 	var err error
 	if m.metrics, err = newMetrics(cfg.MeterProvider, m); err != nil {

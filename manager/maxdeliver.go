@@ -153,12 +153,31 @@ func (m *Manager) giveUp(ctx context.Context, seq uint64, deliveries int) bool {
 	id := guessID(job.Header, job.Data) // labels the dead letter; the reply is the decoded job's
 	queued := m.queuedJob(job)
 	if queued != nil {
-		ended, err := m.replyEnded(ctx, m.cfg.Names.ReplyWrite(queued.Tenant, queued.ID))
+		reply, err := m.readReply(ctx, m.cfg.Names.ReplyWrite(queued.Tenant, queued.ID), seq, job.Time)
 		if err != nil {
 			m.cfg.Logger.Error("cannot read the reply of a job that exhausted its deliveries", "seq", seq, "err", err)
 			return false
 		}
-		if ended {
+		switch {
+		case reply.earlier:
+			// It reused an earlier request's ID: a duplicate_id error
+			// follows that reply once it ended; while it runs, there is
+			// nowhere to store one.
+			d := queuedDeadLetter(job, queued)
+			d.deliveries = uint64(deliveries)
+			m.cfg.Logger.Warn("job with a duplicate request ID exhausted its deliveries; dead-lettered", "tenant", queued.Tenant,
+				"request", queued.ID, "seq", seq)
+			if reply.ended {
+				if err := m.endDuplicate(ctx, d, reply.last); err != nil {
+					m.cfg.Logger.Warn("duplicate_id error not stored", "seq", seq, "err", err)
+				}
+			} else {
+				d.err = &protocol.Error{Code: protocol.CodeDuplicateID, Message: "request ID " + queued.ID + " is in use by another request"}
+				m.deadLetter(d)
+			}
+			m.deleteJob(ctx, seq)
+			return true
+		case reply.ended:
 			m.cfg.Logger.Warn("job answered but never acked; removed from the queue", "tenant", queued.Tenant,
 				"request", queued.ID, "seq", seq)
 			m.deleteJob(ctx, seq)
@@ -172,7 +191,7 @@ func (m *Manager) giveUp(ctx context.Context, seq uint64, deliveries int) bool {
 	m.deadLetter(deadLetter{data: job.Data, header: job.Header, subject: job.Subject,
 		tenant: tenant, id: id, streamSeq: seq, deliveries: uint64(deliveries), err: perr})
 	if queued != nil {
-		m.endAbandonedReply(ctx, queued.Tenant, queued.ID, perr)
+		m.endAbandonedReply(ctx, queued.Tenant, queued.ID, seq, perr)
 	}
 	m.metrics.jobs.Add(ctx, 1, jobSet(string(protocol.EventError), "none", string(perr.Code)))
 	m.deleteJob(ctx, seq)
@@ -188,7 +207,7 @@ func (m *Manager) deleteJob(ctx context.Context, seq uint64) {
 // endAbandonedReply gives a reply that no worker will finish its terminal
 // error event, continuing its sequence, unless it already ended. The
 // event is stored only if nothing was stored after what was read.
-func (m *Manager) endAbandonedReply(ctx context.Context, tenant, id string, perr *protocol.Error) {
+func (m *Manager) endAbandonedReply(ctx context.Context, tenant, id string, jobSeq uint64, perr *protocol.Error) {
 	subject := m.cfg.Names.ReplyWrite(tenant, id)
 	for range 3 {
 		var seq, lastSeq uint64
@@ -207,7 +226,7 @@ func (m *Manager) endAbandonedReply(ctx context.Context, tenant, id string, perr
 		}
 		ev := protocol.Event{V: protocol.Version, ID: id, Seq: seq + 1, Type: protocol.EventError, Error: perr}
 		b, _ := ev.Marshal()
-		if _, err := m.js.Publish(ctx, subject, b, jetstream.WithExpectLastSequencePerSubject(lastSeq)); err == nil {
+		if _, err := m.js.PublishMsg(ctx, replyMsg(subject, jobSeq, ev.Seq, b, false), jetstream.WithExpectLastSequencePerSubject(lastSeq)); err == nil {
 			m.stats.errors.Add(1)
 			return
 		}

@@ -3,6 +3,7 @@ package manager_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,3 +210,41 @@ func TestCacheHitsWhileLeadersWait(t *testing.T) {
 		}
 	}
 }
+
+// TestNoProgressAfterFirstChunk: once a reader has output, it gets no
+// more progress events, even when a mid-stream retry makes the
+// generation wait for its upstream again.
+func TestNoProgressAfterFirstChunk(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+		rep := llmtest.DefaultReply(r)
+		if calls.Add(1) == 1 {
+			rep.CutAfter = 2 // breaks mid-answer: the worker starts it again
+		} else {
+			rep.FirstDelay = 4 * stageSettleForTests
+		}
+		return rep
+	})}})
+	f.StartWorker(nil)
+	ctx := ctxFor(t, 30*time.Second)
+	evs := submitEvents(t, ctx, f.Pub, userJob("breaks once")).wait(t)
+	seenChunk, resets := false, 0
+	for _, ev := range evs {
+		switch {
+		case ev.Type == protocol.EventChunk:
+			seenChunk = true
+		case ev.Type == protocol.EventReset:
+			resets++
+		case seenChunk && ev.Type == protocol.EventProgress:
+			t.Fatalf("progress after the first chunk: %+v", evs)
+		}
+	}
+	if resets != 1 || calls.Load() != 2 {
+		t.Fatalf("%d resets, %d calls: the test needs one mid-stream retry", resets, calls.Load())
+	}
+}
+
+// stageSettleForTests is how long a stage holds before a progress event
+// says so (the manager's stageSettle).
+const stageSettleForTests = 100 * time.Millisecond

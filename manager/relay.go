@@ -96,7 +96,6 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 	stagePending := false
 	for {
 		entries, wake := g.since(sub.next)
-		published := false
 		for _, e := range entries {
 			sub.next++
 			if e.kind != entryProgress {
@@ -104,7 +103,7 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 			}
 			switch e.kind {
 			case entryProgress:
-				if r.chunks == 0 {
+				if r.firstChunk.IsZero() { // progress tells of the wait for the first output only
 					r.stage, r.reason, stagePending = e.stage, e.reason, true
 					settle.Reset(stageSettle)
 				}
@@ -119,7 +118,6 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 				if r.publish(ev) != nil {
 					return
 				}
-				published = true
 			case entryReset:
 				if r.chunks > 0 {
 					r.chunks = 0
@@ -132,9 +130,6 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 					Timings: e.end.timings()})
 				return
 			}
-		}
-		if published && r.firstChunk.IsZero() {
-			quiet.Reset(r.m.cfg.ProgressInterval)
 		}
 		select {
 		case <-settle.C:

@@ -163,7 +163,7 @@ func (r *request) store(ev *protocol.Event) error {
 	if err != nil {
 		return err
 	}
-	msg := eventMsg(r.subject, ev.Seq, b)
+	msg := replyMsg(r.subject, r.streamSeq, ev.Seq, b, true)
 	for attempt := range 4 {
 		if attempt > 0 {
 			r.progress()
@@ -200,27 +200,30 @@ func (r *request) store(ev *protocol.Event) error {
 }
 
 // abandon leaves a reply another delivery of the job now writes: no ack
-// (that would remove the job under the other delivery), no nak. But a
-// reply that had already ended before this delivery wrote anything (the
-// fleet's maintainer ended the job with queue_timeout as it was pulled)
-// has no other writer to settle the job: it is terminated, never
-// redelivered. A reply begun before the job arrived is an earlier job's
-// with the same ID (see duplicateID).
+// (that would remove the job under the other delivery), no nak. But when
+// this delivery has written nothing yet, the reply may not be another
+// delivery's at all: an earlier job's with the same ID (see duplicateID),
+// or this job's, ended by the fleet's maintainer (a queue timeout) as it
+// was pulled — then there is no other writer to settle the job, and it is
+// terminated, never redelivered.
 func (r *request) abandon() {
-	r.outcome = "superseded"
-	if r.lastStored == 0 && r.checkEarlierReply() {
-		return // the reply is an earlier job's: this one reused its ID
-	}
 	if r.lastStored == 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), r.m.cfg.AckWait/4)
-		ended, err := r.m.replyEnded(ctx, r.subject)
+		reply, err := r.m.readReply(ctx, r.subject, r.streamSeq, r.arrived)
 		cancel()
-		if err == nil && ended {
+		switch {
+		case err != nil:
+		case reply.earlier:
+			r.duplicateID(reply)
+			return
+		case reply.ended:
+			r.outcome = "superseded"
 			r.log.Info("the reply ended before this delivery wrote to it (a queue timeout, say); job terminated")
 			r.term("its reply had already ended")
 			return
 		}
 	}
+	r.outcome = "superseded"
 	r.log.Warn("another delivery of this job now writes its reply; leaving it")
 	r.settled = true
 }
@@ -341,7 +344,7 @@ func ms(d time.Duration) float64 {
 // message ID makes a retry of an event that was stored (but whose ack was
 // lost) a no-op.
 func (m *Manager) publishAcked(subject string, seq uint64, data []byte) error {
-	msg := eventMsg(subject, seq, data)
+	msg := genEventMsg(subject, seq, data)
 	var err error
 	for attempt := range 3 {
 		if attempt > 0 {
@@ -357,9 +360,9 @@ func (m *Manager) publishAcked(subject string, seq uint64, data []byte) error {
 	return err
 }
 
-// eventMsg is event number seq of subject, with a message ID that makes
-// JetStream drop a second copy of it.
-func eventMsg(subject string, seq uint64, data []byte) *nats.Msg {
+// genEventMsg is event number seq of a generation subject, with a
+// message ID that makes JetStream drop a second copy of it.
+func genEventMsg(subject string, seq uint64, data []byte) *nats.Msg {
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, subject+":"+strconv.FormatUint(seq, 10))

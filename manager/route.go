@@ -131,7 +131,7 @@ func (g *generation) serveCached(a *cachedAnswer) {
 		return
 	}
 	// The whole answer as one delta, cut at the chunk cap like a live one.
-	b := chunkBuilder{limit: g.m.chunkLimit}
+	b := chunkBuilder{limit: g.m.chunkLimit()}
 	emit := func(e entry) { g.appendEntry(attempt, e) }
 	d := llm.Delta{ReasoningContent: a.Reasoning, Content: a.Content, Refusal: a.Refusal, ToolCalls: a.ToolCalls}
 	if err := b.add(&d, emit); err != nil {

@@ -226,9 +226,9 @@ func (p *Permit) moveTo(k slotKind) {
 // the worker pull a job that may not need to.
 func (p *Permit) park() {
 	p.mu.Lock()
-	held := p.kind
-	p.mu.Unlock()
-	if held == slotRequest && p.s.waiting.tryAcquire() {
-		p.moveTo(slotWaiting)
+	defer p.mu.Unlock()
+	if p.kind == slotRequest && p.s.waiting.tryAcquire() { // never blocks: safe under mu
+		p.s.requests.release()
+		p.kind = slotWaiting
 	}
 }

@@ -43,6 +43,14 @@ const (
 	ReasonFollowerSlot = "follower_slot"
 )
 
+// HeaderJobSeq is the header every stored reply event carries: the
+// jobs-stream sequence of the job it answers. A request ID names its reply
+// subject, so a job that reuses an ID finds an earlier job's events there;
+// a reader that knows its job's sequence (the publisher, from the publish
+// ack) skips events that carry another. Events stored by workers older than
+// the header carry none.
+const HeaderJobSeq = "Chatfleet-Job-Seq"
+
 // Terminal reports whether t ends a request.
 func (t EventType) Terminal() bool {
 	return t == EventDone || t == EventError || t == EventCancelled
@@ -115,11 +123,11 @@ type Timings struct {
 	TTFTMS float64 `json:"ttft_ms"`
 	// TotalMS is the time from the job's arrival to its terminal event.
 	TotalMS float64 `json:"total_ms"`
-	// SlotWaitMS is how long the generation waited for an upstream slot
-	// (leaders and followers on the leader's worker; omitted otherwise).
+	// SlotWaitMS is how long the generation the request shared waited for
+	// an upstream slot (omitted for cache hits and old workers).
 	SlotWaitMS float64 `json:"slot_wait_ms,omitempty"`
 	// UpstreamTTFTMS is the upstream's own time to first token: from the
-	// request sent to the first output delta (omitted when not known here).
+	// request sent to the first output delta (omitted like SlotWaitMS).
 	UpstreamTTFTMS float64 `json:"upstream_ttft_ms,omitempty"`
 }
 

@@ -3,8 +3,11 @@ package publisher_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
@@ -156,26 +159,28 @@ func TestErrorEventBecomesJobError(t *testing.T) {
 }
 
 // TestSubmitDuplicateID: a job whose ID an earlier request used gets, on
-// the shared reply subject, the earlier reply's events and then its own
-// duplicate_id error; its reader takes that error, whatever its seq,
-// instead of waiting for seq 1 or reading the earlier answer.
+// the shared reply subject, the earlier reply's events (even ones still
+// being written) and then its own duplicate_id error; its reader skips
+// the earlier request's events (marked with that job's sequence) and takes
+// the error whatever its seq, never the earlier answer.
 func TestSubmitDuplicateID(t *testing.T) {
 	t.Parallel()
 	f := fleettest.New(t, fleettest.Options{})
-	ensureTopology(t, f)
+	top := ensureTopology(t, f)
 	_, js := natstest.JetStream(t, f.NATS.ClientURL())
 	ctx := fleettest.Context(t, 10*time.Second)
-	store := func(ev protocol.Event) {
+	store := func(jobSeq string, ev protocol.Event) {
 		ev.V, ev.ID = 1, "reused"
-		b, _ := ev.Marshal()
-		if _, err := js.Publish(ctx, "chat.write.default.reused", b); err != nil {
+		msg := nats.NewMsg("chat.write.default.reused")
+		msg.Data, _ = ev.Marshal()
+		msg.Header.Set(protocol.HeaderJobSeq, jobSeq)
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// The earlier request's reply, as a worker stored it.
-	store(protocol.Event{Seq: 1, Type: protocol.EventMeta, Role: protocol.RoleLeader})
-	store(protocol.Event{Seq: 2, Type: protocol.EventChunk, Content: "the earlier answer"})
-	store(protocol.Event{Seq: 3, Type: protocol.EventDone, FinishReason: "stop"})
+	// The earlier request's reply so far, as a worker stored it.
+	store("999", protocol.Event{Seq: 1, Type: protocol.EventMeta, Role: protocol.RoleLeader})
+	store("999", protocol.Event{Seq: 2, Type: protocol.EventChunk, Content: "the earlier "})
 
 	job := userJob("a new job, an old ID")
 	job.ID = "reused"
@@ -184,11 +189,50 @@ func TestSubmitDuplicateID(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Stop()
-	// What a worker stores for it (there is none in this test).
-	store(protocol.Event{Seq: 4, Type: protocol.EventError, Error: &protocol.Error{Code: protocol.CodeDuplicateID, Message: "used before"}})
+	info, err := top.Jobs.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The earlier request goes on, then ends; then what a worker stores
+	// for the new job (there is none in this test).
+	store("999", protocol.Event{Seq: 3, Type: protocol.EventChunk, Content: "answer"})
+	store("999", protocol.Event{Seq: 4, Type: protocol.EventDone, FinishReason: "stop"})
+	store(strconv.FormatUint(info.State.LastSeq, 10), protocol.Event{Seq: 5, Type: protocol.EventError,
+		Error: &protocol.Error{Code: protocol.CodeDuplicateID, Message: "used before"}})
 	_, err = r.Collect(ctx)
 	var jerr *publisher.JobError
 	if !errors.As(err, &jerr) || jerr.Err.Code != protocol.CodeDuplicateID {
 		t.Fatalf("err = %v, want duplicate_id", err)
+	}
+}
+
+// TestEventsOfOldWorkers: events without the job-sequence header, as
+// workers older than it store them, are read as the job's own.
+func TestEventsOfOldWorkers(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	ensureTopology(t, f)
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	ctx := fleettest.Context(t, 10*time.Second)
+	job := userJob("answered by an old worker")
+	job.ID = "old-worker"
+	r, err := f.Pub.Submit(ctx, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	for _, ev := range []protocol.Event{
+		{Seq: 1, Type: protocol.EventMeta, Role: protocol.RoleLeader},
+		{Seq: 2, Type: protocol.EventChunk, Content: "old but fine"},
+		{Seq: 3, Type: protocol.EventDone, FinishReason: "stop"},
+	} {
+		ev.V, ev.ID = 1, job.ID
+		b, _ := ev.Marshal()
+		if _, err := js.Publish(ctx, "chat.write.default.old-worker", b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ans, err := r.Collect(ctx); err != nil || ans.Content != "old but fine" {
+		t.Fatalf("answer %+v, %v", ans, err)
 	}
 }

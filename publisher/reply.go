@@ -29,6 +29,7 @@ type Reply struct {
 	stored     jetstream.MessagesContext // slow path: the replies stream from the first event
 	fromStream bool                      // switch to the stream before the next read
 	next       uint64                    // the seq expected next
+	jobSeq     string                    // the job's sequence in the jobs stream, when known (protocol.HeaderJobSeq)
 	probe      time.Duration             // current quiet spell before checking the stream
 	timer      *time.Timer               // times the quiet spell; reused
 	suspect    bool                      // the last check found events stored but not seen live
@@ -184,12 +185,13 @@ func (r *Reply) read(ctx context.Context) (protocol.Event, []byte, error) {
 			}
 		}
 		var data []byte
+		var header nats.Header
 		if r.stored != nil {
 			msg, err := r.stored.Next(jetstream.NextContext(ctx))
 			if err != nil {
 				return protocol.Event{}, nil, err
 			}
-			data = msg.Data()
+			data, header = msg.Data(), msg.Headers()
 		} else {
 			msg, err := r.readLive(ctx)
 			if err != nil {
@@ -198,11 +200,14 @@ func (r *Reply) read(ctx context.Context) (protocol.Event, []byte, error) {
 			if msg == nil {
 				continue // switched to the stream
 			}
-			data = msg.Data
+			data, header = msg.Data, msg.Header
 		}
 		ev, err := protocol.DecodeEvent(data)
 		if err != nil || ev.ID != r.id || ev.Seq == 0 {
 			continue // not an event of this request; nothing a worker sent
+		}
+		if js := header.Get(protocol.HeaderJobSeq); js != "" && r.jobSeq != "" && js != r.jobSeq {
+			continue // an earlier job's, which used the same ID
 		}
 		return ev, data, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -65,6 +66,7 @@ func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error
 		span.SetStatus(codes.Error, err.Error())
 		return nil, err
 	}
+	r.jobSeq = strconv.FormatUint(ack.Sequence, 10)
 	if ack.Duplicate {
 		// The job was stored before: its events may already be gone from
 		// the live subject, so read them from the stream.

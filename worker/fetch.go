@@ -10,7 +10,7 @@ import (
 )
 
 // fetchLoop pulls jobs while the pool has room: it reserves every free
-// request slot (or, when none is free, the fast lane's), asks the consumer
+// request slot, asks the consumer
 // for exactly that many jobs, and hands each job with its permit to the
 // manager. A worker never holds more jobs than it has slots, so idle
 // capacity elsewhere in the fleet is used.

@@ -18,6 +18,8 @@ type Server struct {
 	script         func(Request) Reply
 	first, between time.Duration
 	tokens         int // WithTokens
+	models         []string
+	modelsSet      bool // WithModels was given
 
 	url     string
 	srv     *http.Server

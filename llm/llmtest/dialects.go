@@ -47,7 +47,9 @@ type Outcome struct {
 }
 
 // Reply replays the dialect's body.
-func (d Dialect) Reply() Reply { return Reply{Raw: []string{string(d.Body)}, ContentType: d.ContentType} }
+func (d Dialect) Reply() Reply {
+	return Reply{Raw: []string{string(d.Body)}, ContentType: d.ContentType}
+}
 
 // Dialects returns every recorded dialect, in a fixed order.
 func Dialects() []Dialect {

@@ -13,6 +13,12 @@ import (
 // client's circuit breaker is open.
 var ErrBreakerOpen = errors.New("llm: circuit breaker open")
 
+// ErrStreamOptionsRefused is wrapped by the *Error, with
+// CodeUpstreamError, of an upstream that rejects a request (400 or 422)
+// because of the "stream_options" field the client adds; set
+// Config.NoStreamOptions for that upstream.
+var ErrStreamOptionsRefused = errors.New("llm: the upstream refuses stream_options")
+
 // ErrInvalidConfig is wrapped by the error New returns for a Config it
 // cannot use.
 var ErrInvalidConfig = errors.New("llm: invalid config")
@@ -23,8 +29,14 @@ var ErrInvalidConfig = errors.New("llm: invalid config")
 //   - CodeRateLimited: the upstream answered 429.
 //   - CodeUpstreamUnavailable: 5xx, connection refused or reset, DNS
 //     failure, or the circuit breaker is open (Err is ErrBreakerOpen).
-//   - CodeUpstreamError: any other 4xx, a malformed stream, an error object
-//     in the stream, or a stream that broke off before "data: [DONE]".
+//   - CodeUpstreamError: any other 4xx (one caused by stream_options wraps
+//     ErrStreamOptionsRefused), a malformed stream, or a stream that broke
+//     off before "data: [DONE]".
+//   - An error the upstream sends inside its stream (an error object, an
+//     "error" event, finish_reason "error") gets the code of the status it
+//     stands for: CodeRateLimited for 429 or a rate_limit code,
+//     CodeUpstreamUnavailable for 5xx or a server error, CodeTimeout for
+//     408, CodeUpstreamError otherwise; its message is the provider's.
 //   - CodeTimeout: the upstream went silent for Config.IdleTimeout, a
 //     transport timeout, or ctx's deadline passed.
 //   - CodeInvalidRequest: go-openai refused the request before sending it

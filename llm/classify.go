@@ -99,6 +99,24 @@ func (s *Stream) classifyRaw(err error, a *attempt) *Error {
 	}
 }
 
+// requestError classifies the failure of a plain (not streaming) request.
+func requestError(ctx context.Context, err error) *Error {
+	var apiErr *openai.APIError
+	var reqErr *openai.RequestError
+	switch {
+	case ctx.Err() != nil:
+		return contextError(ctx)
+	case errors.As(err, &apiErr) && apiErr.HTTPStatusCode != 0:
+		return statusError(apiErr.HTTPStatusCode, apiErr.Message, 0, err)
+	case errors.As(err, &reqErr):
+		return statusError(reqErr.HTTPStatusCode, quote(reqErr.Body), 0, err)
+	case isNetError(err):
+		return transportError(err)
+	default:
+		return &Error{Code: protocol.CodeUpstreamError, Message: "malformed answer: " + err.Error(), Err: err}
+	}
+}
+
 // statusError classifies an HTTP error status.
 func statusError(status int, msg string, retryAfter time.Duration, err error) *Error {
 	if msg == "" {

@@ -288,3 +288,19 @@ func FuzzDialectReader(f *testing.F) {
 		}
 	})
 }
+
+func TestModels(t *testing.T) {
+	t.Parallel()
+	c, _ := setup(t, Config{}, llmtest.WithModels("zeta", "alpha"))
+	ids, err := c.Models(t.Context())
+	if err != nil || strings.Join(ids, ",") != "alpha,zeta" {
+		t.Errorf("models %v, %v", ids, err)
+	}
+	c, srv := setup(t, Config{}, llmtest.WithModels())
+	_, err = c.Models(t.Context())
+	if e := asError(t, err, protocol.CodeUpstreamError); e.Status != http.StatusNotFound {
+		t.Errorf("error %+v", e)
+	}
+	srv.Close()
+	asError(t, func() error { _, err := c.Models(t.Context()); return err }(), protocol.CodeUpstreamUnavailable)
+}

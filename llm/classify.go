@@ -80,7 +80,9 @@ func (s *Stream) classifyRaw(err error, a *attempt) *Error {
 	switch {
 	case errors.As(err, &inStream): // an error the upstream sent in the stream
 		inStream.message = s.c.redact(inStream.message) // Err's text too
-		return inStream.classify(err)
+		e := inStream.classify(err)
+		e.Retryable = e.Retryable && !s.started // like a broken stream
+		return e
 	case apiErr != nil: // an error object in the stream
 		return &Error{Code: protocol.CodeUpstreamError, Message: apiErr.Message, Err: err}
 	case errors.Is(err, errNoDone), errors.Is(err, io.ErrUnexpectedEOF), isNetError(err):

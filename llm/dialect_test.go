@@ -84,7 +84,7 @@ func TestInStreamErrorAfterOutput(t *testing.T) {
 		`data: {"error":{"code":429,"message":"Rate limit exceeded: free-models-per-min"}}` + "\n\n", done}}))
 	ds, err := run(t, c, job("x"))
 	e := asError(t, err, protocol.CodeRateLimited)
-	if content(ds) != "Once" || e.Message != "the upstream reported an error in its stream (429): Rate limit exceeded: free-models-per-min" {
+	if content(ds) != "Once" || e.Retryable || e.Message != "the upstream reported an error in its stream (429): Rate limit exceeded: free-models-per-min" {
 		t.Errorf("content %q, error %+v", content(ds), e)
 	}
 	if srv.Calls() != 1 {
@@ -111,7 +111,7 @@ func TestInStreamErrorShapes(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, _ := setup(t, Config{MaxRetries: -1}, script(llmtest.Reply{Raw: []string{chunk("x"), tt.body}}))
+			c, _ := setup(t, Config{MaxRetries: -1}, script(llmtest.Reply{Raw: []string{tt.body}}))
 			if strings.HasPrefix(tt.body, "{") {
 				c, _ = setup(t, Config{MaxRetries: -1}, script(llmtest.Reply{Raw: []string{tt.body}, ContentType: "application/json"}))
 			}

@@ -59,8 +59,9 @@ type Error struct {
 	// none.
 	RetryAfter time.Duration
 	// Retryable reports a failure that a later attempt may not meet: 429,
-	// 5xx, connection errors, an open breaker, and timeouts and broken
-	// streams before the first delta. The client has already retried it up
+	// 5xx, connection errors, an open breaker, and timeouts, broken
+	// streams and in-stream errors that stand for those before the first
+	// delta. The client has already retried it up
 	// to Config.MaxRetries times; after the first delta it never retries.
 	Retryable bool
 	// Err is the underlying error.

@@ -25,6 +25,10 @@ var errEventTooLarge = fmt.Errorf("llm: the upstream sent a line longer than %d 
 // errNotCompletion ends a response that is JSON but no chat completion.
 var errNotCompletion = errors.New("llm: the upstream answered with JSON that is neither a stream nor a chat.completion")
 
+// errNotStream ends a response that is neither an event stream nor JSON
+// (an HTML page from a proxy, say).
+var errNotStream = errors.New("llm: the upstream answered with neither an event stream nor a chat.completion")
+
 // StreamInfo is what a stream showed of its upstream's dialect, for
 // `chatfleet upstream check` and tests.
 type StreamInfo struct {
@@ -130,6 +134,8 @@ type dialectReader struct {
 	seen   int    // bytes of in known to hold no line end
 	skipLF bool   // the last line ended with CR: a LF next belongs to it
 	event  string // the current event's name
+	data   bool   // a data line was read
+	other  bool   // a line that is no SSE field was read
 	done   bool   // [DONE] or an error was written: ignore the rest
 	chunk  [32 << 10]byte
 }
@@ -165,6 +171,9 @@ func (r *dialectReader) process(err error) {
 	switch r.mode {
 	case modeSSE:
 		r.lines(err == io.EOF)
+		if err == io.EOF && !r.data && r.other && !r.done {
+			r.fail(errNotStream)
+		}
 	case modeJSON:
 		if len(r.in) > maxEventBytes {
 			r.fail(errEventTooLarge)
@@ -228,15 +237,19 @@ func (r *dialectReader) line(l []byte) {
 	value = bytes.TrimPrefix(value, []byte(" "))
 	switch string(field) {
 	case "data":
-		r.data(bytes.TrimSpace(value))
+		r.data = true
+		r.dataLine(bytes.TrimSpace(value))
 	case "event":
 		r.event = string(value)
+	case "id", "retry":
+	default:
+		r.other = true
 	}
 }
 
-// data handles one data line: every line is a message of its own, as
+// dataLine handles one data line: every line is a message of its own, as
 // go-openai reads them (a JSON chunk is never split over lines).
-func (r *dialectReader) data(v []byte) {
+func (r *dialectReader) dataLine(v []byte) {
 	switch {
 	case len(v) == 0:
 		return

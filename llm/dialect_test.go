@@ -183,6 +183,8 @@ func TestMalformedBodies(t *testing.T) {
 		{"JSON cut short", llmtest.Reply{Raw: []string{`{"choices":[`}}, "neither a stream nor a chat.completion"},
 		{"a line too long", llmtest.Reply{Raw: []string{"data: {\"x\":\"" + strings.Repeat("x", maxEventBytes) + "\"}\n\n"}}, "longer than"},
 		{"a chunk that is not JSON", llmtest.Reply{Raw: []string{"data: hello\n\n", done}}, "malformed stream"},
+		{"an HTML page", llmtest.Reply{Raw: []string{"<html>\n<body>Gateway says hi</body>\n</html>\n"}, ContentType: "text/html"},
+			"neither an event stream nor a chat.completion"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

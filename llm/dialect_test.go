@@ -116,7 +116,7 @@ func TestInStreamErrorShapes(t *testing.T) {
 				c, _ = setup(t, Config{MaxRetries: -1}, script(llmtest.Reply{Raw: []string{tt.body}, ContentType: "application/json"}))
 			}
 			e := asError(t, streamErr(t, c, job("x")), tt.code)
-			if e.Retryable != tt.retryable || !strings.Contains(e.Message, tt.msg) || e.Status != 0 {
+			if e.Retryable != tt.retryable || e.Refused() == tt.retryable || !strings.Contains(e.Message, tt.msg) || e.Status != 0 {
 				t.Errorf("error %+v", e)
 			}
 		})
@@ -305,4 +305,28 @@ func TestModels(t *testing.T) {
 	}
 	srv.Close()
 	asError(t, func() error { _, err := c.Models(t.Context()); return err }(), protocol.CodeUpstreamUnavailable)
+}
+
+// TestRefused: which errors the same request would meet again.
+func TestRefused(t *testing.T) {
+	t.Parallel()
+	inStream := func(e *upstreamError) *Error { return e.classify(e) }
+	for _, tt := range []struct {
+		e    *Error
+		want bool
+	}{
+		{statusError(400, "bad", 0, nil), true},
+		{statusError(403, "flagged", 0, nil), true},
+		{statusError(408, "slow", 0, nil), false},
+		{statusError(429, "later", 0, nil), false},
+		{statusError(503, "down", 0, nil), false},
+		{&Error{Code: protocol.CodeUpstreamError, Message: "the stream broke off"}, false},
+		{inStream(&upstreamError{status: 400, message: "prompt too long"}), true},
+		{inStream(&upstreamError{code: "server_error", message: "gone"}), false},
+		{inStream(&upstreamError{bare: true}), false},
+	} {
+		if got := tt.e.Refused(); got != tt.want {
+			t.Errorf("%v: Refused = %v, want %v", tt.e, got, tt.want)
+		}
+	}
 }

@@ -79,6 +79,20 @@ func (e *Error) Error() string {
 // Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
+// Refused reports an error the same request would meet again: the
+// upstream refused it (a 4xx status other than 408 and 429, or an error in
+// its stream that stands for one, such as a moderation flag or a prompt
+// too long), as opposed to a failure of the moment. A caller that
+// restarts a stream broken after partial output should not restart
+// these.
+func (e *Error) Refused() bool {
+	var in *upstreamError
+	if errors.As(e.Err, &in) {
+		return e.Code == protocol.CodeUpstreamError && !in.bare
+	}
+	return e.Status >= 400 && e.Status < 500 && e.Code == protocol.CodeUpstreamError
+}
+
 // Protocol returns e as the error of a chatfleet error event.
 func (e *Error) Protocol() *protocol.Error {
 	return &protocol.Error{Code: e.Code, Message: e.Message, Status: e.Status}

@@ -17,17 +17,6 @@ import (
 	"github.com/chatfleet/chatfleet/worker"
 )
 
-// callsFor counts the upstream calls for prompt.
-func callsFor(srv *llmtest.Server, prompt string) int {
-	n := 0
-	for _, r := range srv.Requests() {
-		if r.LastUserMessage() == prompt {
-			n++
-		}
-	}
-	return n
-}
-
 // TestCacheableFinishes: an answer is served from the cache only when it
 // ended as the model meant it to ("stop", "tool_calls", "length"); one
 // that a filter cut, that ended in an error (in the stream or a broken
@@ -81,10 +70,10 @@ func TestCacheableFinishes(t *testing.T) {
 			second, err := f.Pub.Complete(ctx, userJob(tt.prompt))
 			switch {
 			case tt.cached && (err != nil || !second.Cached || second.Role != protocol.RoleCache || second.Content != first.Content ||
-				second.FinishReason != tt.prompt || callsFor(f.LLM, tt.prompt) != 1):
-				t.Errorf("second: %+v, %v after %d calls; want it from the cache", second, err, callsFor(f.LLM, tt.prompt))
-			case !tt.cached && (callsFor(f.LLM, tt.prompt) != 2 || second != nil && second.Cached):
-				t.Errorf("second: %+v, %v after %d calls; want a second upstream call, nothing cached", second, err, callsFor(f.LLM, tt.prompt))
+				second.FinishReason != tt.prompt || f.LLM.CallsFor(tt.prompt) != 1):
+				t.Errorf("second: %+v, %v after %d calls; want it from the cache", second, err, f.LLM.CallsFor(tt.prompt))
+			case !tt.cached && (f.LLM.CallsFor(tt.prompt) != 2 || second != nil && second.Cached):
+				t.Errorf("second: %+v, %v after %d calls; want a second upstream call, nothing cached", second, err, f.LLM.CallsFor(tt.prompt))
 			}
 		})
 	}

@@ -43,6 +43,16 @@ func TestDialectsThroughAWorker(t *testing.T) {
 				if !errors.As(err, &jerr) || jerr.Code() != d.Want.Code || !strings.Contains(jerr.Err.Message, d.Want.Message) {
 					t.Fatalf("got %+v, %v; want error %s with %q", ans, err, d.Want.Code, d.Want.Message)
 				}
+				// Every error dialect fails after partial output: the
+				// mid-stream policy starts it again once, unless the
+				// upstream refused the request (upstream_error).
+				want := 2
+				if d.Want.Code == protocol.CodeUpstreamError {
+					want = 1
+				}
+				if n := f.LLM.CallsFor(d.Name); n != want {
+					t.Errorf("%d upstream calls, want %d", n, want)
+				}
 			} else {
 				if err != nil {
 					t.Fatal(err)

@@ -144,3 +144,14 @@ func TestDialectsLoad(t *testing.T) {
 		t.Errorf("crlf dialect replayed as %q, %v", b, err)
 	}
 }
+
+func TestCallsFor(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	for _, p := range []string{"a", "b", "a"} {
+		_, _ = io.ReadAll(post(t, t.Context(), s, body("m", p, false)).Body)
+	}
+	if s.CallsFor("a") != 2 || s.CallsFor("b") != 1 || s.CallsFor("c") != 0 {
+		t.Errorf("CallsFor: a %d, b %d, c %d", s.CallsFor("a"), s.CallsFor("b"), s.CallsFor("c"))
+	}
+}

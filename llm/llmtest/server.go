@@ -119,6 +119,18 @@ func (s *Server) Calls() int {
 	return len(s.requests)
 }
 
+// CallsFor returns the number of chat-completion requests received whose
+// last user message is prompt.
+func (s *Server) CallsFor(prompt string) int {
+	n := 0
+	for _, r := range s.Requests() {
+		if r.LastUserMessage() == prompt {
+			n++
+		}
+	}
+	return n
+}
+
 // Requests returns every chat-completion request received, in order.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()

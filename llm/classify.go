@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -55,11 +56,11 @@ func (s *Stream) classifyRaw(err error, a *attempt) *Error {
 	var reqErr *openai.RequestError
 	switch {
 	case errors.As(err, &apiErr) && apiErr.HTTPStatusCode != 0:
-		return statusError(apiErr.HTTPStatusCode, apiErr.Message, a, err)
+		return statusError(apiErr.HTTPStatusCode, apiErr.Message, a.retryAfter, err)
 	case errors.As(err, &reqErr):
-		return statusError(reqErr.HTTPStatusCode, quote(reqErr.Body), a, err)
+		return statusError(reqErr.HTTPStatusCode, quote(reqErr.Body), a.retryAfter, err)
 	case a.status >= 300:
-		return statusError(a.status, err.Error(), a, err) // reading its body failed
+		return statusError(a.status, err.Error(), a.retryAfter, err) // reading its body failed
 	}
 
 	// The upstream could not be reached.
@@ -75,7 +76,13 @@ func (s *Stream) classifyRaw(err error, a *attempt) *Error {
 	}
 
 	// The stream failed.
+	var inStream *upstreamError
 	switch {
+	case errors.As(err, &inStream): // an error the upstream sent in the stream
+		inStream.message = s.c.redact(inStream.message) // Err's text too
+		e := inStream.classify(err)
+		e.Retryable = e.Retryable && !s.started // like a broken stream
+		return e
 	case apiErr != nil: // an error object in the stream
 		return &Error{Code: protocol.CodeUpstreamError, Message: apiErr.Message, Err: err}
 	case errors.Is(err, errNoDone), errors.Is(err, io.ErrUnexpectedEOF), isNetError(err):
@@ -89,17 +96,35 @@ func (s *Stream) classifyRaw(err error, a *attempt) *Error {
 			Retryable: !s.started,
 			Err:       err,
 		}
-	default: // JSON errors, go-openai's ErrTooManyEmptyStreamMessages
+	default: // JSON errors, lines too long, a JSON body that is no chat.completion
 		return &Error{Code: protocol.CodeUpstreamError, Message: "malformed stream: " + err.Error(), Err: err}
 	}
 }
 
+// requestError classifies the failure of a plain (not streaming) request.
+func requestError(ctx context.Context, err error) *Error {
+	var apiErr *openai.APIError
+	var reqErr *openai.RequestError
+	switch {
+	case ctx.Err() != nil:
+		return contextError(ctx)
+	case errors.As(err, &apiErr) && apiErr.HTTPStatusCode != 0:
+		return statusError(apiErr.HTTPStatusCode, apiErr.Message, 0, err)
+	case errors.As(err, &reqErr):
+		return statusError(reqErr.HTTPStatusCode, quote(reqErr.Body), 0, err)
+	case isNetError(err):
+		return transportError(err)
+	default:
+		return &Error{Code: protocol.CodeUpstreamError, Message: "malformed answer: " + err.Error(), Err: err}
+	}
+}
+
 // statusError classifies an HTTP error status.
-func statusError(status int, msg string, a *attempt, err error) *Error {
+func statusError(status int, msg string, retryAfter time.Duration, err error) *Error {
 	if msg == "" {
 		msg = http.StatusText(status)
 	}
-	e := &Error{Status: status, Message: msg, RetryAfter: a.retryAfter, Err: err}
+	e := &Error{Status: status, Message: msg, RetryAfter: retryAfter, Err: err}
 	switch {
 	case status == http.StatusTooManyRequests:
 		e.Code, e.Retryable = protocol.CodeRateLimited, true
@@ -110,7 +135,23 @@ func statusError(status int, msg string, a *attempt, err error) *Error {
 	default:
 		e.Code = protocol.CodeUpstreamError
 	}
+	if refusesStreamOptions(status, msg) {
+		e.Message += streamOptionsHint
+		e.Err = fmt.Errorf("%w: %w", ErrStreamOptionsRefused, err)
+	}
 	return e
+}
+
+// streamOptionsHint ends the message of a request refused because of
+// stream_options.
+const streamOptionsHint = " (this upstream refuses the stream_options field chatfleet adds: " +
+	"set CHATFLEET_LLM_STREAM_OPTIONS=false, or llm.Config.NoStreamOptions)"
+
+// refusesStreamOptions reports a refusal that names stream_options: an
+// unknown or unsupported field, as older servers and API versions answer.
+func refusesStreamOptions(status int, msg string) bool {
+	return (status == http.StatusBadRequest || status == http.StatusUnprocessableEntity) &&
+		strings.Contains(strings.ToLower(msg), "stream_options")
 }
 
 // transportError classifies a failure to get a response.

@@ -2,6 +2,7 @@ package llm
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,34 @@ func (c *Client) Stream(ctx context.Context, job *protocol.Job) (*Stream, error)
 		return nil, err
 	}
 	return s, nil
+}
+
+// modelsTimeout bounds Models when ctx has no deadline.
+const modelsTimeout = 30 * time.Second
+
+// Models returns the ids of the models the upstream lists (GET
+// {BaseURL}/models), sorted, without retries and outside the circuit
+// breaker. A ctx without a deadline is bounded to 30s. The error is an
+// *Error classified like a failed stream's (a server without the
+// endpoint: CodeUpstreamError with Status 404).
+func (c *Client) Models(ctx context.Context) ([]string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, modelsTimeout)
+		defer cancel()
+	}
+	list, err := c.oa.ListModels(ctx)
+	if err != nil {
+		e := requestError(ctx, err)
+		e.Message = c.redact(e.Message)
+		return nil, e
+	}
+	ids := make([]string, 0, len(list.Models))
+	for _, m := range list.Models {
+		ids = append(ids, m.ID)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 // Stats counts a Client's work since New, for metrics.

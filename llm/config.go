@@ -27,8 +27,15 @@ type Config struct {
 	HTTPClient *http.Client
 	// IdleTimeout cuts off a request whose upstream delivers nothing
 	// (headers or stream bytes) for this long, with a CodeTimeout error.
-	// Defaults to 60s.
+	// Every byte counts, SSE comments (keep-alives) included: an upstream
+	// that keeps saying it is working is not cut off, however long it
+	// thinks; the caller's deadline bounds it. Defaults to 60s.
 	IdleTimeout time.Duration
+	// NoStreamOptions leaves "stream_options": {"include_usage": true}
+	// out of requests, for upstreams that refuse the field (their 400
+	// wraps ErrStreamOptionsRefused). Such a stream usually carries no
+	// usage. Defaults to false: the field is sent.
+	NoStreamOptions bool
 
 	// MaxRetries is how many times a failure before the first delta (429,
 	// 5xx, connection errors, timeouts) is retried; a negative value

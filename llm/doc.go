@@ -24,6 +24,39 @@
 // its way out. Only model, messages, stream and stream_options cannot be
 // overridden from Extra.
 //
+// # Dialects
+//
+// OpenAI-compatible servers and routers stream in dialects of their own;
+// the client reads every response body through a rewriter, below
+// go-openai, that takes them all (the compatibility suite in
+// llm/llmtest/testdata/dialects plays each one):
+//
+//   - SSE comments and keep-alives (": OPENROUTER PROCESSING") and the
+//     event, id and retry fields are skipped: they never end a stream.
+//     They do count as activity for Config.IdleTimeout — an upstream
+//     that says it is still working (a router while a reasoning model
+//     thinks) is not cut off, and a retry would only pay for the thinking
+//     again — so the caller's deadline (chatfleet's processing timeout)
+//     is what bounds an upstream that sends keep-alives forever;
+//   - LF, CRLF or CR line ends; "data:" with or without a space;
+//   - "reasoning" (OpenRouter, Ollama, vLLM 0.11 on) is read as
+//     "reasoning_content", Groq's x_groq.usage as the usage, and the
+//     finish reasons "eos", "eos_token" and "stop_sequence" as "stop"; a
+//     stream that ends with [DONE] but never sent a finish_reason finishes
+//     "stop" ("tool_calls" when it called tools);
+//   - an error inside a stream — an error object as a data line (OpenAI,
+//     vLLM), a chunk with "error" and finish_reason "error" (OpenRouter),
+//     an event named "error" — ends it with an *Error carrying the
+//     provider's message and the code of the status it stands for (see
+//     Error); never a finish;
+//   - a server that ignores "stream": true and answers with one JSON
+//     chat.completion is taken as a stream of one delta.
+//
+// A line of the stream, or a JSON answer, longer than 16 MiB ends it with
+// CodeUpstreamError. Stream.Info tells what a stream showed of its
+// dialect. Config.NoStreamOptions leaves out the stream_options field
+// for upstreams that refuse it (their 400 wraps ErrStreamOptionsRefused).
+//
 // # Failures
 //
 // Every error is an *Error with a protocol.Code, the upstream's HTTP status

@@ -30,7 +30,11 @@ type Delta struct {
 	// ReasoningContent is a reasoning delta ("reasoning_content").
 	ReasoningContent string
 	// FinishReason is set on the delta that carries it ("stop", "length",
-	// "tool_calls", "content_filter").
+	// "tool_calls", "content_filter", or what else the upstream sends).
+	// Synonyms some servers use for a natural end ("eos", "eos_token",
+	// "stop_sequence") read "stop". A stream that ends with [DONE]
+	// without any finish_reason gets a last delta with "tool_calls" when
+	// it called tools, "stop" otherwise.
 	FinishReason string
 	// Usage is set on the usage delta, usually the last.
 	Usage *protocol.Usage
@@ -47,9 +51,12 @@ type Stream struct {
 	req  openai.ChatCompletionRequest
 
 	// Used by the goroutine in Stream or Recv only.
-	started bool  // a delta was returned
-	retries int   // retries so far
-	err     error // the final result, returned again by later calls
+	started  bool  // a delta was returned
+	finished bool  // a delta with a finish reason was returned
+	called   bool  // a tool-call delta was returned
+	retries  int   // retries so far
+	err      error // the final result, returned again by later calls
+	info     StreamInfo
 
 	mu     sync.Mutex
 	cur    *attempt // the open attempt
@@ -58,8 +65,16 @@ type Stream struct {
 
 func newStream(ctx context.Context, c *Client, job *protocol.Job) *Stream {
 	sctx, stop := context.WithCancelCause(ctx)
-	return &Stream{c: c, ctx: ctx, sctx: sctx, stop: stop, job: job, req: buildRequest(job)}
+	req := buildRequest(job)
+	if c.cfg.NoStreamOptions {
+		req.StreamOptions = nil
+	}
+	return &Stream{c: c, ctx: ctx, sctx: sctx, stop: stop, job: job, req: req}
 }
+
+// Info reports what the stream has shown of its upstream's dialect so
+// far. Call it from the goroutine that calls Recv.
+func (s *Stream) Info() StreamInfo { return s.info }
 
 // Recv returns the next delta. After the last delta, once the upstream has
 // sent "data: [DONE]", it returns io.EOF; any other error is an *Error, and
@@ -92,12 +107,25 @@ func (s *Stream) Recv() (Delta, error) {
 				s.started = true
 				s.c.resolve(a, alive)
 			}
+			s.finished = s.finished || d.FinishReason != ""
+			s.called = s.called || len(d.ToolCalls) > 0
 			return d, nil
 		}
 		if err == io.EOF { // only on [DONE]; see body
 			a.done = true
 			s.c.resolve(a, alive)
-			return s.finish(io.EOF)
+			_, eof := s.finish(io.EOF)
+			if s.finished {
+				return Delta{}, eof
+			}
+			// The upstream never said why it stopped: the answer is whole
+			// ([DONE]), so it stopped on its own.
+			s.finished, s.info.NoFinishReason = true, true
+			d := Delta{FinishReason: "stop"}
+			if s.called {
+				d.FinishReason = "tool_calls"
+			}
+			return d, nil
 		}
 		e := s.classify(err, a)
 		s.c.resolve(a, outcomeOf(e))
@@ -134,7 +162,7 @@ func (s *Stream) open() *Error {
 		s.c.rejected.Add(1)
 		return refused
 	}
-	a := s.c.newAttempt(s.sctx, s.job, trial)
+	a := s.c.newAttempt(s.sctx, s.job, trial, &s.info)
 	os, err := s.c.oa.CreateChatCompletionStream(a.ctx, s.req)
 	a.unwatch()
 	if err != nil {
@@ -209,7 +237,7 @@ func toDelta(r openai.ChatCompletionStreamResponse) (d Delta, ok bool) {
 			})
 		}
 		if fr := ch.FinishReason; fr != "" && fr != openai.FinishReasonNull {
-			d.FinishReason = string(fr)
+			d.FinishReason = finishReason(string(fr))
 		}
 	}
 	if u := r.Usage; u != nil {
@@ -232,3 +260,15 @@ func (d *Delta) hasText() bool {
 // HasOutput reports whether the delta carries anything of the answer
 // itself: text, a refusal, reasoning or tool calls.
 func (d *Delta) HasOutput() bool { return d.hasText() || len(d.ToolCalls) > 0 }
+
+// finishReason reads the finish reasons some servers use for a natural
+// end as OpenAI's "stop": Together's "eos", Hugging Face TGI's
+// "eos_token" and "stop_sequence".
+func finishReason(fr string) string {
+	switch fr {
+	case "eos", "eos_token", "stop_sequence":
+		return "stop"
+	default:
+		return fr
+	}
+}

@@ -38,6 +38,7 @@ type attempt struct {
 	calls *atomic.Uint64
 	ctx   context.Context // the request's context; its cause tells an idle cut-off
 	trial bool            // the breaker's half-open trial
+	info  *StreamInfo     // the stream's, filled in as its body is read
 
 	// Set by doer.
 	sent       bool          // the request went to the HTTP client
@@ -59,10 +60,10 @@ type attempt struct {
 }
 
 // newAttempt starts an attempt under parent, with the idle watch running.
-func (c *Client) newAttempt(parent context.Context, job *protocol.Job, trial bool) *attempt {
+func (c *Client) newAttempt(parent context.Context, job *protocol.Job, trial bool, info *StreamInfo) *attempt {
 	ctx, cancel := context.WithCancelCause(parent)
 	a := &attempt{
-		job: job, now: c.now, calls: &c.calls, trial: trial,
+		job: job, now: c.now, calls: &c.calls, trial: trial, info: info,
 		idle: c.cfg.IdleTimeout, cancel: cancel, watching: true,
 	}
 	a.ctx = context.WithValue(ctx, attemptKey{}, a)
@@ -146,7 +147,10 @@ func (d doer) Do(req *http.Request) (*http.Response, error) {
 	if !ok2xx {
 		a.retryAfter = parseRetryAfter(resp.Header, a.now())
 	}
-	b := &body{rc: resp.Body, a: a, stream: ok2xx}
+	b := &body{rc: resp.Body, r: touching{resp.Body, a}, stream: ok2xx}
+	if ok2xx {
+		b.r = newDialectReader(b.r, a.info)
+	}
 	a.body, resp.Body = b, b
 	return resp, nil
 }
@@ -167,21 +171,21 @@ func rewriteRequest(req *http.Request, job *protocol.Job) error {
 	return nil
 }
 
-// body resets the idle timer whenever bytes arrive and, for a stream,
-// turns the body's io.EOF into errNoDone: go-openai returns io.EOF itself
-// on "data: [DONE]" without reading on, so an io.EOF from the body means
-// the stream was cut short.
+// body is a response body as go-openai reads it. Every byte that arrives
+// resets the idle timer, comments and keep-alives included: an upstream
+// that says it is still working is not silent, and the processing
+// timeout bounds one that never finishes. A stream (a 2xx response) is
+// read through a dialectReader, and its io.EOF becomes errNoDone:
+// go-openai returns io.EOF itself on "data: [DONE]" without reading on,
+// so an io.EOF from the body means the stream was cut short.
 type body struct {
-	rc     io.ReadCloser
-	a      *attempt
+	rc     io.ReadCloser // the response's body
+	r      io.Reader     // what Read reads: rc, touching, maybe rewritten
 	stream bool
 }
 
 func (b *body) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	if n > 0 {
-		b.a.touch()
-	}
+	n, err := b.r.Read(p)
 	if err == io.EOF && b.stream {
 		err = errNoDone
 	}
@@ -189,6 +193,20 @@ func (b *body) Read(p []byte) (int, error) {
 }
 
 func (b *body) Close() error { return b.rc.Close() }
+
+// touching resets its attempt's idle timer whenever bytes arrive.
+type touching struct {
+	r io.Reader
+	a *attempt
+}
+
+func (t touching) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.a.touch()
+	}
+	return n, err
+}
 
 // maxRetryAfter bounds a Retry-After so that a bogus header cannot
 // overflow a Duration.

@@ -13,8 +13,28 @@ import (
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
+// cacheVersion is the format of the entries this worker writes and
+// serves. Version 1 (entries with "v") holds only answers that finished
+// as cacheableFinishes say; entries without it were written by workers
+// that cached any finish ("error", "content_filter" included) and are
+// misses here: the leader that answers the request instead overwrites
+// them. Workers of before version 1 ignore "v" and serve the new entries
+// as they are, which is right: they hold nothing but whole answers.
+const cacheVersion = 1
+
+// cacheableFinishes are the finish reasons of an answer that may be
+// cached: one that ended as the model meant it to, and that an identical
+// request would get again. "length" is cached too: the token limit is
+// part of the request, and so of its key. Never cached: "content_filter"
+// (a filter cut it), "error" and every answer that ended in an error
+// (mid-stream provider errors, broken streams, answer_too_large),
+// cancelled or timed-out generations, and finish reasons this list does
+// not know (vLLM's "abort", …).
+var cacheableFinishes = map[string]bool{"stop": true, "tool_calls": true, "length": true, "function_call": true}
+
 // cachedAnswer is a finished answer in the cache bucket.
 type cachedAnswer struct {
+	Version      int                 `json:"v"`
 	Content      string              `json:"content,omitempty"`
 	ToolCalls    []protocol.ToolCall `json:"tool_calls,omitempty"`
 	Refusal      string              `json:"refusal,omitempty"`
@@ -25,9 +45,11 @@ type cachedAnswer struct {
 	Created      time.Time           `json:"created"`
 }
 
-// cacheable reports whether an answer may be cached: never an empty one.
+// cacheable reports whether an answer may be cached and served: of this
+// format, with a cacheable finish, never an empty one.
 func (a *cachedAnswer) cacheable() bool {
-	return a.Content != "" || len(a.ToolCalls) > 0 || a.Refusal != ""
+	return a.Version == cacheVersion && cacheableFinishes[a.FinishReason] &&
+		(a.Content != "" || len(a.ToolCalls) > 0 || a.Refusal != "")
 }
 
 // readCache returns the cached answer for key, or nil.
@@ -40,17 +62,22 @@ func (m *Manager) readCache(ctx context.Context, key string) (*cachedAnswer, err
 		return nil, err
 	}
 	var a cachedAnswer
-	if err := json.Unmarshal(e.Value(), &a); err != nil {
-		return nil, nil // unreadable entry: treat as a miss, the leader overwrites it
+	if err := json.Unmarshal(e.Value(), &a); err != nil || !a.cacheable() {
+		return nil, nil // unreadable, older or not to be served: a miss, the leader overwrites it
 	}
 	return &a, nil
 }
 
 // cacheAnswer caches the answer attempt streamed, read back from the log,
-// unless it is empty or larger than the cache takes: such an answer was
-// streamed in full and is only not cached. Failures are logged, not fatal:
-// the answer has been served either way.
+// unless its finish is not cacheable, it is empty or larger than the
+// cache takes: such an answer was streamed in full and is only not
+// cached. Failures are logged, not fatal: the answer has been served
+// either way.
 func (g *generation) cacheAnswer(attempt int, res *streamed) {
+	if !cacheableFinishes[res.finishReason] {
+		g.m.cfg.Logger.Debug("answer not cached: its finish is not cacheable", "key", g.key, "finish_reason", res.finishReason)
+		return
+	}
 	limit := int(g.m.top.Config.CacheMaxValueBytes)
 	if limit <= 0 {
 		limit = math.MaxInt // the bucket takes any size (NATS's -1)
@@ -60,10 +87,13 @@ func (g *generation) cacheAnswer(attempt int, res *streamed) {
 		return
 	}
 	a := g.answer(attempt)
-	if a == nil || !a.cacheable() {
+	if a == nil {
 		return
 	}
-	a.FinishReason, a.Usage, a.Model, a.Created = res.finishReason, res.usage, g.job.Model, time.Now().UTC()
+	a.Version, a.FinishReason, a.Usage, a.Model, a.Created = cacheVersion, res.finishReason, res.usage, g.job.Model, time.Now().UTC()
+	if !a.cacheable() {
+		return
+	}
 	b, err := json.Marshal(a)
 	if err == nil && len(b) > limit {
 		g.m.cfg.Logger.Debug("answer larger than the cache takes once encoded; not cached", "key", g.key, "bytes", len(b), "limit", limit)

@@ -46,7 +46,7 @@ func (g *generation) lead(l *lease, genID string) next {
 	res, err := g.generate(ctx, attempt)
 	for retry := 0; err != nil && retry < g.m.cfg.MidStreamRetries && ctx.Err() == nil; retry++ {
 		var broke *midStreamError
-		if !errors.As(err, &broke) {
+		if !errors.As(err, &broke) || !restartable(broke.err) {
 			break
 		}
 		// The stream broke after partial output: everyone discards it

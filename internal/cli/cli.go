@@ -1,5 +1,5 @@
 // Package cli implements the chatfleet command: dev, worker, init, ask,
-// cancel, dlq, status and env.
+// cancel, dlq, status, upstream and env.
 package cli
 
 import (
@@ -40,6 +40,7 @@ func commands() []command {
 		{"cancel", "cancel a request: cancel [--tenant T] ID", runCancel},
 		{"dlq", "dead-lettered jobs: dlq ls | show SEQ | replay SEQ", runDLQ},
 		{"status", "the fleet: queue, dead letters, workers and their slots [--json] [--watch]", runStatus},
+		{"upstream", "upstream check: probe the configured upstream and list what it supports", runUpstream},
 		{"env", "print every configuration variable with its default", runEnv},
 	}
 }

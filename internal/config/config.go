@@ -38,14 +38,15 @@ type Env struct {
 	WorkerID string `envconfig:"CHATFLEET_WORKER_ID" desc:"worker ID (default: hostname-pid)"`
 	HTTPAddr string `envconfig:"CHATFLEET_HTTP_ADDR" default:":9090" desc:"address of /healthz, /readyz and /metrics; empty disables"`
 
-	LLMBaseURL string        `envconfig:"CHATFLEET_LLM_BASE_URL" desc:"OpenAI-compatible base URL incl. /v1 (falls back to OPENAI_BASE_URL, then https://api.openai.com/v1)"`
-	LLMAPIKey  string        `envconfig:"CHATFLEET_LLM_API_KEY" desc:"upstream API key (falls back to OPENAI_API_KEY; never printed or logged)"`
-	Model      string        `envconfig:"CHATFLEET_MODEL" default:"gpt-4o-mini" desc:"model for jobs that name none"`
-	Models     []string      `envconfig:"CHATFLEET_ALLOWED_MODELS" desc:"comma-separated allow-list of models; empty allows any"`
-	LLMIdle    time.Duration `envconfig:"CHATFLEET_LLM_IDLE_TIMEOUT" default:"60s" desc:"cut an upstream stream silent this long"`
-	LLMRetries int           `envconfig:"CHATFLEET_LLM_MAX_RETRIES" default:"3" desc:"retries of 429/5xx/connection errors before the first token"`
-	LLMBreaker int           `envconfig:"CHATFLEET_LLM_BREAKER_FAILURES" default:"5" desc:"consecutive upstream failures that open the circuit breaker"`
-	LLMCool    time.Duration `envconfig:"CHATFLEET_LLM_BREAKER_COOLDOWN" default:"10s" desc:"how long the open breaker fails fast before one trial call"`
+	LLMBaseURL       string        `envconfig:"CHATFLEET_LLM_BASE_URL" desc:"OpenAI-compatible base URL incl. /v1 (falls back to OPENAI_BASE_URL, then https://api.openai.com/v1)"`
+	LLMAPIKey        string        `envconfig:"CHATFLEET_LLM_API_KEY" desc:"upstream API key (falls back to OPENAI_API_KEY; never printed or logged)"`
+	Model            string        `envconfig:"CHATFLEET_MODEL" default:"gpt-4o-mini" desc:"model for jobs that name none"`
+	Models           []string      `envconfig:"CHATFLEET_ALLOWED_MODELS" desc:"comma-separated allow-list of models; empty allows any"`
+	LLMIdle          time.Duration `envconfig:"CHATFLEET_LLM_IDLE_TIMEOUT" default:"60s" desc:"cut an upstream stream silent this long"`
+	LLMRetries       int           `envconfig:"CHATFLEET_LLM_MAX_RETRIES" default:"3" desc:"retries of 429/5xx/connection errors before the first token"`
+	LLMBreaker       int           `envconfig:"CHATFLEET_LLM_BREAKER_FAILURES" default:"5" desc:"consecutive upstream failures that open the circuit breaker"`
+	LLMCool          time.Duration `envconfig:"CHATFLEET_LLM_BREAKER_COOLDOWN" default:"10s" desc:"how long the open breaker fails fast before one trial call"`
+	LLMStreamOptions bool          `envconfig:"CHATFLEET_LLM_STREAM_OPTIONS" default:"true" desc:"send stream_options.include_usage (usage in the stream); false for upstreams that refuse the field"`
 
 	MaxConcurrentRequests   int           `envconfig:"CHATFLEET_MAX_CONCURRENT_REQUESTS" default:"64" desc:"jobs a worker leads or routes at once"`
 	MaxConcurrentLLMStreams int           `envconfig:"CHATFLEET_MAX_CONCURRENT_LLM_STREAMS" default:"16" desc:"upstream streams a worker runs at once"`
@@ -157,7 +158,7 @@ func Usage(w io.Writer) error {
 // LLM returns the upstream config.
 func (e Env) LLM() llm.Config {
 	return llm.Config{BaseURL: e.LLMBaseURL, APIKey: e.LLMAPIKey, IdleTimeout: e.LLMIdle, MaxRetries: off(e.LLMRetries),
-		BreakerFailures: e.LLMBreaker, BreakerCooldown: e.LLMCool}
+		BreakerFailures: e.LLMBreaker, BreakerCooldown: e.LLMCool, NoStreamOptions: !e.LLMStreamOptions}
 }
 
 // Topology returns the JetStream sizing.

@@ -49,6 +49,20 @@ func TestOpenAIFallbacks(t *testing.T) {
 	}
 }
 
+func TestStreamOptionsSetting(t *testing.T) {
+	e, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.LLM().NoStreamOptions {
+		t.Errorf("stream_options off by default")
+	}
+	t.Setenv("CHATFLEET_LLM_STREAM_OPTIONS", "false")
+	if e, err = Load(); err != nil || !e.LLM().NoStreamOptions {
+		t.Errorf("CHATFLEET_LLM_STREAM_OPTIONS=false: NoStreamOptions = %v, %v", e.LLM().NoStreamOptions, err)
+	}
+}
+
 func TestWorkerConfig(t *testing.T) {
 	t.Setenv("CHATFLEET_CHUNK_WINDOW", "0")
 	t.Setenv("CHATFLEET_DEDUPE", "false")

@@ -26,6 +26,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.handlers.Done()
+	if r.URL.Path == "/v1/models" && r.Method == http.MethodGet {
+		s.serveModels(w)
+		return
+	}
 	if r.URL.Path != "/v1/chat/completions" {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown path %q; this server serves /v1/chat/completions", r.URL.Path), 0)
 		return
@@ -58,7 +62,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, rep.Status, msg, rep.RetryAfter)
 		return
 	}
-	switch err := s.stream(w, r, req, wr, rep); {
+	stream := s.stream
+	if rep.Raw != nil {
+		stream = s.raw
+	}
+	switch err := stream(w, r, req, wr, rep); {
 	case errors.Is(err, errClientGone):
 		s.countDisconnect()
 	case errors.Is(err, errServerClosing):
@@ -85,6 +93,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, wr 
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	if err := s.keepAlives(ctx, e, rep); err != nil {
+		return err
+	}
 	if err := e.send(ctx, []choice{{Delta: delta{Role: "assistant", Content: ptr("")}}}, nil); err != nil {
 		return err
 	}
@@ -131,6 +142,93 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, wr 
 		return goneErr(s.closing)
 	}
 	return nil
+}
+
+// keepAlives sends rep's keep-alive comments.
+func (s *Server) keepAlives(ctx context.Context, e *events, rep Reply) error {
+	comment := rep.KeepAliveComment
+	if comment == "" {
+		comment = ": OPENROUTER PROCESSING"
+	}
+	line := []byte(comment + "\n\n")
+	for i := 0; rep.KeepAlives < 0 || i < rep.KeepAlives; i++ {
+		if rep.KeepAlives < 0 && isClosed(rep.Release) {
+			return nil
+		}
+		if d := rep.KeepAliveEvery; d > 0 {
+			if err := s.pause(ctx, &d, nil); err != nil {
+				return err
+			}
+		}
+		if err := e.write(ctx, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isClosed reports whether ch is closed; a nil ch never is.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// raw writes rep.Raw verbatim, with the same return values as stream.
+func (s *Server) raw(w http.ResponseWriter, r *http.Request, _ Request, _ wireRequest, rep Reply) error {
+	ctx := r.Context()
+	ct := rep.ContentType
+	if ct == "" {
+		ct = "text/event-stream"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(http.StatusOK)
+	e := &events{w: w, rc: http.NewResponseController(w), closing: s.closing}
+	for i, piece := range rep.Raw {
+		d := rep.Delay
+		if i == 0 {
+			d = rep.FirstDelay
+		}
+		if d > 0 {
+			if err := s.pause(ctx, &d, nil); err != nil {
+				return err
+			}
+		}
+		if err := e.write(ctx, []byte(piece)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveModels answers GET /v1/models with the OpenAI model list.
+func (s *Server) serveModels(w http.ResponseWriter) {
+	ids := s.models
+	if !s.modelsSet {
+		ids = []string{"llmtest"}
+	}
+	if len(ids) == 0 {
+		writeError(w, http.StatusNotFound, "this server has no /v1/models", 0)
+		return
+	}
+	type model struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		OwnedBy string `json:"owned_by"`
+	}
+	list := struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{Object: "list"}
+	for _, id := range ids {
+		list.Data = append(list.Data, model{ID: id, Object: "model", Created: 1_700_000_000, OwnedBy: "llmtest"})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(list)
 }
 
 // at turns a StallAfter/CutAfter into the token index it applies before:

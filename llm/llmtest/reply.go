@@ -60,6 +60,29 @@ type Reply struct {
 	// OmitDone ends the response cleanly after the final (and usage) chunk
 	// but without "data: [DONE]", as a broken proxy might.
 	OmitDone bool
+
+	// KeepAlives, when not zero, sends this many SSE comment lines
+	// (KeepAliveComment) before the stream's first chunk, one every
+	// KeepAliveEvery, as routers do while a model thinks; -1 sends them
+	// until Release is closed (then the reply streams), the client goes
+	// away or the server is closed.
+	KeepAlives int
+	// KeepAliveEvery is the pause before each keep-alive. Defaults to 0:
+	// back to back.
+	KeepAliveEvery time.Duration
+	// KeepAliveComment is the comment line sent. Defaults to
+	// ": OPENROUTER PROCESSING".
+	KeepAliveComment string
+
+	// Raw, when not nil, is the response body instead of a scripted
+	// stream: its pieces are written verbatim and flushed one by one,
+	// FirstDelay before the first and Delay between the others, with
+	// status 200 and ContentType. It replays recorded streams (see
+	// Dialects) and malformed ones; the other fields but the delays are
+	// ignored.
+	Raw []string
+	// ContentType is Raw's Content-Type. Defaults to "text/event-stream".
+	ContentType string
 }
 
 // Option configures a Server.
@@ -70,6 +93,13 @@ type Option func(*Server)
 // DefaultReply.
 func WithScript(f func(r Request) Reply) Option {
 	return func(s *Server) { s.script = f }
+}
+
+// WithModels sets the models GET {URL}/models lists. Without it the
+// server lists one, "llmtest" (it answers for any model); with no ids it
+// answers 404, as servers without the endpoint do.
+func WithModels(ids ...string) Option {
+	return func(s *Server) { s.models, s.modelsSet = ids, true }
 }
 
 // WithDelay sets FirstDelay and Delay of the default script's replies; it

@@ -18,6 +18,8 @@ type Server struct {
 	script         func(Request) Reply
 	first, between time.Duration
 	tokens         int // WithTokens
+	models         []string
+	modelsSet      bool // WithModels was given
 
 	url     string
 	srv     *http.Server
@@ -115,6 +117,18 @@ func (s *Server) Calls() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.requests)
+}
+
+// CallsFor returns the number of chat-completion requests received whose
+// last user message is prompt.
+func (s *Server) CallsFor(prompt string) int {
+	n := 0
+	for _, r := range s.Requests() {
+		if r.LastUserMessage() == prompt {
+			n++
+		}
+	}
+	return n
 }
 
 // Requests returns every chat-completion request received, in order.

@@ -54,7 +54,7 @@ func (a *cachedAnswer) cacheable() bool {
 
 // readCache returns the cached answer for key, or nil.
 func (m *Manager) readCache(ctx context.Context, key string) (*cachedAnswer, error) {
-	e, err := m.top.Cache.Get(ctx, key)
+	e, err := m.topo.Cache.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
@@ -73,52 +73,52 @@ func (m *Manager) readCache(ctx context.Context, key string) (*cachedAnswer, err
 // cache takes: such an answer was streamed in full and is only not
 // cached. Failures are logged, not fatal: the answer has been served
 // either way.
-func (g *generation) cacheAnswer(attempt int, res *streamed) {
+func (h *hub) cacheAnswer(gen int, res *streamed) {
 	if !cacheableFinishes[res.finishReason] {
-		g.m.cfg.Logger.Debug("answer not cached: its finish is not cacheable", "key", g.key, "finish_reason", res.finishReason)
+		h.m.cfg.Logger.Debug("answer not cached: its finish is not cacheable", "key", h.dedupeKey, "finish_reason", res.finishReason)
 		return
 	}
-	limit := int(g.m.top.Config.CacheMaxValueBytes)
+	limit := int(h.m.topo.Config.CacheMaxValueBytes)
 	if limit <= 0 {
 		limit = math.MaxInt // the bucket takes any size (NATS's -1)
 	}
 	if res.bytes > limit {
-		g.m.cfg.Logger.Debug("answer larger than the cache takes; not cached", "key", g.key, "bytes", res.bytes, "limit", limit)
+		h.m.cfg.Logger.Debug("answer larger than the cache takes; not cached", "key", h.dedupeKey, "bytes", res.bytes, "limit", limit)
 		return
 	}
-	a := g.answer(attempt)
+	a := h.answer(gen)
 	if a == nil {
 		return
 	}
-	a.Version, a.FinishReason, a.Usage, a.Model, a.Created = cacheVersion, res.finishReason, res.usage, g.job.Model, time.Now().UTC()
+	a.Version, a.FinishReason, a.Usage, a.Model, a.Created = cacheVersion, res.finishReason, res.usage, h.job.Model, time.Now().UTC()
 	if !a.cacheable() {
 		return
 	}
 	b, err := json.Marshal(a)
 	if err == nil && len(b) > limit {
-		g.m.cfg.Logger.Debug("answer larger than the cache takes once encoded; not cached", "key", g.key, "bytes", len(b), "limit", limit)
+		h.m.cfg.Logger.Debug("answer larger than the cache takes once encoded; not cached", "key", h.dedupeKey, "bytes", len(b), "limit", limit)
 		return
 	}
 	if err == nil {
-		ctx, cancel := g.finalContext()
-		_, err = g.m.top.Cache.Put(ctx, g.key, b)
+		ctx, cancel := h.finalContext()
+		_, err = h.m.topo.Cache.Put(ctx, h.dedupeKey, b)
 		cancel()
 	}
 	if err != nil {
-		g.m.cfg.Logger.Warn("answer not cached", "key", g.key, "bytes", len(b), "err", err)
+		h.m.cfg.Logger.Warn("answer not cached", "key", h.dedupeKey, "bytes", len(b), "err", err)
 	}
 }
 
 // answer assembles the output of attempt from the log; nil once another
 // attempt has started.
-func (g *generation) answer(attempt int) *cachedAnswer {
-	g.mu.Lock()
-	if attempt != g.attempt {
-		g.mu.Unlock()
+func (h *hub) answer(gen int) *cachedAnswer {
+	h.mu.Lock()
+	if gen != h.gen {
+		h.mu.Unlock()
 		return nil
 	}
-	entries := g.log.entries[g.log.base:] // never changed once appended
-	g.mu.Unlock()
+	entries := h.log.entries[h.log.base:] // never changed once appended
+	h.mu.Unlock()
 	var content, refusal, reasoning strings.Builder
 	a := &cachedAnswer{}
 	for i := range entries {

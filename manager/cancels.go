@@ -48,7 +48,7 @@ func (s *cancelSet) purge(cutoff time.Time) {
 // requests as their cancels arrive. It returns after the initial values;
 // ctx bounds only that wait: the watch lives until Stop.
 func (m *Manager) watchCancels(ctx context.Context) error {
-	w, err := m.top.Cancels.WatchAll(m.life)
+	w, err := m.topo.Cancels.WatchAll(m.life)
 	if err != nil {
 		return fmt.Errorf("manager: watch cancels: %w", err)
 	}
@@ -97,7 +97,7 @@ func (m *Manager) applyCancels(w jetstream.KeyWatcher) {
 				m.applyCancel(e)
 			}
 		case <-reconnected:
-			nw, err := m.top.Cancels.WatchAll(m.life, jetstream.ResumeFromRevision(last+1))
+			nw, err := m.topo.Cancels.WatchAll(m.life, jetstream.ResumeFromRevision(last+1))
 			if err != nil {
 				m.cfg.Logger.Warn("cannot watch cancels again after a reconnect; the old watch goes on", "err", err)
 				continue

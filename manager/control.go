@@ -33,11 +33,11 @@ var errGenGone = errors.New("generation is gone")
 // transport error (no responders, timeout) when the leader cannot be
 // reached. After a transport error the join may still have registered, so
 // the caller leaves again (leave is harmless when not joined).
-func (m *Manager) join(ctx context.Context, h leaseValue, hub string) error {
+func (m *Manager) join(ctx context.Context, holder leaseValue, hub string) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.JoinTimeout)
 	defer cancel()
-	b, _ := json.Marshal(controlMsg{Op: "join", Gen: h.Gen, Worker: m.cfg.WorkerID, Hub: hub})
-	msg, err := m.nc.RequestWithContext(ctx, m.cfg.Names.Control(h.Worker), b)
+	b, _ := json.Marshal(controlMsg{Op: "join", Gen: holder.Gen, Worker: m.cfg.WorkerID, Hub: hub})
+	msg, err := m.nc.RequestWithContext(ctx, m.cfg.Names.Control(holder.Worker), b)
 	if err != nil {
 		return err
 	}
@@ -53,9 +53,9 @@ func (m *Manager) join(ctx context.Context, h leaseValue, hub string) error {
 
 // leave tells h's worker that hub no longer follows h's generation. Best
 // effort: a lost leave only lets the leader finish an answer nobody reads.
-func (m *Manager) leave(h leaseValue, hub string) {
-	b, _ := json.Marshal(controlMsg{Op: "leave", Gen: h.Gen, Worker: m.cfg.WorkerID, Hub: hub})
-	_ = m.nc.Publish(m.cfg.Names.Control(h.Worker), b)
+func (m *Manager) leave(holder leaseValue, hub string) {
+	b, _ := json.Marshal(controlMsg{Op: "leave", Gen: holder.Gen, Worker: m.cfg.WorkerID, Hub: hub})
+	_ = m.nc.Publish(m.cfg.Names.Control(holder.Worker), b)
 }
 
 // handleControl answers join and leave for generations this worker leads.
@@ -66,31 +66,12 @@ func (m *Manager) handleControl(msg *nats.Msg) {
 	if err := json.Unmarshal(msg.Data, &c); err != nil || c.Hub == "" {
 		return
 	}
-	m.hubsMu.Lock()
-	g := m.gens[c.Gen]
 	switch c.Op {
 	case "leave":
-		if g != nil {
-			g.removeRemote(c.Gen, c.Hub)
-		}
-		m.hubsMu.Unlock()
+		m.hubs.leaveRemote(c.Gen, c.Hub)
 	case "join":
-		m.hubsMu.Unlock()
-		b, _ := json.Marshal(controlReply{OK: g != nil && g.startMirroring(c.Gen, c.Hub)})
+		h := m.hubs.leader(c.Gen)
+		b, _ := json.Marshal(controlReply{OK: h != nil && h.startMirroring(c.Gen, c.Hub)})
 		_ = msg.Respond(b)
-	default:
-		m.hubsMu.Unlock()
-	}
-}
-
-// setLeading registers (g != nil) or unregisters the generation this
-// worker leads under genID.
-func (m *Manager) setLeading(genID string, g *generation) {
-	m.hubsMu.Lock()
-	defer m.hubsMu.Unlock()
-	if g == nil {
-		delete(m.gens, genID)
-	} else {
-		m.gens[genID] = g
 	}
 }

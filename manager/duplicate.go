@@ -74,7 +74,7 @@ func (r *request) waitEarlierEnd() (*jetstream.RawStreamMsg, error) {
 	defer func() { _ = sub.Unsubscribe() }()
 	for {
 		ctx, cancel := context.WithTimeout(r.ctx, r.progressEvery())
-		last, err := r.m.top.Replies.GetLastMsgForSubject(ctx, r.subject)
+		last, err := r.m.topo.Replies.GetLastMsgForSubject(ctx, r.subject)
 		if err == nil {
 			if ev, derr := protocol.DecodeEvent(last.Data); derr == nil && ev.Type.Terminal() {
 				cancel()

@@ -17,101 +17,101 @@ import (
 // first event, and watch the lease. When the lease vanishes without an end
 // stored, the leader died: route again, which takes over by creating the
 // lease. When the lease names another generation, follow that one.
-func (g *generation) follow(h leaseValue) next {
-	ctx := g.ctx
-	f := &following{g: g, h: h}
+func (h *hub) follow(holder leaseValue) routeResult {
+	ctx := h.ctx
+	f := &remoteFollow{hub: h, lease: holder}
 	defer f.stop()
 	if err := f.join(ctx); errors.Is(err, errGenGone) {
-		return againLater // it just ended (the cache follows) or is not registered yet
+		return routeAfterBackoff // it just ended (the cache follows) or is not registered yet
 	}
 	// Any other join failure: the leader may be dead. Watch its lease.
-	tick := time.NewTicker(g.m.cfg.LeaseTTL / 3)
+	tick := time.NewTicker(h.m.cfg.LeaseTTL / 3)
 	defer tick.Stop()
 	endStoredTicks := 0
 	for {
 		select {
-		case <-g.endCh:
-			return ended
+		case <-h.endCh:
+			return routeEnded
 		case <-f.gap:
-			return againLater // an event of the generation is missing: read it again
+			return routeAfterBackoff // an event of the generation is missing: read it again
 		case <-ctx.Done():
-			return again // run ends it by its context
+			return routeAgain // run ends it by its context
 		case <-tick.C:
 		}
-		if g.isEnded() {
-			return ended
+		if h.isEnded() {
+			return routeEnded
 		}
-		cur, err := readLease(ctx, g.m.top.Inflight, g.key)
+		cur, err := readLease(ctx, h.m.topo.Inflight, h.dedupeKey)
 		switch {
-		case err == nil && cur.Gen == h.Gen:
+		case err == nil && cur.Gen == holder.Gen:
 			if !f.joined {
 				if err := f.join(ctx); errors.Is(err, errGenGone) {
-					return againLater
+					return routeAfterBackoff
 				}
 			}
 		case err == nil || errors.Is(err, jetstream.ErrKeyNotFound):
 			// The leader released the key or lost it. If it stored the end,
 			// that end is on its way to us; wait a few ticks for it.
-			if f.joined && g.m.genEndStored(ctx, h) && endStoredTicks < 3 {
+			if f.joined && h.m.genEndStored(ctx, holder) && endStoredTicks < 3 {
 				endStoredTicks++
 				continue
 			}
-			return again // a new leader, or none: route again (take over)
+			return routeAgain // a new leader, or none: route again (take over)
 		}
 		// Other errors are transient: look again at the next tick.
 	}
 }
 
-// following is one attempt to follow a remote generation.
-type following struct {
-	g      *generation
-	h      leaseValue
-	joined bool
-	stopCC func()
-	gap    chan struct{} // closed when an event is missing
+// remoteFollow is one attempt to follow a remote generation.
+type remoteFollow struct {
+	hub         *hub
+	lease       leaseValue
+	joined      bool
+	stopReading func()
+	gap         chan struct{} // closed when an event is missing
 }
 
 // join registers with the leader and starts reading the generation.
-func (f *following) join(ctx context.Context) error {
-	g := f.g
-	if err := g.m.join(ctx, f.h, g.id); err != nil {
+func (f *remoteFollow) join(ctx context.Context) error {
+	h := f.hub
+	if err := h.m.join(ctx, f.lease, h.id); err != nil {
 		if !errors.Is(err, errGenGone) {
-			g.m.leave(f.h, g.id) // the join may have registered after all
+			h.m.leave(f.lease, h.id) // the join may have registered after all
 		}
 		return err
 	}
 	f.joined = true
-	attempt, ok := g.newAttempt(modeFollow, f.h.Gen, natstrace.SpanContext(f.h.Trace))
+	gen, ok := h.newGeneration(modeFollower, f.lease.Gen, natstrace.SpanContext(f.lease.Trace))
 	if !ok {
 		return nil // ended meanwhile; follow sees endCh
 	}
 	gap := make(chan struct{})
 	var once sync.Once
-	stop, err := g.readGeneration(ctx, f.h, attempt, func() { once.Do(func() { close(gap) }) })
+	stop, err := h.readGeneration(ctx, f.lease, gen, func() { once.Do(func() { close(gap) }) })
 	if err != nil {
 		close(gap)
 	}
-	f.gap, f.stopCC = gap, stop
+	f.gap, f.stopReading = gap, stop
 	return nil
 }
 
 // stop stops reading and leaves the leader, unless the generation ended
 // (then the leader is done with us anyway).
-func (f *following) stop() {
-	if f.stopCC != nil {
-		f.stopCC()
+func (f *remoteFollow) stop() {
+	if f.stopReading != nil {
+		f.stopReading()
 	}
-	if f.joined && !f.g.isEnded() {
-		f.g.m.leave(f.h, f.g.id)
+	if f.joined && !f.hub.isEnded() {
+		f.hub.m.leave(f.lease, f.hub.id)
 	}
 }
 
 // readGeneration reads h's generation subject from its first event into
 // the log as attempt. A missing event calls gap. The returned func stops
 // reading and waits until the consumer has stopped.
-func (g *generation) readGeneration(ctx context.Context, h leaseValue, attempt int, gap func()) (func(), error) {
-	cons, err := g.m.js.OrderedConsumer(ctx, g.m.cfg.Names.RepliesStream(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{g.m.cfg.Names.Gen(h.Tenant, h.Gen)},
+func (h *hub) readGeneration(ctx context.Context, holder leaseValue, gen int, gap func()) (func(), error) {
+	cons, err := h.m.js.OrderedConsumer(ctx, h.m.cfg.Names.RepliesStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{h.m.cfg.Names.Gen(holder.Tenant, holder.Gen)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
@@ -122,7 +122,7 @@ func (g *generation) readGeneration(ctx context.Context, h leaseValue, attempt i
 	// recreated by the ordered consumer) in about 2s, not 10.
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		ev, err := protocol.DecodeEvent(msg.Data())
-		if err != nil || ev.ID != h.Gen {
+		if err != nil || ev.ID != holder.Gen {
 			return
 		}
 		if ev.Seq != want {
@@ -132,7 +132,7 @@ func (g *generation) readGeneration(ctx context.Context, h leaseValue, attempt i
 		want++
 		switch ev.Type {
 		case protocol.EventChunk, protocol.EventReset, protocol.EventProgress, protocol.EventDone, protocol.EventError, protocol.EventCancelled:
-			g.appendEntry(attempt, entryFromEvent(&ev))
+			h.appendEntry(gen, entryFromEvent(&ev))
 		}
 	}, jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
@@ -146,8 +146,8 @@ func (g *generation) readGeneration(ctx context.Context, h leaseValue, attempt i
 
 // genEndStored reports whether the replies stream holds the end of h's
 // generation.
-func (m *Manager) genEndStored(ctx context.Context, h leaseValue) bool {
-	last, err := m.top.Replies.GetLastMsgForSubject(ctx, m.cfg.Names.Gen(h.Tenant, h.Gen))
+func (m *Manager) genEndStored(ctx context.Context, holder leaseValue) bool {
+	last, err := m.topo.Replies.GetLastMsgForSubject(ctx, m.cfg.Names.Gen(holder.Tenant, holder.Gen))
 	if err != nil {
 		return false
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,7 +24,7 @@ func (m *Manager) Handle(msg jetstream.Msg, permit *Permit) {
 	r := &request{m: m, msg: msg, permit: permit, pulled: time.Now(), log: m.cfg.Logger}
 	defer r.releaseSlot()
 	defer r.observeEnd()
-	defer r.recoverPanic()
+	defer func() { r.afterPanic(recover()) }()
 	m.stats.requests.Add(1)
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -62,13 +61,13 @@ func (m *Manager) Handle(msg jetstream.Msg, permit *Permit) {
 	if r.deliveries > 1 && !r.resume() {
 		return
 	}
-	if m.cancels.has(r.key) {
+	if m.cancels.has(r.reqKey) {
 		r.end(protocol.Event{Type: protocol.EventCancelled})
 		return
 	}
 	// The fleet's maintainer ends jobs still queued past their timeout;
 	// this catches one pulled before it did.
-	wait, limit := r.pulled.Sub(r.arrived), queueTimeout(m.top.Config.QueueTimeout, r.job.QueueTimeoutMS)
+	wait, limit := r.pulled.Sub(r.arrived), queueTimeout(m.topo.Config.QueueTimeout, r.job.QueueTimeoutMS)
 	if r.deliveries == 1 && limit > 0 && wait > limit {
 		m.stats.queueTimeouts.Add(1) // before the producer can hear of it
 		r.endWithError(&protocol.Error{Code: protocol.CodeQueueTimeout,
@@ -88,19 +87,11 @@ func (m *Manager) Handle(msg jetstream.Msg, permit *Permit) {
 // inject a panic, say). It is never set outside tests.
 var testHookServe func(*protocol.Job)
 
-// recoverPanic turns a panic in the handling of this job into an internal
-// error, once: the job is answered (if it was not), dead-lettered, and
-// settled; the stack goes to the log.
-func (r *request) recoverPanic() {
-	p := recover()
-	if p == nil {
-		return
-	}
-	r.m.stats.panics.Add(1)
-	r.m.metrics.panics.Add(context.Background(), 1)
-	r.m.cfg.Logger.Error("panic while handling a job; recovered", "subject", r.msg.Subject(), "seq", r.streamSeq,
-		"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-	if r.settled {
+// afterPanic turns a panic (p, from recover) in the handling of this job
+// into an internal error, once: the job is dead-lettered, answered (if it
+// was not), and settled.
+func (r *request) afterPanic(p any) {
+	if !r.m.panicked(p, "panic while handling a job; recovered", "subject", r.msg.Subject(), "seq", r.streamSeq) || r.settled {
 		return
 	}
 	perr := &protocol.Error{Code: protocol.CodeInternal, Message: "internal error while handling the job; it was dead-lettered"}
@@ -138,7 +129,7 @@ func (r *request) decode() bool {
 		return false
 	}
 	r.job = job
-	r.key = names.RequestKey(job.Tenant, job.ID)
+	r.reqKey = names.RequestKey(job.Tenant, job.ID)
 	r.subject = names.ReplyWrite(job.Tenant, job.ID)
 	return true
 }
@@ -208,86 +199,5 @@ func (r *request) deadLetterOf(tenant, id string) deadLetter {
 		tenant: tenant, id: id, streamSeq: r.streamSeq, deliveries: r.deliveries}
 }
 
-// resume continues a redelivered job from what its reply subject already
-// holds: a finished request is only acked; a partial one continues its
-// sequence after a reset, stored only if nothing came after what it read,
-// so a seq is never used twice even if the previous delivery's last events
-// arrive late. It returns false when the job needs no more work here.
-func (r *request) resume() bool {
-	if r.checkEarlierReply() {
-		return false
-	}
-	for range 3 {
-		ctx, cancel := context.WithTimeout(r.ctx, r.progressEvery())
-		last, err := r.m.top.Replies.GetLastMsgForSubject(ctx, r.subject)
-		cancel()
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return true
-		}
-		if err != nil {
-			r.log.Warn("cannot read the reply so far; job handed back", "err", err)
-			r.nak(time.Second)
-			return false
-		}
-		ev, err := protocol.DecodeEvent(last.Data)
-		if err != nil || ev.ID != r.job.ID {
-			r.log.Error("the reply subject holds a foreign message; job terminated", "err", err)
-			r.term("reply subject holds a foreign message")
-			return false
-		}
-		if ev.Type.Terminal() {
-			r.ack()
-			return false
-		}
-		r.seq, r.lastStored = ev.Seq, last.Sequence
-		switch err := r.store(&protocol.Event{Type: protocol.EventReset}); {
-		case err == nil:
-			return true
-		case errors.Is(err, errNotOurReply):
-			// Something was stored meanwhile: read the reply again.
-		default:
-			r.log.Warn("reset not stored; job handed back", "err", err)
-			r.nak(time.Second)
-			return false
-		}
-	}
-	r.log.Warn("the reply keeps changing under a redelivered job; handed back")
-	r.nak(time.Second)
-	return false
-}
-
 // releaseSlot gives back whatever slot the request holds.
 func (r *request) releaseSlot() { r.permit.release() }
-
-// becomeFollower trades the request (or waiting) slot for a follower
-// slot, so the worker can pull more jobs to lead while this one only
-// relays. While the
-// follower pool is full it waits, reporting progress to JetStream and, in
-// progress events, to its reader.
-func (r *request) becomeFollower() error {
-	if !r.m.slots.followers.tryAcquire() {
-		r.stage, r.reason = protocol.StageWaiting, protocol.ReasonFollowerSlot
-		if err := r.publish(protocol.Event{Type: protocol.EventProgress, Stage: r.stage, Reason: r.reason}); err != nil {
-			return err
-		}
-		every := min(r.progressEvery(), r.m.cfg.ProgressInterval)
-		for {
-			ctx, cancel := context.WithTimeout(r.ctx, every)
-			err := r.m.slots.followers.acquire(ctx)
-			cancel()
-			if err == nil {
-				break
-			}
-			if r.ctx.Err() != nil {
-				return r.ctx.Err()
-			}
-			r.progress()
-			if err := r.heartbeat(); err != nil {
-				return err
-			}
-		}
-		r.stage, r.reason = "", ""
-	}
-	r.permit.moveTo(slotFollower)
-	return nil
-}

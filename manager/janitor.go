@@ -43,13 +43,7 @@ func (m *Manager) sweep(now time.Time) {
 	}
 	m.requests.mu.Unlock()
 
-	m.cancels.purge(now.Add(-m.top.Config.CancelTTL))
+	m.cancels.purge(now.Add(-m.topo.Config.CancelTTL))
 
-	m.hubsMu.Lock()
-	for key, g := range m.hubs {
-		if g.isEnded() {
-			delete(m.hubs, key)
-		}
-	}
-	m.hubsMu.Unlock()
+	m.hubs.sweep()
 }

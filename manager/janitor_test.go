@@ -35,7 +35,7 @@ func newTestManager(t *testing.T) *Manager {
 // stuck request looks like from the outside.
 func fakeRequest(m *Manager, id string, deadline time.Time) (*request, context.Context) {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	r := &request{m: m, job: &protocol.Job{ID: id, Tenant: "t"}, key: "t." + id, deadline: deadline, cancel: cancel, ctx: ctx}
+	r := &request{m: m, job: &protocol.Job{ID: id, Tenant: "t"}, reqKey: "t." + id, deadline: deadline, cancel: cancel, ctx: ctx}
 	m.requests.add(r)
 	return r, ctx
 }
@@ -47,7 +47,7 @@ func TestJanitorSweep(t *testing.T) {
 	_, onTime := fakeRequest(m, "on-time", now.Add(time.Minute))
 	_, overdue := fakeRequest(m, "overdue", now.Add(-2*m.cfg.JanitorInterval))
 	fakeRequest(m, "stuck", now.Add(-m.cfg.AckWait-11*m.cfg.JanitorInterval))
-	m.cancels.add("t.old", now.Add(-2*m.top.Config.CancelTTL))
+	m.cancels.add("t.old", now.Add(-2*m.topo.Config.CancelTTL))
 	m.cancels.add("t.new", now)
 
 	m.sweep(now)

@@ -169,7 +169,7 @@ func (mt *maintainer) campaign(lost chan struct{}) *lease {
 	// would leave the lease held until it expires.
 	ctx, cancel := context.WithTimeout(context.Background(), mt.retry)
 	defer cancel()
-	l, _, err := acquireLease(ctx, mt.m.top.Inflight, maintenanceKey,
+	l, _, err := acquireLease(ctx, mt.m.topo.Inflight, maintenanceKey,
 		leaseValue{Worker: mt.m.cfg.WorkerID, Since: time.Now().UTC()}, mt.m.cfg.LeaseTTL)
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyExists) {
@@ -186,7 +186,7 @@ func (mt *maintainer) campaign(lost chan struct{}) *lease {
 	mt.queue = newQueueTimeouts(mt.m)
 	mt.exhausted = nil
 	mt.setLeading(true)
-	mt.m.cfg.Logger.Info("this worker maintains the fleet now", "queue_timeout", mt.m.top.Config.QueueTimeout)
+	mt.m.cfg.Logger.Info("this worker maintains the fleet now", "queue_timeout", mt.m.topo.Config.QueueTimeout)
 	return l
 }
 
@@ -202,7 +202,7 @@ func (mt *maintainer) resign(l *lease) {
 
 // maintain runs every task once, from one reading of the consumer's state.
 func (mt *maintainer) maintain(ctx context.Context) {
-	info, err := mt.m.top.Consumer.Info(ctx)
+	info, err := mt.m.topo.Consumer.Info(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			mt.m.cfg.Logger.Warn("maintenance: cannot read the jobs consumer", "err", err)

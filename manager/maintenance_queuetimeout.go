@@ -96,9 +96,9 @@ func (q *queueTimeouts) sweep(ctx context.Context, info *jetstream.ConsumerInfo,
 
 // read notes the deadline of every job from q.next on.
 func (q *queueTimeouts) read(ctx context.Context) error {
-	fleet := q.m.top.Config.QueueTimeout
+	fleet := q.m.topo.Config.QueueTimeout
 	for {
-		msg, err := q.m.top.Jobs.GetMsg(ctx, q.next, jetstream.WithGetMsgSubject(q.m.cfg.Names.AllJobs()))
+		msg, err := q.m.topo.Jobs.GetMsg(ctx, q.next, jetstream.WithGetMsgSubject(q.m.cfg.Names.AllJobs()))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
@@ -121,7 +121,7 @@ func (q *queueTimeouts) read(ctx context.Context) error {
 // the worker that started its reply; false means try again next sweep.
 func (q *queueTimeouts) expire(ctx context.Context, seq uint64, h *maintenanceHooks) bool {
 	m := q.m
-	msg, err := m.top.Jobs.GetMsg(ctx, seq)
+	msg, err := m.topo.Jobs.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return true // acked or removed meanwhile
 	}
@@ -132,7 +132,7 @@ func (q *queueTimeouts) expire(ctx context.Context, seq uint64, h *maintenanceHo
 	if job == nil {
 		return true // invalid: the worker that pulls it rejects it
 	}
-	limit := queueTimeout(m.top.Config.QueueTimeout, job.QueueTimeoutMS)
+	limit := queueTimeout(m.topo.Config.QueueTimeout, job.QueueTimeoutMS)
 	ev := protocol.Event{Type: protocol.EventError, Error: &protocol.Error{Code: protocol.CodeQueueTimeout,
 		Message: fmt.Sprintf("the job was still queued after %s, its queue timeout, with every worker busy; it was removed from the queue", limit)}}
 	key := m.cfg.Names.RequestKey(job.Tenant, job.ID)
@@ -161,7 +161,7 @@ func (q *queueTimeouts) expire(ctx context.Context, seq uint64, h *maintenanceHo
 	}
 	// Ended, by us now or before (an attempt whose answer was lost, or a
 	// maintainer that stopped before this step): nobody is to run it.
-	if err := m.top.Jobs.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := m.topo.Jobs.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		m.cfg.Logger.Warn("maintenance: cannot delete an ended job from the queue", "seq", seq, "err", err)
 		return false
 	}

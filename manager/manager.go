@@ -31,7 +31,7 @@ type Manager struct {
 	cfg      Config
 	nc       *nats.Conn
 	js       jetstream.JetStream
-	top      *topology.Topology
+	topo     *topology.Topology
 	upstream *llm.Client
 	slots    *Slots
 	tracer   trace.Tracer
@@ -47,10 +47,7 @@ type Manager struct {
 	background sync.WaitGroup // generations, the cancel watcher
 	routines   *gopool.Pool   // goroutines for generations and upstream readers; closed after background
 
-	hubsMu   sync.Mutex
-	hubs     map[string]*generation // routing or serving, by hub key
-	gens     map[string]*generation // leading, by generation ID
-	stopping bool                   // set by Stop: no new generations
+	hubs *hubTable
 
 	ctlSub  *nats.Subscription
 	advSub  *nats.Subscription
@@ -77,7 +74,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 		cfg:      cfg,
 		nc:       nc,
 		js:       js,
-		top:      top,
+		topo:     top,
 		upstream: up,
 		slots:    newSlots(cfg),
 		requests: newRegistry(),
@@ -85,8 +82,6 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 		life:     life,
 		endLife:  end,
 		routines: gopool.New(idleRoutine),
-		hubs:     map[string]*generation{},
-		gens:     map[string]*generation{},
 		stopped:  make(chan struct{}),
 		tracer:   cfg.TracerProvider.Tracer("github.com/chatfleet/chatfleet/manager"),
 	}
@@ -95,6 +90,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 		end(nil)
 		return nil, fmt.Errorf("manager: metrics: %w", err)
 	}
+	m.hubs = newHubTable(m)
 	m.maint = newMaintainer(m)
 	return m, nil
 }
@@ -143,10 +139,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 	m.stop.Do(func() {
 		// First, so another worker maintains the fleet at once.
 		_ = m.maint.Stop(ctx)
-		// Under hubsMu, so no generation starts after Stop waits for them.
-		m.hubsMu.Lock()
-		m.stopping = true
-		m.hubsMu.Unlock()
+		m.hubs.stop()
 		m.endLife(errShutdown)
 		for _, sub := range []*nats.Subscription{m.ctlSub, m.advSub} {
 			if sub != nil {

@@ -54,7 +54,7 @@ func (m *Manager) handleMaxDeliveries(msg *nats.Msg) {
 // checkMaxDeliveries gives up the job at seq if the server confirms the
 // consumer gave up on it; it reports whether it did.
 func (m *Manager) checkMaxDeliveries(ctx context.Context, seq uint64) bool {
-	info, err := m.top.Consumer.Info(ctx)
+	info, err := m.topo.Consumer.Info(ctx)
 	if err != nil {
 		m.cfg.Logger.Error("cannot check a max-deliveries advisory", "seq", seq, "err", err)
 		return false
@@ -115,7 +115,7 @@ func (m *Manager) sweepExhausted(ctx context.Context, info *jetstream.ConsumerIn
 	}
 	found := map[uint64]bool{}
 	for seq := uint64(1); ; {
-		job, err := m.top.Jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(m.cfg.Names.AllJobs()))
+		job, err := m.topo.Jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(m.cfg.Names.AllJobs()))
 		if err != nil || job.Sequence > bound {
 			if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 				return seen // try again next scan
@@ -141,7 +141,7 @@ func (m *Manager) sweepExhausted(ctx context.Context, info *jetstream.ConsumerIn
 func (m *Manager) giveUp(ctx context.Context, seq uint64, deliveries int) bool {
 	m.givingUp.Lock()
 	defer m.givingUp.Unlock()
-	job, err := m.top.Jobs.GetMsg(ctx, seq)
+	job, err := m.topo.Jobs.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return false // acked or removed meanwhile
 	}
@@ -191,7 +191,7 @@ func (m *Manager) giveUp(ctx context.Context, seq uint64, deliveries int) bool {
 	m.deadLetter(deadLetter{data: job.Data, header: job.Header, subject: job.Subject,
 		tenant: tenant, id: id, streamSeq: seq, deliveries: uint64(deliveries), err: perr})
 	if queued != nil {
-		m.endAbandonedReply(ctx, queued.Tenant, queued.ID, seq, perr)
+		m.endGivenUpReply(ctx, queued.Tenant, queued.ID, seq, perr)
 	}
 	m.metrics.jobs.Add(ctx, 1, jobSet(string(protocol.EventError), "none", string(perr.Code)))
 	m.deleteJob(ctx, seq)
@@ -199,19 +199,19 @@ func (m *Manager) giveUp(ctx context.Context, seq uint64, deliveries int) bool {
 }
 
 func (m *Manager) deleteJob(ctx context.Context, seq uint64) {
-	if err := m.top.Jobs.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := m.topo.Jobs.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		m.cfg.Logger.Error("cannot delete a given-up job from the queue", "seq", seq, "err", err)
 	}
 }
 
-// endAbandonedReply gives a reply that no worker will finish its terminal
+// endGivenUpReply gives a reply that no worker will finish its terminal
 // error event, continuing its sequence, unless it already ended. The
 // event is stored only if nothing was stored after what was read.
-func (m *Manager) endAbandonedReply(ctx context.Context, tenant, id string, jobSeq uint64, perr *protocol.Error) {
+func (m *Manager) endGivenUpReply(ctx context.Context, tenant, id string, jobSeq uint64, perr *protocol.Error) {
 	subject := m.cfg.Names.ReplyWrite(tenant, id)
 	for range 3 {
 		var seq, lastSeq uint64
-		last, err := m.top.Replies.GetLastMsgForSubject(ctx, subject)
+		last, err := m.topo.Replies.GetLastMsgForSubject(ctx, subject)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 		case err != nil:

@@ -6,18 +6,21 @@ import (
 	"runtime/debug"
 )
 
-// recoverPanic, deferred by a goroutine's first function, recovers a panic:
-// it counts it, logs msg with the stack, and hands the value to onPanic
-// (which may be nil) so the goroutine can end its work with an error.
-func (m *Manager) recoverPanic(msg string, onPanic func(p any), logArgs ...any) {
-	p := recover()
+// panicked records p, a value recover returned in a deferred call: a
+// panic is counted and logged as msg with its stack. It reports whether
+// there was one, so the caller can end its work with an error:
+//
+//	defer func() {
+//		if m.panicked(recover(), "panic in X; recovered") {
+//			// end X with an internal error
+//		}
+//	}()
+func (m *Manager) panicked(p any, msg string, logArgs ...any) bool {
 	if p == nil {
-		return
+		return false
 	}
 	m.stats.panics.Add(1)
 	m.metrics.panics.Add(context.Background(), 1)
 	m.cfg.Logger.Error(msg, append(logArgs, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))...)
-	if onPanic != nil {
-		onPanic(p)
-	}
+	return true
 }

@@ -12,32 +12,32 @@ type registry struct {
 func newRegistry() *registry { return &registry{active: map[string]*request{}} }
 
 // add registers r; false if a request with its key is already active.
-func (g *registry) add(r *request) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if _, dup := g.active[r.key]; dup {
+func (reg *registry) add(r *request) bool {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	if _, dup := reg.active[r.reqKey]; dup {
 		return false
 	}
-	g.active[r.key] = r
+	reg.active[r.reqKey] = r
 	return true
 }
 
-func (g *registry) remove(r *request) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.active[r.key] == r {
-		delete(g.active, r.key)
+func (reg *registry) remove(r *request) {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	if reg.active[r.reqKey] == r {
+		delete(reg.active, r.reqKey)
 	}
 }
 
-func (g *registry) get(key string) *request {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	return g.active[key]
+func (reg *registry) get(key string) *request {
+	reg.mu.RLock()
+	defer reg.mu.RUnlock()
+	return reg.active[key]
 }
 
-func (g *registry) len() int {
-	g.mu.RLock()
-	defer g.mu.RUnlock()
-	return len(g.active)
+func (reg *registry) len() int {
+	reg.mu.RLock()
+	defer reg.mu.RUnlock()
+	return len(reg.active)
 }

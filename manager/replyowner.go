@@ -52,14 +52,14 @@ type replyOf struct {
 // readReply reads the reply on subject for the job at jobSeq that arrived
 // at arrived.
 func (m *Manager) readReply(ctx context.Context, subject string, jobSeq uint64, arrived time.Time) (replyOf, error) {
-	first, err := m.top.Replies.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
+	first, err := m.topo.Replies.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return replyOf{}, nil
 	}
 	if err != nil {
 		return replyOf{}, err
 	}
-	last, err := m.top.Replies.GetLastMsgForSubject(ctx, subject)
+	last, err := m.topo.Replies.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
 		return replyOf{}, err
 	}

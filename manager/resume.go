@@ -1,0 +1,59 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// resume continues a redelivered job from what its reply subject already
+// holds: a finished request is only acked; a partial one continues its
+// sequence after a reset, stored only if nothing came after what it read,
+// so a seq is never used twice even if the previous delivery's last events
+// arrive late. It returns false when the job needs no more work here.
+func (r *request) resume() bool {
+	if r.checkEarlierReply() {
+		return false
+	}
+	for range 3 {
+		ctx, cancel := context.WithTimeout(r.ctx, r.progressEvery())
+		last, err := r.m.topo.Replies.GetLastMsgForSubject(ctx, r.subject)
+		cancel()
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return true
+		}
+		if err != nil {
+			r.log.Warn("cannot read the reply so far; job handed back", "err", err)
+			r.nak(time.Second)
+			return false
+		}
+		ev, err := protocol.DecodeEvent(last.Data)
+		if err != nil || ev.ID != r.job.ID {
+			r.log.Error("the reply subject holds a foreign message; job terminated", "err", err)
+			r.term("reply subject holds a foreign message")
+			return false
+		}
+		if ev.Type.Terminal() {
+			r.ack()
+			return false
+		}
+		r.seq, r.lastStored = ev.Seq, last.Sequence
+		switch err := r.store(&protocol.Event{Type: protocol.EventReset}); {
+		case err == nil:
+			return true
+		case errors.Is(err, errNotOurReply):
+			// Something was stored meanwhile: read the reply again.
+		default:
+			r.log.Warn("reset not stored; job handed back", "err", err)
+			r.nak(time.Second)
+			return false
+		}
+	}
+	r.log.Warn("the reply keeps changing under a redelivered job; handed back")
+	r.nak(time.Second)
+	return false
+}

@@ -68,7 +68,7 @@ func (m *Manager) readCache(ctx context.Context, key string) (*cachedAnswer, err
 	return &a, nil
 }
 
-// cacheAnswer caches the answer attempt streamed, read back from the log,
+// cacheAnswer caches the answer generation gen streamed, read back from the log,
 // unless its finish is not cacheable, it is empty or larger than the
 // cache takes: such an answer was streamed in full and is only not
 // cached. Failures are logged, not fatal: the answer has been served
@@ -109,8 +109,8 @@ func (h *hub) cacheAnswer(gen int, res *streamed) {
 	}
 }
 
-// answer assembles the output of attempt from the log; nil once another
-// attempt has started.
+// answer assembles the output of generation gen from the log; nil once
+// another generation has started.
 func (h *hub) answer(gen int) *cachedAnswer {
 	h.mu.Lock()
 	if gen != h.gen {

@@ -178,7 +178,7 @@ func (b *chunkBuilder) take() entry {
 }
 
 // built returns what sb holds and resets it. The history keeps the string
-// for the generation's life, so a buffer much larger than its text is
+// for the hub's life, so a buffer much larger than its text is
 // copied to size.
 func built(sb *strings.Builder) string {
 	s := sb.String()

@@ -58,7 +58,8 @@ func (m *Manager) leave(holder leaseValue, hub string) {
 	_ = m.nc.Publish(m.cfg.Names.Control(holder.Worker), b)
 }
 
-// handleControl answers join and leave for generations this worker leads.
+// handleControl answers join and leave for the generations this worker
+// leads.
 // It runs on the control subscription's goroutine and never waits long:
 // startMirroring only publishes without acks.
 func (m *Manager) handleControl(msg *nats.Msg) {

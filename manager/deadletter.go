@@ -80,6 +80,5 @@ func (m *Manager) deadLetter(d deadLetter) {
 		m.cfg.Logger.Error("dead letter not stored", "subject", d.subject, "seq", d.streamSeq, "err", err)
 		return
 	}
-	m.stats.deadLettered.Add(1)
-	m.metrics.deadLetters.Add(ctx, 1)
+	m.countDeadLetter(ctx)
 }

@@ -1,27 +1,48 @@
 // Package manager decides what happens to a request inside a worker: it
-// decodes and validates the job, finds or starts the generation that will
-// answer it, relays that generation's events onto the request's own reply
-// subject, and ends every request with exactly one terminal event.
+// decodes and validates the job, finds or starts the hub that will answer
+// it, relays the hub's answer onto the request's own reply subject, and
+// ends every request with exactly one terminal event.
 //
-// # Generations
+// # Words
 //
-// A generation is one answer in the making, shared by every request with
-// the same dedupe key (see Key). Inside one worker, identical requests
-// join the same generation in memory. Across the fleet, the in-flight
-// key-value bucket elects one leader per key: the worker whose Create
-// succeeds calls the upstream; the others follow it by reading the
-// generation's events from the replies stream. A generation is served
-// from the answer cache when a finished answer exists.
+// Read these first; the code uses each for one thing only.
 //
-// Requests never call the upstream themselves: they subscribe to a
-// generation's event log, which keeps the whole history, so a late joiner
-// reads from the first event and a slow reader never slows anyone else.
+//   - job: what a producer published to the jobs stream; a delivery is one
+//     time the consumer handed it to a worker.
+//   - request: one delivery of a job being answered on this worker
+//     (request.go). Its request key is tenant.id, which names its reply
+//     and its cancel.
+//   - reply: the events of one request, stored on <prefix>.write.<tenant>.<id>
+//     and republished on <prefix>.reply.<tenant>.<id>; its writer is one
+//     request at a time (store.go).
+//   - dedupe key: tenant.hash, where hash (Key) covers everything that
+//     determines the answer. It names the cache entry and the lease.
+//   - hub: where the requests on this worker that want the same answer
+//     meet (hub.go); it keeps the answer's log, so a late joiner reads from
+//     the first entry. The hub table (hubs.go) owns every hub.
+//   - generation: one attempt at the answer, named by a generation ID: led
+//     here (this worker calls the upstream, lead.go) or followed (another
+//     worker leads; we read its generation subject, follow.go). A hub lives
+//     through one or more generations: a follower that takes over from a
+//     dead leader starts a new one, behind a reset.
+//   - leader, follower, cache: the role a request is told in its meta
+//     event; modeLeader, modeFollower and modeCache are a hub's.
+//   - lease: the in-flight bucket's entry for a dedupe key, naming the
+//     leading worker and generation (lease.go).
+//   - upstream: the OpenAI-compatible server; an upstream stream is one
+//     streamed completion from it (upstream.go).
+//   - superseded: another delivery of the same job now writes the reply;
+//     unwanted: a hub no request, here or elsewhere, reads any more; given
+//     up: a job the consumer delivered MaxDeliver times, dead-lettered.
 //
 // # Slots
 //
-// A worker holds at most MaxConcurrentRequests requests that lead or are
-// being routed, at most MaxConcurrentLLMStreams upstream streams, and at
-// most MaxConcurrentFollowers requests that follow or read the cache.
-// A request that turns out to be a follower gives its request slot back,
-// so followers cannot starve leaders.
+// A worker pulls a job only with a request slot (Slots.Reserve); a request
+// that turns out to follow or to read the cache trades it for a follower
+// slot, and a leader that must wait for an upstream slot parks in a
+// waiting slot, so the worker goes on serving cache hits and followers.
+//
+// # Locks
+//
+// hubTable.mu, then hub.pubMu, then hub.mu; nothing else nests.
 package manager

@@ -107,7 +107,7 @@ func (f *remoteFollow) stop() {
 }
 
 // readGeneration reads h's generation subject from its first event into
-// the log as attempt. A missing event calls gap. The returned func stops
+// the log as generation gen. A missing event calls gap. The returned func stops
 // reading and waits until the consumer has stopped.
 func (h *hub) readGeneration(ctx context.Context, holder leaseValue, gen int, gap func()) (func(), error) {
 	cons, err := h.m.js.OrderedConsumer(ctx, h.m.cfg.Names.RepliesStream(), jetstream.OrderedConsumerConfig{

@@ -6,17 +6,17 @@ import (
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
-// entryKind is the kind of one generation log entry.
+// entryKind is the kind of one entry of a hub's log.
 type entryKind uint8
 
 const (
 	entryChunk    entryKind = iota + 1 // content and/or tool-call deltas
-	entryReset                         // discard the output so far: a new attempt follows
-	entryEnd                           // the generation is over
-	entryProgress                      // what the generation waits for: a stage change, no output
+	entryReset                         // discard the output so far: a new generation (or a restart) follows
+	entryEnd                           // the hub's answer is over
+	entryProgress                      // what the hub waits for: a stage change, no output
 )
 
-// entry is one step of a generation, as every subscriber sees it.
+// entry is one step of a hub's answer, as every subscriber sees it.
 type entry struct {
 	kind      entryKind
 	content   string
@@ -28,7 +28,7 @@ type entry struct {
 	reason    string // of a waiting stage: protocol.ReasonLLMSlot, …
 }
 
-// ending is how a generation ended.
+// ending is how a hub's answer ended.
 type ending struct {
 	typ          protocol.EventType // done, error or cancelled
 	finishReason string
@@ -39,7 +39,7 @@ type ending struct {
 	upstreamTTFT time.Duration // request sent → first output delta (leaders)
 }
 
-// timings is the part of a done event's timings the generation knows.
+// timings is the part of a done event's timings the hub knows.
 func (e *ending) timings() *protocol.Timings {
 	if e.slotWait == 0 && e.upstreamTTFT == 0 {
 		return nil
@@ -50,10 +50,10 @@ func (e *ending) timings() *protocol.Timings {
 // genLog is an append-only history with wake-ups: the broadcaster. Entries
 // are never changed once appended, so readers may hold a slice of them
 // without the lock; a slow reader only lags, it never blocks the writer or
-// loses an entry. The generation's mutex guards it.
+// loses an entry. The hub's mutex guards it.
 type genLog struct {
 	entries []entry
-	base    int           // first entry of the current attempt
+	base    int           // first entry of the current output (after the last reset)
 	wake    chan struct{} // closed and replaced on every append
 }
 

@@ -69,12 +69,8 @@ func (m *Manager) Handle(msg jetstream.Msg, permit *Permit) {
 	// this catches one pulled before it did.
 	wait, limit := r.pulled.Sub(r.arrived), queueTimeout(m.topo.Config.QueueTimeout, r.job.QueueTimeoutMS)
 	if r.deliveries == 1 && limit > 0 && wait > limit {
-		m.stats.queueTimeouts.Add(1) // before the producer can hear of it
 		r.endWithError(&protocol.Error{Code: protocol.CodeQueueTimeout,
 			Message: fmt.Sprintf("the job waited %s in the queue; the limit is %s", wait.Round(time.Millisecond), limit)})
-		if r.code != protocol.CodeQueueTimeout { // not stored: the maintainer's ending came first
-			m.stats.queueTimeouts.Add(-1)
-		}
 		return
 	}
 	if testHookServe != nil {
@@ -163,7 +159,7 @@ func lastMessage(j *protocol.Job, n int) string {
 // is known) and terminates it. The dead letter is written first, so a
 // producer that sees the error finds the dead letter already there.
 func (r *request) reject(tenant, id string, perr *protocol.Error) {
-	r.m.stats.errors.Add(1)
+	r.m.countEnding(protocol.EventError, perr.Code, 1)
 	r.outcome, r.code = string(protocol.EventError), perr.Code
 	r.m.cfg.Logger.Warn("invalid job terminated", "subject", r.msg.Subject(), "tenant", tenant, "request", id,
 		"field", perr.Field, "reason", perr.Message)

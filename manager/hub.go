@@ -134,8 +134,7 @@ func (h *hub) newGeneration(md mode, genID string, leader trace.SpanContext) (in
 		h.firstMode = md
 		close(h.routed)
 	} else if h.mode == modeFollower && md == modeLeader {
-		h.m.stats.takeovers.Add(1)
-		h.m.metrics.takeovers.Add(h.traceCtx, 1)
+		h.m.countTakeover(h.traceCtx)
 	}
 	h.mode, h.genID, h.leader, h.chunks, h.mirror, h.mirrored = md, genID, leader, 0, false, 0
 	clear(h.remote)

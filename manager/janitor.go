@@ -26,7 +26,7 @@ func (m *Manager) janitor() {
 //   - a request still registered long after that is stuck beyond help: it
 //     is purged from the registry, so cancels and status stop seeing it;
 //   - cancels older than the cancel bucket's TTL are forgotten;
-//   - generations that ended but are still listed as joinable are dropped.
+//   - hubs that ended but are still listed as joinable are dropped.
 func (m *Manager) sweep(now time.Time) {
 	stale := m.cfg.AckWait + 10*m.cfg.JanitorInterval
 	m.requests.mu.Lock()

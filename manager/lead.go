@@ -71,8 +71,7 @@ func (h *hub) lead(l *lease, genID string) routeResult {
 			slotWait: res.slotWait, upstreamTTFT: res.firstToken}})
 	case errors.Is(err, errLeaseLost), errors.Is(cause, errLeaseLost):
 		// Fenced: someone else leads now. Publish nothing more; route again.
-		h.m.stats.leasesLost.Add(1)
-		h.m.metrics.leasesLost.Add(h.traceCtx, 1)
+		h.m.countLeaseLost(h.traceCtx)
 		h.m.cfg.Logger.Warn("leader lease lost; routing again", "key", h.dedupeKey, "gen", genID)
 		return routeAgain
 	default:

@@ -172,11 +172,10 @@ func (q *queueTimeouts) expire(ctx context.Context, seq uint64, h *maintenanceHo
 // and returns its metric attributes.
 func (m *Manager) countQueueEnding(ev protocol.Event, n int64) metric.MeasurementOption {
 	if ev.Type == protocol.EventCancelled {
-		m.stats.cancelled.Add(n)
+		m.countEnding(ev.Type, "", n)
 		return jobSet(string(ev.Type), "none", "")
 	}
-	m.stats.errors.Add(n)
-	m.stats.queueTimeouts.Add(n)
+	m.countEnding(ev.Type, ev.Error.Code, n)
 	return jobSet(string(ev.Type), "none", string(ev.Error.Code))
 }
 

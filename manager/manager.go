@@ -16,7 +16,7 @@ import (
 	"github.com/chatfleet/chatfleet/llm"
 )
 
-// Causes a request or generation context is cancelled with.
+// Causes a request or hub context is cancelled with.
 var (
 	errCancelled  = errors.New("cancelled by request")
 	errTimeout    = errors.New("processing timeout")
@@ -41,11 +41,11 @@ type Manager struct {
 	stats    counters
 
 	// life is cancelled (with errShutdown) by Stop: every request and
-	// generation derives from it.
+	// hub derives from it.
 	life       context.Context
 	endLife    context.CancelCauseFunc
-	background sync.WaitGroup // generations, the cancel watcher
-	routines   *gopool.Pool   // goroutines for generations and upstream readers; closed after background
+	background sync.WaitGroup // hubs, the cancel watcher, the janitor
+	routines   *gopool.Pool   // goroutines for hubs and upstream readers; closed after background
 
 	hubs *hubTable
 
@@ -131,7 +131,7 @@ func (m *Manager) Slots() *Slots { return m.slots }
 // WorkerID returns the worker's ID.
 func (m *Manager) WorkerID() string { return m.cfg.WorkerID }
 
-// Stop ends every request and generation at once: running jobs are handed
+// Stop ends every request and hub at once: running jobs are handed
 // back (Nak) for another worker, leaders give up their leases so followers
 // elsewhere take over. It waits for the manager's goroutines or ctx. Safe
 // to call twice.

@@ -226,9 +226,10 @@ func (m *Manager) endGivenUpReply(ctx context.Context, tenant, id string, jobSeq
 		}
 		ev := protocol.Event{V: protocol.Version, ID: id, Seq: seq + 1, Type: protocol.EventError, Error: perr}
 		b, _ := ev.Marshal()
+		m.countEnding(protocol.EventError, perr.Code, 1) // before the producer can hear of it
 		if _, err := m.js.PublishMsg(ctx, replyMsg(subject, jobSeq, ev.Seq, b, false), jetstream.WithExpectLastSequencePerSubject(lastSeq)); err == nil {
-			m.stats.errors.Add(1)
 			return
 		}
+		m.countEnding(protocol.EventError, perr.Code, -1)
 	}
 }

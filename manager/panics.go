@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"context"
 	"fmt"
 	"runtime/debug"
 )
@@ -19,8 +18,7 @@ func (m *Manager) panicked(p any, msg string, logArgs ...any) bool {
 	if p == nil {
 		return false
 	}
-	m.stats.panics.Add(1)
-	m.metrics.panics.Add(context.Background(), 1)
+	m.countPanic()
 	m.cfg.Logger.Error(msg, append(logArgs, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))...)
 	return true
 }

@@ -6,7 +6,7 @@ import (
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
-// relay copies the generation's entries onto the reply subject, renumbered,
+// relay copies the hub's entries onto the reply subject, renumbered,
 // until the end entry. Until the first chunk it also tells the reader what
 // the request waits for (progress events): a stage that has held for
 // stageSettle goes out — one that output or the next stage follows sooner
@@ -77,7 +77,7 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 		case <-wake:
 		case <-h.done:
 			// The end may have been appended just before run returned:
-			// read once more before calling the generation orphaned.
+			// read once more before calling the request orphaned.
 			if rest, _ := h.since(sub.next); len(rest) == 0 {
 				r.orphaned()
 				return

@@ -86,9 +86,10 @@ func (m *Manager) endDuplicate(ctx context.Context, d deadLetter, last *jetstrea
 	if err != nil {
 		return err
 	}
+	m.countEnding(protocol.EventError, d.err.Code, 1) // before the producer can hear of it
 	_, err = m.js.PublishMsg(ctx, replyMsg(last.Subject, d.streamSeq, ev.Seq, b, false), jetstream.WithExpectLastSequencePerSubject(last.Sequence))
-	if err == nil {
-		m.stats.errors.Add(1)
+	if err != nil {
+		m.countEnding(protocol.EventError, d.err.Code, -1)
 	}
 	return err
 }

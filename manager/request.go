@@ -38,7 +38,7 @@ type request struct {
 	seq        uint64 // last stored
 	lastStored uint64 // its sequence in the replies stream: what the next event expects
 	chunks     int    // chunks published since the last reset
-	stage      string // the last stage the generation reported (progress events)
+	stage      string // the last stage the hub reported (progress events)
 	reason     string // and why it waits, for a waiting stage
 
 	// For metrics and traces (observe.go).

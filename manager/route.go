@@ -17,17 +17,17 @@ import (
 type routeResult uint8
 
 const (
-	routeEnded        routeResult = iota // the generation has its end (or was handed back)
+	routeEnded        routeResult = iota // the hub has its end (or was handed back)
 	routeAgain                           // route again now: the lease changed hands
 	routeAfterBackoff                    // route again after a backoff: a transient failure
 )
 
-// maxRoutes bounds routing attempts, so a generation can never spin.
+// maxRoutes bounds routing attempts, so a hub can never spin.
 const maxRoutes = 20
 
-// run answers the generation: from the cache, by leading, or by following,
+// run answers the hub: from the cache, by leading, or by following,
 // routing again when a leader dies or a lease changes hands. Only run (and
-// what it calls) starts attempts, so the current attempt is stable here.
+// what it calls) starts generations, so the current one is stable here.
 func (h *hub) run() {
 	defer h.finish()
 	defer func() {
@@ -79,7 +79,7 @@ func (h *hub) route() routeResult {
 		return routeEnded
 	}
 	genID := protocol.NewID()
-	// Create runs to completion even if the generation is cancelled
+	// Create runs to completion even if the hub is cancelled
 	// meanwhile: a lease created under a cancelled request would otherwise
 	// be left for nobody to release. lead sees the cancellation and
 	// releases it.
@@ -117,7 +117,7 @@ func (h *hub) route() routeResult {
 	}
 }
 
-// cached returns the cached answer when the generation may use the cache.
+// cached returns the cached answer when the hub may use the cache.
 func (h *hub) cached(ctx context.Context) *cachedAnswer {
 	if !h.useCache {
 		return nil
@@ -148,7 +148,7 @@ func (h *hub) serveCached(a *cachedAnswer) {
 	h.appendEntry(gen, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: a.FinishReason, usage: a.Usage, cached: true}})
 }
 
-// end appends the end to the current attempt.
+// end appends the end to the current generation.
 func (h *hub) end(e ending) {
 	h.mu.Lock()
 	gen := h.gen
@@ -156,8 +156,8 @@ func (h *hub) end(e ending) {
 	h.appendEntry(gen, entry{kind: entryEnd, end: &e})
 }
 
-// endByContext ends a generation after a failure or when ctx (the
-// generation's context or one derived from it) is done: cancelled when
+// endByContext ends a hub after a failure or when ctx (the hub's
+// context or one derived from it) is done: cancelled when
 // nobody is interested, handed back without an end on shutdown, an error
 // otherwise. err is the failure that surfaced, if any.
 func (h *hub) endByContext(ctx context.Context, err error) {
@@ -172,7 +172,7 @@ func (h *hub) endByContext(ctx context.Context, err error) {
 }
 
 // finalContext bounds the KV calls that must finish whatever becomes of
-// the generation: lease create, cache write, lease release.
+// the hub: lease create, cache write, lease release.
 func (h *hub) finalContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), h.m.cfg.LeaseTTL/2)
 }

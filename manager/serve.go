@@ -11,8 +11,8 @@ import (
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
-// serve joins the request's generation, announces the request's role, and
-// relays the generation onto the reply subject until the end.
+// serve joins the request's hub, announces the request's role, and
+// relays the hub's answer onto the reply subject until the end.
 func (r *request) serve() {
 	_, route := r.m.tracer.Start(r.traceCtx, "chatfleet.route")
 	defer route.End()
@@ -57,14 +57,7 @@ func (r *request) serve() {
 		route.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("chatfleet.link", "leader")}})
 	}
 	route.End()
-	switch role {
-	case protocol.RoleLeader:
-		r.m.stats.leaders.Add(1)
-	case protocol.RoleFollower:
-		r.m.stats.followers.Add(1)
-	case protocol.RoleCache:
-		r.m.stats.cacheHits.Add(1)
-	}
+	r.m.countRole(role)
 	_, r.relaySpan = r.m.tracer.Start(r.traceCtx, "chatfleet.relay")
 	if r.publish(protocol.Event{Type: protocol.EventMeta, Worker: r.m.cfg.WorkerID, Role: role, Model: r.job.Model}) != nil {
 		return

@@ -62,10 +62,9 @@ func (r *request) refused(typ protocol.EventType, err error) {
 	r.log.Error("the server refuses a reply event; job dead-lettered", "type", typ, "err", err)
 	perr := &protocol.Error{Code: protocol.CodeInternal, Message: fmt.Sprintf("a %s event of the reply could not be stored (%v); the job was dead-lettered", typ, errors.Unwrap(err))}
 	r.deadLetter(r.job.Tenant, r.job.ID, perr)
+	r.m.countEnding(protocol.EventError, perr.Code, 1)
 	if serr := r.store(&protocol.Event{Type: protocol.EventError, Error: perr}); serr != nil {
 		r.log.Error("error event not stored either", "err", serr)
-	} else {
-		r.m.stats.errors.Add(1)
 	}
 	r.outcome, r.code = string(protocol.EventError), perr.Code
 	r.term("reply event refused by the server")
@@ -83,30 +82,31 @@ func (r *request) end(ev protocol.Event) {
 			ev.Timings.TTFTMS = ms(r.firstChunk.Sub(r.arrived))
 		}
 	}
+	var code protocol.Code
+	if ev.Error != nil {
+		code = ev.Error.Code
+	}
+	r.m.countEnding(ev.Type, code, 1) // before the producer can hear of it
 	switch err := r.store(&ev); {
 	case errors.Is(err, errNotOurReply):
+		r.m.countEnding(ev.Type, code, -1)
 		r.superseded()
 		return
 	case isRefused(err):
 		// For an error event, its message may be what is too large:
 		// refused stores a short one.
+		r.m.countEnding(ev.Type, code, -1)
 		r.refused(ev.Type, err)
 		return
 	case err != nil:
 		// Not stored: hand the job back; its next delivery resumes from
 		// whatever the replies stream holds.
+		r.m.countEnding(ev.Type, code, -1)
 		r.log.Error("terminal event not stored; job handed back", "type", ev.Type, "err", err)
 		r.nak(time.Second)
 		return
 	}
-	r.outcome, r.usage = string(ev.Type), ev.Usage
-	switch ev.Type {
-	case protocol.EventCancelled:
-		r.m.stats.cancelled.Add(1)
-	case protocol.EventError:
-		r.m.stats.errors.Add(1)
-		r.code = ev.Error.Code
-	}
+	r.outcome, r.usage, r.code = string(ev.Type), ev.Usage, code
 	r.ack()
 }
 

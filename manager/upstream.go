@@ -54,8 +54,7 @@ func (h *hub) generate(ctx context.Context, gen int) (*streamed, error) {
 	defer h.m.slots.llm.release()
 	slotWait := time.Since(waitStart)
 	h.appendEntry(gen, entry{kind: entryProgress, stage: protocol.StageGenerating})
-	h.m.stats.upstreamCalls.Add(1)
-	h.m.metrics.upstreamCalls.Add(h.traceCtx, 1)
+	h.m.countUpstreamCall(h.traceCtx)
 	spanCtx, span := h.m.tracer.Start(trace.ContextWithSpan(ctx, trace.SpanFromContext(h.traceCtx)), "chat "+h.job.Model,
 		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(genAIRequestAttributes(h.job)...))
 	res, err := h.readUpstream(spanCtx, gen, span)

@@ -78,12 +78,6 @@ type Config struct {
 	// (the topology's QueueTimeout) and jobs the consumer gave up on.
 	// Defaults to 1s.
 	MaintenanceInterval time.Duration
-	// AckWait is the jobs consumer's ack wait; running jobs report
-	// progress every third of it. Defaults to 30s.
-	AckWait time.Duration
-	// LeaseTTL is the in-flight bucket's TTL; leaders renew every third of
-	// it and followers check the lease as often. Defaults to 10s.
-	LeaseTTL time.Duration
 	// JoinTimeout bounds a follower's request to join a remote leader.
 	// Defaults to 2s.
 	JoinTimeout time.Duration
@@ -117,8 +111,6 @@ func (c Config) WithDefaults() Config {
 	setDefault(&c.MidStreamRetries, 1)
 	setDefault(&c.JanitorInterval, time.Second)
 	setDefault(&c.MaintenanceInterval, time.Second)
-	setDefault(&c.AckWait, 30*time.Second)
-	setDefault(&c.LeaseTTL, 10*time.Second)
 	setDefault(&c.JoinTimeout, 2*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -161,9 +153,6 @@ func (c Config) validate() error {
 	}
 	if c.MaintenanceInterval < 0 {
 		return fmt.Errorf("%w: MaintenanceInterval must not be negative, got %s", ErrInvalidConfig, c.MaintenanceInterval)
-	}
-	if c.LeaseTTL < time.Second {
-		return fmt.Errorf("%w: LeaseTTL must be at least 1s, got %s", ErrInvalidConfig, c.LeaseTTL)
 	}
 	return nil
 }

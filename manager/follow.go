@@ -25,7 +25,7 @@ func (h *hub) follow(holder leaseValue) routeResult {
 		return routeAfterBackoff // it just ended (the cache follows) or is not registered yet
 	}
 	// Any other join failure: the leader may be dead. Watch its lease.
-	tick := time.NewTicker(h.m.cfg.LeaseTTL / 3)
+	tick := time.NewTicker(h.m.leaseTTL() / 3)
 	defer tick.Stop()
 	endStoredTicks := 0
 	for {

@@ -28,7 +28,7 @@ func (m *Manager) janitor() {
 //   - cancels older than the cancel bucket's TTL are forgotten;
 //   - hubs that ended but are still listed as joinable are dropped.
 func (m *Manager) sweep(now time.Time) {
-	stale := m.cfg.AckWait + 10*m.cfg.JanitorInterval
+	stale := m.ackWait() + 10*m.cfg.JanitorInterval
 	m.requests.mu.Lock()
 	for key, r := range m.requests.active {
 		switch {

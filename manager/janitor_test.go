@@ -46,7 +46,7 @@ func TestJanitorSweep(t *testing.T) {
 	now := time.Now()
 	_, onTime := fakeRequest(m, "on-time", now.Add(time.Minute))
 	_, overdue := fakeRequest(m, "overdue", now.Add(-2*m.cfg.JanitorInterval))
-	fakeRequest(m, "stuck", now.Add(-m.cfg.AckWait-11*m.cfg.JanitorInterval))
+	fakeRequest(m, "stuck", now.Add(-m.ackWait()-11*m.cfg.JanitorInterval))
 	m.cancels.add("t.old", now.Add(-2*m.topo.Config.CancelTTL))
 	m.cancels.add("t.new", now)
 

@@ -48,7 +48,7 @@ type maintainer struct {
 }
 
 func newMaintainer(m *Manager) *maintainer {
-	mt := &maintainer{m: m, every: m.cfg.MaintenanceInterval, retry: m.cfg.LeaseTTL / 3,
+	mt := &maintainer{m: m, every: m.cfg.MaintenanceInterval, retry: m.leaseTTL() / 3,
 		changed: make(chan struct{}), stopped: make(chan struct{})}
 	mt.hooks.Store(&noMaintenanceHooks)
 	return mt
@@ -170,7 +170,7 @@ func (mt *maintainer) campaign(lost chan struct{}) *lease {
 	ctx, cancel := context.WithTimeout(context.Background(), mt.retry)
 	defer cancel()
 	l, _, err := acquireLease(ctx, mt.m.topo.Inflight, maintenanceKey,
-		leaseValue{Worker: mt.m.cfg.WorkerID, Since: time.Now().UTC()}, mt.m.cfg.LeaseTTL)
+		leaseValue{Worker: mt.m.cfg.WorkerID, Since: time.Now().UTC()}, mt.m.leaseTTL())
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			mt.m.cfg.Logger.Warn("cannot campaign for the maintenance lease", "err", err)

@@ -125,6 +125,14 @@ func (m *Manager) Start(ctx context.Context) error {
 	return m.maint.Start(ctx)
 }
 
+// ackWait is the jobs consumer's ack wait: running jobs report progress
+// every third of it. The topology holds it, so it has one source.
+func (m *Manager) ackWait() time.Duration { return m.topo.Config.AckWait }
+
+// leaseTTL is the in-flight bucket's TTL: leaders renew every third of it
+// and followers check the lease as often.
+func (m *Manager) leaseTTL() time.Duration { return m.topo.Config.LeaseTTL }
+
 // Slots returns the worker's pools; the fetch loop takes request slots.
 func (m *Manager) Slots() *Slots { return m.slots }
 

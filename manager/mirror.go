@@ -75,7 +75,7 @@ func (m *Manager) publishAcked(subject string, seq uint64, data []byte) error {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.AckWait/4)
+		ctx, cancel := context.WithTimeout(context.Background(), m.ackWait()/4)
 		_, err = m.js.PublishMsg(ctx, msg)
 		cancel()
 		if err == nil || errors.Is(err, nats.ErrConnectionClosed) {

@@ -110,7 +110,7 @@ func (r *request) progress() {
 }
 
 // progressEvery is how often a waiting request reports progress.
-func (r *request) progressEvery() time.Duration { return r.m.cfg.AckWait / 3 }
+func (r *request) progressEvery() time.Duration { return r.m.ackWait() / 3 }
 
 func ms(d time.Duration) float64 {
 	if d < 0 {

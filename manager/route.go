@@ -64,7 +64,7 @@ func (h *hub) run() {
 			case <-time.After(delay):
 			case <-h.ctx.Done():
 			}
-			delay = min(2*delay, h.m.cfg.LeaseTTL/3)
+			delay = min(2*delay, h.m.leaseTTL()/3)
 		}
 	}
 	h.end(ending{typ: protocol.EventError,
@@ -87,7 +87,7 @@ func (h *hub) route() routeResult {
 	l, fresh, err := acquireLease(cctx, h.m.topo.Inflight, h.dedupeKey, leaseValue{
 		Gen: genID, Tenant: h.job.Tenant, Worker: h.m.cfg.WorkerID, Request: h.job.ID, Since: time.Now().UTC(),
 		Trace: natstrace.Traceparent(trace.SpanContextFromContext(h.traceCtx)),
-	}, h.m.cfg.LeaseTTL)
+	}, h.m.leaseTTL())
 	cancel()
 	switch {
 	case err == nil:
@@ -174,7 +174,7 @@ func (h *hub) endByContext(ctx context.Context, err error) {
 // finalContext bounds the KV calls that must finish whatever becomes of
 // the hub: lease create, cache write, lease release.
 func (h *hub) finalContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), h.m.cfg.LeaseTTL/2)
+	return context.WithTimeout(context.Background(), h.m.leaseTTL()/2)
 }
 
 // releaseLease deletes the lease if it is still ours; failure only means

@@ -24,8 +24,8 @@ type Config struct {
 	// (or checks) at start. Names is set from Prefix. Defaults to
 	// topology's defaults.
 	Topology topology.Config
-	// Manager configures request handling; WorkerID, Names, AckWait and
-	// LeaseTTL are set from the fields above. Defaults to manager's
+	// Manager configures request handling; WorkerID and Names are set
+	// from the fields above (AckWait and LeaseTTL are the topology's). Defaults to manager's
 	// defaults.
 	Manager manager.Config
 	// LLM configures the upstream. Defaults to llm's defaults (OpenAI).
@@ -67,8 +67,6 @@ func (c Config) WithDefaults() (Config, error) {
 	c.Topology = c.Topology.WithDefaults()
 	c.Manager.WorkerID = c.ID
 	c.Manager.Names = names
-	c.Manager.AckWait = c.Topology.AckWait
-	c.Manager.LeaseTTL = c.Topology.LeaseTTL
 	if c.Manager.Logger == nil {
 		c.Manager.Logger = c.Logger
 	}

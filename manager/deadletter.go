@@ -74,7 +74,7 @@ func (m *Manager) deadLetter(d deadLetter) {
 	msg.Header.Set(HeaderTime, time.Now().UTC().Format(time.RFC3339Nano))
 	// One dead letter per job, however often this runs for it.
 	msg.Header.Set(jetstream.MsgIDHeader, "dlq-"+strconv.FormatUint(d.streamSeq, 10))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(m.hard, 5*time.Second)
 	defer cancel()
 	if _, err := m.js.PublishMsg(ctx, msg); err != nil {
 		m.cfg.Logger.Error("dead letter not stored", "subject", d.subject, "seq", d.streamSeq, "err", err)

@@ -18,7 +18,7 @@ import (
 // checkEarlierReply ends the job when its reply subject holds an earlier
 // job's reply; true when it did (or handed the job back).
 func (r *request) checkEarlierReply() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), r.m.ackWait()/4)
+	ctx, cancel := context.WithTimeout(r.m.hard, r.m.ackWait()/4)
 	defer cancel()
 	reply, err := r.m.readReply(ctx, r.subject, r.streamSeq, r.arrived)
 	if err != nil || !reply.earlier {
@@ -54,7 +54,7 @@ func (r *request) duplicateID(reply replyOf) {
 		}
 		reply.last = last
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.m.ackWait()/4)
+	ctx, cancel := context.WithTimeout(r.m.hard, r.m.ackWait()/4)
 	defer cancel()
 	if err := r.m.endDuplicate(ctx, r.deadLetterOf(r.job.Tenant, r.job.ID), reply.last); err != nil {
 		r.log.Warn("duplicate_id error not stored", "err", err)

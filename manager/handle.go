@@ -169,7 +169,7 @@ func (r *request) reject(tenant, id string, perr *protocol.Error) {
 		// a job that reuses another request's ID must not end its reply.
 		ev := protocol.Event{V: protocol.Version, ID: id, Seq: 1, Type: protocol.EventError, Error: perr}
 		if b, err := ev.Marshal(); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), r.m.ackWait()/4)
+			ctx, cancel := context.WithTimeout(r.m.hard, r.m.ackWait()/4)
 			_, err = r.m.js.PublishMsg(ctx, replyMsg(r.m.cfg.Names.ReplyWrite(tenant, id), r.streamSeq, 1, b, false),
 				jetstream.WithExpectLastSequencePerSubject(0))
 			cancel()

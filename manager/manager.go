@@ -42,8 +42,14 @@ type Manager struct {
 
 	// life is cancelled (with errShutdown) by Stop: every request and
 	// hub derives from it.
-	life       context.Context
-	endLife    context.CancelCauseFunc
+	life    context.Context
+	endLife context.CancelCauseFunc
+	// hard bounds what must finish even after life ends (storing an
+	// event, a lease release): Stop cancels it once its own context ends,
+	// so no retry outlives Stop's wait.
+	hard       context.Context
+	endHard    context.CancelFunc
+	callbacks  callbackGuard  // NATS callbacks running now
 	background sync.WaitGroup // hubs, the cancel watcher, the janitor
 	routines   *gopool.Pool   // goroutines for hubs and upstream readers; closed after background
 
@@ -70,6 +76,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 		return nil, fmt.Errorf("%w: connection, JetStream, topology and upstream are required", ErrInvalidConfig)
 	}
 	life, end := context.WithCancelCause(context.Background())
+	hard, endHard := context.WithCancel(context.Background())
 	m := &Manager{
 		cfg:      cfg,
 		nc:       nc,
@@ -81,6 +88,8 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 		cancels:  newCancelSet(),
 		life:     life,
 		endLife:  end,
+		hard:     hard,
+		endHard:  endHard,
 		routines: gopool.New(idleRoutine),
 		stopped:  make(chan struct{}),
 		tracer:   cfg.TracerProvider.Tracer("github.com/chatfleet/chatfleet/manager"),
@@ -88,6 +97,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 	var err error
 	if m.metrics, err = newMetrics(cfg.MeterProvider, m); err != nil {
 		end(nil)
+		endHard()
 		return nil, fmt.Errorf("manager: metrics: %w", err)
 	}
 	m.hubs = newHubTable(m)
@@ -103,14 +113,14 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.watchCancels(ctx); err != nil {
 		return err
 	}
-	sub, err := m.nc.Subscribe(m.cfg.Names.Control(m.cfg.WorkerID), m.handleControl)
+	sub, err := m.nc.Subscribe(m.cfg.Names.Control(m.cfg.WorkerID), m.callbacks.guard(m.handleControl))
 	if err != nil {
 		m.watcher.Stop()
 		return fmt.Errorf("manager: subscribe to control subject: %w", err)
 	}
 	m.ctlSub = sub
 	// One worker of the fleet handles each advisory.
-	adv, err := m.nc.QueueSubscribe(m.maxDeliveriesSubject(), m.cfg.Names.WorkersConsumer(), m.handleMaxDeliveries)
+	adv, err := m.nc.QueueSubscribe(m.maxDeliveriesSubject(), m.cfg.Names.WorkersConsumer(), m.callbacks.guard(m.handleMaxDeliveries))
 	if err != nil {
 		m.watcher.Stop()
 		_ = sub.Unsubscribe()
@@ -141,8 +151,10 @@ func (m *Manager) WorkerID() string { return m.cfg.WorkerID }
 
 // Stop ends every request and hub at once: running jobs are handed
 // back (Nak) for another worker, leaders give up their leases so followers
-// elsewhere take over. It waits for the manager's goroutines or ctx. Safe
-// to call twice.
+// elsewhere take over. It waits for the manager's goroutines until ctx
+// ends; then whatever still runs gives up its retries at once, and Stop
+// returns an error (Stopped is closed when they have ended). Safe to call
+// twice.
 func (m *Manager) Stop(ctx context.Context) error {
 	m.stop.Do(func() {
 		// First, so another worker maintains the fleet at once.
@@ -154,11 +166,14 @@ func (m *Manager) Stop(ctx context.Context) error {
 				_ = sub.Unsubscribe()
 			}
 		}
+		m.callbacks.close()
 		// The cancel watcher stops with m.life (applyCancels owns it).
-		go func() {
+		go func() { // owned by Stop: it ends when the manager's goroutines have
 			m.background.Wait()
+			m.callbacks.wait()
 			<-m.maint.Stopped()
-			m.routines.Close()
+			_ = m.routines.Close(context.Background()) // every task ended with background
+			m.endHard()
 			close(m.stopped)
 		}()
 	})
@@ -166,7 +181,21 @@ func (m *Manager) Stop(ctx context.Context) error {
 	case <-m.stopped:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		m.endHard()
+		return fmt.Errorf("manager: stop: %w; the last requests are giving up", ctx.Err())
+	}
+}
+
+// pause waits d, or less when the manager's hard stop comes first; false
+// then.
+func (m *Manager) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-m.hard.Done():
+		return false
 	}
 }
 

@@ -72,10 +72,10 @@ func (m *Manager) publishAcked(subject string, seq uint64, data []byte) error {
 	msg := genEventMsg(subject, seq, data)
 	var err error
 	for attempt := range 3 {
-		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		if attempt > 0 && !m.pause(time.Duration(attempt)*100*time.Millisecond) {
+			return err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), m.ackWait()/4)
+		ctx, cancel := context.WithTimeout(m.hard, m.ackWait()/4)
 		_, err = m.js.PublishMsg(ctx, msg)
 		cancel()
 		if err == nil || errors.Is(err, nats.ErrConnectionClosed) {

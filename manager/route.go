@@ -174,7 +174,7 @@ func (h *hub) endByContext(ctx context.Context, err error) {
 // finalContext bounds the KV calls that must finish whatever becomes of
 // the hub: lease create, cache write, lease release.
 func (h *hub) finalContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), h.m.leaseTTL()/2)
+	return context.WithTimeout(h.m.hard, h.m.leaseTTL()/2)
 }
 
 // releaseLease deletes the lease if it is still ours; failure only means

@@ -1,6 +1,8 @@
 package manager_test
 
 import (
+	"errors"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -62,7 +64,11 @@ func TestSIGTERMHandsBack(t *testing.T) {
 	if w.err != nil || w.answer.Resets != 1 || w.answer.Content != llmtest.Answer(f.LLM.Requests()[1]) {
 		t.Errorf("handed-back job: err %v, resets %d, content %q", w.err, w.answer.Resets, w.answer.Content)
 	}
-	_ = child.Wait() // exit code: grace expired, reported as a failure to stop cleanly or 0
+	// The grace period ran out: reported as an error, in the exit code.
+	var exit *exec.ExitError
+	if err := child.Wait(); !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("worker exit: %v, want exit code 1", err)
+	}
 	if f.LLM.Calls() != 2 {
 		t.Errorf("upstream calls = %d, want 2", f.LLM.Calls())
 	}

@@ -127,9 +127,11 @@ func (r *request) store(ev *protocol.Event) error {
 	for attempt := range 4 {
 		if attempt > 0 {
 			r.progress()
-			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+			if !r.m.pause(time.Duration(attempt) * 100 * time.Millisecond) {
+				return err // stopping: the job goes back as it is
+			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), r.m.ackWait()/4)
+		ctx, cancel := context.WithTimeout(r.m.hard, r.m.ackWait()/4)
 		ack, perr := r.m.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(r.lastStored))
 		cancel()
 		switch {
@@ -168,7 +170,7 @@ func (r *request) store(ev *protocol.Event) error {
 // terminated, never redelivered.
 func (r *request) superseded() {
 	if r.lastStored == 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), r.m.ackWait()/4)
+		ctx, cancel := context.WithTimeout(r.m.hard, r.m.ackWait()/4)
 		reply, err := r.m.readReply(ctx, r.subject, r.streamSeq, r.arrived)
 		cancel()
 		switch {
@@ -191,7 +193,7 @@ func (r *request) superseded() {
 // lastStoredIs reports the stream sequence of subject's last message and
 // whether it is data.
 func (m *Manager) lastStoredIs(subject string, data []byte) (uint64, bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), m.ackWait()/4)
+	ctx, cancel := context.WithTimeout(m.hard, m.ackWait()/4)
 	defer cancel()
 	last, err := m.topo.Replies.GetLastMsgForSubject(ctx, subject)
 	if err != nil {

@@ -39,6 +39,10 @@ type Config struct {
 	// FetchWait is how long one pull request waits for jobs before it is
 	// renewed. Shorter means a quicker Stop. Defaults to 1s.
 	FetchWait time.Duration
+	// HardStopTimeout bounds Stop's hard stop: how long handing the jobs
+	// still running back to the queue may take once the grace period is
+	// over. Defaults to 10s.
+	HardStopTimeout time.Duration
 	// Logger receives the worker's logs. Defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -59,6 +63,9 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	if c.FetchWait <= 0 {
 		c.FetchWait = time.Second
+	}
+	if c.HardStopTimeout <= 0 {
+		c.HardStopTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -42,7 +42,10 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 				permit.Release()
 				continue
 			}
-			w.handlers.Go(func() { w.mgr.Handle(msg, permit) }) // owned by the worker: Stop's handlers.Close waits for it
+			if !w.handlers.Go(func() { w.mgr.Handle(msg, permit) }) { // owned by the worker: Stop's handlers.Close waits for it
+				_ = msg.Nak() // the pool closed under us: hand it back
+				permit.Release()
+			}
 		}
 		release(permits[got:])
 		if err := batch.Error(); err != nil {

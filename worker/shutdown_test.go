@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/worker"
 )
 
 // TestStopHandsJobsBack: a worker stopped with jobs in flight and no grace
@@ -43,8 +45,9 @@ func TestStopHandsJobsBack(t *testing.T) {
 	}
 	noGrace, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := first.Stop(noGrace); err != nil {
-		t.Fatal(err)
+	// No grace: the running jobs are handed back, and Stop says so.
+	if err := first.Stop(noGrace); !errors.Is(err, worker.ErrGraceExpired) {
+		t.Fatalf("stop: %v, want ErrGraceExpired", err)
 	}
 	f.StartWorker(withModel)
 

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -123,9 +124,19 @@ func (w *Worker) start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops pulling, waits for in-flight jobs until ctx ends, then hands
-// the rest back to the queue and stops the manager. Safe to call twice or
-// before Start.
+// ErrGraceExpired is wrapped by Stop's error when running jobs outlasted
+// the grace period (Stop's context) and were handed back to the queue:
+// nothing is lost, another worker resumes them, but they did not finish
+// here.
+var ErrGraceExpired = errors.New("worker: grace period over; unfinished jobs handed back")
+
+// Stop stops pulling jobs and lets the running ones finish until ctx ends
+// (the grace period). Then it stops hard: whatever still runs is handed
+// back to the queue, leaders release their leases, and Stop waits up to
+// Config.HardStopTimeout for that. Its error wraps ErrGraceExpired when
+// the grace period ran out with jobs still running, and says so when even
+// the hard stop did not finish in time. Safe to call twice or before
+// Start.
 func (w *Worker) Stop(ctx context.Context) error {
 	var err error
 	w.stopOnce.Do(func() {
@@ -136,15 +147,24 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.draining.Store(true)
 		w.stopFetch()
 		<-w.fetching
+		var errs []error
 		if werr := w.mgr.Slots().WaitIdle(ctx); werr != nil {
-			w.cfg.Logger.Warn("grace period over; handing unfinished jobs back", "active", w.mgr.Stats().Active)
+			active := w.mgr.Stats().Active
+			w.cfg.Logger.Warn("grace period over; handing unfinished jobs back", "active", active)
+			errs = append(errs, fmt.Errorf("%w (%d)", ErrGraceExpired, active))
 		}
-		hardCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		hardCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.HardStopTimeout)
 		defer cancel()
-		err = w.mgr.Stop(hardCtx)
-		w.handlers.Close() // the fetch loop has returned: no job starts after this
+		if merr := w.mgr.Stop(hardCtx); merr != nil {
+			errs = append(errs, merr)
+		}
+		// The fetch loop has returned: no job starts after this.
+		if herr := w.handlers.Close(hardCtx); herr != nil {
+			errs = append(errs, fmt.Errorf("worker: jobs still settling after the hard stop: %w", herr))
+		}
 		_ = w.service.Stop()
 		w.stopHTTP(hardCtx)
+		err = errors.Join(errs...)
 		w.cfg.Logger.Info("worker stopped", "worker", w.cfg.ID)
 	})
 	return err

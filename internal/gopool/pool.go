@@ -8,6 +8,7 @@
 package gopool
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -34,23 +35,24 @@ func New(idleFor time.Duration) *Pool {
 	return &Pool{idle: make(chan func()), stop: make(chan struct{}), idleFor: idleFor}
 }
 
-// Go runs task on a goroutine of the pool. It never blocks. The caller
-// still owns what task does: the pool only lends it a goroutine. After
-// Close, tasks run on plain goroutines.
-func (p *Pool) Go(task func()) {
+// Go runs task on a goroutine of the pool and reports true, or reports
+// false after Close: then task does not run, and the caller deals with
+// it. It never blocks. The caller still owns what task does: the pool
+// only lends it a goroutine.
+func (p *Pool) Go(task func()) bool {
 	select {
 	case p.idle <- task:
-		return
+		return true
 	default:
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		go task()
-		return
+		return false
 	}
 	p.routines.Add(1)
 	go p.run(task)
+	return true
 }
 
 func (p *Pool) run(task func()) {
@@ -72,13 +74,24 @@ func (p *Pool) run(task func()) {
 }
 
 // Close ends the idle goroutines and waits for the busy ones to finish
-// their tasks. Safe to call twice.
-func (p *Pool) Close() {
+// their tasks, or for ctx to end (then it returns ctx's error; the tasks go
+// on, owned by whoever started them). Safe to call twice.
+func (p *Pool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
 		close(p.stop)
 	}
 	p.mu.Unlock()
-	p.routines.Wait()
+	done := make(chan struct{})
+	go func() { // ends when the tasks do; Close stops waiting for it at ctx's end
+		p.routines.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

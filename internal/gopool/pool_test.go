@@ -1,6 +1,7 @@
 package gopool
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestReusesAnIdleGoroutine(t *testing.T) {
 	p := New(time.Minute)
-	defer p.Close()
+	defer func() { _ = p.Close(context.Background()) }()
 	first := make(chan struct{})
 	p.Go(func() { close(first) })
 	<-first
@@ -25,7 +26,7 @@ func TestReusesAnIdleGoroutine(t *testing.T) {
 
 func TestRunsTasksConcurrently(t *testing.T) {
 	p := New(time.Minute)
-	defer p.Close()
+	defer func() { _ = p.Close(context.Background()) }()
 	const n = 50
 	var started, release sync.WaitGroup
 	started.Add(n)
@@ -48,7 +49,7 @@ func TestIdleGoroutinesEnd(t *testing.T) {
 	ended := make(chan struct{})
 	go func() { p.routines.Wait(); close(ended) }() // no Close: the idle timer alone ends it
 	<-ended
-	p.Close()
+	_ = p.Close(context.Background())
 }
 
 func TestCloseWaitsForBusyTasks(t *testing.T) {
@@ -62,7 +63,7 @@ func TestCloseWaitsForBusyTasks(t *testing.T) {
 	})
 	<-running
 	closed := make(chan struct{})
-	go func() { p.Close(); close(closed) }()
+	go func() { _ = p.Close(context.Background()); close(closed) }()
 	<-p.stop // Close has begun: from here it may only wait
 	// Nothing signals "Close is still waiting"; give a wrong Close a
 	// moment to return.
@@ -78,11 +79,28 @@ func TestCloseWaitsForBusyTasks(t *testing.T) {
 	}
 }
 
-func TestGoAfterCloseStillRuns(t *testing.T) {
+func TestGoAfterCloseRefuses(t *testing.T) {
 	p := New(time.Minute)
-	p.Close()
-	p.Close() // twice is fine
-	done := make(chan struct{})
-	p.Go(func() { close(done) })
-	<-done
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Close(context.Background()) // twice is fine
+	if p.Go(func() { t.Error("a task ran after Close") }) {
+		t.Fatal("Go after Close reported the task started")
+	}
+}
+
+// TestCloseBoundedByContext: a task that never ends does not hold Close
+// past its context.
+func TestCloseBoundedByContext(t *testing.T) {
+	p := New(time.Minute)
+	release := make(chan struct{})
+	p.Go(func() { <-release })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Close(ctx); err != context.Canceled {
+		t.Fatalf("Close = %v, want context.Canceled", err)
+	}
+	close(release)
+	_ = p.Close(context.Background())
 }

@@ -7,9 +7,8 @@ import (
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
-// SetTestHookServe installs a hook that runs before each job is served.
-// Call it before any worker starts (TestMain), never concurrently.
-func SetTestHookServe(f func(*protocol.Job)) { testHookServe = f }
+// SetServeHook installs f on m: it runs before each job m serves.
+func (m *Manager) SetServeHook(f func(*protocol.Job)) { m.serveHook.Store(&f) }
 
 // MaintenanceHooks let a test watch and steer one worker's maintainer;
 // nil fields do nothing (Now: time.Now).

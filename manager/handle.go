@@ -73,15 +73,11 @@ func (m *Manager) Handle(msg jetstream.Msg, permit *Permit) {
 			Message: fmt.Sprintf("the job waited %s in the queue; the limit is %s", wait.Round(time.Millisecond), limit)})
 		return
 	}
-	if testHookServe != nil {
-		testHookServe(r.job)
+	if hook := m.serveHook.Load(); hook != nil {
+		(*hook)(r.job)
 	}
 	r.serve()
 }
-
-// testHookServe, when set by a test, runs before a job is served (to
-// inject a panic, say). It is never set outside tests.
-var testHookServe func(*protocol.Job)
 
 // afterPanic turns a panic (p, from recover) in the handling of this job
 // into an internal error, once: the job is dead-lettered, answered (if it

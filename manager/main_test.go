@@ -11,8 +11,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/chatfleet/chatfleet/internal/cli"
-	"github.com/chatfleet/chatfleet/manager"
-	"github.com/chatfleet/chatfleet/protocol"
 )
 
 // childEnv makes the test binary run a chatfleet command instead of the
@@ -27,13 +25,5 @@ func TestMain(m *testing.M) {
 		stop()
 		os.Exit(code)
 	}
-	// Jobs whose prompt starts with panicPrompt panic while being served.
-	manager.SetTestHookServe(func(j *protocol.Job) {
-		if last := j.Messages[len(j.Messages)-1]; strings.HasPrefix(last.Content.Text, panicPrompt) {
-			panic("a test asked for a panic")
-		}
-	})
 	goleak.VerifyTestMain(m)
 }
-
-const panicPrompt = "please panic:"

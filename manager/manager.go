@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,6 +15,7 @@ import (
 	"github.com/chatfleet/chatfleet/internal/gopool"
 	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm"
+	"github.com/chatfleet/chatfleet/protocol"
 )
 
 // Causes a request or hub context is cancelled with.
@@ -47,9 +49,13 @@ type Manager struct {
 	// hard bounds what must finish even after life ends (storing an
 	// event, a lease release): Stop cancels it once its own context ends,
 	// so no retry outlives Stop's wait.
-	hard       context.Context
-	endHard    context.CancelFunc
-	callbacks  callbackGuard  // NATS callbacks running now
+	hard      context.Context
+	endHard   context.CancelFunc
+	callbacks callbackGuard // NATS callbacks running now
+
+	// serveHook, set by a test (export_test.go), runs before each job is
+	// served: to make one panic, say. Never set outside tests.
+	serveHook  atomic.Pointer[func(*protocol.Job)]
 	background sync.WaitGroup // hubs, the cancel watcher, the janitor
 	routines   *gopool.Pool   // goroutines for hubs and upstream readers; closed after background
 

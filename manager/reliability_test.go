@@ -212,12 +212,20 @@ func TestCircuitBreaker(t *testing.T) {
 	}
 }
 
+// panicPrompt starts the prompt of a job the serve hook makes panic.
+const panicPrompt = "please panic:"
+
 // TestPanicIsRecovered: a panic while handling one job ends that job with
 // an internal error and a dead letter; the worker goes on.
 func TestPanicIsRecovered(t *testing.T) {
 	t.Parallel()
 	f := fleettest.New(t, fleettest.Options{})
 	w := f.StartWorker(nil)
+	w.Manager().SetServeHook(func(j *protocol.Job) {
+		if last := j.Messages[len(j.Messages)-1]; strings.HasPrefix(last.Content.Text, panicPrompt) {
+			panic("a test asked for a panic")
+		}
+	})
 	ctx := ctxFor(t, 30*time.Second)
 	_, err := f.Pub.Complete(ctx, userJob(panicPrompt+" now"))
 	if errorCode(err) != protocol.CodeInternal {

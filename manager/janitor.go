@@ -6,7 +6,8 @@ import (
 
 // janitor sweeps every JanitorInterval until the manager stops. Each
 // request has its own timer for its processing timeout; the janitor is the
-// backstop the seed design's cleaner was, for what a timer cannot see.
+// backstop for what a timer cannot see: a request stuck past its deadline,
+// memory of old cancels, hubs left behind.
 func (m *Manager) janitor() {
 	t := time.NewTicker(m.cfg.JanitorInterval)
 	defer t.Stop()

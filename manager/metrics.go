@@ -47,7 +47,7 @@ func newMetrics(mp metric.MeterProvider, m *Manager) (*metrics, error) {
 			metric.WithExplicitBucketBoundaries(latencyBuckets...))
 		errs = append(errs, err)
 	}
-	counter(&x.jobs, "chatfleet.jobs", "Jobs handled, by outcome (done, error, cancelled, handed_back), role and error code.")
+	counter(&x.jobs, "chatfleet.jobs", "Jobs handled, by outcome (done, error, cancelled, handed_back, superseded), role and error code.")
 	counter(&x.upstreamCalls, "chatfleet.upstream.calls", "Upstream streams opened.")
 	counter(&x.upstreamErrors, "chatfleet.upstream.errors", "Generations that failed at the upstream, by error code.")
 	counter(&x.tokens, "chatfleet.tokens", "Tokens the upstream reported, by kind (prompt, completion).")

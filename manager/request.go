@@ -43,7 +43,7 @@ type request struct {
 
 	// For metrics and traces (observe.go).
 	role      protocol.Role // "" while routing
-	outcome   string        // done, error, cancelled or handed_back, once settled
+	outcome   string        // done, error, cancelled, handed_back or superseded, once settled
 	code      protocol.Code // of an error outcome
 	usage     *protocol.Usage
 	traceCtx  context.Context // carries the job's span
@@ -76,8 +76,8 @@ func (r *request) timeout() time.Duration {
 	return d
 }
 
-// ack, nak and term settle the job once; the janitor and the panic
-// handler look at settled.
+// ack, nak and term settle the job once; the panic handler looks at
+// settled (a job answered before a panic is not answered again).
 func (r *request) ack() {
 	r.settled = true
 	_ = r.msg.Ack()

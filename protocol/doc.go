@@ -1,7 +1,7 @@
 // Package protocol defines chatfleet's wire protocol, version 1: the job a
 // producer publishes and the events a worker publishes back. It depends on
-// the standard library only, so any Go program that reads reply subjects can
-// use it.
+// the standard library and chatfleet's subjects package (names and their
+// rules) only, so any Go program that reads reply subjects can use it.
 //
 // # Jobs
 //

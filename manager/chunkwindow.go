@@ -23,65 +23,65 @@ type chunkWindow struct {
 }
 
 // add takes a delta; settle decides when it goes out.
-func (m *chunkWindow) add(d *llm.Delta) error {
+func (w *chunkWindow) add(d *llm.Delta) error {
 	if !d.HasOutput() {
 		return nil
 	}
-	if err := m.b.add(d, m.emitEntry); err != nil {
+	if err := w.b.add(d, w.emitEntry); err != nil {
 		return err
 	}
-	if m.window < 0 {
-		m.flush()
+	if w.window < 0 {
+		w.flush()
 	}
 	return nil
 }
 
-func (m *chunkWindow) emitEntry(e entry) {
-	m.emit(e)
-	m.emitted++
-	m.lastFlush = time.Now()
+func (w *chunkWindow) emitEntry(e entry) {
+	w.emit(e)
+	w.emitted++
+	w.lastFlush = time.Now()
 }
 
 // settle flushes what add took, now or when the window has passed.
-func (m *chunkWindow) settle() {
-	if !m.b.has {
+func (w *chunkWindow) settle() {
+	if !w.b.has {
 		return
 	}
-	since := time.Since(m.lastFlush)
-	if since >= m.window {
-		m.flush()
+	since := time.Since(w.lastFlush)
+	if since >= w.window {
+		w.flush()
 		return
 	}
-	if !m.armed {
-		if m.timer == nil {
-			m.timer = time.NewTimer(m.window - since)
+	if !w.armed {
+		if w.timer == nil {
+			w.timer = time.NewTimer(w.window - since)
 		} else {
-			m.timer.Reset(m.window - since)
+			w.timer.Reset(w.window - since)
 		}
-		m.armed = true
+		w.armed = true
 	}
 }
 
-func (m *chunkWindow) flush() {
-	if m.armed {
-		m.timer.Stop()
-		m.armed = false
+func (w *chunkWindow) flush() {
+	if w.armed {
+		w.timer.Stop()
+		w.armed = false
 	}
-	if m.b.has {
-		m.emitEntry(m.b.take())
+	if w.b.has {
+		w.emitEntry(w.b.take())
 	}
 }
 
 // timerC is the channel of an armed timer, or nil (never ready).
-func (m *chunkWindow) timerC() <-chan time.Time {
-	if !m.armed {
+func (w *chunkWindow) timerC() <-chan time.Time {
+	if !w.armed {
 		return nil
 	}
-	return m.timer.C
+	return w.timer.C
 }
 
-func (m *chunkWindow) stopTimer() {
-	if m.timer != nil {
-		m.timer.Stop()
+func (w *chunkWindow) stopTimer() {
+	if w.timer != nil {
+		w.timer.Stop()
 	}
 }

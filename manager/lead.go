@@ -38,14 +38,40 @@ func (h *hub) lead(l *lease, genID string) routeResult {
 	ctx, cancelTimeout := context.WithTimeoutCause(ctx, h.m.cfg.ProcessingTimeout, errTimeout)
 	defer cancelTimeout()
 
+	res, err := h.generateWithRestarts(ctx, gen)
+	if err == nil && l != nil && l.isLost() {
+		err = errLeaseLost // fenced just as the stream ended: not ours to publish
+	}
+	cause := context.Cause(ctx)
+	switch {
+	case err == nil:
+		h.succeeded(gen, res)
+	case errors.Is(err, errLeaseLost), errors.Is(cause, errLeaseLost):
+		// Fenced: someone else leads now. Publish nothing more; route again.
+		h.m.countLeaseLost(h.traceCtx)
+		h.m.cfg.Logger.Warn("leader lease lost; routing again", "key", h.dedupeKey, "gen", genID)
+		return routeAgain
+	default:
+		h.failed(ctx, err)
+	}
+	if l != nil {
+		h.releaseLease(l)
+	}
+	return routeEnded
+}
+
+// generateWithRestarts generates the answer, starting it again behind a
+// reset when the upstream stream breaks after partial output (up to
+// MidStreamRetries times, and only for failures another call may not meet).
+func (h *hub) generateWithRestarts(ctx context.Context, gen int) (*streamed, error) {
 	res, err := h.generate(ctx, gen)
 	for retry := 0; err != nil && retry < h.m.cfg.MidStreamRetries && ctx.Err() == nil; retry++ {
 		var broke *midStreamError
 		if !errors.As(err, &broke) || !restartable(broke.err) {
 			break
 		}
-		// The stream broke after partial output: everyone discards it
-		// (reset) and the answer starts again.
+		// Everyone discards the partial output (reset), and the answer
+		// starts again.
 		h.m.cfg.Logger.Warn("upstream stream broke mid-answer; starting it again", "key", h.dedupeKey, "err", broke.err)
 		h.appendEntry(gen, entry{kind: entryReset})
 		res, err = h.generate(ctx, gen)
@@ -54,43 +80,38 @@ func (h *hub) lead(l *lease, genID string) routeResult {
 	if errors.As(err, &broke) {
 		err = broke.err
 	}
-	if err == nil && l != nil && l.isLost() {
-		err = errLeaseLost // fenced just as the stream ended: not ours to publish
+	return res, err
+}
+
+// succeeded ends generation gen with its answer: tokens counted, the answer
+// cached (before the end is appended, so a request arriving once it ended
+// finds the cache), then the end.
+func (h *hub) succeeded(gen int, res *streamed) {
+	if u := res.usage; u != nil {
+		h.m.metrics.tokens.Add(h.traceCtx, int64(u.PromptTokens), promptTokens)
+		h.m.metrics.tokens.Add(h.traceCtx, int64(u.CompletionTokens), completionTokens)
 	}
-	cause := context.Cause(ctx)
-	switch {
-	case err == nil:
-		if u := res.usage; u != nil {
-			h.m.metrics.tokens.Add(h.traceCtx, int64(u.PromptTokens), promptTokens)
-			h.m.metrics.tokens.Add(h.traceCtx, int64(u.CompletionTokens), completionTokens)
-		}
-		if h.useCache {
-			h.cacheAnswer(gen, res)
-		}
-		h.appendEntry(gen, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: res.finishReason, usage: res.usage,
-			slotWait: res.slotWait, upstreamTTFT: res.firstToken}})
-	case errors.Is(err, errLeaseLost), errors.Is(cause, errLeaseLost):
-		// Fenced: someone else leads now. Publish nothing more; route again.
-		h.m.countLeaseLost(h.traceCtx)
-		h.m.cfg.Logger.Warn("leader lease lost; routing again", "key", h.dedupeKey, "gen", genID)
-		return routeAgain
-	default:
-		if tooLarge := (*answerTooLargeError)(nil); errors.As(err, &tooLarge) {
-			h.m.cfg.Logger.Warn("answer too large; upstream request cancelled", "tenant", h.job.Tenant, "request", h.job.ID,
-				"key", h.dedupeKey, "limit", tooLarge.limit)
-		}
-		if lerr := (*llm.Error)(nil); errors.As(err, &lerr) && ctx.Err() == nil {
-			h.m.metrics.upstreamErrors.Add(h.traceCtx, 1, attrs(attribute.String("code", string(lerr.Code))))
-			// Not the upstream's message: it may quote the request.
-			h.m.cfg.Logger.Warn("upstream failed", "tenant", h.job.Tenant, "request", h.job.ID, "key", h.dedupeKey,
-				"code", lerr.Code, "status", lerr.Status)
-		}
-		h.endByContext(ctx, err)
+	if h.useCache {
+		h.cacheAnswer(gen, res)
 	}
-	if l != nil {
-		h.releaseLease(l)
+	h.appendEntry(gen, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: res.finishReason, usage: res.usage,
+		slotWait: res.slotWait, upstreamTTFT: res.firstToken}})
+}
+
+// failed ends the hub after a generation failed with err (or its ctx
+// ended), logging what an operator needs and never the upstream's message:
+// it may quote the request.
+func (h *hub) failed(ctx context.Context, err error) {
+	if tooLarge := (*answerTooLargeError)(nil); errors.As(err, &tooLarge) {
+		h.m.cfg.Logger.Warn("answer too large; upstream request cancelled", "tenant", h.job.Tenant, "request", h.job.ID,
+			"key", h.dedupeKey, "limit", tooLarge.limit)
 	}
-	return routeEnded
+	if lerr := (*llm.Error)(nil); errors.As(err, &lerr) && ctx.Err() == nil {
+		h.m.metrics.upstreamErrors.Add(h.traceCtx, 1, attrs(attribute.String("code", string(lerr.Code))))
+		h.m.cfg.Logger.Warn("upstream failed", "tenant", h.job.Tenant, "request", h.job.ID, "key", h.dedupeKey,
+			"code", lerr.Code, "status", lerr.Status)
+	}
+	h.endByContext(ctx, err)
 }
 
 // midStreamError is an upstream failure after partial output: the

@@ -114,60 +114,65 @@ func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span) (*stre
 	defer stop()
 
 	res := &streamed{}
-	m := chunkWindow{window: h.m.cfg.ChunkWindow, b: chunkBuilder{limit: h.m.chunkLimit()}, emit: func(e entry) { h.appendEntry(gen, e) }}
-	defer m.stopTimer()
+	window := chunkWindow{window: h.m.cfg.ChunkWindow, b: chunkBuilder{limit: h.m.chunkLimit()}, emit: func(e entry) { h.appendEntry(gen, e) }}
+	defer window.stopTimer()
 	for {
 		select {
 		case r := <-deltas:
 			// Take every delta already waiting too, so deltas that arrived
 			// together go out together, at once.
-		batch:
-			for {
+			for more := true; more; {
 				if ctx.Err() != nil {
 					return nil, ctx.Err() // fenced or unwanted: not one more delta
 				}
 				if r.err != nil {
-					m.flush()
-					if errors.Is(r.err, io.EOF) {
+					window.flush()
+					switch {
+					case errors.Is(r.err, io.EOF):
 						return res, nil
-					}
-					if m.emitted > 0 {
+					case window.emitted > 0:
 						return nil, &midStreamError{r.err}
 					}
 					return nil, r.err
 				}
-				d := &r.delta
-				if res.firstToken == 0 && d.HasOutput() {
-					res.firstToken = max(time.Since(start), time.Nanosecond)
-					span.AddEvent("gen_ai.first_token")
-					span.SetAttributes(attribute.Float64("chatfleet.time_to_first_token_ms", ms(res.firstToken)))
-				}
-				if res.bytes += outputBytes(d); res.bytes > h.m.cfg.MaxAnswerBytes {
-					return nil, &answerTooLargeError{limit: h.m.cfg.MaxAnswerBytes}
-				}
-				if d.FinishReason != "" {
-					res.finishReason = d.FinishReason
-				}
-				if d.Usage != nil {
-					res.usage = d.Usage
-				}
-				if err := m.add(d); err != nil {
+				if err := h.take(&r.delta, res, &window, time.Since(start), span); err != nil {
 					return nil, err
 				}
 				select {
 				case r = <-deltas:
 				default:
-					break batch
+					more = false
 				}
 			}
-			m.settle()
-		case <-m.timerC():
+			window.settle()
+		case <-window.timerC():
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			m.flush()
+			window.flush()
 		}
 	}
+}
+
+// take adds one delta, which arrived after elapsed, to the answer: its
+// output to the chunk window, its finish and usage to res. An answer that
+// grows past MaxAnswerBytes ends here.
+func (h *hub) take(d *llm.Delta, res *streamed, window *chunkWindow, elapsed time.Duration, span trace.Span) error {
+	if res.firstToken == 0 && d.HasOutput() {
+		res.firstToken = max(elapsed, time.Nanosecond)
+		span.AddEvent("gen_ai.first_token")
+		span.SetAttributes(attribute.Float64("chatfleet.time_to_first_token_ms", ms(res.firstToken)))
+	}
+	if res.bytes += outputBytes(d); res.bytes > h.m.cfg.MaxAnswerBytes {
+		return &answerTooLargeError{limit: h.m.cfg.MaxAnswerBytes}
+	}
+	if d.FinishReason != "" {
+		res.finishReason = d.FinishReason
+	}
+	if d.Usage != nil {
+		res.usage = d.Usage
+	}
+	return window.add(d)
 }
 
 // readDeltas reads stream in a goroutine of its own until it ends or stop

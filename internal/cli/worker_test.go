@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natsserver"
 	"github.com/chatfleet/chatfleet/internal/natstest"
 )
 
@@ -155,8 +158,9 @@ func TestWorkerLogsUpstream(t *testing.T) {
 	}
 }
 
-// TestWorkerWaitsForNATS: a worker whose NATS is not up says so, with the
-// URL's password redacted, and starts once the server is there.
+// TestWorkerWaitsForNATS: a worker whose NATS is not up says so at once,
+// with the URL's password redacted and the reason, and starts once the
+// server is there.
 func TestWorkerWaitsForNATS(t *testing.T) {
 	const password = "nats-pw-0b7d"
 	addr := freeAddr(t)
@@ -167,8 +171,12 @@ func TestWorkerWaitsForNATS(t *testing.T) {
 	defer stop()
 	w := start(wctx, "worker")
 	w.waitErr(t, ctx, "cannot reach NATS")
-	if log := w.err.String(); !strings.Contains(log, "url=nats://bob:xxxxx@"+addr) || strings.Contains(log, password) {
-		t.Errorf("waiting log:\n%s", log)
+	// The first line says why: the reason is known before the next one,
+	// 30s later.
+	line := logLine(w.err.String(), "cannot reach NATS")
+	if !strings.Contains(line, "url=nats://bob:xxxxx@"+addr) || !strings.Contains(line, `err="dial tcp `+addr+`: connect: connection refused"`) ||
+		strings.Contains(w.err.String(), password) {
+		t.Errorf("waiting log line: %s\nlog:\n%s", line, w.err.String())
 	}
 	natstest.RunServerAt(t, addr, t.TempDir()) // no auth: the credentials are accepted as they are
 	w.waitErr(t, ctx, "worker started")
@@ -177,6 +185,52 @@ func TestWorkerWaitsForNATS(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.err, "connected to NATS") || strings.Contains(res.err, password) {
 		t.Errorf("worker: %v", res)
 	}
+}
+
+// TestWorkerRefusedByNATS: a worker whose NATS server refuses its
+// credentials says so at once, as a refusal with the server's reason (the
+// password redacted), keeps trying, and starts once a server accepts it.
+func TestWorkerRefusedByNATS(t *testing.T) {
+	const password = "wrong-pw-5e21"
+	addr := freeAddr(t)
+	upstream := fleettest.New(t, fleettest.Options{}).LLM
+	strict, err := natsserver.Start(natsserver.Config{Listen: addr, StoreDir: t.TempDir(), Tune: func(o *server.Options) {
+		o.Username, o.Password = "bob", "the-right-one"
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(strict.Shutdown)
+	workerEnv(t, "nats://bob:"+password+"@"+addr, upstream.URL())
+	ctx := fleettest.Context(t, 30*time.Second)
+	wctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	w := start(wctx, "worker")
+	w.waitErr(t, ctx, "NATS refused the connection")
+	line := logLine(w.err.String(), "NATS refused the connection")
+	if !strings.Contains(line, "url=nats://bob:xxxxx@"+addr) || !strings.Contains(line, `err="nats: Authorization Violation"`) ||
+		strings.Contains(w.err.String(), "cannot reach") || strings.Contains(w.err.String(), password) {
+		t.Errorf("refused log line: %s\nlog:\n%s", line, w.err.String())
+	}
+	// The server that refused goes; one that accepts anyone comes up at its
+	// address: the worker has not given up.
+	strict.Shutdown()
+	natstest.RunServerAt(t, addr, t.TempDir())
+	w.waitErr(t, ctx, "worker started")
+	stop()
+	if res := w.wait(t, 30*time.Second); res.code != 0 || strings.Contains(res.err, password) {
+		t.Errorf("worker: %v", res)
+	}
+}
+
+// logLine returns the first line of log that contains s, "" for none.
+func logLine(log, s string) string {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
 }
 
 // TestWorkerHTTPAddrInUse: a taken health address fails the start and

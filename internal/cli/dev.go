@@ -36,6 +36,10 @@ func runDev(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintln(io.Err, "chatfleet dev:", err)
 		return ExitUsage
 	}
+	if err := env.CheckModel(); err != nil {
+		logger.Error("dev not started", "err", err)
+		return ExitUsage
+	}
 	ns, err := natsserver.Start(natsserver.Config{
 		Listen:   env.DevListen,
 		StoreDir: filepath.Join(env.DevDataDir, "nats"),

@@ -28,9 +28,11 @@ func runWorker(ctx context.Context, args []string, io IO) int {
 	if code != ExitOK {
 		return code
 	}
-	if err := env.CheckUpstream(); err != nil {
-		logger.Error("worker not started", "err", err)
-		return ExitUsage
+	for _, check := range []func() error{env.CheckUpstream, env.CheckModel} {
+		if err := check(); err != nil {
+			logger.Error("worker not started", "err", err)
+			return ExitUsage
+		}
 	}
 	wait := newNATSWait()
 	nc, err := env.Connect("chatfleet worker", true, wait.options()...)

@@ -249,3 +249,25 @@ func TestWorkerHTTPAddrInUse(t *testing.T) {
 		t.Errorf("worker on a taken address: %v", res)
 	}
 }
+
+// TestModelNotAllowed: a worker (or dev) whose default model is not in its
+// own allow-list would refuse every job that names no model: it refuses
+// to start instead (exit 2), naming both settings.
+func TestModelNotAllowed(t *testing.T) {
+	f := fleettest.New(t, fleettest.Options{})
+	ctx := fleettest.Context(t, 30*time.Second)
+	for _, cmd := range []string{"worker", "dev"} {
+		if cmd == "dev" {
+			devEnv(t)
+		} else {
+			workerEnv(t, f.NATS.ClientURL(), f.LLM.URL())
+		}
+		t.Setenv("CHATFLEET_MODEL", testModel)
+		t.Setenv("CHATFLEET_ALLOWED_MODELS", "model-a,model-b")
+		res := run(ctx, "", cmd)
+		want := "CHATFLEET_MODEL=" + testModel + " is not in CHATFLEET_ALLOWED_MODELS=model-a,model-b: every job that names no model would be refused"
+		if res.code != 2 || !strings.Contains(res.err, want) || strings.Contains(res.err, "worker started") {
+			t.Errorf("%s: %v; want exit 2 and %s", cmd, res, want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -127,6 +128,22 @@ func (e Env) CheckUpstream() error {
 		return ErrNoUpstream
 	}
 	return nil
+}
+
+// CheckModel returns an error when CHATFLEET_ALLOWED_MODELS is set and
+// does not hold CHATFLEET_MODEL: a worker would refuse (and dead-letter)
+// every job that names no model.
+func (e Env) CheckModel() error {
+	if len(e.Models) == 0 || slices.Contains(e.Models, e.Model) {
+		return nil
+	}
+	list := strings.Join(e.Models, ",")
+	spaces := ""
+	if strings.Contains(list, " ") {
+		spaces = " (names are compared exactly, spaces included)"
+	}
+	return fmt.Errorf("config: CHATFLEET_MODEL=%s is not in CHATFLEET_ALLOWED_MODELS=%s%s: every job that names no model "+
+		"would be refused; add it to the list, or set CHATFLEET_MODEL to one of them", e.Model, list, spaces)
 }
 
 // Default returns the default of the variable named name ("" for none or

@@ -184,7 +184,7 @@ func (e Env) Topology() topology.Config {
 		Replicas: e.Replicas, QueueLimit: e.QueueLimit,
 		// The stream's limit is a backstop above the workers' own, so an
 		// oversized job reaches a worker and gets an answer.
-		MaxJobBytes:     max(8<<20, 2*e.MaxJobBytes),
+		MaxJobBytes:     max(minStreamJobBytes, 2*e.MaxJobBytes),
 		DuplicateWindow: e.DuplicateWindow, ReplyMaxAge: e.ReplyMaxAge, ReplyMaxBytes: e.ReplyMaxBytes,
 		AckWait: e.AckWait, MaxDeliver: e.MaxDeliver, MaxAckPending: e.MaxAckPending, QueueTimeout: off(e.QueueTimeout),
 		LeaseTTL: e.LeaseTTL, CacheTTL: e.CacheTTL, CacheMaxValueBytes: e.CacheMaxBytes, CancelTTL: e.CancelTTL,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/config"
 	"github.com/chatfleet/chatfleet/internal/natsserver"
+	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/subjects"
@@ -60,6 +61,10 @@ func runDev(ctx context.Context, args []string, io IO) int {
 	}
 	_, err = ensureTopology(ctx, env, names, admin)
 	admin.Close()
+	if errors.Is(err, topology.ErrMismatch) {
+		// Most likely an earlier dev run's settings, kept in its data.
+		err = fmt.Errorf("%w; or remove %s (CHATFLEET_DEV_DATA_DIR) to start afresh", err, env.DevDataDir)
+	}
 	if err != nil {
 		logger.Error("cannot create the topology", "err", err)
 		return ExitFailed

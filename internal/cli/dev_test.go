@@ -215,6 +215,46 @@ func TestDevSecondWorker(t *testing.T) {
 	}
 }
 
+// TestDevLeftoverData: dev run again with another topology setting than
+// the data directory it left behind is refused with the mismatch, and
+// told that removing the directory starts afresh; it does.
+func TestDevLeftoverData(t *testing.T) {
+	endToEnd(t)
+	devEnv(t)
+	t.Setenv("CHATFLEET_DEV_WORKERS", "0")
+	t.Setenv("CHATFLEET_HTTP_ADDR", "")
+	dir := os.Getenv("CHATFLEET_DEV_DATA_DIR")
+	ctx := fleettest.Context(t, 60*time.Second)
+	t.Setenv("CHATFLEET_QUEUE_TIMEOUT", "3s")
+	_, stop := startDev(t, ctx)
+	if res := stop(); res.code != 0 {
+		t.Fatalf("first dev: %v", res)
+	}
+
+	unsetenv(t, "CHATFLEET_QUEUE_TIMEOUT")
+	res := run(ctx, "", "dev")
+	if res.code != 1 || !strings.Contains(res.err, `is \"3s\", want \"5m0s\"`) ||
+		!strings.Contains(res.err, "or remove "+dir+" (CHATFLEET_DEV_DATA_DIR) to start afresh") {
+		t.Errorf("dev on the leftover data: %v", res)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	_, stop = startDev(t, ctx)
+	if res := stop(); res.code != 0 {
+		t.Errorf("dev after removing its data: %v", res)
+	}
+}
+
+// unsetenv unsets the variable k for the rest of the test; t restores it.
+func unsetenv(t *testing.T, k string) {
+	t.Helper()
+	t.Setenv(k, "")
+	if err := os.Unsetenv(k); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestDevAddressInUse: a taken address fails dev at once, naming the
 // variable to change.
 func TestDevAddressInUse(t *testing.T) {

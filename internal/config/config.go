@@ -146,6 +146,50 @@ func (e Env) CheckModel() error {
 		"would be refused; add it to the list, or set CHATFLEET_MODEL to one of them", e.Model, list, spaces)
 }
 
+// NonDefault returns NAME=value for each variable named in names whose
+// value in e differs from its default, in the order `chatfleet env` lists
+// them: what another process needs to be configured as e is.
+func (e Env) NonDefault(names ...string) []string {
+	var out []string
+	typ, val := reflect.TypeFor[Env](), reflect.ValueOf(e)
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name := f.Tag.Get("envconfig")
+		if !slices.Contains(names, name) {
+			continue
+		}
+		if v := formatValue(val.Field(i)); v != canonicalDefault(f) {
+			out = append(out, name+"="+v)
+		}
+	}
+	return out
+}
+
+// formatValue spells a variable's value as the variable takes it.
+func formatValue(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case []string:
+		return strings.Join(x, ",")
+	case *int:
+		if x == nil {
+			return ""
+		}
+		return fmt.Sprint(*x)
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// canonicalDefault spells f's default as formatValue spells its value.
+func canonicalDefault(f reflect.StructField) string {
+	def := f.Tag.Get("default")
+	if f.Type == reflect.TypeFor[time.Duration]() {
+		if d, err := time.ParseDuration(def); err == nil {
+			return d.String()
+		}
+	}
+	return def
+}
+
 // Default returns the default of the variable named name ("" for none or
 // an unknown name).
 func Default(name string) string {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -84,9 +85,19 @@ func jobBytes(name, have string) (string, bool) {
 // name, as Env.Topology and topology.Ensure derive it.
 func topologyVar(n subjects.Names, kind, name, field string) (topologySetting, bool) {
 	if field == "replicas" {
-		return topologySetting{"CHATFLEET_REPLICAS", same}, true
+		return replicas, true
 	}
-	byResource := map[string]map[string]topologySetting{
+	v, ok := topologySettings(n)[kind+" "+name][field]
+	return v, ok
+}
+
+// replicas sets the replicas of every stream and bucket.
+var replicas = topologySetting{"CHATFLEET_REPLICAS", same}
+
+// topologySettings maps each resource ("stream CHAT_JOBS") to its settings
+// a variable sets, but replicas.
+func topologySettings(n subjects.Names) map[string]map[string]topologySetting {
+	return map[string]map[string]topologySetting{
 		"stream " + n.JobsStream(): {
 			"max_msgs":         {"CHATFLEET_QUEUE_LIMIT", same},
 			"duplicate_window": {"CHATFLEET_DUPLICATE_WINDOW", same},
@@ -116,6 +127,17 @@ func topologyVar(n subjects.Names, kind, name, field string) (topologySetting, b
 			"ttl": {"CHATFLEET_CANCEL_TTL", same},
 		},
 	}
-	v, ok := byResource[kind+" "+name][field]
-	return v, ok
+}
+
+// TopologyVariables returns every variable that sets the topology: the
+// settings every process of a fleet must agree on, or be refused.
+func TopologyVariables() []string {
+	vars := []string{replicas.name}
+	for _, settings := range topologySettings(subjects.Default()) {
+		for _, v := range settings {
+			vars = append(vars, v.name)
+		}
+	}
+	slices.Sort(vars)
+	return slices.Compact(vars)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +104,76 @@ func TestJobBytesHint(t *testing.T) {
 		if got != tt.want || ok != (tt.want != "") {
 			t.Errorf("jobBytes(%s) = %q, %v; want %q", tt.have, got, ok, tt.want)
 		}
+	}
+}
+
+// TestTopologyVariables: the variables TopologyVariables names are exactly
+// those Env.Topology reads: changing any of them changes the topology,
+// changing any other variable does not.
+func TestTopologyVariables(t *testing.T) {
+	base, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := TopologyVariables()
+	typ := reflect.TypeFor[Env]()
+	for i := range typ.NumField() {
+		name := typ.Field(i).Tag.Get("envconfig")
+		e := base
+		f := reflect.ValueOf(&e).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.Int, reflect.Int32, reflect.Int64:
+			f.SetInt(f.Int()*10 + 7)
+		case reflect.String:
+			f.SetString(f.String() + "x")
+		case reflect.Bool:
+			f.SetBool(!f.Bool())
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]string{"x"}))
+		case reflect.Pointer:
+			f.Set(reflect.ValueOf(new(int)))
+		default:
+			t.Fatalf("%s: no change for a %s", name, f.Kind())
+		}
+		if changed, topo := !reflect.DeepEqual(e.Topology(), base.Topology()), slices.Contains(vars, name); changed != topo {
+			t.Errorf("%s: changes the topology: %v; listed by TopologyVariables: %v", name, changed, topo)
+		}
+	}
+}
+
+// TestNonDefault: only values that differ from their defaults are named,
+// however the default is spelled, and a process configured with them has
+// the same topology.
+func TestNonDefault(t *testing.T) {
+	t.Setenv("CHATFLEET_QUEUE_TIMEOUT", "3s")
+	t.Setenv("CHATFLEET_ACK_WAIT", "30000ms") // the default, 30s
+	t.Setenv("CHATFLEET_MAX_DELIVER", "9")
+	t.Setenv("CHATFLEET_MODEL", "m")
+	t.Setenv("CHATFLEET_DEDUPE", "false") // not asked for
+	e, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := e.NonDefault(append(TopologyVariables(), "CHATFLEET_MODEL")...)
+	want := []string{"CHATFLEET_MODEL=m", "CHATFLEET_QUEUE_TIMEOUT=3s", "CHATFLEET_MAX_DELIVER=9"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("NonDefault = %q, want %q", got, want)
+	}
+	for _, k := range []string{"CHATFLEET_QUEUE_TIMEOUT", "CHATFLEET_ACK_WAIT", "CHATFLEET_MAX_DELIVER", "CHATFLEET_MODEL"} {
+		t.Setenv(k, "") // restored at the end
+		if err := os.Unsetenv(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, kv := range got {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	other, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(other.Topology(), e.Topology()) || other.Model != "m" {
+		t.Errorf("configured from NonDefault: %+v, model %q; want %+v", other.Topology(), other.Model, e.Topology())
 	}
 }

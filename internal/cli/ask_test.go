@@ -378,8 +378,9 @@ func TestAskCancelledByContext(t *testing.T) {
 }
 
 // TestAskTimeout: --timeout gives up on a request that does not finish in
-// time: the answer's line is ended, stderr says it timed out and that the
-// request was cancelled (the stored reply ends cancelled); exit 1.
+// time: the answer so far is on a line of its own, stderr says it timed
+// out and that the request was cancelled (the stored reply ends
+// cancelled); exit 1.
 func TestAskTimeout(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
@@ -389,7 +390,11 @@ func TestAskTimeout(t *testing.T) {
 	ctx := fleettest.Context(t, 30*time.Second)
 
 	res := run(ctx, "", "ask", "--id", "slow-1", "--timeout", "1s", "never answered")
-	if res.code != 1 || res.out != "partial answer\n" {
+	// What arrived within the second depends on the machine: part of the
+	// answer, on a line of its own, or nothing (TestGaveUpEndsLine tests
+	// the line's end without a clock).
+	if part := strings.TrimSuffix(res.out, "\n"); res.code != 1 || !strings.HasPrefix("partial answer", part) ||
+		(res.out != "" && !strings.HasSuffix(res.out, "\n")) {
 		t.Errorf("%v; want exit 1 and the partial answer on a line of its own", res)
 	}
 	if !strings.Contains(res.err, "chatfleet ask: timed out after 1s; the request was cancelled") {

@@ -175,7 +175,8 @@ func devBanner(env config.Env, natsURL, modelURL string, simulated bool) string 
 		add = append(add, "your CHATFLEET_LLM_API_KEY / OPENAI_API_KEY")
 	}
 	for i, kv := range worker {
-		worker[i] = shellWord(kv)
+		name, value, _ := strings.Cut(kv, "=")
+		worker[i] = name + "=" + shellWord(value) // a quoted name would be no assignment
 	}
 	plus := ""
 	if len(add) > 0 {
@@ -192,7 +193,7 @@ func devBanner(env config.Env, natsURL, modelURL string, simulated bool) string 
 
 // shellWord quotes s for a POSIX shell unless it needs no quotes.
 func shellWord(s string) string {
-	if strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.,:/=@%+") == "" {
+	if strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.,:/=@%+") == "" && s != "" {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"

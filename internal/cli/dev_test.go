@@ -254,7 +254,7 @@ func TestDevBannerRedactsBaseURL(t *testing.T) {
 	t.Setenv("CHATFLEET_LLM_BASE_URL", "http://proxy:proxy-pw-83c1@127.0.0.1:1/v1?key=q-key-5a0e")
 	dev, stop := startDev(t, fleettest.Context(t, 60*time.Second))
 	log := dev.err.String()
-	if !strings.Contains(log, "'CHATFLEET_LLM_BASE_URL=http://proxy:xxxxx@127.0.0.1:1/v1?key=xxxxx'") ||
+	if !strings.Contains(log, "CHATFLEET_LLM_BASE_URL='http://proxy:xxxxx@127.0.0.1:1/v1?key=xxxxx'") ||
 		!strings.Contains(log, "plus the base URL's credentials in place of xxxxx:") ||
 		strings.Contains(log, "proxy-pw-83c1") || strings.Contains(log, "q-key-5a0e") {
 		t.Errorf("dev's banner:\n%s", log)

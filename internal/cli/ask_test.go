@@ -574,14 +574,40 @@ func submitHangs(t *testing.T) (js jetstream.JetStream, jobs <-chan string) {
 	if err := js.DeleteStream(ctx, "CHAT_JOBS"); err != nil {
 		t.Fatal(err)
 	}
+	return js, publishedJobs(t, nc)
+}
+
+// publishedJobs returns the IDs of the jobs published from now on, as nc
+// receives them.
+func publishedJobs(t *testing.T, nc *nats.Conn) <-chan string {
+	t.Helper()
 	ch := make(chan string, 10)
 	if _, err := nc.Subscribe("chat.jobs.>", func(m *nats.Msg) { ch <- m.Header.Get(jetstream.MsgIDHeader) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := nc.Flush(); err != nil {
+	if err := nc.Flush(); err != nil { // subscribed before anything is published
 		t.Fatal(err)
 	}
-	return js, ch
+	return ch
+}
+
+// interruptOnceSubmitted runs ask --id id, interrupts it (Ctrl-C) once
+// its job was published, and returns its result.
+func interruptOnceSubmitted(t *testing.T, ctx context.Context, jobs <-chan string, id string) result {
+	t.Helper()
+	sigCtx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	ask := start(sigCtx, "ask", "--id", id, "hello")
+	select {
+	case got := <-jobs:
+		if got != id {
+			t.Fatalf("job %q published, want %q", got, id)
+		}
+	case <-ctx.Done():
+		t.Fatalf("ask never published its job; stderr:\n%s", ask.err.String())
+	}
+	interrupt()
+	return ask.wait(t, 30*time.Second)
 }
 
 // TestAskInterruptedWhileSubmitting: Ctrl-C while the submit waits for
@@ -591,24 +617,8 @@ func submitHangs(t *testing.T) (js jetstream.JetStream, jobs <-chan string) {
 func TestAskInterruptedWhileSubmitting(t *testing.T) {
 	js, jobs := submitHangs(t)
 	ctx := fleettest.Context(t, 30*time.Second)
-	interruptAsk := func(id string) result {
-		t.Helper()
-		sigCtx, interrupt := context.WithCancel(context.Background())
-		defer interrupt()
-		ask := start(sigCtx, "ask", "--id", id, "hello")
-		select {
-		case got := <-jobs:
-			if got != id {
-				t.Fatalf("job %q published, want %q", got, id)
-			}
-		case <-ctx.Done():
-			t.Fatalf("ask never published its job; stderr:\n%s", ask.err.String())
-		}
-		interrupt()
-		return ask.wait(t, 30*time.Second)
-	}
 
-	res := interruptAsk("submitting-1")
+	res := interruptOnceSubmitted(t, ctx, jobs, "submitting-1")
 	if res.code != 3 || res.err != "chatfleet ask: interrupted while submitting; the request was cancelled\n" {
 		t.Errorf("interrupted: %v; want exit 3", res)
 	}
@@ -624,7 +634,7 @@ func TestAskInterruptedWhileSubmitting(t *testing.T) {
 	if err := js.DeleteKeyValue(ctx, "chat_cancels"); err != nil {
 		t.Fatal(err)
 	}
-	res = interruptAsk("submitting-2")
+	res = interruptOnceSubmitted(t, ctx, jobs, "submitting-2")
 	if res.code != 1 || !strings.HasPrefix(res.err, "chatfleet ask: interrupted while submitting; cancelling the request failed, it may go on: ") {
 		t.Errorf("interrupted, the cancel failing: %v; want exit 1", res)
 	}
@@ -646,34 +656,15 @@ func TestAskInterruptedNoWorker(t *testing.T) {
 	if _, err := topology.Ensure(ctx, js, topology.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	stored := make(chan string, 10)
-	if _, err := nc.Subscribe("chat.jobs.>", func(m *nats.Msg) { stored <- m.Header.Get(jetstream.MsgIDHeader) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	interruptAsk := func(id string) result {
-		t.Helper()
-		sigCtx, interrupt := context.WithCancel(context.Background())
-		defer interrupt()
-		ask := start(sigCtx, "ask", "--id", id, "nobody answers")
-		select {
-		case <-stored:
-		case <-ctx.Done():
-			t.Fatalf("ask never published its job; stderr:\n%s", ask.err.String())
-		}
-		interrupt()
-		return ask.wait(t, 20*time.Second)
-	}
+	jobs := publishedJobs(t, nc)
 	// Ctrl-C may come before the stream's acknowledgement or after it.
-	if res := interruptAsk("queued-1"); res.code != 3 || !strings.Contains(res.err, "; the request was cancelled") {
+	if res := interruptOnceSubmitted(t, ctx, jobs, "queued-1"); res.code != 3 || !strings.Contains(res.err, "; the request was cancelled") {
 		t.Errorf("interrupted: %v; want exit 3", res)
 	}
 	if err := js.DeleteKeyValue(ctx, "chat_cancels"); err != nil {
 		t.Fatal(err)
 	}
-	if res := interruptAsk("queued-2"); res.code != 1 || !strings.Contains(res.err, "; cancelling the request failed, it may go on: ") {
+	if res := interruptOnceSubmitted(t, ctx, jobs, "queued-2"); res.code != 1 || !strings.Contains(res.err, "; cancelling the request failed, it may go on: ") {
 		t.Errorf("interrupted, the cancel failing: %v; want exit 1", res)
 	}
 }

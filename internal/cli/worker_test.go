@@ -167,13 +167,9 @@ func TestWorkerWaitsForNATS(t *testing.T) {
 	upstream := fleettest.New(t, fleettest.Options{}).LLM // its NATS is not the one the worker waits for
 	workerEnv(t, "nats://bob:"+password+"@"+addr, upstream.URL())
 	ctx := fleettest.Context(t, 30*time.Second)
-	wctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	w := start(wctx, "worker")
-	w.waitErr(t, ctx, "cannot reach NATS")
 	// The first line says why: the reason is known before the next one,
 	// 30s later.
-	line := logLine(w.err.String(), "cannot reach NATS")
+	w, stop, line := waitingWorker(t, ctx, "cannot reach NATS")
 	if !strings.Contains(line, "url=nats://bob:xxxxx@"+addr) || !strings.Contains(line, `err="dial tcp `+addr+`: connect: connection refused"`) ||
 		strings.Contains(w.err.String(), password) {
 		t.Errorf("waiting log line: %s\nlog:\n%s", line, w.err.String())
@@ -203,11 +199,7 @@ func TestWorkerRefusedByNATS(t *testing.T) {
 	t.Cleanup(strict.Shutdown)
 	workerEnv(t, "nats://bob:"+password+"@"+addr, upstream.URL())
 	ctx := fleettest.Context(t, 30*time.Second)
-	wctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	w := start(wctx, "worker")
-	w.waitErr(t, ctx, "NATS refused the connection")
-	line := logLine(w.err.String(), "NATS refused the connection")
+	w, stop, line := waitingWorker(t, ctx, "NATS refused the connection")
 	if !strings.Contains(line, "url=nats://bob:xxxxx@"+addr) || !strings.Contains(line, `err="nats: Authorization Violation"`) ||
 		strings.Contains(w.err.String(), "cannot reach") || strings.Contains(w.err.String(), password) {
 		t.Errorf("refused log line: %s\nlog:\n%s", line, w.err.String())
@@ -223,14 +215,24 @@ func TestWorkerRefusedByNATS(t *testing.T) {
 	}
 }
 
-// logLine returns the first line of log that contains s, "" for none.
-func logLine(log, s string) string {
-	for _, line := range strings.Split(log, "\n") {
+// waitingWorker starts `chatfleet worker`, waiting for its NATS, and
+// returns it once its log says s, with the first line that says it; stop
+// stops it (the test stops it at its end in any case).
+func waitingWorker(t *testing.T, ctx context.Context, s string) (w *running, stop context.CancelFunc, line string) {
+	t.Helper()
+	wctx, stop := context.WithCancel(context.Background())
+	w = start(wctx, "worker")
+	t.Cleanup(func() {
+		stop()
+		w.wait(t, 30*time.Second)
+	})
+	w.waitErr(t, ctx, s)
+	for _, line := range strings.Split(w.err.String(), "\n") {
 		if strings.Contains(line, s) {
-			return line
+			return w, stop, line
 		}
 	}
-	return ""
+	return w, stop, ""
 }
 
 // TestWorkerHTTPAddrInUse: a taken health address fails the start and

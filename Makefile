@@ -19,7 +19,7 @@ build: ## build bin/chatfleet
 .PHONY: test
 test: lint ## run every test with the race detector: fuzz seeds, the benchmark's smoke run and the NATS fault tests included
 	@echo "go test -race: a line per package as it finishes, slow tests named, failures in full"
-	@CHATFLEET_BENCH_CHARTS=1 $(GO) run ./internal/testprogress -race -count=1 -timeout 15m -tags faults ./...
+	@CHATFLEET_BENCH_CHARTS=1 TESTPROGRESS_GO=$(GO) $(GO) run ./internal/testprogress -race -count=1 -timeout 15m -tags faults ./...
 
 .PHONY: test-short
 test-short: ## the quick tests: go test -short skips the heavy runs (the benchmark's smoke run, chatfleet dev end to end, …)

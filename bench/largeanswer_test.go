@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"context"
 	"os"
 	"testing"
-	"time"
 )
 
 // TestLargeAnswer streams a 50 MiB answer in 1 KiB deltas, as fast as the
@@ -18,7 +16,9 @@ func TestLargeAnswer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("streams 50 MiB through real processes")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	// Bounded by the test binary's -timeout, as TestSmoke is: the run
+	// includes a cold build, whose time no fixed budget can guess.
+	ctx, cancel := testContext(t)
 	defer cancel()
 	sz := SmokeSizes()
 	sz.LargeAnswerMB, sz.LargeDeltaBytes = 50, 1024

@@ -78,7 +78,7 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 		fmt.Fprintln(io.Err, "chatfleet ask:", err)
 		return ExitUsage
 	}
-	a := &asker{f: &f, pub: pub, io: io, out: &lineWriter{w: io.Out}}
+	a := &asker{f: &f, pub: pub, io: io, out: &lineWriter{w: io.Out}, redact: env.Redact}
 
 	if f.set["id"] {
 		// An ID that already has a reply is not asked again: after the
@@ -98,24 +98,30 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 
 // asker runs one ask.
 type asker struct {
-	f   *askFlags
-	pub *publisher.Publisher
-	io  IO
-	out *lineWriter
+	f      *askFlags
+	pub    *publisher.Publisher
+	io     IO
+	out    *lineWriter
+	redact func(error) error // removes the configuration's secrets
 }
+
+// interruptedWait bounds the wait for a request's cancelled event after
+// Ctrl-C cancelled it: a job still queued ends only when a worker pulls
+// it, and ask should not wait for that.
+const interruptedWait = 3 * time.Second
 
 // submit submits job, prints its reply and returns the exit code.
 // Ctrl-C (ctx) or --timeout cancels the request fleet-wide: nobody should
-// pay for an answer nobody reads.
+// pay for an answer nobody reads. After Ctrl-C ask prints the reply to its
+// cancelled event, for up to interruptedWait; a cancel that failed is
+// reported at once, with exit 1.
 func (a *asker) submit(ctx context.Context, job protocol.Job) int {
-	// Reading goes on after Ctrl-C, until the cancelled event arrives; only
-	// --timeout ends it early.
 	readCtx, cancelRead := a.withTimeout(context.Background())
 	defer cancelRead()
-	cancelRequest := func() {
+	cancelRequest := func() error {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = a.pub.Cancel(cctx, job.Tenant, job.ID)
+		return a.pub.Cancel(cctx, job.Tenant, job.ID)
 	}
 	submitCtx, cancelSubmit := context.WithCancel(readCtx)
 	defer cancelSubmit()
@@ -123,21 +129,55 @@ func (a *asker) submit(ctx context.Context, job protocol.Job) int {
 	reply, err := a.pub.Submit(submitCtx, job)
 	stopSubmit()
 	if err != nil {
-		if readCtx.Err() != nil || ctx.Err() != nil {
-			cancelRequest() // it may have been stored
+		switch {
+		case ctx.Err() != nil: // Ctrl-C; the job may have been stored
+			return a.gaveUp("interrupted while submitting", cancelRequest(), ExitCancelled)
+		case timedOut(readCtx):
+			return a.gaveUp(fmt.Sprintf("timed out after %s", a.f.timeout), cancelRequest(), ExitFailed)
 		}
-		return a.fail(readCtx, err, "the request was cancelled")
+		return a.failed(err)
 	}
 	defer reply.Stop()
-	defer context.AfterFunc(ctx, cancelRequest)()
-	code, err := a.print(readCtx, reply)
-	if err != nil {
-		if readCtx.Err() != nil && ctx.Err() == nil {
-			cancelRequest()
+	var (
+		interrupted = make(chan error, 1) // the cancel's outcome after Ctrl-C
+		handled     = make(chan struct{}) // closed when the Ctrl-C handler has returned
+		done        = make(chan struct{}) // closed when submit returns
+	)
+	stopHandler := context.AfterFunc(ctx, func() { // waited for below
+		defer close(handled)
+		err := cancelRequest()
+		interrupted <- err
+		if err != nil && !errors.Is(err, publisher.ErrAlreadyFinished) {
+			cancelRead() // the cancelled event is not coming
+			return
 		}
-		return a.fail(readCtx, err, "the request was cancelled")
+		wait := time.NewTimer(interruptedWait)
+		defer wait.Stop()
+		select {
+		case <-wait.C:
+			cancelRead()
+		case <-done:
+		}
+	})
+	defer func() {
+		close(done)
+		if !stopHandler() {
+			<-handled // it started
+		}
+	}()
+	code, err := a.print(readCtx, reply)
+	if err == nil {
+		return code
 	}
-	return code
+	select {
+	case cerr := <-interrupted:
+		return a.gaveUp("interrupted", cerr, ExitCancelled)
+	default:
+	}
+	if timedOut(readCtx) {
+		return a.gaveUp(fmt.Sprintf("timed out after %s", a.f.timeout), cancelRequest(), ExitFailed)
+	}
+	return a.failed(err)
 }
 
 // follow prints the reply of a request this ask did not submit. Ctrl-C or
@@ -146,15 +186,22 @@ func (a *asker) follow(ctx context.Context, tenant, id string) int {
 	readCtx, cancel := a.withTimeout(ctx)
 	defer cancel()
 	reply, err := a.pub.Attach(readCtx, tenant, id)
-	if err != nil {
-		return a.fail(readCtx, err, "the request goes on")
+	if err == nil {
+		defer reply.Stop()
+		var code int
+		if code, err = a.print(readCtx, reply); err == nil {
+			return code
+		}
 	}
-	defer reply.Stop()
-	code, err := a.print(readCtx, reply)
-	if err != nil {
-		return a.fail(readCtx, err, "the request goes on")
+	switch {
+	case ctx.Err() != nil:
+		a.stderr("stopped following; the request goes on")
+	case timedOut(readCtx):
+		a.stderr(fmt.Sprintf("timed out after %s; the request goes on", a.f.timeout))
+	default:
+		return a.failed(err)
 	}
-	return code
+	return ExitFailed
 }
 
 // withTimeout bounds ctx by --timeout, when given.
@@ -165,16 +212,37 @@ func (a *asker) withTimeout(ctx context.Context) (context.Context, context.Cance
 	return context.WithCancel(ctx)
 }
 
-// fail ends the answer's line and reports err: as "timed out after D"
-// when --timeout ran out (then says what became of the request).
-func (a *asker) fail(readCtx context.Context, err error, afterTimeout string) int {
-	a.out.endLine()
-	if errors.Is(readCtx.Err(), context.DeadlineExceeded) {
-		fmt.Fprintf(a.io.Err, "chatfleet ask: timed out after %s; %s\n", a.f.timeout, afterTimeout)
-	} else {
-		fmt.Fprintln(a.io.Err, "chatfleet ask:", err)
+// timedOut reports whether --timeout ended readCtx.
+func timedOut(readCtx context.Context) bool {
+	return errors.Is(readCtx.Err(), context.DeadlineExceeded)
+}
+
+// gaveUp reports why ask stopped before the request ended (why) and what
+// became of the request, given the error of cancelling it: cancelled
+// (exit code ifCancelled), finished before the cancel, or not cancelled.
+func (a *asker) gaveUp(why string, cancelErr error, ifCancelled int) int {
+	switch {
+	case cancelErr == nil:
+		a.stderr(why + "; the request was cancelled")
+		return ifCancelled
+	case errors.Is(cancelErr, publisher.ErrAlreadyFinished):
+		a.stderr(why + "; the request had already finished")
+	default:
+		a.stderr(fmt.Sprintf("%s; cancelling the request failed, it may go on: %v", why, a.redact(cancelErr)))
 	}
 	return ExitFailed
+}
+
+// failed reports err: exit 1.
+func (a *asker) failed(err error) int {
+	a.stderr(a.redact(err).Error())
+	return ExitFailed
+}
+
+// stderr ends the answer's line and prints msg as ask's.
+func (a *asker) stderr(msg string) {
+	a.out.endLine()
+	fmt.Fprintln(a.io.Err, "chatfleet ask:", msg)
 }
 
 // storedReply reports whether the replies stream holds events of

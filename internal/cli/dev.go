@@ -16,6 +16,7 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/config"
 	"github.com/chatfleet/chatfleet/internal/natsserver"
+	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/subjects"
@@ -34,6 +35,10 @@ func runDev(ctx context.Context, args []string, io IO) int {
 	names, err := subjects.New(env.Prefix)
 	if err != nil {
 		fmt.Fprintln(io.Err, "chatfleet dev:", err)
+		return ExitUsage
+	}
+	if err := env.CheckModel(); err != nil {
+		logger.Error("dev not started", "err", err)
 		return ExitUsage
 	}
 	ns, err := natsserver.Start(natsserver.Config{
@@ -56,6 +61,10 @@ func runDev(ctx context.Context, args []string, io IO) int {
 	}
 	_, err = ensureTopology(ctx, env, names, admin)
 	admin.Close()
+	if errors.Is(err, topology.ErrMismatch) {
+		// Most likely an earlier dev run's settings, kept in its data.
+		err = fmt.Errorf("%w; or remove %s (CHATFLEET_DEV_DATA_DIR) to start afresh", err, env.DevDataDir)
+	}
 	if err != nil {
 		logger.Error("cannot create the topology", "err", err)
 		return ExitFailed
@@ -130,7 +139,10 @@ func inUse(err error, variable string) slog.Attr {
 }
 
 // devBanner tells the user, with the ports dev actually uses, how to ask
-// and how to start another worker against this dev server.
+// and how to start another worker against this dev server: configured as
+// dev's workers are (every topology setting that differs from its
+// default, the default model), on the same upstream. The upstream's API
+// key is never printed: the command says to add it.
 func devBanner(env config.Env, natsURL, modelURL string, simulated bool) string {
 	self := selfCommand()
 	var join []string // what a process needs to join this dev server
@@ -141,21 +153,50 @@ func devBanner(env config.Env, natsURL, modelURL string, simulated bool) string 
 		join = append(join, "CHATFLEET_PREFIX="+env.Prefix)
 	}
 	worker := append([]string{}, join...)
+	worker = append(worker, env.NonDefault(append(config.TopologyVariables(), "CHATFLEET_MODEL")...)...)
 	if addr := nextPort(env.HTTPAddr); addr != "" {
 		worker = append(worker, "CHATFLEET_HTTP_ADDR="+addr)
 	}
-	model := "the same upstream"
-	if simulated {
+	upstream := "the same upstream"
+	var add []string // what the user must add to the command
+	switch {
+	case simulated:
 		worker = append(worker, "CHATFLEET_LLM_BASE_URL="+modelURL)
-		model = "the simulated model at " + modelURL
+		upstream = "the simulated model at " + modelURL
+	case env.LLMBaseURL != "":
+		base := config.RedactURL(env.LLMBaseURL)
+		worker = append(worker, "CHATFLEET_LLM_BASE_URL="+base)
+		upstream += " at " + base
+		if base != env.LLMBaseURL {
+			add = append(add, "the base URL's credentials in place of xxxxx")
+		}
+	}
+	if !simulated && env.LLMAPIKey != "" {
+		add = append(add, "your CHATFLEET_LLM_API_KEY / OPENAI_API_KEY")
+	}
+	for i, kv := range worker {
+		name, value, _ := strings.Cut(kv, "=")
+		worker[i] = name + "=" + shellWord(value) // a quoted name would be no assignment
+	}
+	plus := ""
+	if len(add) > 0 {
+		plus = ", plus " + strings.Join(add, " and ")
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nchatfleet dev: NATS at %s. In another terminal:\n", natsURL)
 	fmt.Fprintf(&b, "  %s ask \"hello\"\n", strings.Join(append(join, self), " "))
-	fmt.Fprintf(&b, "Another worker on %s:\n", model)
+	fmt.Fprintf(&b, "Another worker on %s%s:\n", upstream, plus)
 	fmt.Fprintf(&b, "  %s worker\n", strings.Join(append(worker, self), " "))
 	fmt.Fprintf(&b, "Ctrl-C stops.\n\n")
 	return b.String()
+}
+
+// shellWord quotes s for a POSIX shell unless it needs no quotes.
+func shellWord(s string) string {
+	if strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.,:/=@%+") == "" && s != "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // nextPort returns addr with its port plus one, for a second process's

@@ -170,23 +170,133 @@ func TestDevOnlyNATS(t *testing.T) {
 }
 
 // TestDevSecondWorker: the worker command dev's banner prints, run as
-// printed, joins dev's NATS and simulated model and answers.
+// printed in a terminal that has none of dev's settings, joins dev's NATS
+// and simulated model and answers, configured as dev is: dev's non-default
+// topology settings and model come with the command.
 func TestDevSecondWorker(t *testing.T) {
 	endToEnd(t)
 	devEnv(t)
 	t.Setenv("CHATFLEET_DEV_WORKERS", "0")
 	t.Setenv("CHATFLEET_HTTP_ADDR", "") // no port to guess for the second worker's health endpoint
+	settings := map[string]string{"CHATFLEET_QUEUE_TIMEOUT": "3s", "CHATFLEET_CACHE_TTL": "1h", "CHATFLEET_MODEL": "dev-model"}
+	for k, v := range settings {
+		t.Setenv(k, v)
+	}
 	ctx := fleettest.Context(t, 60*time.Second)
 	dev, _ := startDev(t, ctx)
-	var cmd string
-	for _, line := range strings.Split(dev.err.String(), "\n") {
+	cmd := printedWorker(t, dev.err.String())
+	for k, v := range settings {
+		if !strings.Contains(cmd, k+"="+v) {
+			t.Errorf("the worker command lacks %s=%s: %s", k, v, cmd)
+		}
+		unsetenv(t, k) // another terminal
+	}
+	w := startPrinted(t, ctx, cmd)
+
+	// dev runs no worker of its own: the answer comes from this one, over
+	// the NATS and the simulated model the command named.
+	res := run(ctx, "", "ask", "--json", "who answers?")
+	var meta protocol.Event
+	if err := json.Unmarshal([]byte(strings.SplitN(res.out, "\n", 2)[0]), &meta); err != nil || res.code != 0 ||
+		meta.Worker != "second" || meta.Model != "dev-model" || !strings.Contains(res.out, `"content":"Simulated"`) {
+		t.Errorf("ask: %v", res)
+	}
+	if res := w.stop(t); res.code != 0 {
+		t.Errorf("second worker: %v", res)
+	}
+}
+
+// TestDevSecondWorkerRealUpstream: with an upstream configured, the
+// banner's worker command names its base URL, credentials redacted, and
+// says to add the API key, which it never prints; run in a terminal that
+// has only that key, it answers from the same upstream.
+func TestDevSecondWorkerRealUpstream(t *testing.T) {
+	endToEnd(t)
+	const apiKey = "sk-dev-banner-test-61f0"
+	up := llmtest.New()
+	t.Cleanup(up.Close)
+	devEnv(t)
+	t.Setenv("CHATFLEET_DEV_WORKERS", "0")
+	t.Setenv("CHATFLEET_HTTP_ADDR", "")
+	t.Setenv("OPENAI_BASE_URL", up.URL()) // the fallback counts as configured too
+	t.Setenv("OPENAI_API_KEY", apiKey)
+	ctx := fleettest.Context(t, 60*time.Second)
+	dev, _ := startDev(t, ctx)
+	log := dev.err.String()
+	cmd := printedWorker(t, log)
+	if !strings.Contains(log, "Another worker on the same upstream at "+up.URL()+", plus your CHATFLEET_LLM_API_KEY / OPENAI_API_KEY:") ||
+		!strings.Contains(cmd, "CHATFLEET_LLM_BASE_URL="+up.URL()) || strings.Contains(log, "SIMULATED") {
+		t.Fatalf("dev's banner does not name the upstream and the key to add:\n%s", log)
+	}
+	if strings.Contains(log, apiKey) {
+		t.Fatalf("dev printed the API key:\n%s", log)
+	}
+	unsetenv(t, "OPENAI_BASE_URL") // another terminal, with the user's key
+	w := startPrinted(t, ctx, cmd)
+	res := run(ctx, "", "ask", "--id", "real-1", "hello upstream")
+	if res.code != 0 || up.Calls() != 1 || res.out != llmtest.Answer(up.Requests()[0])+"\n" {
+		t.Errorf("ask: %v (%d upstream calls)", res, up.Calls())
+	}
+	if got := up.Requests()[0].Header.Get("Authorization"); got != "Bearer "+apiKey {
+		t.Errorf("upstream Authorization = %q, want the user's key", got)
+	}
+	if res := w.stop(t); res.code != 0 {
+		t.Errorf("second worker: %v", res)
+	}
+}
+
+// TestDevBannerRedactsBaseURL: a base URL with credentials is printed
+// redacted, and the command says what to put in their place.
+func TestDevBannerRedactsBaseURL(t *testing.T) {
+	endToEnd(t)
+	devEnv(t)
+	t.Setenv("CHATFLEET_DEV_WORKERS", "0")
+	t.Setenv("CHATFLEET_LLM_BASE_URL", "http://proxy:proxy-pw-83c1@127.0.0.1:1/v1?key=q-key-5a0e")
+	dev, stop := startDev(t, fleettest.Context(t, 60*time.Second))
+	log := dev.err.String()
+	if !strings.Contains(log, "CHATFLEET_LLM_BASE_URL='http://proxy:xxxxx@127.0.0.1:1/v1?key=xxxxx'") ||
+		!strings.Contains(log, "plus the base URL's credentials in place of xxxxx:") ||
+		strings.Contains(log, "proxy-pw-83c1") || strings.Contains(log, "q-key-5a0e") {
+		t.Errorf("dev's banner:\n%s", log)
+	}
+	if res := stop(); res.code != 0 {
+		t.Errorf("dev: %v", res)
+	}
+}
+
+// printedWorker returns the worker command of dev's banner.
+func printedWorker(t *testing.T, banner string) string {
+	t.Helper()
+	for _, line := range strings.Split(banner, "\n") {
 		if strings.HasSuffix(line, " worker") && strings.Contains(line, "CHATFLEET_") {
-			cmd = strings.TrimSpace(line)
+			return strings.TrimSpace(line)
 		}
 	}
+	t.Fatalf("no worker command in dev's banner:\n%s", banner)
+	return ""
+}
+
+// printedRun is a worker started from a banner's command.
+type printedRun struct {
+	*running
+	cancel context.CancelFunc
+}
+
+// stop stops the worker and returns its result.
+func (w printedRun) stop(t *testing.T) result {
+	t.Helper()
+	w.cancel()
+	return w.wait(t, 30*time.Second)
+}
+
+// startPrinted runs cmd, `VAR=value … go run ./cmd/chatfleet worker`, as
+// printed (no value needs shell quotes here) with the worker ID second,
+// and waits until it has started.
+func startPrinted(t *testing.T, ctx context.Context, cmd string) printedRun {
+	t.Helper()
 	fields := strings.Fields(cmd)
-	if len(fields) < 4 || fields[len(fields)-1] != "worker" || strings.Join(fields[len(fields)-4:len(fields)-1], " ") != "go run ./cmd/chatfleet" {
-		t.Fatalf("no worker command in dev's banner:\n%s", dev.err.String())
+	if len(fields) < 4 || strings.Join(fields[len(fields)-4:], " ") != "go run ./cmd/chatfleet worker" {
+		t.Fatalf("not a worker command: %q", cmd)
 	}
 	for _, kv := range fields[:len(fields)-4] {
 		k, v, ok := strings.Cut(kv, "=")
@@ -196,22 +306,50 @@ func TestDevSecondWorker(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	t.Setenv("CHATFLEET_WORKER_ID", "second")
-	wctx, stopWorker := context.WithCancel(context.Background())
-	defer stopWorker()
-	w := start(wctx, "worker")
+	wctx, cancel := context.WithCancel(context.Background())
+	w := printedRun{start(wctx, "worker"), cancel}
+	t.Cleanup(func() { w.stop(t) })
 	w.waitErr(t, ctx, "worker started")
+	return w
+}
 
-	// dev runs no worker of its own: the answer comes from this one, over
-	// the NATS and the simulated model the command named.
-	res := run(ctx, "", "ask", "--json", "who answers?")
-	var meta protocol.Event
-	if err := json.Unmarshal([]byte(strings.SplitN(res.out, "\n", 2)[0]), &meta); err != nil || res.code != 0 ||
-		meta.Worker != "second" || !strings.Contains(res.out, `"content":"Simulated"`) {
-		t.Errorf("ask: %v", res)
+// TestDevLeftoverData: dev run again with another topology setting than
+// the data directory it left behind is refused with the mismatch, and
+// told that removing the directory starts afresh; it does.
+func TestDevLeftoverData(t *testing.T) {
+	endToEnd(t)
+	devEnv(t)
+	t.Setenv("CHATFLEET_DEV_WORKERS", "0")
+	t.Setenv("CHATFLEET_HTTP_ADDR", "")
+	dir := os.Getenv("CHATFLEET_DEV_DATA_DIR")
+	ctx := fleettest.Context(t, 60*time.Second)
+	t.Setenv("CHATFLEET_QUEUE_TIMEOUT", "3s")
+	_, stop := startDev(t, ctx)
+	if res := stop(); res.code != 0 {
+		t.Fatalf("first dev: %v", res)
 	}
-	stopWorker()
-	if res := w.wait(t, 30*time.Second); res.code != 0 {
-		t.Errorf("second worker: %v", res)
+
+	unsetenv(t, "CHATFLEET_QUEUE_TIMEOUT")
+	res := run(ctx, "", "dev")
+	if res.code != 1 || !strings.Contains(res.err, `is \"3s\", want \"5m0s\"`) ||
+		!strings.Contains(res.err, "or remove "+dir+" (CHATFLEET_DEV_DATA_DIR) to start afresh") {
+		t.Errorf("dev on the leftover data: %v", res)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	_, stop = startDev(t, ctx)
+	if res := stop(); res.code != 0 {
+		t.Errorf("dev after removing its data: %v", res)
+	}
+}
+
+// unsetenv unsets the variable k for the rest of the test; t restores it.
+func unsetenv(t *testing.T, k string) {
+	t.Helper()
+	t.Setenv(k, "")
+	if err := os.Unsetenv(k); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -48,9 +48,11 @@ func runDLQ(ctx context.Context, args []string, io IO) int {
 			fs.Usage()
 			return ExitUsage
 		}
-		if *tenant != "" && subjects.ValidName("tenant", *tenant) != nil {
-			fmt.Fprintf(io.Err, "chatfleet dlq: invalid tenant %q\n", *tenant)
-			return ExitUsage
+		if *tenant != "" {
+			if err := subjects.ValidName("tenant", *tenant); err != nil {
+				fmt.Fprintln(io.Err, "chatfleet dlq: --tenant:", err)
+				return ExitUsage
+			}
 		}
 	case "show", "replay":
 		var err error

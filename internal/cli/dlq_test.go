@@ -81,11 +81,16 @@ func TestDLQ(t *testing.T) {
 }
 
 func TestDLQUsage(t *testing.T) {
+	useNATS(t, "nats://127.0.0.1:1") // nothing listens: a connect would fail with 1
 	ctx := fleettest.Context(t, 10*time.Second)
 	for _, args := range [][]string{{"dlq"}, {"dlq", "peek"}, {"dlq", "show"}, {"dlq", "show", "x"}, {"dlq", "replay", "0"}, {"dlq", "ls", "extra"}} {
 		if res := run(ctx, "", args...); res.code != 2 {
 			t.Errorf("%v: %v, want exit 2", args, res)
 		}
+	}
+	// A bad tenant names its offending character, as itself.
+	if res := run(ctx, "", "dlq", "ls", "--tenant", "zoë"); res.code != 2 || !strings.Contains(res.err, `--tenant: subjects: invalid tenant "zoë": contains 'ë'`) {
+		t.Errorf("dlq ls --tenant zoë: %v", res)
 	}
 }
 

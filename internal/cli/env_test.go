@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -87,4 +88,78 @@ func TestEnvHidesSecrets(t *testing.T) {
 			t.Errorf("the value of %s appears in env's output", k)
 		}
 	}
+}
+
+// TestEnvMatchesREADME: the README's configuration table and `chatfleet
+// env` list the same variables, in the same order, with the same default
+// and meaning (the README's backticks aside).
+func TestEnvMatchesREADME(t *testing.T) {
+	res := run(fleettest.Context(t, 10*time.Second), "", "env")
+	if res.code != 0 {
+		t.Fatalf("env: %v", res)
+	}
+	env := envTable(t, res.out)
+	readme := readmeConfigTable(t)
+	if len(env) != len(readme) {
+		t.Errorf("env lists %d variables, the README %d", len(env), len(readme))
+	}
+	for i := range min(len(env), len(readme)) {
+		if env[i] != readme[i] {
+			t.Errorf("row %d:\n  env:    %q\n  README: %q", i+1, env[i], readme[i])
+		}
+	}
+}
+
+// envTable returns `chatfleet env`'s rows: variable, default, meaning,
+// cut at the header's columns.
+func envTable(t *testing.T, out string) [][3]string {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	header := lines[0]
+	def, meaning := strings.Index(header, "DEFAULT"), strings.Index(header, "MEANING")
+	if !strings.HasPrefix(header, "VARIABLE") || def < 0 || meaning < def {
+		t.Fatalf("env's header: %q", header)
+	}
+	var rows [][3]string
+	for _, line := range lines[1:] {
+		if !strings.HasPrefix(line, "CHATFLEET_") {
+			continue
+		}
+		if len(line) < meaning {
+			t.Fatalf("env's row %q is shorter than its columns", line)
+		}
+		rows = append(rows, [3]string{strings.TrimSpace(line[:def]), strings.TrimSpace(line[def:meaning]), strings.TrimSpace(line[meaning:])})
+	}
+	return rows
+}
+
+// readmeConfigTable returns the rows of the README's configuration table:
+// variable, default, meaning, without backticks.
+func readmeConfigTable(t *testing.T) [][3]string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README.md has no Configuration section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var rows [][3]string
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `CHATFLEET_") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), " | ")
+		if len(cells) != 3 {
+			t.Fatalf("README row %q has %d cells, want 3", line, len(cells))
+		}
+		var row [3]string
+		for i, c := range cells {
+			row[i] = strings.TrimSpace(strings.ReplaceAll(c, "`", ""))
+		}
+		rows = append(rows, row)
+	}
+	return rows
 }

@@ -33,7 +33,8 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res := run(ctx, "", "status", "--json")
+	// Every worker must answer: --wait leaves them time on a busy machine.
+	res := run(ctx, "", "status", "--json", "--wait", "2s")
 	if res.code != 0 {
 		t.Fatalf("status --json: %v", res)
 	}
@@ -75,7 +76,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("requests %d, cache hits %d, ratio %v", requests, hits, st.Fleet.CacheHitRatio)
 	}
 
-	res = run(ctx, "", "status")
+	res = run(ctx, "", "status", "--wait", "2s")
 	if res.code != 0 || !strings.Contains(res.out, "3 workers") || !strings.Contains(res.out, "cache hits 50.0%") ||
 		!strings.Contains(res.out, "w1") || !strings.Contains(res.out, "0/64") {
 		t.Errorf("status: %v\n%s", res, res.out)
@@ -157,9 +158,11 @@ func TestStatusNoWorkers(t *testing.T) {
 		OldestWaitingS float64    `json:"oldest_waiting_s"`
 		Since          *time.Time `json:"oldest_waiting_since"`
 	}
-	status := func() (queue, int) {
+	// status runs status --json; wait is its --wait: long enough for a
+	// running worker to answer.
+	status := func(wait string) (queue, int) {
 		t.Helper()
-		res := run(ctx, "", "status", "--json", "--wait", "100ms")
+		res := run(ctx, "", "status", "--json", "--wait", wait)
 		if res.code != 0 {
 			t.Fatalf("status --json: %v", res)
 		}
@@ -180,7 +183,7 @@ func TestStatusNoWorkers(t *testing.T) {
 		return st.Queue, st.Fleet.Workers
 	}
 
-	q, workers := status()
+	q, workers := status("100ms") // no worker runs
 	if workers != 0 || q.Waiting != 2 || q.Since == nil || !q.Since.Equal(stored(1)) || q.OldestWaitingS < 0 {
 		t.Errorf("no workers: %d workers, queue %+v; want 0 workers, 2 waiting since %s", workers, q, stored(1))
 	}
@@ -198,7 +201,7 @@ func TestStatusNoWorkers(t *testing.T) {
 	if err := f.LLM.WaitCalls(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	q, workers = status()
+	q, workers = status("2s")
 	if workers != 1 || q.Waiting != 1 || q.AckPending != 1 || q.Since == nil || !q.Since.Equal(stored(2)) {
 		t.Errorf("one job pulled: %d workers, queue %+v; want 1 waiting since %s (the second job)", workers, q, stored(2))
 	}
@@ -207,7 +210,7 @@ func TestStatusNoWorkers(t *testing.T) {
 	if last := lastStored(t, ctx, f, "default", "queued-2"); last.Type != protocol.EventDone {
 		t.Fatalf("queued-2 ended with %+v", last)
 	}
-	if q, _ = status(); q.Waiting != 0 || q.Since != nil || q.OldestWaitingS != 0 {
+	if q, _ = status("2s"); q.Waiting != 0 || q.Since != nil || q.OldestWaitingS != 0 {
 		t.Errorf("empty queue: %+v", q)
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -18,30 +19,30 @@ import (
 // unreachableEvery is how often a worker waiting for NATS says so again.
 const unreachableEvery = 30 * time.Second
 
+// reasonWait bounds how long a worker waiting for NATS holds its first
+// warning back for the reason of a failed attempt (normally milliseconds).
+const reasonWait = 5 * time.Second
+
 func runWorker(ctx context.Context, args []string, io IO) int {
 	env, logger, code := loadServerEnv(io, "worker", args)
 	if code != ExitOK {
 		return code
 	}
-	if err := env.CheckUpstream(); err != nil {
-		logger.Error("worker not started", "err", err)
-		return ExitUsage
+	for _, check := range []func() error{env.CheckUpstream, env.CheckModel} {
+		if err := check(); err != nil {
+			logger.Error("worker not started", "err", err)
+			return ExitUsage
+		}
 	}
-	var (
-		connectedOnce sync.Once
-		connected     = make(chan struct{})
-		lastErr       atomic.Pointer[error]
-	)
-	nc, err := env.Connect("chatfleet worker", true,
-		nats.ConnectHandler(func(*nats.Conn) { connectedOnce.Do(func() { close(connected) }) }),
-		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { lastErr.Store(&err) }))
+	wait := newNATSWait()
+	nc, err := env.Connect("chatfleet worker", true, wait.options()...)
 	if err != nil {
 		logger.Error("cannot connect to NATS", "err", err)
 		return ExitFailed
 	}
 	defer nc.Close()
-	if !waitForNATS(ctx, logger, env, nc, connected, &lastErr) {
-		return ExitOK // stopped before NATS was reached: nothing ran
+	if connected, code := waitForNATS(ctx, logger, env, nc, wait); !connected {
+		return code
 	}
 	w, tel, code := startWorker(ctx, env, logger, env.Worker(env.LLM(), logger), nc)
 	if code != ExitOK {
@@ -52,36 +53,118 @@ func runWorker(ctx context.Context, args []string, io IO) int {
 	return stopWorkers(logger, env.ShutdownGrace, w)
 }
 
-// waitForNATS waits until nc has connected (connected is closed) or ctx
-// ends, which it reports with false. While it waits it says, now and
-// every unreachableEvery, which URL it cannot reach and why.
-func waitForNATS(ctx context.Context, logger *slog.Logger, env config.Env, nc *nats.Conn, connected <-chan struct{}, lastErr *atomic.Pointer[error]) bool {
+// natsWait follows a worker's connection until it is established: why the
+// last attempt failed, and whether it has connected or closed. nats.go
+// reports each failed attempt, the first one included, on its own
+// goroutine, after Connect has returned.
+type natsWait struct {
+	connected chan struct{} // closed once connected
+	closed    chan struct{} // closed when the connection closes
+	reason    chan struct{} // closed once a failed attempt said why
+	lastErr   atomic.Pointer[error]
+
+	connectedOnce, closedOnce, reasonOnce sync.Once
+}
+
+func newNATSWait() *natsWait {
+	return &natsWait{connected: make(chan struct{}), closed: make(chan struct{}), reason: make(chan struct{})}
+}
+
+// options are the connection options that report to w.
+func (w *natsWait) options() []nats.Option {
+	return []nats.Option{
+		nats.ConnectHandler(func(*nats.Conn) { w.connectedOnce.Do(func() { close(w.connected) }) }),
+		nats.ClosedHandler(func(*nats.Conn) { w.closedOnce.Do(func() { close(w.closed) }) }),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			w.lastErr.Store(&err)
+			// "no servers available" is all the first attempt says when
+			// nothing answered; the next attempt's error says why.
+			if !errors.Is(err, nats.ErrNoServers) {
+				w.reasonOnce.Do(func() { close(w.reason) })
+			}
+		}),
+	}
+}
+
+// waitForNATS waits until nc has connected, which it reports with true.
+// Otherwise code is the exit code: 0 when ctx ended first, 1 when the
+// connection closed. While it waits it says which URL it cannot reach, or
+// that the server refused the connection, and why: as soon as the first
+// attempt's reason is known, then every unreachableEvery.
+func waitForNATS(ctx context.Context, logger *slog.Logger, env config.Env, nc *nats.Conn, w *natsWait) (connected bool, code int) {
 	if nc.IsConnected() {
-		return true
+		return true, ExitOK
 	}
 	url := config.RedactURL(env.NATSURL)
+	lastErr := func() error {
+		if err := w.lastErr.Load(); err != nil {
+			return env.Redact(*err)
+		}
+		return nil
+	}
 	warn := func() {
 		attrs := []any{"url", url}
-		if err := lastErr.Load(); err != nil {
-			attrs = append(attrs, "err", env.Redact(*err))
+		msg := "cannot reach NATS; retrying until it is up (CHATFLEET_NATS_URL)"
+		if err := lastErr(); err != nil {
+			if refusal(err) {
+				msg = "NATS refused the connection; retrying until it accepts it"
+				attrs = append(attrs, "fix", "check the credentials: CHATFLEET_NATS_USER and CHATFLEET_NATS_PASSWORD, "+
+					"CHATFLEET_NATS_TOKEN, CHATFLEET_NATS_CREDS, CHATFLEET_NATS_NKEY or the URL's")
+			}
+			attrs = append(attrs, "err", err)
 		}
-		logger.Warn("cannot reach NATS; retrying until it is up (CHATFLEET_NATS_URL)", attrs...)
+		logger.Warn(msg, attrs...)
 	}
-	warn()
-	tick := time.NewTicker(unreachableEvery)
-	defer tick.Stop()
+	first := time.NewTimer(reasonWait)
+	defer first.Stop()
+	reason := w.reason
+	var (
+		tick  *time.Ticker     // repeats the warning; nil until the first
+		again <-chan time.Time // tick's channel
+	)
+	defer func() {
+		if tick != nil {
+			tick.Stop()
+		}
+	}()
+	firstWarning := func() {
+		reason = nil
+		if tick == nil {
+			warn()
+			tick = time.NewTicker(unreachableEvery)
+			again = tick.C
+		}
+	}
 	for {
 		select {
-		case <-connected:
+		case <-w.connected:
 			logger.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
-			return true
-		case <-tick.C:
+			return true, ExitOK
+		case <-w.closed:
+			logger.Error("the NATS connection closed before it was established", "url", url, "err", lastErr())
+			return false, ExitFailed
+		case <-reason:
+			firstWarning()
+		case <-first.C:
+			firstWarning()
+		case <-again:
 			warn()
 		case <-ctx.Done():
 			logger.Info("stopped before NATS was reached", "url", url)
-			return false
+			return false, ExitOK // nothing ran
 		}
 	}
+}
+
+// refusal reports whether err is a NATS server refusing the connection's
+// credentials.
+func refusal(err error) bool {
+	for _, target := range []error{nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked, nats.ErrAccountAuthExpired} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // startWorker gives cfg telemetry and starts a worker with it on nc. code

@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natsserver"
 	"github.com/chatfleet/chatfleet/internal/natstest"
 )
 
@@ -155,20 +158,21 @@ func TestWorkerLogsUpstream(t *testing.T) {
 	}
 }
 
-// TestWorkerWaitsForNATS: a worker whose NATS is not up says so, with the
-// URL's password redacted, and starts once the server is there.
+// TestWorkerWaitsForNATS: a worker whose NATS is not up says so at once,
+// with the URL's password redacted and the reason, and starts once the
+// server is there.
 func TestWorkerWaitsForNATS(t *testing.T) {
 	const password = "nats-pw-0b7d"
 	addr := freeAddr(t)
 	upstream := fleettest.New(t, fleettest.Options{}).LLM // its NATS is not the one the worker waits for
 	workerEnv(t, "nats://bob:"+password+"@"+addr, upstream.URL())
 	ctx := fleettest.Context(t, 30*time.Second)
-	wctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	w := start(wctx, "worker")
-	w.waitErr(t, ctx, "cannot reach NATS")
-	if log := w.err.String(); !strings.Contains(log, "url=nats://bob:xxxxx@"+addr) || strings.Contains(log, password) {
-		t.Errorf("waiting log:\n%s", log)
+	// The first line says why: the reason is known before the next one,
+	// 30s later.
+	w, stop, line := waitingWorker(t, ctx, "cannot reach NATS")
+	if !strings.Contains(line, "url=nats://bob:xxxxx@"+addr) || !strings.Contains(line, `err="dial tcp `+addr+`: connect: connection refused"`) ||
+		strings.Contains(w.err.String(), password) {
+		t.Errorf("waiting log line: %s\nlog:\n%s", line, w.err.String())
 	}
 	natstest.RunServerAt(t, addr, t.TempDir()) // no auth: the credentials are accepted as they are
 	w.waitErr(t, ctx, "worker started")
@@ -177,6 +181,58 @@ func TestWorkerWaitsForNATS(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.err, "connected to NATS") || strings.Contains(res.err, password) {
 		t.Errorf("worker: %v", res)
 	}
+}
+
+// TestWorkerRefusedByNATS: a worker whose NATS server refuses its
+// credentials says so at once, as a refusal with the server's reason (the
+// password redacted), keeps trying, and starts once a server accepts it.
+func TestWorkerRefusedByNATS(t *testing.T) {
+	const password = "wrong-pw-5e21"
+	addr := freeAddr(t)
+	upstream := fleettest.New(t, fleettest.Options{}).LLM
+	strict, err := natsserver.Start(natsserver.Config{Listen: addr, StoreDir: t.TempDir(), Tune: func(o *server.Options) {
+		o.Username, o.Password = "bob", "the-right-one"
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(strict.Shutdown)
+	workerEnv(t, "nats://bob:"+password+"@"+addr, upstream.URL())
+	ctx := fleettest.Context(t, 30*time.Second)
+	w, stop, line := waitingWorker(t, ctx, "NATS refused the connection")
+	if !strings.Contains(line, "url=nats://bob:xxxxx@"+addr) || !strings.Contains(line, `err="nats: Authorization Violation"`) ||
+		strings.Contains(w.err.String(), "cannot reach") || strings.Contains(w.err.String(), password) {
+		t.Errorf("refused log line: %s\nlog:\n%s", line, w.err.String())
+	}
+	// The server that refused goes; one that accepts anyone comes up at its
+	// address: the worker has not given up.
+	strict.Shutdown()
+	natstest.RunServerAt(t, addr, t.TempDir())
+	w.waitErr(t, ctx, "worker started")
+	stop()
+	if res := w.wait(t, 30*time.Second); res.code != 0 || strings.Contains(res.err, password) {
+		t.Errorf("worker: %v", res)
+	}
+}
+
+// waitingWorker starts `chatfleet worker`, waiting for its NATS, and
+// returns it once its log says s, with the first line that says it; stop
+// stops it (the test stops it at its end in any case).
+func waitingWorker(t *testing.T, ctx context.Context, s string) (w *running, stop context.CancelFunc, line string) {
+	t.Helper()
+	wctx, stop := context.WithCancel(context.Background())
+	w = start(wctx, "worker")
+	t.Cleanup(func() {
+		stop()
+		w.wait(t, 30*time.Second)
+	})
+	w.waitErr(t, ctx, s)
+	for _, line := range strings.Split(w.err.String(), "\n") {
+		if strings.Contains(line, s) {
+			return w, stop, line
+		}
+	}
+	return w, stop, ""
 }
 
 // TestWorkerHTTPAddrInUse: a taken health address fails the start and
@@ -193,5 +249,27 @@ func TestWorkerHTTPAddrInUse(t *testing.T) {
 	res := run(fleettest.Context(t, 30*time.Second), "", "worker")
 	if res.code != 1 || !strings.Contains(res.err, "address already in use") || !strings.Contains(res.err, "set CHATFLEET_HTTP_ADDR") {
 		t.Errorf("worker on a taken address: %v", res)
+	}
+}
+
+// TestModelNotAllowed: a worker (or dev) whose default model is not in its
+// own allow-list would refuse every job that names no model: it refuses
+// to start instead (exit 2), naming both settings.
+func TestModelNotAllowed(t *testing.T) {
+	f := fleettest.New(t, fleettest.Options{})
+	ctx := fleettest.Context(t, 30*time.Second)
+	for _, cmd := range []string{"worker", "dev"} {
+		if cmd == "dev" {
+			devEnv(t)
+		} else {
+			workerEnv(t, f.NATS.ClientURL(), f.LLM.URL())
+		}
+		t.Setenv("CHATFLEET_MODEL", testModel)
+		t.Setenv("CHATFLEET_ALLOWED_MODELS", "model-a,model-b")
+		res := run(ctx, "", cmd)
+		want := "CHATFLEET_MODEL=" + testModel + " is not in CHATFLEET_ALLOWED_MODELS=model-a,model-b: every job that names no model would be refused"
+		if res.code != 2 || !strings.Contains(res.err, want) || strings.Contains(res.err, "worker started") {
+			t.Errorf("%s: %v; want exit 2 and %s", cmd, res, want)
+		}
 	}
 }

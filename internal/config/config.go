@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -38,15 +39,15 @@ type Env struct {
 	WorkerID string `envconfig:"CHATFLEET_WORKER_ID" desc:"worker ID (default: hostname-pid)"`
 	HTTPAddr string `envconfig:"CHATFLEET_HTTP_ADDR" default:":9090" desc:"address of /healthz, /readyz and /metrics; empty disables"`
 
-	LLMBaseURL       string        `envconfig:"CHATFLEET_LLM_BASE_URL" desc:"OpenAI-compatible base URL incl. /v1 (falls back to OPENAI_BASE_URL, then https://api.openai.com/v1)"`
+	LLMBaseURL       string        `envconfig:"CHATFLEET_LLM_BASE_URL" desc:"OpenAI-compatible base URL incl. /v1 (falls back to OPENAI_BASE_URL, then https://api.openai.com/v1; a worker with neither a base URL nor an API key refuses to start)"`
 	LLMAPIKey        string        `envconfig:"CHATFLEET_LLM_API_KEY" desc:"upstream API key (falls back to OPENAI_API_KEY; never printed or logged)"`
 	Model            string        `envconfig:"CHATFLEET_MODEL" default:"gpt-4o-mini" desc:"model for jobs that name none"`
-	Models           []string      `envconfig:"CHATFLEET_ALLOWED_MODELS" desc:"comma-separated allow-list of models; empty allows any"`
-	LLMIdle          time.Duration `envconfig:"CHATFLEET_LLM_IDLE_TIMEOUT" default:"60s" desc:"cut an upstream stream silent this long"`
+	Models           []string      `envconfig:"CHATFLEET_ALLOWED_MODELS" desc:"comma-separated allow-list of models; empty allows any; when set, it must hold CHATFLEET_MODEL"`
+	LLMIdle          time.Duration `envconfig:"CHATFLEET_LLM_IDLE_TIMEOUT" default:"60s" desc:"cut an upstream stream silent this long; every byte counts, keep-alive comments included (the processing timeout bounds those)"`
 	LLMRetries       int           `envconfig:"CHATFLEET_LLM_MAX_RETRIES" default:"3" desc:"retries of 429/5xx/connection errors before the first token"`
 	LLMBreaker       int           `envconfig:"CHATFLEET_LLM_BREAKER_FAILURES" default:"5" desc:"consecutive upstream failures that open the circuit breaker"`
 	LLMCool          time.Duration `envconfig:"CHATFLEET_LLM_BREAKER_COOLDOWN" default:"10s" desc:"how long the open breaker fails fast before one trial call"`
-	LLMStreamOptions bool          `envconfig:"CHATFLEET_LLM_STREAM_OPTIONS" default:"true" desc:"send stream_options.include_usage (usage in the stream); false for upstreams that refuse the field"`
+	LLMStreamOptions bool          `envconfig:"CHATFLEET_LLM_STREAM_OPTIONS" default:"true" desc:"send stream_options.include_usage (usage in the stream); false for upstreams that refuse the field (done events then usually carry no usage)"`
 
 	MaxConcurrentRequests   int           `envconfig:"CHATFLEET_MAX_CONCURRENT_REQUESTS" default:"64" desc:"jobs a worker leads or routes at once"`
 	MaxConcurrentLLMStreams int           `envconfig:"CHATFLEET_MAX_CONCURRENT_LLM_STREAMS" default:"16" desc:"upstream streams a worker runs at once"`
@@ -55,7 +56,7 @@ type Env struct {
 	Dedupe                  bool          `envconfig:"CHATFLEET_DEDUPE" default:"true" desc:"share one generation among identical concurrent jobs (jobs may override)"`
 	Cache                   bool          `envconfig:"CHATFLEET_CACHE" default:"true" desc:"serve and store finished answers (jobs may override)"`
 	ChunkWindow             time.Duration `envconfig:"CHATFLEET_CHUNK_WINDOW" default:"5ms" desc:"merge deltas arriving within this window into one chunk event; 0 disables"`
-	MaxAnswerBytes          int           `envconfig:"CHATFLEET_MAX_ANSWER_BYTES" default:"8388608" desc:"longest answer (text, tool-call arguments, refusal and reasoning); a longer one ends with answer_too_large"`
+	MaxAnswerBytes          int           `envconfig:"CHATFLEET_MAX_ANSWER_BYTES" default:"8388608" desc:"longest answer (text, tool-call arguments, refusal and reasoning together); a longer one ends with answer_too_large and its upstream request is cancelled"`
 	ProgressInterval        time.Duration `envconfig:"CHATFLEET_PROGRESS_INTERVAL" default:"5s" desc:"a request waiting for its first output repeats its stage (a progress event) after this long without an event"`
 	ProcessingTimeout       time.Duration `envconfig:"CHATFLEET_PROCESSING_TIMEOUT" default:"10m" desc:"longest a job may run"`
 	QueueTimeout            time.Duration `envconfig:"CHATFLEET_QUEUE_TIMEOUT" default:"5m" desc:"a job still queued after this long ends with queue_timeout; one value for the fleet, stored with the jobs stream when it is created; 0 disables"`
@@ -75,7 +76,7 @@ type Env struct {
 	Replicas        int           `envconfig:"CHATFLEET_REPLICAS" default:"1" desc:"replicas of every stream and bucket (1, 3 or 5)"`
 	LeaseTTL        time.Duration `envconfig:"CHATFLEET_LEASE_TTL" default:"10s" desc:"leader lease; a dead leader is replaced within about this long"`
 	CacheTTL        time.Duration `envconfig:"CHATFLEET_CACHE_TTL" default:"24h" desc:"how long finished answers are served from the cache"`
-	CacheMaxBytes   int32         `envconfig:"CHATFLEET_CACHE_MAX_BYTES" default:"1048576" desc:"largest cached answer"`
+	CacheMaxBytes   int32         `envconfig:"CHATFLEET_CACHE_MAX_BYTES" default:"1048576" desc:"largest cached answer (content, tool calls, refusal and reasoning together); a larger one is streamed but not cached"`
 	CancelTTL       time.Duration `envconfig:"CHATFLEET_CANCEL_TTL" default:"1h" desc:"how long a cancel request is remembered"`
 	DLQMaxAge       time.Duration `envconfig:"CHATFLEET_DLQ_MAX_AGE" default:"168h" desc:"how long dead-lettered jobs are kept"`
 
@@ -129,6 +130,66 @@ func (e Env) CheckUpstream() error {
 	return nil
 }
 
+// CheckModel returns an error when CHATFLEET_ALLOWED_MODELS is set and
+// does not hold CHATFLEET_MODEL: a worker would refuse (and dead-letter)
+// every job that names no model.
+func (e Env) CheckModel() error {
+	if len(e.Models) == 0 || slices.Contains(e.Models, e.Model) {
+		return nil
+	}
+	list := strings.Join(e.Models, ",")
+	spaces := ""
+	if strings.Contains(list, " ") {
+		spaces = " (names are compared exactly, spaces included)"
+	}
+	return fmt.Errorf("config: CHATFLEET_MODEL=%s is not in CHATFLEET_ALLOWED_MODELS=%s%s: every job that names no model "+
+		"would be refused; add it to the list, or set CHATFLEET_MODEL to one of them", e.Model, list, spaces)
+}
+
+// NonDefault returns NAME=value for each variable named in names whose
+// value in e differs from its default, in the order `chatfleet env` lists
+// them: what another process needs to be configured as e is.
+func (e Env) NonDefault(names ...string) []string {
+	var out []string
+	typ, val := reflect.TypeFor[Env](), reflect.ValueOf(e)
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name := f.Tag.Get("envconfig")
+		if !slices.Contains(names, name) {
+			continue
+		}
+		if v := formatValue(val.Field(i)); v != canonicalDefault(f) {
+			out = append(out, name+"="+v)
+		}
+	}
+	return out
+}
+
+// formatValue spells a variable's value as the variable takes it.
+func formatValue(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case []string:
+		return strings.Join(x, ",")
+	case *int:
+		if x == nil {
+			return ""
+		}
+		return fmt.Sprint(*x)
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// canonicalDefault spells f's default as formatValue spells its value.
+func canonicalDefault(f reflect.StructField) string {
+	def := f.Tag.Get("default")
+	if f.Type == reflect.TypeFor[time.Duration]() {
+		if d, err := time.ParseDuration(def); err == nil {
+			return d.String()
+		}
+	}
+	return def
+}
+
 // Default returns the default of the variable named name ("" for none or
 // an unknown name).
 func Default(name string) string {
@@ -167,7 +228,7 @@ func (e Env) Topology() topology.Config {
 		Replicas: e.Replicas, QueueLimit: e.QueueLimit,
 		// The stream's limit is a backstop above the workers' own, so an
 		// oversized job reaches a worker and gets an answer.
-		MaxJobBytes:     max(8<<20, 2*e.MaxJobBytes),
+		MaxJobBytes:     max(minStreamJobBytes, 2*e.MaxJobBytes),
 		DuplicateWindow: e.DuplicateWindow, ReplyMaxAge: e.ReplyMaxAge, ReplyMaxBytes: e.ReplyMaxBytes,
 		AckWait: e.AckWait, MaxDeliver: e.MaxDeliver, MaxAckPending: e.MaxAckPending, QueueTimeout: off(e.QueueTimeout),
 		LeaseTTL: e.LeaseTTL, CacheTTL: e.CacheTTL, CacheMaxValueBytes: e.CacheMaxBytes, CancelTTL: e.CancelTTL,

@@ -116,3 +116,23 @@ func TestWaitingLeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckModel: the default model must be one the allow-list allows,
+// when there is one; a list written with spaces is pointed out.
+func TestCheckModel(t *testing.T) {
+	for _, tt := range []struct {
+		model   string
+		allowed []string
+		err     string
+	}{
+		{"m", nil, ""},
+		{"m", []string{"a", "m"}, ""},
+		{"m", []string{"a", "b"}, "CHATFLEET_MODEL=m is not in CHATFLEET_ALLOWED_MODELS=a,b: "},
+		{"b", []string{"a", " b"}, "CHATFLEET_ALLOWED_MODELS=a, b (names are compared exactly, spaces included)"},
+	} {
+		err := Env{Model: tt.model, Models: tt.allowed}.CheckModel()
+		if (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("model %q, allowed %q: %v, want %q", tt.model, tt.allowed, err, tt.err)
+		}
+	}
+}

@@ -8,8 +8,11 @@ import (
 )
 
 // Connect connects to NATS with the configured authentication and keeps
-// reconnecting forever. With waitForServer it also waits for a server that
-// is not up yet (workers): the connection is returned before it is
+// reconnecting forever, also while a server refuses the credentials
+// (nats.go would otherwise close the connection for good after the second
+// refusal, leaving a waiting worker waiting on nothing). With
+// waitForServer it also waits for a server that is not up yet, or that
+// refuses it (workers): the connection is returned before it is
 // established (nats.ConnectHandler among extra says when); without, it
 // fails at once (the CLI's clients). extra options are applied last.
 func (e Env) Connect(name string, waitForServer bool, extra ...nats.Option) (*nats.Conn, error) {
@@ -18,6 +21,7 @@ func (e Env) Connect(name string, waitForServer bool, extra ...nats.Option) (*na
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(waitForServer),
+		nats.IgnoreAuthErrorAbort(),
 	}
 	if e.NATSCreds != "" {
 		opts = append(opts, nats.UserCredentials(e.NATSCreds))

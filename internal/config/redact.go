@@ -98,15 +98,15 @@ func scrub(s string, secrets ...string) string {
 	return s
 }
 
-// redactedError is an error whose text had secrets removed; errors.Is and
-// errors.As still see the original.
-type redactedError struct {
+// rewordedError is an error whose text was rewritten (secrets removed,
+// advice replaced); errors.Is and errors.As still see the original.
+type rewordedError struct {
 	msg string
 	err error
 }
 
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
+func (e *rewordedError) Error() string { return e.msg }
+func (e *rewordedError) Unwrap() error { return e.err }
 
 // Redact returns err with every secret of the configuration removed from
 // its text: the credentials in CHATFLEET_NATS_URL, CHATFLEET_NATS_PASSWORD,
@@ -121,5 +121,5 @@ func (e Env) Redact(err error) error {
 	if msg == err.Error() {
 		return err
 	}
-	return &redactedError{msg: msg, err: err}
+	return &rewordedError{msg: msg, err: err}
 }

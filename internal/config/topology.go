@@ -3,6 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/chatfleet/chatfleet/internal/topology"
@@ -12,7 +15,8 @@ import (
 // ExplainTopology returns err unchanged unless it is (or wraps) a
 // *topology.MismatchError; then it adds which variable sets each setting
 // that differs, the value that joins the fleet as it is, and how to
-// change the fleet's setting instead.
+// change the fleet's setting instead, in place of the mismatch's generic
+// advice. errors.Is and errors.As still see err.
 func (e Env) ExplainTopology(err error) error {
 	var mm *topology.MismatchError
 	if !errors.As(err, &mm) {
@@ -22,52 +26,83 @@ func (e Env) ExplainTopology(err error) error {
 	if nerr != nil {
 		return err
 	}
-	var keep, unset []string
+	var keep, outside []string
 	for _, f := range mm.Fields {
 		v, ok := topologyVar(names, mm.Kind, mm.Name, f.Field)
-		switch {
-		case !ok:
-			unset = append(unset, f.Field)
-		case v.value == nil:
-			keep = append(keep, fmt.Sprintf("%s to match %s %s", v.name, f.Field, f.Have))
-		default:
-			keep = append(keep, v.name+"="+v.value(f.Have))
+		if !ok {
+			outside = append(outside, "no variable sets "+f.Field)
+			continue
+		}
+		if k, ok := v.keep(v.name, f.Have); ok {
+			keep = append(keep, k)
+		} else {
+			outside = append(outside, fmt.Sprintf("no value of %s gives %s %s", v.name, f.Field, f.Have))
 		}
 	}
 	var hint []string
 	if len(keep) > 0 {
 		hint = append(hint, "to run with the existing "+mm.Kind+" as it is, set "+strings.Join(keep, ", "))
 	}
-	if len(unset) > 0 {
-		hint = append(hint, "no variable sets "+strings.Join(unset, ", ")+": the "+mm.Kind+" was changed outside chatfleet")
+	if len(outside) > 0 {
+		hint = append(hint, strings.Join(outside, ", ")+": the "+mm.Kind+" was changed outside chatfleet")
 	}
 	hint = append(hint, fmt.Sprintf("to change the fleet's setting, edit the %s %s with the nats CLI, or delete it "+
 		"(its contents are lost) and start again", mm.Kind, mm.Name))
-	return fmt.Errorf("%w; %s", err, strings.Join(hint, "; "))
+	msg := strings.Replace(err.Error(), mm.Error(), mm.Summary(), 1)
+	return &rewordedError{msg: msg + "; " + strings.Join(hint, "; "), err: err}
 }
 
-// topologySetting is the variable behind a resource's setting; value,
-// when not nil, turns the resource's value into the variable's.
+// minStreamJobBytes is the least max_msg_size of the jobs stream: it takes
+// twice the workers' CHATFLEET_MAX_JOB_BYTES, at least this.
+const minStreamJobBytes = 8 << 20
+
+// topologySetting is the variable behind a resource's setting.
 type topologySetting struct {
-	name  string
-	value func(have string) string
+	name string
+	// keep returns what to set the variable name to for the resource's
+	// value have, or false when no value gives it.
+	keep func(name, have string) (string, bool)
 }
 
-func same(have string) string { return have }
+// same: the variable takes the resource's value as it is.
+func same(name, have string) (string, bool) { return name + "=" + have, true }
+
+// jobBytes: the jobs stream's max_msg_size is max(8 MiB, 2×MaxJobBytes).
+func jobBytes(name, have string) (string, bool) {
+	n, err := strconv.ParseInt(have, 10, 64)
+	switch {
+	case err != nil:
+		return "", false
+	case n == minStreamJobBytes:
+		return fmt.Sprintf("%s ≤ %d", name, n/2), true
+	case n > minStreamJobBytes && n%2 == 0 && n/2 <= math.MaxInt32:
+		return fmt.Sprintf("%s=%d", name, n/2), true
+	}
+	return "", false
+}
 
 // topologyVar returns the variable that sets field of the resource kind
 // name, as Env.Topology and topology.Ensure derive it.
 func topologyVar(n subjects.Names, kind, name, field string) (topologySetting, bool) {
 	if field == "replicas" {
-		return topologySetting{"CHATFLEET_REPLICAS", same}, true
+		return replicas, true
 	}
-	byResource := map[string]map[string]topologySetting{
+	v, ok := topologySettings(n)[kind+" "+name][field]
+	return v, ok
+}
+
+// replicas sets the replicas of every stream and bucket.
+var replicas = topologySetting{"CHATFLEET_REPLICAS", same}
+
+// topologySettings maps each resource ("stream CHAT_JOBS") to its settings
+// a variable sets, but replicas.
+func topologySettings(n subjects.Names) map[string]map[string]topologySetting {
+	return map[string]map[string]topologySetting{
 		"stream " + n.JobsStream(): {
 			"max_msgs":         {"CHATFLEET_QUEUE_LIMIT", same},
 			"duplicate_window": {"CHATFLEET_DUPLICATE_WINDOW", same},
 			"metadata." + topology.MetadataQueueTimeout: {"CHATFLEET_QUEUE_TIMEOUT", same},
-			// The stream takes twice the workers' limit, at least 8 MiB.
-			"max_msg_size": {"CHATFLEET_MAX_JOB_BYTES", nil},
+			"max_msg_size": {"CHATFLEET_MAX_JOB_BYTES", jobBytes},
 		},
 		"stream " + n.RepliesStream(): {
 			"max_age":   {"CHATFLEET_REPLY_MAX_AGE", same},
@@ -92,6 +127,17 @@ func topologyVar(n subjects.Names, kind, name, field string) (topologySetting, b
 			"ttl": {"CHATFLEET_CANCEL_TTL", same},
 		},
 	}
-	v, ok := byResource[kind+" "+name][field]
-	return v, ok
+}
+
+// TopologyVariables returns every variable that sets the topology: the
+// settings every process of a fleet must agree on, or be refused.
+func TopologyVariables() []string {
+	vars := []string{replicas.name}
+	for _, settings := range topologySettings(subjects.Default()) {
+		for _, v := range settings {
+			vars = append(vars, v.name)
+		}
+	}
+	slices.Sort(vars)
+	return slices.Compact(vars)
 }

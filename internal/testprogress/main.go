@@ -5,6 +5,10 @@
 // while, which tests are still running. It exits with go test's status.
 //
 //	go run ./internal/testprogress -race -count=1 ./...
+//
+// TESTPROGRESS_GO names the go command to test with (default: go); the
+// Makefile passes its $(GO), so `make test GO=go1.27rc1` tests with that
+// Go, down to the tests that run go themselves.
 package main
 
 import (
@@ -15,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +30,9 @@ const (
 	slowTest  = 30 * time.Second // a passing test this long is named
 	heartbeat = time.Minute      // quiet this long: say what still runs
 )
+
+// goVariable names the go command to test with.
+const goVariable = "TESTPROGRESS_GO"
 
 // event is one line of `go test -json` (test2json).
 type event struct {
@@ -38,35 +46,62 @@ type event struct {
 }
 
 func main() {
-	cmd := exec.Command("go", append([]string{"test", "-json"}, os.Args[1:]...)...)
-	cmd.Stderr = os.Stderr // build errors
-	stdout, err := cmd.StdoutPipe()
+	os.Exit(run(os.Getenv(goVariable), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run runs `goCmd test -json args…`, prints its progress to stdout and
+// returns the exit code: go test's, or 2 when it could not run.
+func run(goCmd string, args []string, stdout, stderr io.Writer) int {
+	cmd, err := goTest(goCmd, args)
 	if err != nil {
-		fatal(err)
+		fmt.Fprintln(stderr, "testprogress:", err)
+		return 2
+	}
+	cmd.Stderr = stderr // build errors
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		fmt.Fprintln(stderr, "testprogress:", err)
+		return 2
 	}
 	if err := cmd.Start(); err != nil {
-		fatal(err)
+		fmt.Fprintln(stderr, "testprogress:", err)
+		return 2
 	}
-	p := newPrinter(os.Stdout)
+	p := newPrinter(stdout)
 	done := make(chan struct{})
-	go p.beat(done) // owned by main: stops when done is closed
-	p.read(stdout)
+	go p.beat(done) // owned by run: stops when done is closed
+	p.read(out)
 	close(done)
 	err = cmd.Wait()
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
-		fmt.Fprintf(os.Stdout, "FAIL (%d packages, %s)\n", p.packages, time.Since(p.start).Round(time.Second))
-		os.Exit(exit.ExitCode())
+		fmt.Fprintf(stdout, "FAIL (%d packages, %s)\n", p.packages, time.Since(p.start).Round(time.Second))
+		return exit.ExitCode()
 	case err != nil:
-		fatal(err)
+		fmt.Fprintln(stderr, "testprogress:", err)
+		return 2
 	}
-	fmt.Fprintf(os.Stdout, "PASS (%d packages, %s)\n", p.packages, time.Since(p.start).Round(time.Second))
+	fmt.Fprintf(stdout, "PASS (%d packages, %s)\n", p.packages, time.Since(p.start).Round(time.Second))
+	return 0
 }
 
-func fatal(err error) {
-	fmt.Fprintln(os.Stderr, "testprogress:", err)
-	os.Exit(2)
+// goTest returns the command `goCmd test -json args…` ("go" when goCmd is
+// empty). The bin directory of goCmd's GOROOT leads its PATH, so a test
+// that runs go itself (the benchmark builds chatfleet) uses the same Go.
+func goTest(goCmd string, args []string) (*exec.Cmd, error) {
+	if goCmd == "" {
+		goCmd = "go"
+	}
+	root, err := exec.Command(goCmd, "env", "GOROOT").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s env GOROOT: %w", goCmd, err)
+	}
+	cmd := exec.Command(goCmd, append([]string{"test", "-json"}, args...)...)
+	bin := filepath.Join(strings.TrimSpace(string(root)), "bin")
+	// The last PATH in Env is the one used.
+	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return cmd, nil
 }
 
 // printer turns test2json events into progress lines.

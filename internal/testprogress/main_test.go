@@ -1,9 +1,16 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
 )
+
+// run starts a goroutine and a process; both must be gone when it returns.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestPrinter: a package's line when it finishes, a slow test named, the
 // whole output of a failed test (subtests included) and of a package that
@@ -55,5 +62,34 @@ func TestPrinter(t *testing.T) {
 	}
 	if p.packages != 4 {
 		t.Errorf("%d packages finished, want 4", p.packages)
+	}
+}
+
+// TestRunUsesGivenGo: run tests with the go command it is given, not the
+// one on PATH, and puts that Go's bin directory first on the tests' PATH.
+func TestRunUsesGivenGo(t *testing.T) {
+	t.Parallel()
+	fake := filepath.Join(t.TempDir(), "fakego")
+	script := `#!/bin/sh
+case "$1" in
+env) echo /fake/goroot ;;
+test) echo '{"Action":"pass","Package":"fake/pkg","Elapsed":1.5}'; echo "args: $*" >&2; echo "PATH=$PATH" >&2 ;;
+esac
+`
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	code := run(fake, []string{"-race", "./..."}, &out, &errb)
+	if code != 0 || !strings.Contains(out.String(), "ok   fake/pkg 1.500s") || !strings.Contains(out.String(), "PASS (1 packages") {
+		t.Errorf("exit %d, stdout:\n%s", code, out.String())
+	}
+	for _, want := range []string{"args: test -json -race ./...", "PATH=/fake/goroot/bin" + string(os.PathListSeparator)} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("the fake go did not see %q:\n%s", want, errb.String())
+		}
+	}
+	if code := run(filepath.Join(t.TempDir(), "no-such-go"), nil, &out, &errb); code != 2 {
+		t.Errorf("a go that does not exist: exit %d, want 2", code)
 	}
 }

@@ -31,9 +31,14 @@ type FieldDiff struct {
 }
 
 func (e *MismatchError) Error() string {
-	return fmt.Sprintf("topology: %s %s exists with a different configuration: %s; chatfleet does not change it: "+
-		"align this process's configuration, or edit or remove the %s (e.g. with the nats CLI)",
-		e.Kind, e.Name, strings.Join(e.Diffs, "; "), e.Kind)
+	return fmt.Sprintf("%s; chatfleet does not change it: align this process's configuration, or edit or remove the %s "+
+		"(e.g. with the nats CLI)", e.Summary(), e.Kind)
+}
+
+// Summary is Error without its advice, for a caller that gives its own:
+// the resource and each difference.
+func (e *MismatchError) Summary() string {
+	return fmt.Sprintf("topology: %s %s exists with a different configuration: %s", e.Kind, e.Name, strings.Join(e.Diffs, "; "))
 }
 
 // Is reports whether target is ErrMismatch.

@@ -34,6 +34,12 @@ func parseQueueTimeout(s string) (time.Duration, error) {
 // nothing else changes. A stored value that differs from want is a
 // *MismatchError: like every other topology setting, it is changed by an
 // operator, never by a worker.
+//
+// UpdateStream is not compare-and-swap: two workers adding different
+// values at once both succeed, and the later update stays. So the stream
+// is read back after the update; a worker that finds the other's value
+// refuses like any other mismatch. Only a worker whose read-back comes
+// before the other's update misses it.
 func ensureQueueTimeout(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, want time.Duration) (jetstream.Stream, error) {
 	cfg := s.CachedInfo().Config
 	stored, ok := cfg.Metadata[MetadataQueueTimeout]
@@ -47,7 +53,11 @@ func ensureQueueTimeout(ctx context.Context, js jetstream.JetStream, s jetstream
 		if s, err = js.UpdateStream(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("topology: add the queue timeout to stream %s: %w", cfg.Name, err)
 		}
-		stored = s.CachedInfo().Config.Metadata[MetadataQueueTimeout]
+		info, err := s.Info(ctx) // what the stream holds now, not what this update wrote
+		if err != nil {
+			return nil, fmt.Errorf("topology: stream %s: %w", cfg.Name, err)
+		}
+		stored = info.Config.Metadata[MetadataQueueTimeout]
 	}
 	have, err := parseQueueTimeout(stored)
 	if err != nil || have != max(want, 0) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestQueueTimeoutStored: the fleet's queue timeout is stored with the jobs
@@ -99,5 +101,55 @@ func TestParseQueueTimeout(t *testing.T) {
 		if got != tt.want || (err == nil) != tt.ok {
 			t.Errorf("parseQueueTimeout(%q) = %v, %v", tt.in, got, err)
 		}
+	}
+}
+
+// racingJS is a JetStream whose UpdateStream lets another worker's update
+// land right after its own, before anything else happens.
+type racingJS struct {
+	jetstream.JetStream
+	other func(ctx context.Context, js jetstream.JetStream)
+}
+
+func (r racingJS) UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := r.JetStream.UpdateStream(ctx, cfg)
+	if err == nil {
+		r.other(ctx, r.JetStream)
+	}
+	return s, err
+}
+
+// TestQueueTimeoutMigrationRace: two new workers with different queue
+// timeouts migrate an old stream at the same moment; UpdateStream is not
+// compare-and-swap, so the later update wins. A worker whose update lost
+// reads the stream back and refuses with the mismatch, rather than run
+// with a value the fleet does not store.
+func TestQueueTimeoutMigrationRace(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	ctx := context.Background()
+	old := jobsStream(Config{}.WithDefaults())
+	old.Metadata = nil
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	racing := racingJS{JetStream: js, other: func(ctx context.Context, js jetstream.JetStream) {
+		cfg := old
+		cfg.Metadata = map[string]string{MetadataQueueTimeout: "2m0s"} // the other worker's
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Error(err)
+		}
+	}}
+	s, err := js.Stream(ctx, old.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ensureQueueTimeout(ctx, racing, s, time.Minute)
+	if !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), `is "2m0s", want "1m0s"`) {
+		t.Fatalf("the worker whose update lost: err = %v, want the mismatch with the stored 2m0s", err)
+	}
+	// The winner is accepted.
+	if _, err := Ensure(ctx, js, Config{QueueTimeout: 2 * time.Minute}); err != nil {
+		t.Errorf("the worker whose update won: %v", err)
 	}
 }

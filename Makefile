@@ -20,6 +20,8 @@ build: ## build bin/chatfleet
 test: lint ## run every test with the race detector: fuzz seeds, the benchmark's smoke run and the NATS fault tests included
 	@echo "go test -race: a line per package as it finishes, slow tests named, failures in full"
 	@CHATFLEET_BENCH_CHARTS=1 TESTPROGRESS_GO=$(GO) $(GO) run ./internal/testprogress -race -count=1 -timeout 15m -tags faults ./...
+	@echo "examples/embed: the public API from another module"
+	cd examples/embed && $(GO) test -race -count=1 ./...
 
 .PHONY: test-short
 test-short: ## the quick tests: go test -short skips the heavy runs (the benchmark's smoke run, chatfleet dev end to end, …)
@@ -32,10 +34,11 @@ lint: ## gofmt and go vet
 	$(GO) vet -tags faults ./...
 	cd bench/peers/asynq && $(GO) vet ./...
 	cd bench/charts && $(GO) vet ./...
+	cd examples/embed && $(GO) vet ./...
 
 .PHONY: fuzz
-fuzz: ## run every fuzz target for FUZZTIME each
-	@for pkg in ./subjects ./protocol; do \
+fuzz: ## run every fuzz target of the module for FUZZTIME each
+	@for pkg in $$($(GO) list ./...); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 			echo "fuzz $$pkg $$f"; $(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; \
 		done; \

@@ -12,7 +12,6 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
-	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -103,8 +102,8 @@ func TestInvalidJobsAreAnsweredAndTerminated(t *testing.T) {
 	}
 	for _, tt := range tests {
 		d := byBody[tt.body]
-		if d == nil || d.Header.Get(manager.HeaderCode) != "invalid_request" || d.Header.Get(manager.HeaderField) != tt.field ||
-			d.Header.Get(manager.HeaderSubject) != tt.subject || d.Header.Get(manager.HeaderReason) == "" {
+		if d == nil || d.Header.Get(protocol.DeadLetterCode) != "invalid_request" || d.Header.Get(protocol.DeadLetterField) != tt.field ||
+			d.Header.Get(protocol.DeadLetterSubject) != tt.subject || d.Header.Get(protocol.DeadLetterReason) == "" {
 			t.Errorf("%s: dead letter %+v", tt.name, d)
 		}
 	}
@@ -143,7 +142,7 @@ func TestDeadLetterBeforeError(t *testing.T) {
 			t.Fatalf("event %s", m.Data)
 		}
 		d, err := dlq.GetLastMsgForSubject(ctx, "chat.dlq.default")
-		if err != nil || d.Header.Get(manager.HeaderRequest) != job.ID {
+		if err != nil || d.Header.Get(protocol.DeadLetterRequest) != job.ID {
 			t.Fatalf("job %d: no dead letter when its error arrived: %v", i, err)
 		}
 		_ = sub.Unsubscribe()

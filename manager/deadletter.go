@@ -12,21 +12,6 @@ import (
 	"github.com/chatfleet/chatfleet/subjects"
 )
 
-// Headers of a dead letter. The message body is the job exactly as it was
-// published; `chatfleet dlq` reads these.
-const (
-	HeaderReason     = "Chatfleet-Reason"      // why the job was given up, for people
-	HeaderCode       = "Chatfleet-Code"        // invalid_request, internal, …
-	HeaderField      = "Chatfleet-Field"       // the offending job field, if any
-	HeaderSubject    = "Chatfleet-Subject"     // the jobs subject it was published to
-	HeaderTenant     = "Chatfleet-Tenant"      // its tenant, when known
-	HeaderRequest    = "Chatfleet-Request"     // its request ID, when known
-	HeaderStreamSeq  = "Chatfleet-Stream-Seq"  // its sequence in the jobs stream
-	HeaderDeliveries = "Chatfleet-Deliveries"  // how often it was delivered
-	HeaderWorker     = "Chatfleet-Worker"      // the worker that gave it up
-	HeaderTime       = "Chatfleet-Dead-Letter" // when, RFC 3339
-)
-
 // unknownTenant files dead letters whose tenant cannot be told.
 const unknownTenant = "_unknown"
 
@@ -56,22 +41,22 @@ func (m *Manager) deadLetter(d deadLetter) {
 			msg.Header[k] = vs
 		}
 	}
-	msg.Header.Set(HeaderReason, d.err.Message)
-	msg.Header.Set(HeaderCode, string(d.err.Code))
+	msg.Header.Set(protocol.DeadLetterReason, d.err.Message)
+	msg.Header.Set(protocol.DeadLetterCode, string(d.err.Code))
 	if d.err.Field != "" {
-		msg.Header.Set(HeaderField, d.err.Field)
+		msg.Header.Set(protocol.DeadLetterField, d.err.Field)
 	}
-	msg.Header.Set(HeaderSubject, d.subject)
+	msg.Header.Set(protocol.DeadLetterSubject, d.subject)
 	if d.tenant != "" {
-		msg.Header.Set(HeaderTenant, d.tenant)
+		msg.Header.Set(protocol.DeadLetterTenant, d.tenant)
 	}
 	if d.id != "" {
-		msg.Header.Set(HeaderRequest, d.id)
+		msg.Header.Set(protocol.DeadLetterRequest, d.id)
 	}
-	msg.Header.Set(HeaderStreamSeq, strconv.FormatUint(d.streamSeq, 10))
-	msg.Header.Set(HeaderDeliveries, strconv.FormatUint(d.deliveries, 10))
-	msg.Header.Set(HeaderWorker, m.cfg.WorkerID)
-	msg.Header.Set(HeaderTime, time.Now().UTC().Format(time.RFC3339Nano))
+	msg.Header.Set(protocol.DeadLetterStreamSeq, strconv.FormatUint(d.streamSeq, 10))
+	msg.Header.Set(protocol.DeadLetterDeliveries, strconv.FormatUint(d.deliveries, 10))
+	msg.Header.Set(protocol.DeadLetterWorker, m.cfg.WorkerID)
+	msg.Header.Set(protocol.DeadLetterTime, time.Now().UTC().Format(time.RFC3339Nano))
 	// One dead letter per job, however often this runs for it.
 	msg.Header.Set(jetstream.MsgIDHeader, "dlq-"+strconv.FormatUint(d.streamSeq, 10))
 	ctx, cancel := context.WithTimeout(m.hard, 5*time.Second)

@@ -10,10 +10,9 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
-	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/topology"
 )
 
 // TestDuplicateID: a job whose ID was used by an earlier, finished
@@ -60,7 +59,7 @@ func TestDuplicateID(t *testing.T) {
 	}
 	found := false
 	for _, d := range deadLetters(t, f) {
-		found = found || (d.Header.Get(manager.HeaderCode) == string(protocol.CodeDuplicateID) && d.Header.Get(manager.HeaderRequest) == "dup-1")
+		found = found || (d.Header.Get(protocol.DeadLetterCode) == string(protocol.CodeDuplicateID) && d.Header.Get(protocol.DeadLetterRequest) == "dup-1")
 	}
 	if !found {
 		t.Error("no duplicate_id dead letter")

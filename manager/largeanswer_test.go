@@ -12,11 +12,10 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
-	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/publisher"
+	"github.com/chatfleet/chatfleet/topology"
 	"github.com/chatfleet/chatfleet/worker"
 )
 
@@ -227,7 +226,7 @@ func TestRefusedReplyIsDeadLettered(t *testing.T) {
 	var d *jetstream.RawStreamMsg
 	for d == nil {
 		for _, m := range deadLetters(t, f) {
-			if m.Header.Get(manager.HeaderRequest) == job.ID {
+			if m.Header.Get(protocol.DeadLetterRequest) == job.ID {
 				d = m
 			}
 		}
@@ -239,7 +238,7 @@ func TestRefusedReplyIsDeadLettered(t *testing.T) {
 			}
 		}
 	}
-	if d.Header.Get(manager.HeaderCode) != string(protocol.CodeInternal) || !strings.Contains(d.Header.Get(manager.HeaderReason), "could not be stored") {
+	if d.Header.Get(protocol.DeadLetterCode) != string(protocol.CodeInternal) || !strings.Contains(d.Header.Get(protocol.DeadLetterReason), "could not be stored") {
 		t.Errorf("dead letter: %v", d.Header)
 	}
 	waitSettled(t, ctx, f)

@@ -11,9 +11,9 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/topology"
 	"github.com/chatfleet/chatfleet/worker"
 )
 
@@ -131,7 +131,7 @@ func TestMaxDeliveriesWithoutAdvisory(t *testing.T) {
 	if errorCode(err) != protocol.CodeInternal || !strings.Contains(err.Error(), "2 deliveries") {
 		t.Fatalf("err = %v, want internal after 2 deliveries", err)
 	}
-	if dl := deadLetters(t, f); len(dl) != 1 || dl[0].Header.Get(manager.HeaderDeliveries) != "2" {
+	if dl := deadLetters(t, f); len(dl) != 1 || dl[0].Header.Get(protocol.DeadLetterDeliveries) != "2" {
 		t.Errorf("dead letters = %+v", dl)
 	}
 	eventually(t, ctx, "the job leaves the queue", func() bool {

@@ -11,11 +11,10 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
-	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/publisher"
+	"github.com/chatfleet/chatfleet/topology"
 	"github.com/chatfleet/chatfleet/worker"
 )
 
@@ -239,7 +238,7 @@ func TestPanicIsRecovered(t *testing.T) {
 		t.Errorf("panics %d, dead letters %d; want 1 and 1", st.Panics, st.DeadLettered)
 	}
 	dl := deadLetters(t, f)
-	if len(dl) != 1 || dl[0].Header.Get(manager.HeaderCode) != "internal" || !strings.Contains(string(dl[0].Data), panicPrompt) {
+	if len(dl) != 1 || dl[0].Header.Get(protocol.DeadLetterCode) != "internal" || !strings.Contains(string(dl[0].Data), panicPrompt) {
 		t.Errorf("dead letters = %+v", dl)
 	}
 }
@@ -281,7 +280,7 @@ func TestMaxDeliveriesDeadLettered(t *testing.T) {
 		t.Fatalf("err = %v, want internal after 2 deliveries", err)
 	}
 	dl := deadLetters(t, f)
-	if len(dl) != 1 || dl[0].Header.Get(manager.HeaderDeliveries) != "2" || dl[0].Header.Get(manager.HeaderRequest) != r.ID() {
+	if len(dl) != 1 || dl[0].Header.Get(protocol.DeadLetterDeliveries) != "2" || dl[0].Header.Get(protocol.DeadLetterRequest) != r.ID() {
 		t.Errorf("dead letters = %+v", dl)
 	}
 	// The job is deleted after its producer's error is stored.

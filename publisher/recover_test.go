@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet/internal/natstest"
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/topology"
 )
 
 // These tests publish reply events by hand, as a worker would, to put the

@@ -7,10 +7,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/subjects"
+	"github.com/chatfleet/chatfleet/topology"
 )
 
 // Config configures a Worker. Each field's comment ends with its default.

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/topology"
 	"github.com/chatfleet/chatfleet/worker"
 )
 

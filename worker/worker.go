@@ -15,9 +15,9 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/chatfleet/chatfleet/internal/gopool"
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/manager"
+	"github.com/chatfleet/chatfleet/topology"
 )
 
 // Worker pulls jobs and answers them. Create it with New, then Start and

@@ -1,5 +1,5 @@
 // Command charts draws the benchmark's PNG charts from the chart specs
-// the benchmark writes (bench/charts.go): bars by group, or lines. It is a
+// the benchmark writes (bench/internal/harness/charts.go): bars by group, or lines. It is a
 // module of its own so that chatfleet's module does not depend on
 // gonum/plot; the benchmark builds and runs it.
 //

@@ -16,10 +16,10 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/config"
 	"github.com/chatfleet/chatfleet/internal/natsserver"
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/subjects"
+	"github.com/chatfleet/chatfleet/topology"
 	"github.com/chatfleet/chatfleet/worker"
 )
 

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/subjects"
 )
@@ -142,11 +141,11 @@ func listDeadLetters(ctx context.Context, js jetstream.JetStream, names subjects
 				return err
 			}
 			h := msg.Headers()
-			deliveries, _ := strconv.Atoi(h.Get(manager.HeaderDeliveries)) // 0 when unknown
+			deliveries, _ := strconv.Atoi(h.Get(protocol.DeadLetterDeliveries)) // 0 when unknown
 			rows = append(rows, deadLetterRow{
-				Seq: meta.Sequence.Stream, Time: h.Get(manager.HeaderTime), Tenant: h.Get(manager.HeaderTenant),
-				Request: h.Get(manager.HeaderRequest), Code: h.Get(manager.HeaderCode), Field: h.Get(manager.HeaderField),
-				Deliveries: deliveries, Reason: h.Get(manager.HeaderReason), Subject: h.Get(manager.HeaderSubject),
+				Seq: meta.Sequence.Stream, Time: h.Get(protocol.DeadLetterTime), Tenant: h.Get(protocol.DeadLetterTenant),
+				Request: h.Get(protocol.DeadLetterRequest), Code: h.Get(protocol.DeadLetterCode), Field: h.Get(protocol.DeadLetterField),
+				Deliveries: deliveries, Reason: h.Get(protocol.DeadLetterReason), Subject: h.Get(protocol.DeadLetterSubject),
 			})
 			left--
 		}
@@ -189,9 +188,9 @@ func showDeadLetter(ctx context.Context, stream jetstream.Stream, seq uint64, io
 		return err
 	}
 	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
-	for _, h := range []string{manager.HeaderTime, manager.HeaderTenant, manager.HeaderRequest, manager.HeaderCode,
-		manager.HeaderField, manager.HeaderReason, manager.HeaderSubject, manager.HeaderStreamSeq,
-		manager.HeaderDeliveries, manager.HeaderWorker} {
+	for _, h := range []string{protocol.DeadLetterTime, protocol.DeadLetterTenant, protocol.DeadLetterRequest, protocol.DeadLetterCode,
+		protocol.DeadLetterField, protocol.DeadLetterReason, protocol.DeadLetterSubject, protocol.DeadLetterStreamSeq,
+		protocol.DeadLetterDeliveries, protocol.DeadLetterWorker} {
 		if v := msg.Header.Get(h); v != "" {
 			fmt.Fprintf(tw, "%s:\t%s\n", h, v)
 		}
@@ -221,7 +220,7 @@ func replayDeadLetter(ctx context.Context, js jetstream.JetStream, stream jetstr
 	if err := json.Unmarshal(msg.Data, &job); err != nil {
 		return fmt.Errorf("dead letter %d is not a JSON object; fix the job and submit it yourself", seq)
 	}
-	subject := msg.Header.Get(manager.HeaderSubject)
+	subject := msg.Header.Get(protocol.DeadLetterSubject)
 	tenant, err := names.ParseJobs(subject)
 	if err != nil {
 		return fmt.Errorf("dead letter %d came from %q, not a jobs subject; fix the job and submit it yourself", seq, subject)

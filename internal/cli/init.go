@@ -9,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatfleet/chatfleet/internal/config"
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/subjects"
+	"github.com/chatfleet/chatfleet/topology"
 )
 
 // runInit creates the streams, consumer and buckets a fleet needs, or

@@ -4,9 +4,9 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/manager"
+	"github.com/chatfleet/chatfleet/topology"
 )
 
 // TestDefaultsAgree: each variable's default (its envconfig tag, which

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/chatfleet/chatfleet/internal/topology"
 	"github.com/chatfleet/chatfleet/subjects"
+	"github.com/chatfleet/chatfleet/topology"
 )
 
 // ExplainTopology returns err unchanged unless it is (or wraps) a

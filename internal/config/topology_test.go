@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet/internal/natstest"
-	"github.com/chatfleet/chatfleet/internal/topology"
+	"github.com/chatfleet/chatfleet/topology"
 )
 
 // TestExplainTopology: a worker configured unlike the existing topology

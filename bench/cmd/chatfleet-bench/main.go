@@ -18,7 +18,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/chatfleet/chatfleet/bench"
+	"github.com/chatfleet/chatfleet/bench/internal/harness"
 )
 
 func main() {
@@ -27,13 +27,13 @@ func main() {
 
 func run() int {
 	var (
-		cfg       bench.Config
+		cfg       harness.Config
 		scenarios string
 		smoke     bool
 		env       multiFlag
 	)
 	flag.StringVar(&cfg.NATSURL, "nats", "", "use this NATS server (JetStream on) instead of starting one")
-	flag.StringVar(&scenarios, "scenarios", "", "comma-separated subset of: "+strings.Join(bench.ScenarioNames, ","))
+	flag.StringVar(&scenarios, "scenarios", "", "comma-separated subset of: "+strings.Join(harness.ScenarioNames, ","))
 	flag.BoolVar(&cfg.Peer, "peer", true, "run the asynq + Redis peer; skipped with a note when redis-server is not installed (apt-get install -y redis-server)")
 	flag.StringVar(&cfg.RedisServer, "redis-server", "", "redis-server binary (default: from PATH)")
 	flag.StringVar(&cfg.Out, "out", "", "write the JSON report here")
@@ -48,9 +48,9 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "chatfleet-bench takes no arguments; see -h")
 		return 2
 	}
-	cfg.Sizes = bench.DefaultSizes()
+	cfg.Sizes = harness.DefaultSizes()
 	if smoke {
-		cfg.Sizes = bench.SmokeSizes()
+		cfg.Sizes = harness.SmokeSizes()
 	}
 	if scenarios != "" {
 		cfg.Scenarios = strings.Split(scenarios, ",")
@@ -69,7 +69,7 @@ func run() int {
 	cfg.Progress, cfg.Table = os.Stderr, os.Stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := bench.Run(ctx, cfg)
+	rep, err := harness.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chatfleet-bench:", err)
 		return 1

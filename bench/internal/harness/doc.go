@@ -1,4 +1,4 @@
-// Package bench is chatfleet's benchmark harness: it measures a real
+// Package harness is chatfleet's benchmark harness: it measures a real
 // fleet (a NATS server and `chatfleet worker` processes) on one machine,
 // side by side with raw NATS on the same server and with an asynq + Redis
 // pub/sub peer stack, and reports a table, JSON and PNG charts.
@@ -24,4 +24,4 @@
 //
 // TestSmoke runs every scenario at tiny sizes, as part of `go test ./...`,
 // and checks the report, never the speed.
-package bench
+package harness

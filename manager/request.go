@@ -53,8 +53,12 @@ type request struct {
 
 // endByContext ends a request whose context is done: cancelled, timed out,
 // or handed back to the queue when the worker shuts down.
-func (r *request) endByContext() {
-	switch cause := context.Cause(r.ctx); {
+func (r *request) endByContext() { r.endByCause(context.Cause(r.ctx)) }
+
+// endByCause ends a request whose context is done with cause (or is about
+// to be: see orphaned).
+func (r *request) endByCause(cause error) {
+	switch {
 	case errors.Is(cause, errShutdown):
 		// Another worker takes it at once and resumes from the replies
 		// stream; no terminal event here.

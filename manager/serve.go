@@ -73,14 +73,20 @@ func (r *request) serve() {
 	r.relay(sub, tick)
 }
 
-// orphaned ends a request whose generation stopped without an end: on
+// orphaned ends a request whose hub stopped without an end: on
 // shutdown it is handed back; anything else is a bug, reported as such.
 func (r *request) orphaned() {
-	if r.ctx.Err() != nil {
-		r.endByContext()
+	cause := context.Cause(r.ctx)
+	if cause == nil {
+		// Stop cancels the manager's contexts one after another: the hub's
+		// may be done before this request's is.
+		cause = context.Cause(r.m.life)
+	}
+	if cause != nil {
+		r.endByCause(cause)
 		return
 	}
-	r.endWithError(&protocol.Error{Code: protocol.CodeInternal, Message: "the generation stopped without a result"})
+	r.endWithError(&protocol.Error{Code: protocol.CodeInternal, Message: "the hub stopped without a result"})
 }
 
 // becomeFollower trades the request (or waiting) slot for a follower

@@ -66,7 +66,7 @@ func TestStopHandsJobsBack(t *testing.T) {
 			case ev.Type.Terminal():
 				terminals++
 				if ev.Type != protocol.EventDone {
-					t.Errorf("%s ended %s", id, ev.Type)
+					t.Errorf("%s ended %s: %+v", id, ev.Type, ev.Error)
 				}
 			case ev.Type == protocol.EventReset:
 				resets++

@@ -1,5 +1,7 @@
-// Command chatfleet runs and talks to a chatfleet: dev mode, workers, and
-// the producer side (ask, cancel). Run it without arguments for help.
+// Command chatfleet runs and talks to a chatfleet: dev mode, workers and
+// init; ask and cancel for producers; dlq, status and upstream check for
+// operators; env for the configuration. Run it without arguments for the
+// list (internal/cli has the commands).
 package main
 
 import (

@@ -14,6 +14,38 @@ import (
 // the same as a chatfleet worker's request slots (64 by default).
 const peerConcurrency = 64
 
+// PeerResult is the asynq + Redis pub/sub stack.
+type PeerResult struct {
+	Skipped       string           `json:"skipped,omitempty"`
+	Redis         string           `json:"redis,omitempty"`
+	Concurrency   int              `json:"concurrency_per_worker"`
+	Throughput    []PeerThroughput `json:"throughput,omitempty"`
+	Latency       []PeerLatency    `json:"latency,omitempty"`
+	Errors        []string         `json:"errors,omitempty"`
+	ChatfleetIdle *IdleCPU         `json:"chatfleet_idle,omitempty"`
+}
+
+// PeerThroughput is one peer throughput run.
+type PeerThroughput struct {
+	Workers int        `json:"workers"`
+	Poll    string     `json:"poll"`
+	Load    LoadResult `json:"load"`
+	CPU     CPU        `json:"cpu"`
+}
+
+// PeerLatency is the peer at low load with one polling interval.
+type PeerLatency struct {
+	Poll string     `json:"poll"`
+	Low  LoadResult `json:"low"`
+	Idle IdleCPU    `json:"idle"`
+}
+
+// IdleCPU is the CPU a stack burns doing nothing.
+type IdleCPU struct {
+	Seconds float64            `json:"seconds"`
+	Cores   map[string]float64 `json:"cores"` // per process group
+}
+
 // peer runs the asynq + Redis pub/sub stack (bench/peers/asynq, its own
 // module) on the same machine with the same upstream and load: unique
 // jobs as fast as it goes with 1 and 2 worker processes, then one job at

@@ -113,7 +113,37 @@ func (rep *Report) writeTable(w io.Writer) {
 	p("NATS: %s", rep.NATS)
 	p("")
 	p("SCENARIO\tVARIANT\tJOBS/S\tTTFC p50/p90/p99 ms\tDONE p50/p90/p99 ms\tERRORS\tNOTES")
-	dist := func(d Dist) string { return fmt.Sprintf("%.2f / %.2f / %.2f", d.P50, d.P90, d.P99) }
+	rep.scenarioRows(p)
+	rep.peerRows(p)
+	p("")
+	p("RATIO\tCHATFLEET\tBASELINE\tCHATFLEET/BASELINE")
+	for _, r := range rep.Ratios {
+		p("%s\t%.3f %s\t%.3f %s\t%.3f", r.Name, r.Chatfleet, r.Unit, r.Baseline, r.Unit, r.Ratio)
+	}
+	p("")
+	p("TARGET\tWANT\tMEASURED\tMET")
+	for _, t := range rep.Targets {
+		met := "not measured"
+		if t.Met != nil {
+			met = "yes"
+			if !*t.Met {
+				met = "NO"
+			}
+		}
+		p("%s\t%s\t%s\t%s %s", t.Name, t.Target, t.Measured, met, t.Note)
+	}
+	for _, n := range rep.Notes {
+		p("note: %s", n)
+	}
+	for _, e := range rep.Errors {
+		p("ERROR: %s", e)
+	}
+	_ = tw.Flush()
+}
+
+// scenarioRows prints a row per measurement of chatfleet and of the raw
+// NATS baselines; p prints one line of the table.
+func (rep *Report) scenarioRows(p func(format string, a ...any)) {
 	if b := rep.Baselines; b != nil {
 		if j := b.JetStream; j != nil {
 			p("baseline JetStream\tasync pub + pull ack\t%.0f msgs/s\t\t\t\tpublish alone %.0f msgs/s, %d B msgs", j.MsgsPerS, j.PublishMsgsPerS, j.MsgBytes)
@@ -157,48 +187,33 @@ func (rep *Report) writeTable(w io.Writer) {
 			mib(la.AnswerBytes), la.DeltaBytes, la.Seconds*1000, la.ChunkEvents, kib(int64(la.MaxEventOutput)), kib(int64(la.MaxEventBytes)),
 			mib(la.RSSBefore), mib(la.RSSPeak), la.GrowthPerAnswer, la.WorkerCPUS, la.UpstreamCalls, la.Note)
 	}
-	if pr := rep.Peer; pr != nil {
-		if pr.Skipped != "" {
-			p("peer asynq+redis\tskipped\t\t\t\t\t%s", pr.Skipped)
-		}
-		for _, t := range pr.Throughput {
-			p("peer asynq+redis\t%d worker(s), poll %s\t%.0f\t%s\t%s\t%d\tCPU cores: %s", t.Workers, t.Poll, t.Load.JobsPerS, dist(t.Load.TTFC), dist(t.Load.Done), t.Load.Errors, coresString(t.CPU))
-		}
-		for _, l := range pr.Latency {
-			p("peer asynq+redis\tlow load, poll %s\t%.0f\t%s\t%s\t%d\tidle CPU cores: %s", l.Poll, l.Low.JobsPerS, dist(l.Low.TTFC), dist(l.Low.Done), l.Low.Errors, coresMap(l.Idle.Cores))
-		}
-		if pr.ChatfleetIdle != nil {
-			p("chatfleet idle\t1 worker\t\t\t\t\tidle CPU cores: %s", coresMap(pr.ChatfleetIdle.Cores))
-		}
-		for _, e := range pr.Errors {
-			p("peer asynq+redis\terror\t\t\t\t\t%s", e)
-		}
-	}
-	p("")
-	p("RATIO\tCHATFLEET\tBASELINE\tCHATFLEET/BASELINE")
-	for _, r := range rep.Ratios {
-		p("%s\t%.3f %s\t%.3f %s\t%.3f", r.Name, r.Chatfleet, r.Unit, r.Baseline, r.Unit, r.Ratio)
-	}
-	p("")
-	p("TARGET\tWANT\tMEASURED\tMET")
-	for _, t := range rep.Targets {
-		met := "not measured"
-		if t.Met != nil {
-			met = "yes"
-			if !*t.Met {
-				met = "NO"
-			}
-		}
-		p("%s\t%s\t%s\t%s %s", t.Name, t.Target, t.Measured, met, t.Note)
-	}
-	for _, n := range rep.Notes {
-		p("note: %s", n)
-	}
-	for _, e := range rep.Errors {
-		p("ERROR: %s", e)
-	}
-	_ = tw.Flush()
 }
+
+// peerRows prints the rows of the asynq + Redis peer, when it ran.
+func (rep *Report) peerRows(p func(format string, a ...any)) {
+	pr := rep.Peer
+	if pr == nil {
+		return
+	}
+	if pr.Skipped != "" {
+		p("peer asynq+redis\tskipped\t\t\t\t\t%s", pr.Skipped)
+	}
+	for _, t := range pr.Throughput {
+		p("peer asynq+redis\t%d worker(s), poll %s\t%.0f\t%s\t%s\t%d\tCPU cores: %s", t.Workers, t.Poll, t.Load.JobsPerS, dist(t.Load.TTFC), dist(t.Load.Done), t.Load.Errors, coresString(t.CPU))
+	}
+	for _, l := range pr.Latency {
+		p("peer asynq+redis\tlow load, poll %s\t%.0f\t%s\t%s\t%d\tidle CPU cores: %s", l.Poll, l.Low.JobsPerS, dist(l.Low.TTFC), dist(l.Low.Done), l.Low.Errors, coresMap(l.Idle.Cores))
+	}
+	if pr.ChatfleetIdle != nil {
+		p("chatfleet idle\t1 worker\t\t\t\t\tidle CPU cores: %s", coresMap(pr.ChatfleetIdle.Cores))
+	}
+	for _, e := range pr.Errors {
+		p("peer asynq+redis\terror\t\t\t\t\t%s", e)
+	}
+}
+
+// dist formats a distribution's p50 / p90 / p99.
+func dist(d Dist) string { return fmt.Sprintf("%.2f / %.2f / %.2f", d.P50, d.P90, d.P99) }
 
 func coresString(c CPU) string { return coresMap(c.Cores) }
 

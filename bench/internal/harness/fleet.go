@@ -225,3 +225,21 @@ func (f *fleet) storedReplies(ctx context.Context) uint64 {
 	}
 	return info.State.Msgs
 }
+
+// heldStreamsEnv is the worker settings for n streams held open at once
+// (a herd, the memory scenario): room for n followers and their pending
+// acks, and an idle cut-off longer than the upstream holds the streams
+// (until all n are in, which may take longer than the default). With
+// leaders every job leads: room for all of them on any worker too.
+func heldStreamsEnv(n int, leaders bool) map[string]string {
+	env := map[string]string{
+		"CHATFLEET_MAX_CONCURRENT_FOLLOWERS": strconv.Itoa(n + 64),
+		"CHATFLEET_MAX_ACK_PENDING":          strconv.Itoa(max(20000, 2*n)),
+		"CHATFLEET_LLM_IDLE_TIMEOUT":         "10m",
+	}
+	if leaders {
+		env["CHATFLEET_MAX_CONCURRENT_REQUESTS"] = strconv.Itoa(n + 64)
+		env["CHATFLEET_MAX_CONCURRENT_LLM_STREAMS"] = strconv.Itoa(n + 64)
+	}
+	return env
+}

@@ -3,11 +3,11 @@ package harness
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -66,18 +66,8 @@ func (r *runner) herdRun(ctx context.Context, k int, dedupe bool) (HerdResult, e
 	defer g.open()
 	up := gatedUpstream(g.ch, -1)
 	defer up.Close()
-	env := map[string]string{
-		"CHATFLEET_MAX_CONCURRENT_FOLLOWERS": strconv.Itoa(k + 64),
-		"CHATFLEET_MAX_ACK_PENDING":          strconv.Itoa(max(20000, 2*k)),
-		// The upstream holds every stream until the whole herd is in;
-		// that may take longer than the default idle cut-off.
-		"CHATFLEET_LLM_IDLE_TIMEOUT": "10m",
-	}
-	if !dedupe {
-		// Every job leads: room for all of them on any worker.
-		env["CHATFLEET_MAX_CONCURRENT_REQUESTS"] = strconv.Itoa(k + 64)
-		env["CHATFLEET_MAX_CONCURRENT_LLM_STREAMS"] = strconv.Itoa(k + 64)
-	}
+	// With dedupe off every job leads.
+	env := heldStreamsEnv(k, !dedupe)
 	name := fmt.Sprintf("herd-%d-dedupe-%v", k, dedupe)
 	f, err := r.startFleet(ctx, fleetSpec{name: name, workers: sz.HerdWorkers, upstream: up.URL(), env: env})
 	if err != nil {
@@ -95,19 +85,7 @@ func (r *runner) herdRun(ctx context.Context, k int, dedupe bool) (HerdResult, e
 	start := time.Now()
 	var opened time.Time
 	go func() { // owned by herdRun: ends when the gate opens
-		select {
-		case <-allIn:
-		case <-time.After(2 * time.Minute):
-			res.Note = "gate opened by timeout: not every job was accepted"
-		case <-ctx.Done():
-		}
-		if !dedupe {
-			wctx, cancel := context.WithTimeout(ctx, time.Minute)
-			if err := up.WaitCalls(wctx, k); err != nil {
-				res.Note = fmt.Sprintf("gate opened with %d of %d upstream calls", up.Calls(), k)
-			}
-			cancel()
-		}
+		res.Note = waitHerd(ctx, up, allIn, k, dedupe)
 		opened = time.Now()
 		g.open()
 	}()
@@ -133,6 +111,40 @@ func (r *runner) herdRun(ctx context.Context, k int, dedupe bool) (HerdResult, e
 	res.AcceptS = round3(opened.Sub(start).Seconds())
 	res.Load = summarizeLoad(recs, wall)
 	res.UpstreamCalls = up.Calls()
+	var found bool
+	res.Lag, res.AfterGate, found = herdLags(recs, opened, dedupe)
+	if dedupe && !found && res.Note == "" {
+		res.Note = "no job reported role leader"
+	}
+	return res, nil
+}
+
+// waitHerd waits, before the gate opens, until every one of the k jobs
+// was accepted (allIn is closed) or two minutes passed, and with dedupe
+// off until the upstream has all k calls as well (or another minute
+// passed). It returns a note saying why it stopped waiting early, or "".
+func waitHerd(ctx context.Context, up *llmtest.Server, allIn <-chan struct{}, k int, dedupe bool) (note string) {
+	select {
+	case <-allIn:
+	case <-time.After(2 * time.Minute):
+		note = "gate opened by timeout: not every job was accepted"
+	case <-ctx.Done():
+	}
+	if !dedupe {
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if err := up.WaitCalls(wctx, k); err != nil {
+			note = fmt.Sprintf("gate opened with %d of %d upstream calls", up.Calls(), k)
+		}
+		cancel()
+	}
+	return note
+}
+
+// herdLags returns, over the jobs that had a first chunk, the lag of each
+// first chunk behind the reference's (the leader's with dedupe, which
+// itself is left out; the earliest without) and the time from the gate's
+// opening to each; found reports whether there was a reference.
+func herdLags(recs []jobRec, opened time.Time, dedupe bool) (lag, afterGate Dist, found bool) {
 	var ref time.Time
 	for i := range recs {
 		rec := &recs[i]
@@ -146,7 +158,7 @@ func (r *runner) herdRun(ctx context.Context, k int, dedupe bool) (HerdResult, e
 			ref = rec.first
 		}
 	}
-	var lag, after []time.Duration
+	var lags, after []time.Duration
 	for i := range recs {
 		rec := &recs[i]
 		if rec.first.IsZero() {
@@ -156,11 +168,7 @@ func (r *runner) herdRun(ctx context.Context, k int, dedupe bool) (HerdResult, e
 		if ref.IsZero() || (dedupe && rec.role == protocol.RoleLeader) {
 			continue
 		}
-		lag = append(lag, rec.first.Sub(ref))
+		lags = append(lags, rec.first.Sub(ref))
 	}
-	res.Lag, res.AfterGate = summarize(lag), summarize(after)
-	if dedupe && ref.IsZero() && res.Note == "" {
-		res.Note = "no job reported role leader"
-	}
-	return res, nil
+	return summarize(lags), summarize(after), !ref.IsZero()
 }

@@ -3,13 +3,10 @@ package harness
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -45,22 +42,9 @@ func (r *runner) memory(ctx context.Context) error {
 func (r *runner) memoryRun(ctx context.Context, n int, kind string) (MemoryResult, error) {
 	g := newGate()
 	defer g.open()
-	up := llmtest.New(llmtest.WithScript(func(req llmtest.Request) llmtest.Reply {
-		if strings.Contains(req.LastUserMessage(), " warm ") {
-			return llmtest.Reply{Tokens: tokens16}
-		}
-		return llmtest.Reply{Tokens: tokens16, StallAfter: 2, Release: g.ch}
-	}))
+	up := stallingUpstream(g.ch)
 	defer up.Close()
-	env := map[string]string{
-		"CHATFLEET_MAX_CONCURRENT_FOLLOWERS": strconv.Itoa(n + 64),
-		"CHATFLEET_MAX_ACK_PENDING":          strconv.Itoa(max(20000, 2*n)),
-		"CHATFLEET_LLM_IDLE_TIMEOUT":         "10m", // streams are held until all N are
-	}
-	if kind == "leaders" {
-		env["CHATFLEET_MAX_CONCURRENT_REQUESTS"] = strconv.Itoa(n + 64)
-		env["CHATFLEET_MAX_CONCURRENT_LLM_STREAMS"] = strconv.Itoa(n + 64)
-	}
+	env := heldStreamsEnv(n, kind == "leaders")
 	f, err := r.startFleet(ctx, fleetSpec{name: fmt.Sprintf("memory-%d-%s", n, kind), workers: 1, upstream: up.URL(), env: env})
 	if err != nil {
 		return MemoryResult{}, err
@@ -81,11 +65,7 @@ func (r *runner) memoryRun(ctx context.Context, n int, kind string) (MemoryResul
 	var firsts atomic.Int64
 	held := make(chan struct{})
 	var once sync.Once
-	job := func(i int) protocol.Job { return userJob(r.prompt("mem "+kind, i)) }
-	if kind == "followers" {
-		prompt := r.prompt("mem followers", n)
-		job = func(int) protocol.Job { return userJob(prompt) }
-	}
+	job := r.memoryJobs(kind, n)
 	type out struct {
 		recs []jobRec
 		wall time.Duration
@@ -110,17 +90,36 @@ func (r *runner) memoryRun(ctx context.Context, n int, kind string) (MemoryResul
 		res.Load = summarizeLoad(o.recs, o.wall)
 		return res, fmt.Errorf("memory %s %d: the load ended before the streams were held: %s", kind, n, res.Load.FirstError)
 	}
-	time.Sleep(sz.MemorySettle)
-	for range 5 {
-		if rss, err := procRSS(pid); err == nil && rss > res.RSSHolding {
-			res.RSSHolding = rss
-		}
-		time.Sleep(sz.MemorySettle / 5)
-	}
+	res.RSSHolding = holdingRSS(pid, sz.MemorySettle)
 	res.Held = int(firsts.Load())
 	g.open()
 	o := <-done
 	res.Load = summarizeLoad(o.recs, o.wall)
 	res.BytesPerStream = (res.RSSHolding - res.RSSBefore) / int64(n)
 	return res, nil
+}
+
+// memoryJobs returns the jobs of a memory run: n asking the same prompt
+// (followers of one generation), or n distinct ones (leaders).
+func (r *runner) memoryJobs(kind string, n int) func(int) protocol.Job {
+	if kind == "followers" {
+		prompt := r.prompt("mem followers", n)
+		return func(int) protocol.Job { return userJob(prompt) }
+	}
+	return func(i int) protocol.Job { return userJob(r.prompt("mem "+kind, i)) }
+}
+
+// holdingRSS lets a worker that holds its streams settle, then returns the
+// largest of five readings of its RSS spread over settle (0 when none
+// could be read).
+func holdingRSS(pid int, settle time.Duration) int64 {
+	time.Sleep(settle)
+	var most int64
+	for range 5 {
+		if rss, err := procRSS(pid); err == nil && rss > most {
+			most = rss
+		}
+		time.Sleep(settle / 5)
+	}
+	return most
 }

@@ -56,6 +56,18 @@ func gatedUpstream(gate <-chan struct{}, stallAfter int) *llmtest.Server {
 	}))
 }
 
+// stallingUpstream answers a warm-up prompt (one holding " warm ") at
+// once and holds every other stream after two tokens until gate is
+// closed, then sends the rest.
+func stallingUpstream(gate <-chan struct{}) *llmtest.Server {
+	return llmtest.New(llmtest.WithScript(func(req llmtest.Request) llmtest.Reply {
+		if strings.Contains(req.LastUserMessage(), " warm ") {
+			return llmtest.Reply{Tokens: tokens16}
+		}
+		return llmtest.Reply{Tokens: tokens16, StallAfter: 2, Release: gate}
+	}))
+}
+
 // stampUpstream is a minimal OpenAI-compatible streaming server whose
 // every token is the time it was written, in Unix nanoseconds, followed by
 // '|': the producer, on the same clock, computes how long each token took

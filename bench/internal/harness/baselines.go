@@ -93,7 +93,12 @@ func (r *runner) jetStreamBaseline(ctx context.Context) (*JetStreamBaseline, err
 	if err != nil {
 		return nil, err
 	}
+	return r.measureJetStream(ctx, js, cons, subject, n)
+}
 
+// measureJetStream publishes n messages to subject asynchronously with js
+// while cons consumes and acks them, and times both.
+func (r *runner) measureJetStream(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, subject string, n int) (*JetStreamBaseline, error) {
 	var consumed atomic.Int64
 	all := make(chan struct{})
 	m := startCPU(r.cpuGroups(nil))

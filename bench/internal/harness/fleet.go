@@ -99,19 +99,7 @@ func (r *runner) startFleet(ctx context.Context, spec fleetSpec) (_ *fleet, err 
 			f.close()
 		}
 	}()
-	env := map[string]string{
-		"CHATFLEET_NATS_URL":       r.natsURL,
-		"CHATFLEET_PREFIX":         prefix,
-		"CHATFLEET_HTTP_ADDR":      "",
-		"CHATFLEET_LLM_BASE_URL":   spec.upstream,
-		"CHATFLEET_LLM_API_KEY":    "bench",
-		"CHATFLEET_LOG_FORMAT":     "json",
-		"CHATFLEET_LOG_LEVEL":      "info",
-		"CHATFLEET_QUEUE_LIMIT":    "1000000",
-		"CHATFLEET_SHUTDOWN_GRACE": "5s",
-	}
-	maps.Copy(env, spec.env)
-	maps.Copy(env, r.cfg.WorkerEnv)
+	env := r.fleetEnv(prefix, spec)
 	for i := range spec.workers {
 		id := fmt.Sprintf("%s-w%d", prefix, i+1)
 		wenv := []string{"CHATFLEET_WORKER_ID=" + id}
@@ -138,22 +126,46 @@ func (r *runner) startFleet(ctx context.Context, spec fleetSpec) (_ *fleet, err 
 			return f, err
 		}
 	}
-	for i := range max(1, r.cfg.Sizes.Connections) {
-		nc, err := r.connect(fmt.Sprintf("bench producer %d", i+1), &f.events)
+	return f, f.connectProducer(prefix)
+}
+
+// fleetEnv is the CHATFLEET_* settings of every worker of a fleet on
+// prefix: the benchmark's defaults, then spec's, then Config.WorkerEnv.
+func (r *runner) fleetEnv(prefix string, spec fleetSpec) map[string]string {
+	env := map[string]string{
+		"CHATFLEET_NATS_URL":       r.natsURL,
+		"CHATFLEET_PREFIX":         prefix,
+		"CHATFLEET_HTTP_ADDR":      "",
+		"CHATFLEET_LLM_BASE_URL":   spec.upstream,
+		"CHATFLEET_LLM_API_KEY":    "bench",
+		"CHATFLEET_LOG_FORMAT":     "json",
+		"CHATFLEET_LOG_LEVEL":      "info",
+		"CHATFLEET_QUEUE_LIMIT":    "1000000",
+		"CHATFLEET_SHUTDOWN_GRACE": "5s",
+	}
+	maps.Copy(env, spec.env)
+	maps.Copy(env, r.cfg.WorkerEnv)
+	return env
+}
+
+// connectProducer opens the producer's connections (Sizes.Connections, at
+// least one), a publisher on prefix for each, and JetStream on the first.
+func (f *fleet) connectProducer(prefix string) error {
+	for i := range max(1, f.r.cfg.Sizes.Connections) {
+		nc, err := f.r.connect(fmt.Sprintf("bench producer %d", i+1), &f.events)
 		if err != nil {
-			return f, err
+			return err
 		}
 		f.conns = append(f.conns, nc)
 		pub, err := publisher.New(nc, publisher.WithPrefix(prefix))
 		if err != nil {
-			return f, err
+			return err
 		}
 		f.pubs = append(f.pubs, pub)
 	}
-	if f.js, err = jetstream.New(f.conns[0]); err != nil {
-		return f, err
-	}
-	return f, nil
+	var err error
+	f.js, err = jetstream.New(f.conns[0])
+	return err
 }
 
 // close stops the workers, closes the producer and deletes the fleet's

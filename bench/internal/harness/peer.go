@@ -68,23 +68,11 @@ func (r *runner) peer(ctx context.Context) error {
 		res.Redis = strings.TrimSpace(string(out))
 	}
 	bin := r.peerBin // built by prepare
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	redisProc, err := startProc(procSpec{name: "redis", bin: redisPath, logDir: r.logDir,
-		args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}})
+	redisProc, addr, err := r.startRedis(ctx, redisPath)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = redisProc.stop(10 * time.Second) }()
-	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	err = waitTCP(wctx, addr)
-	cancel()
-	if err != nil {
-		return err
-	}
 	up := instantUpstream()
 	defer up.Close()
 
@@ -119,6 +107,30 @@ func (r *runner) peer(ctx context.Context) error {
 		res.ChatfleetIdle = idle
 	}
 	return nil
+}
+
+// startRedis starts redis-server (path) on a free port without
+// persistence and waits until it accepts connections at addr; the caller
+// stops it.
+func (r *runner) startRedis(ctx context.Context, path string) (p *proc, addr string, err error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	addr = "127.0.0.1:" + strconv.Itoa(port)
+	p, err = startProc(procSpec{name: "redis", bin: path, logDir: r.logDir,
+		args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}})
+	if err != nil {
+		return nil, "", err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	err = waitTCP(wctx, addr)
+	cancel()
+	if err != nil {
+		_ = p.stop(10 * time.Second)
+		return nil, "", err
+	}
+	return p, addr, nil
 }
 
 func pollName(d time.Duration) string {

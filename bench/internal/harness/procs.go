@@ -82,15 +82,7 @@ func startProc(spec procSpec) (*proc, error) {
 	pipes.Add(1)
 	go func() { // owned by the process: ends when its stderr closes
 		defer pipes.Done()
-		sc := bufio.NewScanner(errPipe)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			_, _ = logf.Write(append(line, '\n'))
-			if spec.readyLine != "" && bytes.Contains(line, []byte(spec.readyLine)) {
-				p.markReady()
-			}
-		}
+		p.logStderr(errPipe, logf, spec.readyLine)
 	}()
 	if outPipe != nil {
 		pipes.Add(1)
@@ -106,6 +98,20 @@ func startProc(spec procSpec) (*proc, error) {
 		close(p.exited)
 	}()
 	return p, nil
+}
+
+// logStderr copies the process's stderr to its log line by line, marking
+// it ready at a line that holds readyLine ("": never here).
+func (p *proc) logStderr(stderr io.Reader, log io.Writer, readyLine string) {
+	sc := bufio.NewScanner(stderr)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		_, _ = log.Write(append(line, '\n'))
+		if readyLine != "" && bytes.Contains(line, []byte(readyLine)) {
+			p.markReady()
+		}
+	}
 }
 
 func (p *proc) markReady() { p.readyOnce.Do(func() { close(p.ready) }) }

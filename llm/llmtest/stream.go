@@ -37,29 +37,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, wr 
 	if err := e.send(ctx, []choice{{Delta: delta{Role: "assistant", Content: ptr("")}}}, nil); err != nil {
 		return err
 	}
-	stallAt, cutAt := at(rep.StallAfter), at(rep.CutAfter)
-	for i := 0; ; i++ {
-		if i == stallAt {
-			if err := s.pause(ctx, nil, rep.Release); err != nil {
-				return err
-			}
-		}
-		if i == cutAt {
-			panic(http.ErrAbortHandler) // net/http closes the connection mid-body, unlogged.
-		}
-		if i == len(deltas) {
-			break
-		}
-		d := rep.Delay
-		if i == 0 {
-			d = rep.FirstDelay
-		}
-		if err := s.pause(ctx, &d, nil); err != nil {
-			return err
-		}
-		if err := e.send(ctx, []choice{{Delta: deltas[i]}}, nil); err != nil {
-			return err
-		}
+	if err := s.sendDeltas(ctx, e, deltas, rep); err != nil {
+		return err
 	}
 	if err := e.send(ctx, []choice{{Delta: delta{}, FinishReason: &finish}}, nil); err != nil {
 		return err
@@ -80,6 +59,36 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req Request, wr 
 		return goneErr(s.closing)
 	}
 	return nil
+}
+
+// sendDeltas sends a chunk per delta, each after rep's delay, stalling
+// after rep.StallAfter of them and cutting the connection after
+// rep.CutAfter, as Reply describes.
+func (s *Server) sendDeltas(ctx context.Context, e *events, deltas []delta, rep Reply) error {
+	stallAt, cutAt := at(rep.StallAfter), at(rep.CutAfter)
+	for i := 0; ; i++ {
+		if i == stallAt {
+			if err := s.pause(ctx, nil, rep.Release); err != nil {
+				return err
+			}
+		}
+		if i == cutAt {
+			panic(http.ErrAbortHandler) // net/http closes the connection mid-body, unlogged.
+		}
+		if i == len(deltas) {
+			return nil
+		}
+		d := rep.Delay
+		if i == 0 {
+			d = rep.FirstDelay
+		}
+		if err := s.pause(ctx, &d, nil); err != nil {
+			return err
+		}
+		if err := e.send(ctx, []choice{{Delta: deltas[i]}}, nil); err != nil {
+			return err
+		}
+	}
 }
 
 // keepAlives sends rep's keep-alive comments.

@@ -26,22 +26,7 @@ type askFlags struct {
 
 func runAsk(ctx context.Context, args []string, io IO) int {
 	var f askFlags
-	fs := flag.NewFlagSet("ask", flag.ContinueOnError)
-	fs.SetOutput(io.Err)
-	fs.StringVar(&f.model, "model", "", "model (default: the worker's CHATFLEET_MODEL)")
-	fs.StringVar(&f.tenant, "tenant", protocol.DefaultTenant, "tenant")
-	fs.StringVar(&f.system, "system", "", "system prompt")
-	fs.Float64Var(&f.temperature, "temperature", 0, "sampling temperature 0-2 (default: the upstream's)")
-	fs.IntVar(&f.maxTokens, "max-tokens", 0, "most tokens to generate, at least 1 (default: the upstream's)")
-	fs.BoolVar(&f.noDedupe, "no-dedupe", false, "do not share a generation with identical requests")
-	fs.BoolVar(&f.noCache, "no-cache", false, "neither read nor write the answer cache")
-	fs.StringVar(&f.id, "id", "", "request ID (default: a fresh random one); the reply of an ID that already ran is shown, not asked again")
-	fs.BoolVar(&f.json, "json", false, "print every reply event as one JSON line, exactly as received")
-	fs.DurationVar(&f.timeout, "timeout", 0, "give up (and cancel the request) after this long (default: none)")
-	fs.Usage = func() {
-		fmt.Fprintln(io.Err, "Usage: chatfleet ask [flags] PROMPT   (the prompt may also come on stdin)")
-		fs.PrintDefaults()
-	}
+	fs := f.flagSet(io.Err)
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
@@ -94,6 +79,28 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 		}
 	}
 	return a.submit(ctx, job)
+}
+
+// flagSet defines ask's flags, which parse into f; usage and errors go to
+// stderr.
+func (f *askFlags) flagSet(stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("ask", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.model, "model", "", "model (default: the worker's CHATFLEET_MODEL)")
+	fs.StringVar(&f.tenant, "tenant", protocol.DefaultTenant, "tenant")
+	fs.StringVar(&f.system, "system", "", "system prompt")
+	fs.Float64Var(&f.temperature, "temperature", 0, "sampling temperature 0-2 (default: the upstream's)")
+	fs.IntVar(&f.maxTokens, "max-tokens", 0, "most tokens to generate, at least 1 (default: the upstream's)")
+	fs.BoolVar(&f.noDedupe, "no-dedupe", false, "do not share a generation with identical requests")
+	fs.BoolVar(&f.noCache, "no-cache", false, "neither read nor write the answer cache")
+	fs.StringVar(&f.id, "id", "", "request ID (default: a fresh random one); the reply of an ID that already ran is shown, not asked again")
+	fs.BoolVar(&f.json, "json", false, "print every reply event as one JSON line, exactly as received")
+	fs.DurationVar(&f.timeout, "timeout", 0, "give up (and cancel the request) after this long (default: none)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: chatfleet ask [flags] PROMPT   (the prompt may also come on stdin)")
+		fs.PrintDefaults()
+	}
+	return fs
 }
 
 // storedReply reports whether the replies stream holds events of

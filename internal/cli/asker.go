@@ -53,33 +53,8 @@ func (a *asker) submit(ctx context.Context, job protocol.Job) int {
 		return a.failed(err)
 	}
 	defer reply.Stop()
-	var (
-		interrupted = make(chan error, 1) // the cancel's outcome after Ctrl-C
-		handled     = make(chan struct{}) // closed when the Ctrl-C handler has returned
-		done        = make(chan struct{}) // closed when submit returns
-	)
-	stopHandler := context.AfterFunc(ctx, func() { // waited for below
-		defer close(handled)
-		err := cancelRequest()
-		interrupted <- err
-		if err != nil && !errors.Is(err, publisher.ErrAlreadyFinished) {
-			cancelRead() // the cancelled event is not coming
-			return
-		}
-		wait := time.NewTimer(interruptedWait)
-		defer wait.Stop()
-		select {
-		case <-wait.C:
-			cancelRead()
-		case <-done:
-		}
-	})
-	defer func() {
-		close(done)
-		if !stopHandler() {
-			<-handled // it started
-		}
-	}()
+	interrupted, stopHandler := onInterrupt(ctx, cancelRequest, cancelRead)
+	defer stopHandler()
 	code, err := a.print(readCtx, reply)
 	if err == nil {
 		return code
@@ -93,6 +68,42 @@ func (a *asker) submit(ctx context.Context, job protocol.Job) int {
 		return a.gaveUp(fmt.Sprintf("timed out after %s", a.f.timeout), cancelRequest(), ExitFailed)
 	}
 	return a.failed(err)
+}
+
+// onInterrupt handles Ctrl-C (ctx ending) while submit reads the reply:
+// it cancels the request with cancelRequest and sends the outcome on
+// interrupted. When the cancel failed it stops the reading (cancelRead)
+// at once; otherwise it lets the reply's cancelled event arrive for up to
+// interruptedWait. stop, called when submit returns, ends the handler,
+// waiting for it if it started.
+func onInterrupt(ctx context.Context, cancelRequest func() error, cancelRead context.CancelFunc) (interrupted <-chan error, stop func()) {
+	var (
+		outcome = make(chan error, 1) // the cancel's outcome after Ctrl-C
+		handled = make(chan struct{}) // closed when the Ctrl-C handler has returned
+		done    = make(chan struct{}) // closed when submit returns
+	)
+	stopHandler := context.AfterFunc(ctx, func() { // waited for by stop
+		defer close(handled)
+		err := cancelRequest()
+		outcome <- err
+		if err != nil && !errors.Is(err, publisher.ErrAlreadyFinished) {
+			cancelRead() // the cancelled event is not coming
+			return
+		}
+		wait := time.NewTimer(interruptedWait)
+		defer wait.Stop()
+		select {
+		case <-wait.C:
+			cancelRead()
+		case <-done:
+		}
+	})
+	return outcome, func() {
+		close(done)
+		if !stopHandler() {
+			<-handled // it started
+		}
+	}
 }
 
 // follow prints the reply of a request this ask did not submit. Ctrl-C or

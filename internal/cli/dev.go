@@ -10,7 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/chatfleet/chatfleet/internal/config"
 	"github.com/chatfleet/chatfleet/internal/natsserver"
+	"github.com/chatfleet/chatfleet/internal/telemetry"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/subjects"
@@ -49,10 +51,40 @@ func runDev(ctx context.Context, args []string, io IO) int {
 
 	// The topology comes first, whatever the number of workers: producers
 	// can submit as soon as dev is up.
-	admin, err := nats.Connect(ns.ClientURL(), nats.Name("chatfleet dev"))
+	if !createDevTopology(ctx, env, names, ns.ClientURL(), logger) {
+		return ExitFailed
+	}
+	llmCfg, sim, code := devUpstream(env, logger)
+	if code != ExitOK {
+		return code
+	}
+	simulated := sim != nil
+	if simulated {
+		defer sim.Close()
+	}
+
+	// Workers stop before their connections close, and both before the
+	// NATS server shuts down (deferred above).
+	ws := &devWorkers{env: env, logger: logger}
+	defer ws.close()
+	for i := range env.DevWorkers {
+		if code := ws.start(ctx, ns.ClientURL(), llmCfg, i); code != ExitOK {
+			return code
+		}
+	}
+	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(ws.workers), "data", env.DevDataDir)
+	fmt.Fprint(io.Err, devBanner(env, ns.ClientURL(), llmCfg.BaseURL, simulated))
+	<-ctx.Done()
+	return ws.stop()
+}
+
+// createDevTopology creates the topology on the embedded NATS server at
+// url. It logs a failure and reports it with false.
+func createDevTopology(ctx context.Context, env config.Env, names subjects.Names, url string, logger *slog.Logger) bool {
+	admin, err := nats.Connect(url, nats.Name("chatfleet dev"))
 	if err != nil {
 		logger.Error("cannot connect to the embedded NATS server", "err", err)
-		return ExitFailed
+		return false
 	}
 	_, err = ensureTopology(ctx, env, names, admin)
 	admin.Close()
@@ -62,65 +94,87 @@ func runDev(ctx context.Context, args []string, io IO) int {
 	}
 	if err != nil {
 		logger.Error("cannot create the topology", "err", err)
+		return false
+	}
+	return true
+}
+
+// devUpstream returns the upstream dev's workers call: the configured
+// one, or when none is configured the simulated model, which it starts
+// (sim, for the caller to close). code is ExitFailed after a failure it
+// logged.
+func devUpstream(env config.Env, logger *slog.Logger) (cfg llm.Config, sim *llmtest.Server, code int) {
+	if env.UpstreamConfigured() {
+		return env.LLM(), nil, ExitOK
+	}
+	sim, err := llmtest.Listen(env.DevModelListen, llmtest.WithTokens(env.DevTokens),
+		llmtest.WithDelay(env.DevTokenDelay, env.DevTokenDelay))
+	if err != nil {
+		logger.Error("cannot start the simulated model", "listen", env.DevModelListen, "err", err, inUse(err, "CHATFLEET_DEV_MODEL_LISTEN"))
+		return llm.Config{}, nil, ExitFailed
+	}
+	logger.Warn("SIMULATED MODEL: no upstream is configured (set CHATFLEET_LLM_BASE_URL or OPENAI_API_KEY); " +
+		"answers come from chatfleet's built-in simulated model, not an LLM")
+	return llm.Config{BaseURL: sim.URL()}, sim, ExitOK
+}
+
+// devWorkers are dev's in-process workers, each on a NATS connection of
+// its own, and their telemetry.
+type devWorkers struct {
+	env     config.Env
+	logger  *slog.Logger
+	workers []*worker.Worker // started and not stopped yet
+	conns   []*nats.Conn
+	tels    []*telemetry.Telemetry
+}
+
+// start connects worker i (of env.DevWorkers) to the NATS server at url
+// and starts it on llmCfg. The code is not ExitOK after a failure it
+// logged; close releases whatever was started.
+func (d *devWorkers) start(ctx context.Context, url string, llmCfg llm.Config, i int) int {
+	nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("chatfleet dev worker %d", i+1)), nats.MaxReconnects(-1))
+	if err != nil {
+		d.logger.Error("cannot connect a worker", "err", err)
 		return ExitFailed
 	}
-
-	llmCfg := env.LLM()
-	simulated := !env.UpstreamConfigured()
-	if simulated {
-		sim, err := llmtest.Listen(env.DevModelListen, llmtest.WithTokens(env.DevTokens),
-			llmtest.WithDelay(env.DevTokenDelay, env.DevTokenDelay))
-		if err != nil {
-			logger.Error("cannot start the simulated model", "listen", env.DevModelListen, "err", err, inUse(err, "CHATFLEET_DEV_MODEL_LISTEN"))
-			return ExitFailed
-		}
-		defer sim.Close()
-		llmCfg = llm.Config{BaseURL: sim.URL()}
-		logger.Warn("SIMULATED MODEL: no upstream is configured (set CHATFLEET_LLM_BASE_URL or OPENAI_API_KEY); " +
-			"answers come from chatfleet's built-in simulated model, not an LLM")
+	d.conns = append(d.conns, nc)
+	cfg := d.env.Worker(llmCfg, d.logger)
+	if cfg.ID == "" || d.env.DevWorkers > 1 {
+		cfg.ID = fmt.Sprintf("dev-%d", i+1)
 	}
-
-	// Workers stop before their connections close, and both before the
-	// NATS server shuts down (deferred above).
-	var (
-		workers []*worker.Worker
-		conns   []*nats.Conn
-	)
-	defer func() {
-		if len(workers) > 0 {
-			stopWorkers(logger, env.ShutdownGrace, workers...)
-		}
-		for _, nc := range conns {
-			nc.Close()
-		}
-	}()
-	for i := range env.DevWorkers {
-		nc, err := nats.Connect(ns.ClientURL(), nats.Name(fmt.Sprintf("chatfleet dev worker %d", i+1)), nats.MaxReconnects(-1))
-		if err != nil {
-			logger.Error("cannot connect a worker", "err", err)
-			return ExitFailed
-		}
-		conns = append(conns, nc)
-		cfg := env.Worker(llmCfg, logger)
-		if cfg.ID == "" || env.DevWorkers > 1 {
-			cfg.ID = fmt.Sprintf("dev-%d", i+1)
-		}
-		if i > 0 {
-			cfg.HTTPAddr = "" // one health endpoint is enough in dev mode
-		}
-		w, tel, code := startWorker(ctx, env, logger, cfg, nc)
-		if code != ExitOK {
-			return code
-		}
-		defer shutdownTelemetry(tel)
-		workers = append(workers, w)
+	if i > 0 {
+		cfg.HTTPAddr = "" // one health endpoint is enough in dev mode
 	}
-	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(workers), "data", env.DevDataDir)
-	fmt.Fprint(io.Err, devBanner(env, ns.ClientURL(), llmCfg.BaseURL, simulated))
-	<-ctx.Done()
-	code = stopWorkers(logger, env.ShutdownGrace, workers...)
-	workers = nil // stopped: the deferred stop has nothing left to do
+	w, tel, code := startWorker(ctx, d.env, d.logger, cfg, nc)
+	if code != ExitOK {
+		return code
+	}
+	d.tels = append(d.tels, tel)
+	d.workers = append(d.workers, w)
+	return ExitOK
+}
+
+// stop stops the workers gracefully, all at once, and returns the exit
+// code.
+func (d *devWorkers) stop() int {
+	code := stopWorkers(d.logger, d.env.ShutdownGrace, d.workers...)
+	d.workers = nil // stopped: close has nothing left to stop
 	return code
+}
+
+// close shuts the workers' telemetry down, the last started first, stops
+// the workers still running (after a failed start) and closes the
+// connections.
+func (d *devWorkers) close() {
+	for i := len(d.tels) - 1; i >= 0; i-- {
+		shutdownTelemetry(d.tels[i])
+	}
+	if len(d.workers) > 0 {
+		stopWorkers(d.logger, d.env.ShutdownGrace, d.workers...)
+	}
+	for _, nc := range d.conns {
+		nc.Close()
+	}
 }
 
 // inUse returns a log attribute naming the variable to change when err is

@@ -63,42 +63,12 @@ func load(args []string) error {
 			}
 		}()
 	}
-	run := func(n int, kind string) ([]time.Duration, []time.Duration, time.Duration, int, string, int64) {
-		ttfc := make([]time.Duration, n)
-		done := make([]time.Duration, n)
-		var next atomic.Int64
-		var errs atomic.Int64
-		var chunks atomic.Int64
-		var firstErr atomic.Value
-		var wg sync.WaitGroup
-		start := time.Now()
-		for range *concurrency {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1) - 1)
-					if i >= n {
-						return
-					}
-					f, d, c, err := runJob(ctx, client, &waiters, *queue, *prefix, *shards, fmt.Sprintf("%s-%s-%d", *tag, kind, i), *timeout)
-					ttfc[i], done[i] = f, d
-					chunks.Add(int64(c))
-					if err != nil {
-						errs.Add(1)
-						firstErr.CompareAndSwap(nil, err.Error())
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		fe, _ := firstErr.Load().(string)
-		return ttfc, done, time.Since(start), int(errs.Load()), fe, chunks.Load()
-	}
+	l := &loader{client: client, waiters: &waiters, queue: *queue, prefix: *prefix, shards: *shards,
+		tag: *tag, concurrency: *concurrency, timeout: *timeout}
 	if *warmup > 0 {
-		run(*warmup, "warm")
+		l.run(ctx, *warmup, "warm")
 	}
-	ttfc, done, wall, errs, firstErr, chunks := run(*jobs, "job")
+	ttfc, done, wall, errs, firstErr, chunks := l.run(ctx, *jobs, "job")
 	res := result{Jobs: *jobs, Errors: errs, FirstError: firstErr, WallNS: int64(wall), Chunks: chunks}
 	for i := range ttfc {
 		if ttfc[i] > 0 {
@@ -109,6 +79,55 @@ func load(args []string) error {
 		}
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// loader runs jobs: load's settings, its asynq client and the waiters
+// its reply subscriptions deliver to.
+type loader struct {
+	client      *asynq.Client
+	waiters     *sync.Map // job ID → chan string
+	queue       string
+	prefix      string
+	shards      int
+	tag         string
+	concurrency int
+	timeout     time.Duration
+}
+
+// run runs n jobs, concurrency at a time, their IDs naming kind. It
+// returns each job's time to first chunk and to done (0: never), the wall
+// time, the number of errors and the first, and the chunks received.
+func (l *loader) run(ctx context.Context, n int, kind string) ([]time.Duration, []time.Duration, time.Duration, int, string, int64) {
+	ttfc := make([]time.Duration, n)
+	done := make([]time.Duration, n)
+	var next atomic.Int64
+	var errs atomic.Int64
+	var chunks atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range l.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				f, d, c, err := runJob(ctx, l.client, l.waiters, l.queue, l.prefix, l.shards, fmt.Sprintf("%s-%s-%d", l.tag, kind, i), l.timeout)
+				ttfc[i], done[i] = f, d
+				chunks.Add(int64(c))
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	fe, _ := firstErr.Load().(string)
+	return ttfc, done, time.Since(start), int(errs.Load()), fe, chunks.Load()
 }
 
 // runJob enqueues one job and waits for its reply: time to first chunk,

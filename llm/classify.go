@@ -75,7 +75,12 @@ func (s *Stream) classifyRaw(err error, a *attempt) *Error {
 		}
 	}
 
-	// The stream failed.
+	return s.streamFailure(err, apiErr)
+}
+
+// streamFailure classifies the failure of a stream the upstream accepted
+// (2xx); apiErr is err's *openai.APIError, if any.
+func (s *Stream) streamFailure(err error, apiErr *openai.APIError) *Error {
 	var inStream *upstreamError
 	switch {
 	case errors.As(err, &inStream): // an error the upstream sent in the stream

@@ -54,12 +54,29 @@ func buildRequest(job *protocol.Job) openai.ChatCompletionRequest {
 	if job.N != nil {
 		req.N = *job.N
 	}
-	for _, t := range job.Tools {
+	req.Tools = convertTools(job.Tools)
+	if len(job.ToolChoice) > 0 {
+		req.ToolChoice = convertToolChoice(job.ToolChoice)
+	}
+	if job.ParallelToolCalls != nil {
+		req.ParallelToolCalls = *job.ParallelToolCalls
+	}
+	if rf := job.ResponseFormat; rf != nil {
+		req.ResponseFormat = convertResponseFormat(rf)
+	}
+	return req
+}
+
+// convertTools converts a job's tools; a function without parameters gets
+// emptyParameters.
+func convertTools(tools []protocol.Tool) []openai.Tool {
+	var out []openai.Tool
+	for _, t := range tools {
 		params := t.Function.Parameters
 		if len(params) == 0 {
 			params = emptyParameters
 		}
-		req.Tools = append(req.Tools, openai.Tool{
+		out = append(out, openai.Tool{
 			Type: openai.ToolType(t.Type),
 			Function: &openai.FunctionDefinition{
 				Name:        t.Function.Name,
@@ -69,29 +86,28 @@ func buildRequest(job *protocol.Job) openai.ChatCompletionRequest {
 			},
 		})
 	}
-	if len(job.ToolChoice) > 0 {
-		req.ToolChoice = convertToolChoice(job.ToolChoice)
+	return out
+}
+
+// convertResponseFormat converts a job's response format. A json_schema
+// without a schema keeps a nil Schema, which go-openai writes as null and
+// rewriteBody removes.
+func convertResponseFormat(rf *protocol.ResponseFormat) *openai.ChatCompletionResponseFormat {
+	out := &openai.ChatCompletionResponseFormat{
+		Type: openai.ChatCompletionResponseFormatType(rf.Type),
 	}
-	if job.ParallelToolCalls != nil {
-		req.ParallelToolCalls = *job.ParallelToolCalls
-	}
-	if rf := job.ResponseFormat; rf != nil {
-		req.ResponseFormat = &openai.ChatCompletionResponseFormat{
-			Type: openai.ChatCompletionResponseFormatType(rf.Type),
+	if js := rf.JSONSchema; js != nil {
+		s := &openai.ChatCompletionResponseFormatJSONSchema{
+			Name:        js.Name,
+			Description: js.Description,
+			Strict:      js.Strict,
 		}
-		if js := rf.JSONSchema; js != nil {
-			s := &openai.ChatCompletionResponseFormatJSONSchema{
-				Name:        js.Name,
-				Description: js.Description,
-				Strict:      js.Strict,
-			}
-			if hasSchema(js) {
-				s.Schema = js.Schema
-			}
-			req.ResponseFormat.JSONSchema = s
+		if hasSchema(js) {
+			s.Schema = js.Schema
 		}
+		out.JSONSchema = s
 	}
-	return req
+	return out
 }
 
 func convertMessage(m protocol.Message) openai.ChatCompletionMessage {

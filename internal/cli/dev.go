@@ -5,17 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/chatfleet/chatfleet/internal/config"
 	"github.com/chatfleet/chatfleet/internal/natsserver"
+	"github.com/chatfleet/chatfleet/internal/telemetry"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/subjects"
@@ -54,10 +51,40 @@ func runDev(ctx context.Context, args []string, io IO) int {
 
 	// The topology comes first, whatever the number of workers: producers
 	// can submit as soon as dev is up.
-	admin, err := nats.Connect(ns.ClientURL(), nats.Name("chatfleet dev"))
+	if !createDevTopology(ctx, env, names, ns.ClientURL(), logger) {
+		return ExitFailed
+	}
+	llmCfg, sim, code := devUpstream(env, logger)
+	if code != ExitOK {
+		return code
+	}
+	simulated := sim != nil
+	if simulated {
+		defer sim.Close()
+	}
+
+	// Workers stop before their connections close, and both before the
+	// NATS server shuts down (deferred above).
+	ws := &devWorkers{env: env, logger: logger}
+	defer ws.close()
+	for i := range env.DevWorkers {
+		if code := ws.start(ctx, ns.ClientURL(), llmCfg, i); code != ExitOK {
+			return code
+		}
+	}
+	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(ws.workers), "data", env.DevDataDir)
+	fmt.Fprint(io.Err, devBanner(env, ns.ClientURL(), llmCfg.BaseURL, simulated))
+	<-ctx.Done()
+	return ws.stop()
+}
+
+// createDevTopology creates the topology on the embedded NATS server at
+// url. It logs a failure and reports it with false.
+func createDevTopology(ctx context.Context, env config.Env, names subjects.Names, url string, logger *slog.Logger) bool {
+	admin, err := nats.Connect(url, nats.Name("chatfleet dev"))
 	if err != nil {
 		logger.Error("cannot connect to the embedded NATS server", "err", err)
-		return ExitFailed
+		return false
 	}
 	_, err = ensureTopology(ctx, env, names, admin)
 	admin.Close()
@@ -67,65 +94,87 @@ func runDev(ctx context.Context, args []string, io IO) int {
 	}
 	if err != nil {
 		logger.Error("cannot create the topology", "err", err)
+		return false
+	}
+	return true
+}
+
+// devUpstream returns the upstream dev's workers call: the configured
+// one, or when none is configured the simulated model, which it starts
+// (sim, for the caller to close). code is ExitFailed after a failure it
+// logged.
+func devUpstream(env config.Env, logger *slog.Logger) (cfg llm.Config, sim *llmtest.Server, code int) {
+	if env.UpstreamConfigured() {
+		return env.LLM(), nil, ExitOK
+	}
+	sim, err := llmtest.Listen(env.DevModelListen, llmtest.WithTokens(env.DevTokens),
+		llmtest.WithDelay(env.DevTokenDelay, env.DevTokenDelay))
+	if err != nil {
+		logger.Error("cannot start the simulated model", "listen", env.DevModelListen, "err", err, inUse(err, "CHATFLEET_DEV_MODEL_LISTEN"))
+		return llm.Config{}, nil, ExitFailed
+	}
+	logger.Warn("SIMULATED MODEL: no upstream is configured (set CHATFLEET_LLM_BASE_URL or OPENAI_API_KEY); " +
+		"answers come from chatfleet's built-in simulated model, not an LLM")
+	return llm.Config{BaseURL: sim.URL()}, sim, ExitOK
+}
+
+// devWorkers are dev's in-process workers, each on a NATS connection of
+// its own, and their telemetry.
+type devWorkers struct {
+	env     config.Env
+	logger  *slog.Logger
+	workers []*worker.Worker // started and not stopped yet
+	conns   []*nats.Conn
+	tels    []*telemetry.Telemetry
+}
+
+// start connects worker i (of env.DevWorkers) to the NATS server at url
+// and starts it on llmCfg. The code is not ExitOK after a failure it
+// logged; close releases whatever was started.
+func (d *devWorkers) start(ctx context.Context, url string, llmCfg llm.Config, i int) int {
+	nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("chatfleet dev worker %d", i+1)), nats.MaxReconnects(-1))
+	if err != nil {
+		d.logger.Error("cannot connect a worker", "err", err)
 		return ExitFailed
 	}
-
-	llmCfg := env.LLM()
-	simulated := !env.UpstreamConfigured()
-	if simulated {
-		sim, err := llmtest.Listen(env.DevModelListen, llmtest.WithTokens(env.DevTokens),
-			llmtest.WithDelay(env.DevTokenDelay, env.DevTokenDelay))
-		if err != nil {
-			logger.Error("cannot start the simulated model", "listen", env.DevModelListen, "err", err, inUse(err, "CHATFLEET_DEV_MODEL_LISTEN"))
-			return ExitFailed
-		}
-		defer sim.Close()
-		llmCfg = llm.Config{BaseURL: sim.URL()}
-		logger.Warn("SIMULATED MODEL: no upstream is configured (set CHATFLEET_LLM_BASE_URL or OPENAI_API_KEY); " +
-			"answers come from chatfleet's built-in simulated model, not an LLM")
+	d.conns = append(d.conns, nc)
+	cfg := d.env.Worker(llmCfg, d.logger)
+	if cfg.ID == "" || d.env.DevWorkers > 1 {
+		cfg.ID = fmt.Sprintf("dev-%d", i+1)
 	}
-
-	// Workers stop before their connections close, and both before the
-	// NATS server shuts down (deferred above).
-	var (
-		workers []*worker.Worker
-		conns   []*nats.Conn
-	)
-	defer func() {
-		if len(workers) > 0 {
-			stopWorkers(logger, env.ShutdownGrace, workers...)
-		}
-		for _, nc := range conns {
-			nc.Close()
-		}
-	}()
-	for i := range env.DevWorkers {
-		nc, err := nats.Connect(ns.ClientURL(), nats.Name(fmt.Sprintf("chatfleet dev worker %d", i+1)), nats.MaxReconnects(-1))
-		if err != nil {
-			logger.Error("cannot connect a worker", "err", err)
-			return ExitFailed
-		}
-		conns = append(conns, nc)
-		cfg := env.Worker(llmCfg, logger)
-		if cfg.ID == "" || env.DevWorkers > 1 {
-			cfg.ID = fmt.Sprintf("dev-%d", i+1)
-		}
-		if i > 0 {
-			cfg.HTTPAddr = "" // one health endpoint is enough in dev mode
-		}
-		w, tel, code := startWorker(ctx, env, logger, cfg, nc)
-		if code != ExitOK {
-			return code
-		}
-		defer shutdownTelemetry(tel)
-		workers = append(workers, w)
+	if i > 0 {
+		cfg.HTTPAddr = "" // one health endpoint is enough in dev mode
 	}
-	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(workers), "data", env.DevDataDir)
-	fmt.Fprint(io.Err, devBanner(env, ns.ClientURL(), llmCfg.BaseURL, simulated))
-	<-ctx.Done()
-	code = stopWorkers(logger, env.ShutdownGrace, workers...)
-	workers = nil // stopped: the deferred stop has nothing left to do
+	w, tel, code := startWorker(ctx, d.env, d.logger, cfg, nc)
+	if code != ExitOK {
+		return code
+	}
+	d.tels = append(d.tels, tel)
+	d.workers = append(d.workers, w)
+	return ExitOK
+}
+
+// stop stops the workers gracefully, all at once, and returns the exit
+// code.
+func (d *devWorkers) stop() int {
+	code := stopWorkers(d.logger, d.env.ShutdownGrace, d.workers...)
+	d.workers = nil // stopped: close has nothing left to stop
 	return code
+}
+
+// close shuts the workers' telemetry down, the last started first, stops
+// the workers still running (after a failed start) and closes the
+// connections.
+func (d *devWorkers) close() {
+	for i := len(d.tels) - 1; i >= 0; i-- {
+		shutdownTelemetry(d.tels[i])
+	}
+	if len(d.workers) > 0 {
+		stopWorkers(d.logger, d.env.ShutdownGrace, d.workers...)
+	}
+	for _, nc := range d.conns {
+		nc.Close()
+	}
 }
 
 // inUse returns a log attribute naming the variable to change when err is
@@ -136,96 +185,4 @@ func inUse(err error, variable string) slog.Attr {
 		return slog.String("fix", "the address is taken: set "+variable+" to a free host:port")
 	}
 	return slog.Attr{}
-}
-
-// devBanner tells the user, with the ports dev actually uses, how to ask
-// and how to start another worker against this dev server: configured as
-// dev's workers are (every topology setting that differs from its
-// default, the default model), on the same upstream. The upstream's API
-// key is never printed: the command says to add it.
-func devBanner(env config.Env, natsURL, modelURL string, simulated bool) string {
-	self := selfCommand()
-	var join []string // what a process needs to join this dev server
-	if natsURL != config.Default("CHATFLEET_NATS_URL") {
-		join = append(join, "CHATFLEET_NATS_URL="+natsURL)
-	}
-	if env.Prefix != subjects.DefaultPrefix {
-		join = append(join, "CHATFLEET_PREFIX="+env.Prefix)
-	}
-	worker := append([]string{}, join...)
-	worker = append(worker, env.NonDefault(append(config.TopologyVariables(), "CHATFLEET_MODEL")...)...)
-	if addr := nextPort(env.HTTPAddr); addr != "" {
-		worker = append(worker, "CHATFLEET_HTTP_ADDR="+addr)
-	}
-	upstream := "the same upstream"
-	var add []string // what the user must add to the command
-	switch {
-	case simulated:
-		worker = append(worker, "CHATFLEET_LLM_BASE_URL="+modelURL)
-		upstream = "the simulated model at " + modelURL
-	case env.LLMBaseURL != "":
-		base := config.RedactURL(env.LLMBaseURL)
-		worker = append(worker, "CHATFLEET_LLM_BASE_URL="+base)
-		upstream += " at " + base
-		if base != env.LLMBaseURL {
-			add = append(add, "the base URL's credentials in place of xxxxx")
-		}
-	}
-	if !simulated && env.LLMAPIKey != "" {
-		add = append(add, "your CHATFLEET_LLM_API_KEY / OPENAI_API_KEY")
-	}
-	for i, kv := range worker {
-		name, value, _ := strings.Cut(kv, "=")
-		worker[i] = name + "=" + shellWord(value) // a quoted name would be no assignment
-	}
-	plus := ""
-	if len(add) > 0 {
-		plus = ", plus " + strings.Join(add, " and ")
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "\nchatfleet dev: NATS at %s. In another terminal:\n", natsURL)
-	fmt.Fprintf(&b, "  %s ask \"hello\"\n", strings.Join(append(join, self), " "))
-	fmt.Fprintf(&b, "Another worker on %s%s:\n", upstream, plus)
-	fmt.Fprintf(&b, "  %s worker\n", strings.Join(append(worker, self), " "))
-	fmt.Fprintf(&b, "Ctrl-C stops.\n\n")
-	return b.String()
-}
-
-// shellWord quotes s for a POSIX shell unless it needs no quotes.
-func shellWord(s string) string {
-	if strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.,:/=@%+") == "" && s != "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// nextPort returns addr with its port plus one, for a second process's
-// health endpoint; "" when addr is empty (none served) or has no numeric
-// port.
-func nextPort(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return ""
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p <= 0 || p >= 65535 {
-		return ""
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p+1))
-}
-
-// selfCommand is how the user runs this program: the binary's path when
-// it is an installed or built chatfleet, `go run ./cmd/chatfleet` when it
-// was built by go run (or is not chatfleet at all, as in tests).
-func selfCommand() string {
-	exe, err := os.Executable()
-	if err != nil || filepath.Base(exe) != "chatfleet" || strings.Contains(exe, string(filepath.Separator)+"go-build") {
-		return "go run ./cmd/chatfleet"
-	}
-	if wd, err := os.Getwd(); err == nil {
-		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
-			return "." + string(filepath.Separator) + rel
-		}
-	}
-	return exe
 }

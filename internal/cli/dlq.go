@@ -40,32 +40,9 @@ func runDLQ(ctx context.Context, args []string, io IO) int {
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
-	var seq uint64
-	switch sub {
-	case "ls":
-		if fs.NArg() != 0 {
-			fs.Usage()
-			return ExitUsage
-		}
-		if *tenant != "" {
-			if err := subjects.ValidName("tenant", *tenant); err != nil {
-				fmt.Fprintln(io.Err, "chatfleet dlq: --tenant:", err)
-				return ExitUsage
-			}
-		}
-	case "show", "replay":
-		var err error
-		if fs.NArg() != 1 {
-			fs.Usage()
-			return ExitUsage
-		}
-		if seq, err = strconv.ParseUint(fs.Arg(0), 10, 64); err != nil || seq == 0 {
-			fmt.Fprintf(io.Err, "chatfleet dlq: %q is not a dead-letter sequence number (see chatfleet dlq ls)\n", fs.Arg(0))
-			return ExitUsage
-		}
-	default:
-		fmt.Fprintf(io.Err, "chatfleet dlq: unknown subcommand %q\n\n%s\n", sub, dlqUsage)
-		return ExitUsage
+	seq, code := dlqArgs(sub, fs, *tenant, io)
+	if code != ExitOK {
+		return code
 	}
 
 	_, names, nc, code := connect(io, "dlq")
@@ -98,6 +75,40 @@ func runDLQ(ctx context.Context, args []string, io IO) int {
 		return ExitFailed
 	}
 	return ExitOK
+}
+
+// dlqArgs checks the arguments of subcommand sub, whose flags fs has
+// parsed: ls takes none (and a valid --tenant), show and replay the
+// sequence number of a dead letter, which it returns. The code is
+// ExitUsage after a usage error it reported.
+func dlqArgs(sub string, fs *flag.FlagSet, tenant string, io IO) (seq uint64, code int) {
+	switch sub {
+	case "ls":
+		if fs.NArg() != 0 {
+			fs.Usage()
+			return 0, ExitUsage
+		}
+		if tenant != "" {
+			if err := subjects.ValidName("tenant", tenant); err != nil {
+				fmt.Fprintln(io.Err, "chatfleet dlq: --tenant:", err)
+				return 0, ExitUsage
+			}
+		}
+	case "show", "replay":
+		var err error
+		if fs.NArg() != 1 {
+			fs.Usage()
+			return 0, ExitUsage
+		}
+		if seq, err = strconv.ParseUint(fs.Arg(0), 10, 64); err != nil || seq == 0 {
+			fmt.Fprintf(io.Err, "chatfleet dlq: %q is not a dead-letter sequence number (see chatfleet dlq ls)\n", fs.Arg(0))
+			return 0, ExitUsage
+		}
+	default:
+		fmt.Fprintf(io.Err, "chatfleet dlq: unknown subcommand %q\n\n%s\n", sub, dlqUsage)
+		return 0, ExitUsage
+	}
+	return seq, ExitOK
 }
 
 // deadLetterRow is what ls shows of one dead letter.

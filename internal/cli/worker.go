@@ -96,25 +96,7 @@ func waitForNATS(ctx context.Context, logger *slog.Logger, env config.Env, nc *n
 		return true, ExitOK
 	}
 	url := config.RedactURL(env.NATSURL)
-	lastErr := func() error {
-		if err := w.lastErr.Load(); err != nil {
-			return env.Redact(*err)
-		}
-		return nil
-	}
-	warn := func() {
-		attrs := []any{"url", url}
-		msg := "cannot reach NATS; retrying until it is up (CHATFLEET_NATS_URL)"
-		if err := lastErr(); err != nil {
-			if refusal(err) {
-				msg = "NATS refused the connection; retrying until it accepts it"
-				attrs = append(attrs, "fix", "check the credentials: CHATFLEET_NATS_USER and CHATFLEET_NATS_PASSWORD, "+
-					"CHATFLEET_NATS_TOKEN, CHATFLEET_NATS_CREDS, CHATFLEET_NATS_NKEY or the URL's")
-			}
-			attrs = append(attrs, "err", err)
-		}
-		logger.Warn(msg, attrs...)
-	}
+	warn := func() { warnUnreachable(logger, url, w.lastError(env)) }
 	first := time.NewTimer(reasonWait)
 	defer first.Stop()
 	reason := w.reason
@@ -141,7 +123,7 @@ func waitForNATS(ctx context.Context, logger *slog.Logger, env config.Env, nc *n
 			logger.Info("connected to NATS", "url", nc.ConnectedUrlRedacted())
 			return true, ExitOK
 		case <-w.closed:
-			logger.Error("the NATS connection closed before it was established", "url", url, "err", lastErr())
+			logger.Error("the NATS connection closed before it was established", "url", url, "err", w.lastError(env))
 			return false, ExitFailed
 		case <-reason:
 			firstWarning()
@@ -154,6 +136,31 @@ func waitForNATS(ctx context.Context, logger *slog.Logger, env config.Env, nc *n
 			return false, ExitOK // nothing ran
 		}
 	}
+}
+
+// lastError is why the last attempt to connect failed, with env's
+// secrets redacted; nil while none has failed.
+func (w *natsWait) lastError(env config.Env) error {
+	if err := w.lastErr.Load(); err != nil {
+		return env.Redact(*err)
+	}
+	return nil
+}
+
+// warnUnreachable warns that NATS at url cannot be reached, or refused
+// the connection, and why: err, nil when not known yet.
+func warnUnreachable(logger *slog.Logger, url string, err error) {
+	attrs := []any{"url", url}
+	msg := "cannot reach NATS; retrying until it is up (CHATFLEET_NATS_URL)"
+	if err != nil {
+		if refusal(err) {
+			msg = "NATS refused the connection; retrying until it accepts it"
+			attrs = append(attrs, "fix", "check the credentials: CHATFLEET_NATS_USER and CHATFLEET_NATS_PASSWORD, "+
+				"CHATFLEET_NATS_TOKEN, CHATFLEET_NATS_CREDS, CHATFLEET_NATS_NKEY or the URL's")
+		}
+		attrs = append(attrs, "err", err)
+	}
+	logger.Warn(msg, attrs...)
 }
 
 // refusal reports whether err is a NATS server refusing the connection's

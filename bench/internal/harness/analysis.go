@@ -63,8 +63,11 @@ func met(ok bool) *bool { return &ok }
 
 // targets says where the run stands against each of the targets.
 func (rep *Report) targets() []Target {
-	var out []Target
-	// Throughput: the best default run.
+	return []Target{rep.throughputTarget(), rep.ttfcTarget(), rep.herdTarget(), rep.memoryTarget(), rep.scalingTarget()}
+}
+
+// throughputTarget judges the best default throughput run.
+func (rep *Report) throughputTarget() Target {
 	tp := Target{Name: "unique jobs/s", Target: fmt.Sprintf("≥ %d", targetJobsPerS)}
 	var best *ThroughputResult
 	for i := range rep.Throughput {
@@ -80,15 +83,22 @@ func (rep *Report) targets() []Target {
 			tp.Note = fmt.Sprintf("%.0f%% of target", 100*best.Load.JobsPerS/targetJobsPerS)
 		}
 	}
-	out = append(out, tp)
+	return tp
+}
 
+// ttfcTarget judges the time to first chunk above the upstream's at low
+// load.
+func (rep *Report) ttfcTarget() Target {
 	ttfc := Target{Name: "TTFC above upstream, low load", Target: fmt.Sprintf("p50 ≤ %.0f ms, p99 ≤ %.0f ms", targetTTFCAboveP50MS, targetTTFCAboveP99MS)}
 	if l := rep.Latency; l != nil && l.Low.TTFC.N > 0 {
 		ttfc.Measured = fmt.Sprintf("p50 %.2f ms, p99 %.2f ms", l.LowAbove.P50, l.LowAbove.P99)
 		ttfc.Met = met(l.LowAbove.P50 <= targetTTFCAboveP50MS && l.LowAbove.P99 <= targetTTFCAboveP99MS)
 	}
-	out = append(out, ttfc)
+	return ttfc
+}
 
+// herdTarget judges the upstream calls of every herd with dedupe on.
+func (rep *Report) herdTarget() Target {
 	herd := Target{Name: "upstream calls per herd (dedupe on)", Target: "exactly 1 at every K"}
 	var parts []string
 	ok, any := true, false
@@ -104,10 +114,14 @@ func (rep *Report) targets() []Target {
 		herd.Measured = strings.Join(parts, ", ")
 		herd.Met = met(ok)
 	}
-	out = append(out, herd)
+	return herd
+}
 
+// memoryTarget judges the memory per follower stream at every N.
+func (rep *Report) memoryTarget() Target {
 	mem := Target{Name: "memory per follower stream", Target: "≤ 64 KiB"}
-	parts, ok, any = nil, true, false
+	var parts []string
+	ok, any := true, false
 	for _, m := range rep.Memory {
 		if m.Kind != "followers" {
 			continue
@@ -120,8 +134,11 @@ func (rep *Report) targets() []Target {
 		mem.Measured = strings.Join(parts, ", ")
 		mem.Met = met(ok)
 	}
-	out = append(out, mem)
+	return mem
+}
 
+// scalingTarget judges the default scaling step with 4 workers.
+func (rep *Report) scalingTarget() Target {
 	sc := Target{Name: "scaling efficiency at 4 workers", Target: fmt.Sprintf("≥ %.1f", targetScalingEfficiency)}
 	for _, s := range rep.Scaling {
 		if s.Workers == 4 && s.Variant == "default" {
@@ -129,6 +146,5 @@ func (rep *Report) targets() []Target {
 			sc.Met = met(s.Efficiency >= targetScalingEfficiency)
 		}
 	}
-	out = append(out, sc)
-	return out
+	return sc
 }

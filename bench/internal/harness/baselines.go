@@ -12,6 +12,28 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// Baselines are raw NATS on the same server, measured with nats.go.
+type Baselines struct {
+	JetStream *JetStreamBaseline `json:"jetstream,omitempty"`
+	ReqReply  *ReqReplyBaseline  `json:"request_reply,omitempty"`
+}
+
+// JetStreamBaseline is async publish of Msgs messages to a file-backed
+// work-queue stream while a pull consumer consumes and acks them.
+type JetStreamBaseline struct {
+	Msgs            int     `json:"msgs"`
+	MsgBytes        int     `json:"msg_bytes"`
+	PublishMsgsPerS float64 `json:"publish_msgs_per_s"` // until every publish was acked
+	MsgsPerS        float64 `json:"msgs_per_s"`         // until every message was consumed and acked
+	CPU             CPU     `json:"cpu"`
+}
+
+// ReqReplyBaseline is core NATS request/reply, one at a time.
+type ReqReplyBaseline struct {
+	N       int  `json:"n"`
+	Latency Dist `json:"latency"`
+}
+
 // baselines measures the same NATS server with nats.go alone: what any
 // system built on it can at most do.
 func (r *runner) baselines(ctx context.Context) error {
@@ -71,7 +93,12 @@ func (r *runner) jetStreamBaseline(ctx context.Context) (*JetStreamBaseline, err
 	if err != nil {
 		return nil, err
 	}
+	return r.measureJetStream(ctx, js, cons, subject, n)
+}
 
+// measureJetStream publishes n messages to subject asynchronously with js
+// while cons consumes and acks them, and times both.
+func (r *runner) measureJetStream(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, subject string, n int) (*JetStreamBaseline, error) {
 	var consumed atomic.Int64
 	all := make(chan struct{})
 	m := startCPU(r.cpuGroups(nil))

@@ -33,6 +33,21 @@ type chartSeries struct {
 // and throughput.
 func (rep *Report) chartSpecs() []chartSpec {
 	var out []chartSpec
+	if lat := rep.latencyChart(); len(lat.Series) > 0 {
+		out = append(out, lat)
+	}
+	if len(rep.Scaling) > 0 {
+		out = append(out, rep.scalingChart())
+	}
+	if tp := rep.throughputChart(); len(tp.Series) > 0 {
+		out = append(out, tp)
+	}
+	return out
+}
+
+// latencyChart compares the time to first chunk at its percentiles: the
+// upstream's own, core NATS, chatfleet's and the peer's.
+func (rep *Report) latencyChart() chartSpec {
 	pct := func(d Dist) []float64 { return []float64{d.P50, d.P90, d.P99} }
 	lat := chartSpec{File: "latency.png", Title: "Time to first chunk at the producer (instant upstream)", Kind: "bars",
 		YLabel: "ms (log scale)", LogY: true, Groups: []string{"p50", "p90", "p99"}}
@@ -53,40 +68,45 @@ func (rep *Report) chartSpecs() []chartSpec {
 			lat.Series = append(lat.Series, chartSeries{Name: "asynq+Redis, poll " + pl.Poll, Y: pct(pl.Low.TTFC)})
 		}
 	}
-	if len(lat.Series) > 0 {
-		out = append(out, lat)
-	}
+	return lat
+}
 
-	if len(rep.Scaling) > 0 {
-		sc := chartSpec{File: "scaling.png", Kind: "lines", XLabel: "worker processes", YLabel: "jobs/s",
-			Title: fmt.Sprintf("Scaling: upstream %.0f ms per answer, %d upstream slots per worker", rep.Scaling[0].DelayMS, rep.Scaling[0].LLMStreams)}
-		var x, ideal, linear []float64
-		measured := map[string]*chartSeries{}
-		var order []string
-		for _, s := range rep.Scaling {
-			ms := measured[s.Variant]
-			if ms == nil {
-				ms = &chartSeries{Name: "chatfleet, " + s.Variant}
-				measured[s.Variant] = ms
-				order = append(order, s.Variant)
-			}
-			ms.X = append(ms.X, float64(s.Workers))
-			ms.Y = append(ms.Y, s.Load.JobsPerS)
-			if s.Variant == rep.Scaling[0].Variant {
-				x = append(x, float64(s.Workers))
-				ideal = append(ideal, s.IdealPerS)
-				linear = append(linear, float64(s.Workers)*rep.Scaling[0].Load.JobsPerS/float64(rep.Scaling[0].Workers))
-			}
+// scalingChart draws jobs/s over workers, a line per variant, beside
+// linear scaling from 1 worker and the upstream's capacity; rep.Scaling
+// must not be empty.
+func (rep *Report) scalingChart() chartSpec {
+	sc := chartSpec{File: "scaling.png", Kind: "lines", XLabel: "worker processes", YLabel: "jobs/s",
+		Title: fmt.Sprintf("Scaling: upstream %.0f ms per answer, %d upstream slots per worker", rep.Scaling[0].DelayMS, rep.Scaling[0].LLMStreams)}
+	var x, ideal, linear []float64
+	measured := map[string]*chartSeries{}
+	var order []string
+	for _, s := range rep.Scaling {
+		ms := measured[s.Variant]
+		if ms == nil {
+			ms = &chartSeries{Name: "chatfleet, " + s.Variant}
+			measured[s.Variant] = ms
+			order = append(order, s.Variant)
 		}
-		for _, v := range order {
-			sc.Series = append(sc.Series, *measured[v])
+		ms.X = append(ms.X, float64(s.Workers))
+		ms.Y = append(ms.Y, s.Load.JobsPerS)
+		if s.Variant == rep.Scaling[0].Variant {
+			x = append(x, float64(s.Workers))
+			ideal = append(ideal, s.IdealPerS)
+			linear = append(linear, float64(s.Workers)*rep.Scaling[0].Load.JobsPerS/float64(rep.Scaling[0].Workers))
 		}
-		sc.Series = append(sc.Series,
-			chartSeries{Name: "linear from 1 worker", X: x, Y: linear, Dashed: true},
-			chartSeries{Name: "upstream capacity", X: x, Y: ideal, Dashed: true})
-		out = append(out, sc)
 	}
+	for _, v := range order {
+		sc.Series = append(sc.Series, *measured[v])
+	}
+	sc.Series = append(sc.Series,
+		chartSeries{Name: "linear from 1 worker", X: x, Y: linear, Dashed: true},
+		chartSeries{Name: "upstream capacity", X: x, Y: ideal, Dashed: true})
+	return sc
+}
 
+// throughputChart compares unique jobs/s: chatfleet's runs, its cache
+// hits and the peer's.
+func (rep *Report) throughputChart() chartSpec {
 	tp := chartSpec{File: "throughput.png", Title: "Unique jobs/s, 16-chunk answers, instant upstream", Kind: "bars", YLabel: "jobs/s", Groups: []string{""}}
 	for _, t := range rep.Throughput {
 		tp.Series = append(tp.Series, chartSeries{Name: fmt.Sprintf("chatfleet %dw %s", t.Workers, t.Variant), Y: []float64{t.Load.JobsPerS}})
@@ -99,10 +119,7 @@ func (rep *Report) chartSpecs() []chartSpec {
 			tp.Series = append(tp.Series, chartSeries{Name: fmt.Sprintf("asynq+Redis %dw", t.Workers), Y: []float64{t.Load.JobsPerS}})
 		}
 	}
-	if len(tp.Series) > 0 {
-		out = append(out, tp)
-	}
-	return out
+	return tp
 }
 
 // charts writes the chart specs and runs bench/charts on them.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/publisher"
 )
 
 // LargeAnswerResult is one answer of LargeAnswerMB streamed by an upstream
@@ -38,17 +39,7 @@ func (r *runner) largeAnswer(ctx context.Context) error {
 	sz := r.cfg.Sizes
 	delta := max(1, sz.LargeDeltaBytes)
 	n := int(int64(sz.LargeAnswerMB) << 20 / int64(delta))
-	pattern := strings.Repeat("0123456789abcdef", (delta+15)/16)[:delta]
-	tokens := make([]string, n) // one shared string: the upstream holds little
-	for i := range tokens {
-		tokens[i] = pattern
-	}
-	up := llmtest.New(llmtest.WithScript(func(req llmtest.Request) llmtest.Reply {
-		if strings.Contains(req.LastUserMessage(), "warm") {
-			return llmtest.Reply{Tokens: tokens16}
-		}
-		return llmtest.Reply{Tokens: tokens}
-	}))
+	up, pattern := largeUpstream(delta, n)
 	defer up.Close()
 	answer := int64(n) * int64(delta)
 	f, err := r.startFleet(ctx, fleetSpec{name: "large-answer", workers: 1, upstream: up.URL(), env: map[string]string{
@@ -76,6 +67,51 @@ func (r *runner) largeAnswer(ctx context.Context) error {
 		return err
 	}
 	defer reply.Stop()
+	if err := readLargeAnswer(ctx, reply, pattern, &res); err != nil {
+		return err
+	}
+	res.Seconds = round3(time.Since(start).Seconds())
+	if cpu1, err := procCPU(pid); err == nil {
+		res.WorkerCPUS = round3((cpu1 - cpu0).Seconds())
+	}
+	if res.RSSPeak, err = procPeakRSS(pid); err != nil {
+		return err
+	}
+	res.RSSGrowth = res.RSSPeak - res.RSSBefore
+	res.GrowthPerAnswer = round3(float64(res.RSSGrowth) / float64(answer))
+	res.UpstreamCalls = up.Calls() - calls0
+	r.rep.LargeAnswer = &res
+	r.progress("   %s in %d B deltas: %.1fs, %d chunk events (largest %s), worker RSS %s → peak %s (%.2f× the answer), %.1fs CPU, %d upstream call(s)",
+		mib(answer), delta, res.Seconds, res.ChunkEvents, kib(int64(res.MaxEventOutput)), mib(res.RSSBefore), mib(res.RSSPeak), res.GrowthPerAnswer, res.WorkerCPUS, res.UpstreamCalls)
+	if res.Received != answer {
+		return fmt.Errorf("received %d bytes of %d", res.Received, answer)
+	}
+	return nil
+}
+
+// largeUpstream returns an upstream that answers a warm-up (a prompt
+// holding "warm") with the 16 short tokens, and anything else with n
+// deltas of pattern, delta bytes of hex digits.
+func largeUpstream(delta, n int) (up *llmtest.Server, pattern string) {
+	pattern = strings.Repeat("0123456789abcdef", (delta+15)/16)[:delta]
+	tokens := make([]string, n) // one shared string: the upstream holds little
+	for i := range tokens {
+		tokens[i] = pattern
+	}
+	up = llmtest.New(llmtest.WithScript(func(req llmtest.Request) llmtest.Reply {
+		if strings.Contains(req.LastUserMessage(), "warm") {
+			return llmtest.Reply{Tokens: tokens16}
+		}
+		return llmtest.Reply{Tokens: tokens}
+	}))
+	return up, pattern
+}
+
+// readLargeAnswer reads reply to its terminal event, counting into res
+// the chunk events, the largest event and chunk output and the content
+// received, which it checks byte for byte against pattern repeated.
+func readLargeAnswer(ctx context.Context, reply *publisher.Reply, pattern string, res *LargeAnswerResult) error {
+	delta := len(pattern)
 	for {
 		ev, err := reply.Next(ctx)
 		if err != nil {
@@ -96,24 +132,7 @@ func (r *runner) largeAnswer(ctx context.Context) error {
 			return fmt.Errorf("error event: %v", ev.Error)
 		}
 		if ev.Type.Terminal() {
-			break
+			return nil
 		}
 	}
-	res.Seconds = round3(time.Since(start).Seconds())
-	if cpu1, err := procCPU(pid); err == nil {
-		res.WorkerCPUS = round3((cpu1 - cpu0).Seconds())
-	}
-	if res.RSSPeak, err = procPeakRSS(pid); err != nil {
-		return err
-	}
-	res.RSSGrowth = res.RSSPeak - res.RSSBefore
-	res.GrowthPerAnswer = round3(float64(res.RSSGrowth) / float64(answer))
-	res.UpstreamCalls = up.Calls() - calls0
-	r.rep.LargeAnswer = &res
-	r.progress("   %s in %d B deltas: %.1fs, %d chunk events (largest %s), worker RSS %s → peak %s (%.2f× the answer), %.1fs CPU, %d upstream call(s)",
-		mib(answer), delta, res.Seconds, res.ChunkEvents, kib(int64(res.MaxEventOutput)), mib(res.RSSBefore), mib(res.RSSPeak), res.GrowthPerAnswer, res.WorkerCPUS, res.UpstreamCalls)
-	if res.Received != answer {
-		return fmt.Errorf("received %d bytes of %d", res.Received, answer)
-	}
-	return nil
 }

@@ -221,3 +221,23 @@ func userJob(prompt string) protocol.Job {
 }
 
 func fromMS(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
+
+// prompt returns a prompt unique to this run.
+func (r *runner) prompt(kind string, i int) string {
+	return fmt.Sprintf("bench %s %s %d", r.runID, kind, i)
+}
+
+// uniqueJobs returns a job function asking kind's i-th prompt.
+func (r *runner) uniqueJobs(kind string) func(int) protocol.Job {
+	return func(i int) protocol.Job { return userJob(r.prompt(kind, i)) }
+}
+
+// privateJobs are unique jobs with dedupe and cache off.
+func (r *runner) privateJobs(kind string) func(int) protocol.Job {
+	off := false
+	return func(i int) protocol.Job {
+		j := userJob(r.prompt(kind, i))
+		j.Dedupe, j.Cache = &off, &off
+		return j
+	}
+}

@@ -86,160 +86,6 @@ func loadavg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// Baselines are raw NATS on the same server, measured with nats.go.
-type Baselines struct {
-	JetStream *JetStreamBaseline `json:"jetstream,omitempty"`
-	ReqReply  *ReqReplyBaseline  `json:"request_reply,omitempty"`
-}
-
-// JetStreamBaseline is async publish of Msgs messages to a file-backed
-// work-queue stream while a pull consumer consumes and acks them.
-type JetStreamBaseline struct {
-	Msgs            int     `json:"msgs"`
-	MsgBytes        int     `json:"msg_bytes"`
-	PublishMsgsPerS float64 `json:"publish_msgs_per_s"` // until every publish was acked
-	MsgsPerS        float64 `json:"msgs_per_s"`         // until every message was consumed and acked
-	CPU             CPU     `json:"cpu"`
-}
-
-// ReqReplyBaseline is core NATS request/reply, one at a time.
-type ReqReplyBaseline struct {
-	N       int  `json:"n"`
-	Latency Dist `json:"latency"`
-}
-
-// ThroughputResult is one throughput run.
-type ThroughputResult struct {
-	Workers         int                `json:"workers"`
-	Variant         string             `json:"variant"` // "default" or "chunk-window-0"
-	Concurrency     int                `json:"concurrency"`
-	Load            LoadResult         `json:"load"`
-	UpstreamCalls   int                `json:"upstream_calls"`
-	StoredReplyMsgs uint64             `json:"stored_reply_msgs"` // in the replies stream afterwards
-	CPU             CPU                `json:"cpu"`
-	CPUPerJobUS     map[string]float64 `json:"cpu_per_job_us"`
-}
-
-// LatencyResult is the latency scenario.
-type LatencyResult struct {
-	UpstreamTTFC Dist `json:"upstream_ttfc"` // the upstream's own, called directly
-	// Low load: one job at a time.
-	Low LoadResult `json:"low"`
-	// LowAbove is the low-load TTFC minus the upstream's own, per
-	// percentile.
-	LowAbove Dist `json:"low_ttfc_above_upstream"`
-	// LowPrivate: one job at a time with dedupe and cache off, so no KV
-	// round trip (cache read, lease) precedes the upstream call.
-	LowPrivate      LoadResult `json:"low_dedupe_cache_off"`
-	LowPrivateAbove Dist       `json:"low_dedupe_cache_off_ttfc_above_upstream"`
-	// Moderate: open loop at ModerateRate jobs/s.
-	ModerateRate float64    `json:"moderate_rate"`
-	Moderate     LoadResult `json:"moderate"`
-	// ChunkGain: per token, from the upstream writing it to the producer
-	// receiving it, at moderate load with the instant upstream: includes
-	// the chunk window's merging (tokens 2–16 of a burst wait for it).
-	ChunkGain Dist `json:"chunk_gain"`
-	// Paced: tokens PacedDelay apart (more than the chunk window), so
-	// every token is its own chunk event: transport only.
-	PacedRate      float64    `json:"paced_rate"`
-	PacedDelayMS   float64    `json:"paced_delay_ms"`
-	Paced          LoadResult `json:"paced"`
-	PacedChunkGain Dist       `json:"paced_chunk_gain"`
-	CPU            CPU        `json:"cpu_moderate"`
-}
-
-// HerdResult is one thundering herd.
-type HerdResult struct {
-	K             int        `json:"k"`
-	Dedupe        bool       `json:"dedupe"`
-	Workers       int        `json:"workers"`
-	UpstreamCalls int        `json:"upstream_calls"`
-	Load          LoadResult `json:"load"`
-	// AcceptS is the time from the first submit until every job had its
-	// meta event (all joined; then the gate opened).
-	AcceptS float64 `json:"accept_s"`
-	// Lag is each job's first chunk minus the reference's: the leader's
-	// with dedupe on (followers only), the earliest with dedupe off.
-	Lag    Dist   `json:"lag"`
-	LagRef string `json:"lag_ref"`
-	// AfterGate is each job's first chunk minus the gate's opening.
-	AfterGate Dist `json:"after_gate"`
-	// ReplyConsumers is the most consumers seen on the replies stream:
-	// producers that fell back from the live subject to the stream, and
-	// remote followers reading a generation.
-	ReplyConsumers int    `json:"reply_consumers_max"`
-	ProducerConns  string `json:"producer_conns,omitempty"` // slow consumers, disconnects
-	Note           string `json:"note,omitempty"`
-}
-
-// CacheResult is the cache-hit scenario.
-type CacheResult struct {
-	Warm          LoadResult         `json:"warm"`
-	Hits          LoadResult         `json:"hits"`
-	UpstreamCalls int                `json:"upstream_calls"`
-	CPU           CPU                `json:"cpu"`
-	CPUPerJobUS   map[string]float64 `json:"cpu_per_job_us"`
-}
-
-// ScalingResult is one step of the scaling scenario.
-type ScalingResult struct {
-	Workers     int                `json:"workers"`
-	Variant     string             `json:"variant"` // "default" or "chunk-window-<d>"
-	LLMStreams  int                `json:"llm_streams_per_worker"`
-	DelayMS     float64            `json:"upstream_ms_per_answer"`
-	Concurrency int                `json:"concurrency"`
-	Load        LoadResult         `json:"load"`
-	IdealPerS   float64            `json:"ideal_jobs_per_s"` // workers × streams / delay
-	Efficiency  float64            `json:"efficiency"`       // jobs/s ÷ (workers × jobs/s with 1 worker)
-	PerWorker   map[string]int     `json:"jobs_per_worker"`
-	CPU         CPU                `json:"cpu"`
-	CPUPerJobUS map[string]float64 `json:"cpu_per_job_us"`
-}
-
-// MemoryResult is one memory measurement.
-type MemoryResult struct {
-	N              int        `json:"n"`
-	Kind           string     `json:"kind"` // "followers" or "leaders"
-	RSSBefore      int64      `json:"rss_before_bytes"`
-	RSSHolding     int64      `json:"rss_holding_bytes"`
-	BytesPerStream int64      `json:"bytes_per_stream"`
-	Held           int        `json:"held"` // streams that had their first chunk when measured
-	Load           LoadResult `json:"load"`
-	Note           string     `json:"note,omitempty"`
-}
-
-// PeerResult is the asynq + Redis pub/sub stack.
-type PeerResult struct {
-	Skipped       string           `json:"skipped,omitempty"`
-	Redis         string           `json:"redis,omitempty"`
-	Concurrency   int              `json:"concurrency_per_worker"`
-	Throughput    []PeerThroughput `json:"throughput,omitempty"`
-	Latency       []PeerLatency    `json:"latency,omitempty"`
-	Errors        []string         `json:"errors,omitempty"`
-	ChatfleetIdle *IdleCPU         `json:"chatfleet_idle,omitempty"`
-}
-
-// PeerThroughput is one peer throughput run.
-type PeerThroughput struct {
-	Workers int        `json:"workers"`
-	Poll    string     `json:"poll"`
-	Load    LoadResult `json:"load"`
-	CPU     CPU        `json:"cpu"`
-}
-
-// PeerLatency is the peer at low load with one polling interval.
-type PeerLatency struct {
-	Poll string     `json:"poll"`
-	Low  LoadResult `json:"low"`
-	Idle IdleCPU    `json:"idle"`
-}
-
-// IdleCPU is the CPU a stack burns doing nothing.
-type IdleCPU struct {
-	Seconds float64            `json:"seconds"`
-	Cores   map[string]float64 `json:"cores"` // per process group
-}
-
 // Ratio is chatfleet's number over a baseline's.
 type Ratio struct {
 	Name      string  `json:"name"`
@@ -267,7 +113,37 @@ func (rep *Report) writeTable(w io.Writer) {
 	p("NATS: %s", rep.NATS)
 	p("")
 	p("SCENARIO\tVARIANT\tJOBS/S\tTTFC p50/p90/p99 ms\tDONE p50/p90/p99 ms\tERRORS\tNOTES")
-	dist := func(d Dist) string { return fmt.Sprintf("%.2f / %.2f / %.2f", d.P50, d.P90, d.P99) }
+	rep.scenarioRows(p)
+	rep.peerRows(p)
+	p("")
+	p("RATIO\tCHATFLEET\tBASELINE\tCHATFLEET/BASELINE")
+	for _, r := range rep.Ratios {
+		p("%s\t%.3f %s\t%.3f %s\t%.3f", r.Name, r.Chatfleet, r.Unit, r.Baseline, r.Unit, r.Ratio)
+	}
+	p("")
+	p("TARGET\tWANT\tMEASURED\tMET")
+	for _, t := range rep.Targets {
+		met := "not measured"
+		if t.Met != nil {
+			met = "yes"
+			if !*t.Met {
+				met = "NO"
+			}
+		}
+		p("%s\t%s\t%s\t%s %s", t.Name, t.Target, t.Measured, met, t.Note)
+	}
+	for _, n := range rep.Notes {
+		p("note: %s", n)
+	}
+	for _, e := range rep.Errors {
+		p("ERROR: %s", e)
+	}
+	_ = tw.Flush()
+}
+
+// scenarioRows prints a row per measurement of chatfleet and of the raw
+// NATS baselines; p prints one line of the table.
+func (rep *Report) scenarioRows(p func(format string, a ...any)) {
 	if b := rep.Baselines; b != nil {
 		if j := b.JetStream; j != nil {
 			p("baseline JetStream\tasync pub + pull ack\t%.0f msgs/s\t\t\t\tpublish alone %.0f msgs/s, %d B msgs", j.MsgsPerS, j.PublishMsgsPerS, j.MsgBytes)
@@ -311,48 +187,33 @@ func (rep *Report) writeTable(w io.Writer) {
 			mib(la.AnswerBytes), la.DeltaBytes, la.Seconds*1000, la.ChunkEvents, kib(int64(la.MaxEventOutput)), kib(int64(la.MaxEventBytes)),
 			mib(la.RSSBefore), mib(la.RSSPeak), la.GrowthPerAnswer, la.WorkerCPUS, la.UpstreamCalls, la.Note)
 	}
-	if pr := rep.Peer; pr != nil {
-		if pr.Skipped != "" {
-			p("peer asynq+redis\tskipped\t\t\t\t\t%s", pr.Skipped)
-		}
-		for _, t := range pr.Throughput {
-			p("peer asynq+redis\t%d worker(s), poll %s\t%.0f\t%s\t%s\t%d\tCPU cores: %s", t.Workers, t.Poll, t.Load.JobsPerS, dist(t.Load.TTFC), dist(t.Load.Done), t.Load.Errors, coresString(t.CPU))
-		}
-		for _, l := range pr.Latency {
-			p("peer asynq+redis\tlow load, poll %s\t%.0f\t%s\t%s\t%d\tidle CPU cores: %s", l.Poll, l.Low.JobsPerS, dist(l.Low.TTFC), dist(l.Low.Done), l.Low.Errors, coresMap(l.Idle.Cores))
-		}
-		if pr.ChatfleetIdle != nil {
-			p("chatfleet idle\t1 worker\t\t\t\t\tidle CPU cores: %s", coresMap(pr.ChatfleetIdle.Cores))
-		}
-		for _, e := range pr.Errors {
-			p("peer asynq+redis\terror\t\t\t\t\t%s", e)
-		}
-	}
-	p("")
-	p("RATIO\tCHATFLEET\tBASELINE\tCHATFLEET/BASELINE")
-	for _, r := range rep.Ratios {
-		p("%s\t%.3f %s\t%.3f %s\t%.3f", r.Name, r.Chatfleet, r.Unit, r.Baseline, r.Unit, r.Ratio)
-	}
-	p("")
-	p("TARGET\tWANT\tMEASURED\tMET")
-	for _, t := range rep.Targets {
-		met := "not measured"
-		if t.Met != nil {
-			met = "yes"
-			if !*t.Met {
-				met = "NO"
-			}
-		}
-		p("%s\t%s\t%s\t%s %s", t.Name, t.Target, t.Measured, met, t.Note)
-	}
-	for _, n := range rep.Notes {
-		p("note: %s", n)
-	}
-	for _, e := range rep.Errors {
-		p("ERROR: %s", e)
-	}
-	_ = tw.Flush()
 }
+
+// peerRows prints the rows of the asynq + Redis peer, when it ran.
+func (rep *Report) peerRows(p func(format string, a ...any)) {
+	pr := rep.Peer
+	if pr == nil {
+		return
+	}
+	if pr.Skipped != "" {
+		p("peer asynq+redis\tskipped\t\t\t\t\t%s", pr.Skipped)
+	}
+	for _, t := range pr.Throughput {
+		p("peer asynq+redis\t%d worker(s), poll %s\t%.0f\t%s\t%s\t%d\tCPU cores: %s", t.Workers, t.Poll, t.Load.JobsPerS, dist(t.Load.TTFC), dist(t.Load.Done), t.Load.Errors, coresString(t.CPU))
+	}
+	for _, l := range pr.Latency {
+		p("peer asynq+redis\tlow load, poll %s\t%.0f\t%s\t%s\t%d\tidle CPU cores: %s", l.Poll, l.Low.JobsPerS, dist(l.Low.TTFC), dist(l.Low.Done), l.Low.Errors, coresMap(l.Idle.Cores))
+	}
+	if pr.ChatfleetIdle != nil {
+		p("chatfleet idle\t1 worker\t\t\t\t\tidle CPU cores: %s", coresMap(pr.ChatfleetIdle.Cores))
+	}
+	for _, e := range pr.Errors {
+		p("peer asynq+redis\terror\t\t\t\t\t%s", e)
+	}
+}
+
+// dist formats a distribution's p50 / p90 / p99.
+func dist(d Dist) string { return fmt.Sprintf("%.2f / %.2f / %.2f", d.P50, d.P90, d.P99) }
 
 func coresString(c CPU) string { return coresMap(c.Cores) }
 

@@ -56,6 +56,18 @@ func gatedUpstream(gate <-chan struct{}, stallAfter int) *llmtest.Server {
 	}))
 }
 
+// stallingUpstream answers a warm-up prompt (one holding " warm ") at
+// once and holds every other stream after two tokens until gate is
+// closed, then sends the rest.
+func stallingUpstream(gate <-chan struct{}) *llmtest.Server {
+	return llmtest.New(llmtest.WithScript(func(req llmtest.Request) llmtest.Reply {
+		if strings.Contains(req.LastUserMessage(), " warm ") {
+			return llmtest.Reply{Tokens: tokens16}
+		}
+		return llmtest.Reply{Tokens: tokens16, StallAfter: 2, Release: gate}
+	}))
+}
+
 // stampUpstream is a minimal OpenAI-compatible streaming server whose
 // every token is the time it was written, in Unix nanoseconds, followed by
 // '|': the producer, on the same clock, computes how long each token took
@@ -119,22 +131,7 @@ func (s *stampUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	created := time.Now().Unix()
 	send := func(delta, finish string, usage bool) error {
-		var b strings.Builder
-		b.WriteString(`data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":`)
-		b.WriteString(strconv.FormatInt(created, 10))
-		b.WriteString(`,"model":`)
-		m, _ := json.Marshal(req.Model)
-		b.Write(m)
-		switch {
-		case usage:
-			b.WriteString(`,"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":16,"total_tokens":20}}`)
-		case finish != "":
-			b.WriteString(`,"choices":[{"index":0,"delta":{},"finish_reason":"` + finish + `"}]}`)
-		default:
-			b.WriteString(`,"choices":[{"index":0,"delta":{` + delta + `},"finish_reason":null}]}`)
-		}
-		b.WriteString("\n\n")
-		if _, err := io.WriteString(w, b.String()); err != nil {
+		if _, err := io.WriteString(w, chunkEvent(created, req.Model, delta, finish, usage)); err != nil {
 			return err
 		}
 		return rc.Flush()
@@ -166,6 +163,28 @@ func (s *stampUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	_, _ = io.WriteString(w, "data: [DONE]\n\n")
 	_ = rc.Flush()
+}
+
+// chunkEvent is one event of a chat.completion.chunk stream: the usage
+// chunk (usage), the last chunk (finish is its finish_reason), or else a
+// chunk whose delta holds the JSON members delta.
+func chunkEvent(created int64, model, delta, finish string, usage bool) string {
+	var b strings.Builder
+	b.WriteString(`data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":`)
+	b.WriteString(strconv.FormatInt(created, 10))
+	b.WriteString(`,"model":`)
+	m, _ := json.Marshal(model)
+	b.Write(m)
+	switch {
+	case usage:
+		b.WriteString(`,"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":16,"total_tokens":20}}`)
+	case finish != "":
+		b.WriteString(`,"choices":[{"index":0,"delta":{},"finish_reason":"` + finish + `"}]}`)
+	default:
+		b.WriteString(`,"choices":[{"index":0,"delta":{` + delta + `},"finish_reason":null}]}`)
+	}
+	b.WriteString("\n\n")
+	return b.String()
 }
 
 // parseStamps returns, for each stamped token in content, how long ago

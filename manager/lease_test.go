@@ -116,9 +116,9 @@ func TestAcquireLease(t *testing.T) {
 	}
 }
 
-// TestLeaseKeepRenewsPastTTL: a kept lease outlives its TTL — a key
-// written just after it, and not kept, expires first — and its revision
-// moved: it was renewed. Nothing is lost.
+// TestLeaseKeepRenewsPastTTL: a kept lease outlives its TTL: a key written
+// after its first renewal, and not kept, expires, and the kept key is
+// still there — renewed again since — with our value. Nothing is lost.
 func TestLeaseKeepRenewsPastTTL(t *testing.T) {
 	t.Parallel()
 	// 2s, not the minimum 1s: a renewal round trip on a loaded machine
@@ -127,14 +127,34 @@ func TestLeaseKeepRenewsPastTTL(t *testing.T) {
 	kv, ctx := leaseSetup(t, ttl)
 	l := mustAcquire(t, ctx, kv, "kept", "g1", ttl)
 	first := revision(t, ctx, kv, "kept")
+	w, err := kv.Watch(ctx, "kept", jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
 	probe := newLostProbe()
 	l.keep(probe.lost)
 	defer l.stopKeeping()
+
+	var renewed uint64
+	for renewed == 0 {
+		select {
+		case e := <-w.Updates():
+			if e != nil && e.Revision() > first {
+				renewed = e.Revision()
+			}
+		case <-probe.ch:
+			t.Fatal("lease lost while the keeper renews it")
+		case <-ctx.Done():
+			t.Fatal("never renewed")
+		}
+	}
 	if _, err := kv.Create(ctx, "unkept", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-
-	// The server's expiry sends nothing to watch: poll, as a fallback.
+	// The server expires messages oldest first and sends nothing to
+	// watch: poll, as a fallback. Once the unkept key is gone, so is the
+	// kept key's first renewal.
 	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()
 	for revision(t, ctx, kv, "unkept") != 0 {
@@ -151,8 +171,8 @@ func TestLeaseKeepRenewsPastTTL(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kept key after its TTL: %v", err)
 	}
-	if string(e.Value()) != string(l.value) || e.Revision() <= first {
-		t.Errorf("kept key: revision %d (created at %d), value %s", e.Revision(), first, e.Value())
+	if string(e.Value()) != string(l.value) || e.Revision() <= renewed {
+		t.Errorf("kept key: revision %d (first renewed to %d), value %s", e.Revision(), renewed, e.Value())
 	}
 	if l.isLost() || probe.calls.Load() != 0 {
 		t.Errorf("lost %v after %d lost calls", l.isLost(), probe.calls.Load())

@@ -82,6 +82,18 @@ func revision(t *testing.T, ctx context.Context, kv jetstream.KeyValue, key stri
 	return e.Revision()
 }
 
+// expectValue checks key holds want after a release; "" wants no value.
+func expectValue(t *testing.T, ctx context.Context, kv jetstream.KeyValue, key, want string) {
+	t.Helper()
+	e, err := kv.Get(ctx, key)
+	switch {
+	case want == "" && !errors.Is(err, jetstream.ErrKeyNotFound):
+		t.Errorf("key %s after release: %v, want none", key, err)
+	case want != "" && (err != nil || string(e.Value()) != want):
+		t.Errorf("key %s after release: %v; want %s kept", key, err, want)
+	}
+}
+
 // TestAcquireLease: the first leader of a key without history gets it
 // fresh; while it is held nobody else gets it; after a release the key
 // has a delete marker, and the next leader gets it, not fresh.
@@ -226,13 +238,7 @@ func TestLeaseLostWhenRenewalRefused(t *testing.T) {
 			if err := l.release(ctx); err != nil {
 				t.Errorf("release of a lost lease: %v", err)
 			}
-			e, err := kv.Get(ctx, tt.name)
-			switch {
-			case tt.left == "" && !errors.Is(err, jetstream.ErrKeyNotFound):
-				t.Errorf("key after release: %v, want none", err)
-			case tt.left != "" && (err != nil || string(e.Value()) != tt.left):
-				t.Errorf("key after release: %v; want %q kept", err, tt.left)
-			}
+			expectValue(t, ctx, kv, tt.name, tt.left)
 			if n := probe.calls.Load(); n != 1 {
 				t.Errorf("lost called %d times after release", n)
 			}
@@ -365,13 +371,7 @@ func TestLeaseRelease(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
 				t.Errorf("release: %v, want %v", err, tt.wantErr)
 			}
-			e, err := kv.Get(ctx, key)
-			switch {
-			case tt.left == "" && !errors.Is(err, jetstream.ErrKeyNotFound):
-				t.Errorf("key after release: %v, want none", err)
-			case tt.left != "" && (err != nil || string(e.Value()) != tt.left):
-				t.Errorf("key after release: %v; want %s kept", err, tt.left)
-			}
+			expectValue(t, ctx, kv, key, tt.left)
 		})
 	}
 }

@@ -3,6 +3,7 @@ package llm
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 
 	"github.com/chatfleet/chatfleet/protocol"
@@ -13,6 +14,10 @@ import (
 var protectedFields = map[string]bool{
 	"model": true, "messages": true, "stream": true, "stream_options": true,
 }
+
+// errBodyShape refuses a body that is valid JSON but not the object
+// go-openai writes: JSON null decodes into a nil map without an error.
+var errBodyShape = errors.New("llm: request body is not a chat-completions object")
 
 // rewriteBody fixes what go-openai cannot express in the chat-completions
 // body b it marshalled from job:
@@ -48,6 +53,9 @@ func rewriteBody(b []byte, job *protocol.Job) ([]byte, error) {
 	var body map[string]json.RawMessage
 	if err := json.Unmarshal(b, &body); err != nil {
 		return nil, err
+	}
+	if body == nil {
+		return nil, errBodyShape
 	}
 	for _, f := range floats {
 		if f.v != nil {
@@ -104,6 +112,9 @@ func restoreContents(raw json.RawMessage, jobMsgs []protocol.Message) (json.RawM
 	}
 	for i := range msgs {
 		if i < len(jobMsgs) && isEmptyContent(jobMsgs[i].Content) {
+			if msgs[i] == nil {
+				return nil, errBodyShape
+			}
 			c, err := json.Marshal(jobMsgs[i].Content)
 			if err != nil {
 				return nil, err

@@ -86,6 +86,10 @@ func readLease(ctx context.Context, kv jetstream.KeyValue, key string) (leaseVal
 // lost once if the lease is lost. Renewals run from a timer, so a
 // generation shorter than a third of the TTL never starts one.
 func (l *lease) keep(lost func()) {
+	// Under mu: tick reads timer, and nothing orders the timer's goroutine
+	// after this assignment otherwise.
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.onLost = lost
 	l.deadline = l.sent.Add(l.ttl * 9 / 10)
 	l.timer = time.AfterFunc(l.ttl/3, l.tick)
@@ -168,9 +172,10 @@ func (l *lease) isLost() bool {
 func (l *lease) stopKeeping() {
 	l.mu.Lock()
 	l.stopped = true
+	timer := l.timer
 	l.mu.Unlock()
-	if l.timer != nil {
-		l.timer.Stop()
+	if timer != nil {
+		timer.Stop()
 	}
 	l.renewing.Wait()
 }

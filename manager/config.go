@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/chatfleet/chatfleet/internal/defaults"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/subjects"
 )
@@ -100,18 +101,18 @@ func (c Config) WithDefaults() Config {
 	if c.Names == (subjects.Names{}) {
 		c.Names = subjects.Default()
 	}
-	setDefault(&c.MaxConcurrentRequests, 64)
-	setDefault(&c.MaxConcurrentLLMStreams, 16)
-	setDefault(&c.MaxWaitingLeaders, c.MaxConcurrentLLMStreams)
-	setDefault(&c.MaxConcurrentFollowers, 1024)
-	setDefault(&c.ChunkWindow, 5*time.Millisecond)
-	setDefault(&c.MaxAnswerBytes, 8<<20)
-	setDefault(&c.ProgressInterval, 5*time.Second)
-	setDefault(&c.ProcessingTimeout, 10*time.Minute)
-	setDefault(&c.MidStreamRetries, 1)
-	setDefault(&c.JanitorInterval, time.Second)
-	setDefault(&c.MaintenanceInterval, time.Second)
-	setDefault(&c.JoinTimeout, 2*time.Second)
+	defaults.Set(&c.MaxConcurrentRequests, 64)
+	defaults.Set(&c.MaxConcurrentLLMStreams, 16)
+	defaults.Set(&c.MaxWaitingLeaders, c.MaxConcurrentLLMStreams)
+	defaults.Set(&c.MaxConcurrentFollowers, 1024)
+	defaults.Set(&c.ChunkWindow, 5*time.Millisecond)
+	defaults.Set(&c.MaxAnswerBytes, 8<<20)
+	defaults.Set(&c.ProgressInterval, 5*time.Second)
+	defaults.Set(&c.ProcessingTimeout, 10*time.Minute)
+	defaults.Set(&c.MidStreamRetries, 1)
+	defaults.Set(&c.JanitorInterval, time.Second)
+	defaults.Set(&c.MaintenanceInterval, time.Second)
+	defaults.Set(&c.JoinTimeout, 2*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -122,13 +123,6 @@ func (c Config) WithDefaults() Config {
 		c.MeterProvider = metricnoop.NewMeterProvider()
 	}
 	return c
-}
-
-func setDefault[T comparable](p *T, def T) {
-	var zero T
-	if *p == zero {
-		*p = def
-	}
 }
 
 // ErrInvalidConfig is wrapped by every configuration error.

@@ -1,12 +1,14 @@
 package manager_test
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
@@ -32,19 +34,7 @@ func TestDuplicateID(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	nc, js := natstest.JetStream(t, f.NATS.ClientURL())
-	sub, err := nc.SubscribeSync("chat.reply.default.dup-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	again := userJob("second use of the ID")
-	again.ID = "dup-1"
-	msg := nats.NewMsg("chat.jobs.default")
-	msg.Data, _ = json.Marshal(again)
-	msg.Header.Set(nats.MsgIdHdr, "dup-1-after-the-window")
-	if _, err := js.PublishMsg(ctx, msg); err != nil {
-		t.Fatal(err)
-	}
+	sub, _ := reuseID(t, ctx, f, "dup-1")
 	m, err := sub.NextMsgWithContext(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -90,20 +80,7 @@ func TestDuplicateIDWhileRunning(t *testing.T) {
 	first := submitEvents(t, ctx, f.Pub, job)
 	first.waitFor(t, ctx, func(evs []protocol.Event) bool { return len(evs) > 0 })
 
-	nc, js := natstest.JetStream(t, f.NATS.ClientURL())
-	sub, err := nc.SubscribeSync("chat.reply.default.dup-run")
-	if err != nil {
-		t.Fatal(err)
-	}
-	again := userJob("second use of the ID")
-	again.ID = "dup-run"
-	msg := nats.NewMsg("chat.jobs.default")
-	msg.Data, _ = json.Marshal(again)
-	msg.Header.Set(nats.MsgIdHdr, "dup-run-after-the-window")
-	ack, err := js.PublishMsg(ctx, msg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub, ack := reuseID(t, ctx, f, "dup-run")
 	// Both jobs are pulled; several AckWaits pass while the second waits.
 	for {
 		info, err := f.ConsumerInfo(ctx)
@@ -141,4 +118,27 @@ func TestDuplicateIDWhileRunning(t *testing.T) {
 	if info, _ := f.ConsumerInfo(ctx); info.NumRedelivered != 0 {
 		t.Errorf("redelivered %d: the waiting job must report progress, not be handed back", info.NumRedelivered)
 	}
+}
+
+// reuseID publishes a second job under id, as a producer would once the
+// jobs stream's duplicate window has passed (a message ID of its own
+// stands in for the passing of the window), and returns a subscription to
+// the reply subject (made first) and the job's publish ack.
+func reuseID(t *testing.T, ctx context.Context, f *fleettest.Fleet, id string) (*nats.Subscription, *jetstream.PubAck) {
+	t.Helper()
+	nc, js := natstest.JetStream(t, f.NATS.ClientURL())
+	sub, err := nc.SubscribeSync("chat.reply.default." + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := userJob("second use of the ID")
+	again.ID = id
+	msg := nats.NewMsg("chat.jobs.default")
+	msg.Data, _ = json.Marshal(again)
+	msg.Header.Set(nats.MsgIdHdr, id+"-after-the-window")
+	ack, err := js.PublishMsg(ctx, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub, ack
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/chatfleet/chatfleet/internal/defaults"
 	"github.com/chatfleet/chatfleet/subjects"
 )
 
@@ -72,29 +73,22 @@ func (c Config) WithDefaults() Config {
 	if c.Names == (subjects.Names{}) {
 		c.Names = subjects.Default()
 	}
-	setDefault(&c.Replicas, 1)
-	setDefault(&c.QueueLimit, 10000)
-	setDefault(&c.MaxJobBytes, 8<<20)
-	setDefault(&c.DuplicateWindow, 2*time.Minute)
-	setDefault(&c.ReplyMaxAge, 15*time.Minute)
-	setDefault(&c.ReplyMaxBytes, 1<<30)
-	setDefault(&c.AckWait, 30*time.Second)
-	setDefault(&c.MaxDeliver, 5)
-	setDefault(&c.MaxAckPending, 20000)
-	setDefault(&c.QueueTimeout, 5*time.Minute)
-	setDefault(&c.LeaseTTL, 10*time.Second)
-	setDefault(&c.CacheTTL, 24*time.Hour)
-	setDefault(&c.CacheMaxValueBytes, 1<<20)
-	setDefault(&c.CancelTTL, time.Hour)
-	setDefault(&c.DeadLetterMaxAge, 7*24*time.Hour)
+	defaults.Set(&c.Replicas, 1)
+	defaults.Set(&c.QueueLimit, 10000)
+	defaults.Set(&c.MaxJobBytes, 8<<20)
+	defaults.Set(&c.DuplicateWindow, 2*time.Minute)
+	defaults.Set(&c.ReplyMaxAge, 15*time.Minute)
+	defaults.Set(&c.ReplyMaxBytes, 1<<30)
+	defaults.Set(&c.AckWait, 30*time.Second)
+	defaults.Set(&c.MaxDeliver, 5)
+	defaults.Set(&c.MaxAckPending, 20000)
+	defaults.Set(&c.QueueTimeout, 5*time.Minute)
+	defaults.Set(&c.LeaseTTL, 10*time.Second)
+	defaults.Set(&c.CacheTTL, 24*time.Hour)
+	defaults.Set(&c.CacheMaxValueBytes, 1<<20)
+	defaults.Set(&c.CancelTTL, time.Hour)
+	defaults.Set(&c.DeadLetterMaxAge, 7*24*time.Hour)
 	return c
-}
-
-func setDefault[T comparable](p *T, def T) {
-	var zero T
-	if *p == zero {
-		*p = def
-	}
 }
 
 // Validate reports the first invalid field of a defaulted config.

@@ -6,36 +6,45 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// callbackGuard lets Stop wait for NATS callbacks that were already
-// running when it unsubscribed: a callback that starts after close does
-// nothing.
-type callbackGuard struct {
+// runGuard lets Stop wait for work that was already running when it
+// began — NATS callbacks it unsubscribed, jobs being handled — while work
+// that starts after close does nothing.
+type runGuard struct {
 	mu      sync.RWMutex
 	closed  bool
 	running sync.WaitGroup
 }
 
+// enter reports whether work may start; a true must be paired with leave.
+func (g *runGuard) enter() bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.closed {
+		return false
+	}
+	g.running.Add(1) // under mu, so close cannot slip between the check and Add
+	return true
+}
+
+func (g *runGuard) leave() { g.running.Done() }
+
 // guard wraps a subscription's handler.
-func (g *callbackGuard) guard(handle nats.MsgHandler) nats.MsgHandler {
+func (g *runGuard) guard(handle nats.MsgHandler) nats.MsgHandler {
 	return func(msg *nats.Msg) {
-		g.mu.RLock()
-		if g.closed {
-			g.mu.RUnlock()
+		if !g.enter() {
 			return
 		}
-		g.running.Add(1) // under mu, so close cannot slip between the check and Add
-		g.mu.RUnlock()
-		defer g.running.Done()
+		defer g.leave()
 		handle(msg)
 	}
 }
 
-// close refuses callbacks from now on.
-func (g *callbackGuard) close() {
+// close refuses work from now on.
+func (g *runGuard) close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.closed = true
 }
 
-// wait waits for the callbacks that started before close.
-func (g *callbackGuard) wait() { g.running.Wait() }
+// wait waits for the work that started before close.
+func (g *runGuard) wait() { g.running.Wait() }

@@ -50,7 +50,7 @@ func leadingHub(t *testing.T, m *Manager, genID string, local int, history ...en
 		m: m, id: protocol.NewID(), dedupeKey: key, hubKey: key,
 		job: &protocol.Job{ID: "r-" + genID, Tenant: "t", Model: "m"}, creator: "t.r-" + genID, useCache: true,
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		log: newGenLog(), routed: make(chan struct{}), endCh: make(chan struct{}), remote: map[string]struct{}{},
+		log: newHubLog(), routed: make(chan struct{}), endCh: make(chan struct{}), remote: map[string]struct{}{},
 		local: local,
 	}
 	gen, ok := h.newGeneration(modeLeader, genID, trace.SpanContext{})

@@ -18,17 +18,22 @@
 //   - dedupe key: tenant.hash, where hash (Key) covers everything that
 //     determines the answer. It names the cache entry and the lease.
 //   - hub: where the requests on this worker that want the same answer
-//     meet (hub.go); it keeps the answer's log, so a late joiner reads from
-//     the first entry. The hub table (hubs.go) owns every hub.
+//     meet (hub.go); it keeps the answer's log (hublog.go), so a late
+//     joiner reads from the first entry. The hub table (hubs.go) owns every
+//     hub, by hub key: the dedupe key, with "/nocache" for jobs that may not
+//     use the cache.
 //   - generation: one attempt at the answer, named by a generation ID: led
-//     here (this worker calls the upstream, lead.go) or followed (another
-//     worker leads; we read its generation subject, follow.go). A hub lives
-//     through one or more generations: a follower that takes over from a
-//     dead leader starts a new one, behind a reset.
+//     here (this worker calls the upstream, lead.go), followed (another
+//     worker leads; we read its generation subject, follow.go), or the
+//     cached answer (no ID). A hub lives through one or more generations:
+//     a follower that takes over from a dead leader starts a new one,
+//     behind a reset. A leader that restarts a broken upstream stream stays
+//     in its generation, also behind a reset.
 //   - leader, follower, cache: the role a request is told in its meta
 //     event; modeLeader, modeFollower and modeCache are a hub's.
 //   - lease: the in-flight bucket's entry for a dedupe key, naming the
-//     leading worker and generation (lease.go).
+//     leading worker and generation (lease.go); the fleet's maintainer
+//     holds one more, under a key no dedupe key can be (maintenance.go).
 //   - upstream: the OpenAI-compatible server; an upstream stream is one
 //     streamed completion from it (upstream.go).
 //   - superseded: another delivery of the same job now writes the reply;

@@ -96,6 +96,13 @@ func TestDuplicateIDWhileRunning(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	// What is tested is that the waiting job outlives several AckWaits
+	// without a redelivery (it reports progress): time itself must pass,
+	// and nothing signals that it has.
+	time.Sleep(3 * time.Second)
+	if info, err := f.ConsumerInfo(ctx); err != nil || info.NumRedelivered != 0 {
+		t.Errorf("redelivered %d (%v): the waiting job must report progress, not be handed back", info.NumRedelivered, err)
+	}
 	release()
 	evs := first.wait(t)
 	if last := evs[len(evs)-1]; last.Type != protocol.EventDone {
@@ -115,9 +122,6 @@ func TestDuplicateIDWhileRunning(t *testing.T) {
 		}
 	}
 	waitSettled(t, ctx, f)
-	if info, _ := f.ConsumerInfo(ctx); info.NumRedelivered != 0 {
-		t.Errorf("redelivered %d: the waiting job must report progress, not be handed back", info.NumRedelivered)
-	}
 }
 
 // reuseID publishes a second job under id, as a producer would once the

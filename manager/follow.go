@@ -85,6 +85,7 @@ func (f *remoteFollow) join(ctx context.Context) error {
 	if !ok {
 		return nil // ended meanwhile; follow sees endCh
 	}
+	h.m.hubs.recheck(h)
 	gap := make(chan struct{})
 	var once sync.Once
 	stop, err := h.readGeneration(ctx, f.lease, gen, func() { once.Do(func() { close(gap) }) })

@@ -20,7 +20,17 @@ import (
 // job ends with an internal error and is dead-lettered, and the worker
 // lives on.
 func (m *Manager) Handle(msg jetstream.Msg, permit *Permit) {
-	permit.take()
+	if !m.handling.enter() {
+		_ = msg.Nak() // stopping: another worker takes it
+		permit.Release()
+		return
+	}
+	defer m.handling.leave()
+	if !permit.take() {
+		m.cfg.Logger.Error("job handed to Handle without a permit of its own; handed back", "subject", msg.Subject())
+		_ = msg.Nak()
+		return
+	}
 	r := &request{m: m, msg: msg, permit: permit, pulled: time.Now(), log: m.cfg.Logger}
 	defer r.releaseSlot()
 	defer r.observeEnd()
@@ -48,8 +58,18 @@ func (m *Manager) Handle(msg jetstream.Msg, permit *Permit) {
 	ctx, cancelTimeout := context.WithTimeoutCause(ctx, r.timeout(), errTimeout)
 	defer cancelTimeout()
 	r.ctx, r.deadline = ctx, r.pulled.Add(r.timeout())
-	if !m.requests.add(r) {
-		// The same request is already running here (a redelivery while we
+	if running := m.requests.add(r); running != nil {
+		if running.streamSeq != r.streamSeq {
+			// Another job under the same ID (reused after the duplicate
+			// window) runs here: this one waits for its reply to end and
+			// gets duplicate_id; it is not registered, so a cancel of the
+			// ID reaches the running one.
+			if !r.checkEarlierReply() {
+				r.nak(r.m.ackWait()) // the earlier one has not begun its reply yet: look again later
+			}
+			return
+		}
+		// The same job is already running here (a redelivery while we
 		// still work on it). That run acks, naks or reports progress for
 		// the job; acking here could drop it if that run hands it back.
 		r.log.Warn("duplicate delivery of a running request; left to the running one")

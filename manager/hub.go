@@ -50,7 +50,7 @@ type hub struct {
 	pubMu sync.Mutex
 
 	mu        sync.Mutex
-	log       genLog
+	log       hubLog
 	routed    chan struct{} // closed once the first mode is known
 	firstMode mode
 	mode      mode
@@ -146,12 +146,46 @@ func (h *hub) newGeneration(md mode, genID string, leader trace.SpanContext) (in
 // are dropped, as are entries after the end) and mirrors it when remote
 // followers read this generation.
 func (h *hub) appendEntry(gen int, e entry) {
+	if end := h.appendMirrored(gen, e); end != nil {
+		// Nothing is mirrored after the end, so the end is published
+		// without holding up joins. It is published with an ack:
+		// followers that find the lease gone must find the end stored
+		// (see follow).
+		h.m.publishGenEvent(end.subject, &end.event, true)
+	}
+}
+
+// mirroredEnd is an end entry still to be mirrored.
+type mirroredEnd struct {
+	subject string
+	event   protocol.Event
+}
+
+// appendMirrored appends e and mirrors it, under pubMu (released even if
+// publishing panics, so the hub can still end); an end entry is returned
+// to be mirrored after pubMu is released.
+func (h *hub) appendMirrored(gen int, e entry) *mirroredEnd {
 	h.pubMu.Lock()
+	defer h.pubMu.Unlock()
+	subject, mirror, ok := h.appendLocked(gen, e)
+	switch {
+	case !ok:
+		return nil
+	case e.kind == entryEnd:
+		return &mirroredEnd{subject: subject, event: mirror}
+	default:
+		h.m.publishGenEvent(subject, &mirror, false)
+		return nil
+	}
+}
+
+// appendLocked adds e under mu and returns the event that mirrors it, if
+// the generation is mirrored (ok false: nothing to publish).
+func (h *hub) appendLocked(gen int, e entry) (subject string, mirror protocol.Event, ok bool) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.ended || gen != h.gen {
-		h.mu.Unlock()
-		h.pubMu.Unlock()
-		return
+		return "", mirror, false
 	}
 	h.log.append(e)
 	switch e.kind {
@@ -164,24 +198,10 @@ func (h *hub) appendEntry(gen int, e entry) {
 		close(h.endCh)
 	}
 	if !h.mirror {
-		h.mu.Unlock()
-		h.pubMu.Unlock()
-		return
+		return "", mirror, false
 	}
 	h.mirrored++
-	mirror := e.event(h.genID, h.mirrored)
-	subject := h.m.cfg.Names.Gen(h.job.Tenant, h.genID)
-	h.mu.Unlock()
-	if e.kind != entryEnd {
-		h.m.publishGenEvent(subject, &mirror, false)
-		h.pubMu.Unlock()
-		return
-	}
-	// Nothing is mirrored after the end, so the end can be published
-	// without holding up joins. It is published with an ack: followers
-	// that find the lease gone must find the end stored (see follow).
-	h.pubMu.Unlock()
-	h.m.publishGenEvent(subject, &mirror, true)
+	return h.m.cfg.Names.Gen(h.job.Tenant, h.genID), e.event(h.genID, h.mirrored), true
 }
 
 // markEnded ends the hub without an end entry: on shutdown, when its

@@ -72,14 +72,21 @@ func (t *hubTable) start(r *request, dedupeKey, hubKey string, useCache bool) *s
 		m: m, id: protocol.NewID(), dedupeKey: dedupeKey, hubKey: hubKey,
 		job: r.job, creator: r.reqKey, creatorPermit: r.permit, useCache: useCache, traceCtx: r.traceCtx,
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		log: newGenLog(), routed: make(chan struct{}), endCh: make(chan struct{}), remote: map[string]struct{}{},
+		log: newHubLog(), routed: make(chan struct{}), endCh: make(chan struct{}), remote: map[string]struct{}{},
 		local: 1, // r, subscribed before run can end the hub
 	}
 	m.background.Add(1)
-	m.routines.Go(func() {
+	if !m.routines.Go(func() {
 		defer m.background.Done()
 		h.run()
-	})
+	}) {
+		// The pool closed: only after Stop waited for every hub, so never
+		// while the table takes hubs; ended at once all the same.
+		m.background.Done()
+		h.markEnded()
+		h.cancel(errShutdown)
+		close(h.done)
+	}
 	return &subscription{hub: h}
 }
 
@@ -121,6 +128,17 @@ func (t *hubTable) dropIfUnwanted(h *hub) {
 	h.unwanted = true
 	t.forget(h)
 	h.cancel(errNoInterest)
+}
+
+// recheck drops h if nobody reads it any more: a new generation forgets
+// the remote followers of the last one, which may have been its only
+// readers.
+func (t *hubTable) recheck(h *hub) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t.dropIfUnwanted(h)
 }
 
 // forget removes h from the joinable hubs. Callers hold mu.

@@ -23,6 +23,7 @@ func (h *hub) lead(l *lease, genID string) routeResult {
 		}
 		return routeEnded
 	}
+	h.m.hubs.recheck(h)
 	defer h.m.hubs.lead(genID, h)()
 	h.m.stats.leading.Add(1)
 	defer h.m.stats.leading.Add(-1)

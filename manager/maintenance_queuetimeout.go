@@ -25,7 +25,7 @@ import (
 // try to store the reply's first event; the server lets exactly one of
 // them. If the worker's went first, the maintainer leaves the job to it.
 // If the maintainer's went first, the worker's first store is refused; it
-// sees the reply has ended and terminates the job (request.abandon).
+// sees the reply has ended and terminates the job (request.superseded).
 
 // queueTimeout is a job's queue timeout: the fleet's, or the job's own
 // queue_timeout_ms when that is shorter — a job may shorten the fleet's

@@ -47,11 +47,13 @@ type Manager struct {
 	life    context.Context
 	endLife context.CancelCauseFunc
 	// hard bounds what must finish even after life ends (storing an
-	// event, a lease release): Stop cancels it once its own context ends,
-	// so no retry outlives Stop's wait.
+	// event, a lease release): Stop cancels it once every request and hub
+	// has ended, or as soon as its own context ends, so no retry outlives
+	// Stop's wait.
 	hard      context.Context
 	endHard   context.CancelFunc
-	callbacks callbackGuard // NATS callbacks running now
+	callbacks runGuard // NATS callbacks running now
+	handling  runGuard // jobs being handled now (Handle)
 
 	// serveHook, set by a test (export_test.go), runs before each job is
 	// served: to make one panic, say. Never set outside tests.
@@ -73,12 +75,12 @@ type Manager struct {
 
 // New returns a manager. nc must be the connection js and top were made
 // from; up is the upstream every leader streams from.
-func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topology, up *llm.Client) (*Manager, error) {
+func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, topo *topology.Topology, up *llm.Client) (*Manager, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if nc == nil || js == nil || top == nil || up == nil {
+	if nc == nil || js == nil || topo == nil || up == nil {
 		return nil, fmt.Errorf("%w: connection, JetStream, topology and upstream are required", ErrInvalidConfig)
 	}
 	life, end := context.WithCancelCause(context.Background())
@@ -87,7 +89,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, top *topology.Topolo
 		cfg:      cfg,
 		nc:       nc,
 		js:       js,
-		topo:     top,
+		topo:     topo,
 		upstream: up,
 		slots:    newSlots(cfg),
 		requests: newRegistry(),
@@ -173,10 +175,12 @@ func (m *Manager) Stop(ctx context.Context) error {
 			}
 		}
 		m.callbacks.close()
+		m.handling.close()
 		// The cancel watcher stops with m.life (applyCancels owns it).
 		go func() { // owned by Stop: it ends when the manager's goroutines have
 			m.background.Wait()
 			m.callbacks.wait()
+			m.handling.wait() // their last stores run on hard: cancelled only after them
 			<-m.maint.Stopped()
 			_ = m.routines.Close(context.Background()) // every task ended with background
 			m.endHard()

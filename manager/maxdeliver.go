@@ -215,7 +215,7 @@ func (m *Manager) endGivenUpReply(ctx context.Context, tenant, id string, jobSeq
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 		case err != nil:
-			m.cfg.Logger.Error("cannot read an abandoned reply", "tenant", tenant, "request", id, "err", err)
+			m.cfg.Logger.Error("cannot read the reply of a given-up job", "tenant", tenant, "request", id, "err", err)
 			return
 		default:
 			ev, err := protocol.DecodeEvent(last.Data)

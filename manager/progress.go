@@ -44,8 +44,8 @@ func (p *progressReport) stageChanged(stage, reason string) {
 	p.settle.Reset(stageSettle)
 }
 
-// superseded drops a pending stage change: output or the end came first.
-func (p *progressReport) superseded() { p.pending = false }
+// dropPending drops a pending stage change: output or the end came first.
+func (p *progressReport) dropPending() { p.pending = false }
 
 // settled publishes a pending stage change once it has held; false when
 // the publish ended the request.

@@ -11,15 +11,16 @@ type registry struct {
 
 func newRegistry() *registry { return &registry{active: map[string]*request{}} }
 
-// add registers r; false if a request with its key is already active.
-func (reg *registry) add(r *request) bool {
+// add registers r and returns nil, or returns the request already
+// registered under its key.
+func (reg *registry) add(r *request) *request {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
-	if _, dup := reg.active[r.reqKey]; dup {
-		return false
+	if running, dup := reg.active[r.reqKey]; dup {
+		return running
 	}
 	reg.active[r.reqKey] = r
-	return true
+	return nil
 }
 
 func (reg *registry) remove(r *request) {

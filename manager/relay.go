@@ -51,7 +51,7 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 // request has ended (its terminal event, or a failed publish).
 func (r *request) relayEntry(e *entry, p *progressReport) bool {
 	if e.kind != entryProgress {
-		p.superseded()
+		p.dropPending()
 	}
 	switch e.kind {
 	case entryProgress:

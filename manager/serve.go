@@ -30,7 +30,7 @@ func (r *request) serve() {
 	tick := time.NewTicker(r.progressEvery())
 	defer tick.Stop()
 
-	// Wait until the generation knows how it will answer.
+	// Wait until the hub knows how it will answer.
 	for routed := false; !routed; {
 		select {
 		case <-h.routed:

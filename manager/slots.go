@@ -178,12 +178,20 @@ func (p *Permit) Release() {
 	p.kind = slotNone
 }
 
-// take marks the permit as held by a job.
-func (p *Permit) take() {
+// take marks the permit as held by a job; false for a nil permit, one
+// released, or one a job took before (each pull's permit serves one job).
+func (p *Permit) take() bool {
+	if p == nil {
+		return false
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.taken || p.kind == slotNone {
+		return false
+	}
 	p.taken = true
 	p.poolOf(p.kind).take()
+	return true
 }
 
 func (p *Permit) poolOf(k slotKind) *pool {

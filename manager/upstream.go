@@ -99,11 +99,11 @@ func errorType(err error) string {
 	return "_OTHER"
 }
 
-// readUpstream reads the upstream readUpstream into the log, merging deltas that
+// readUpstream reads the upstream stream into the log, merging deltas that
 // arrive within the chunk window and cutting them at the chunk cap. Once
 // ctx is done (lease lost, nobody interested, timeout) it appends nothing
 // more. An answer that outgrows MaxAnswerBytes ends it, and closing the
-// readUpstream cancels the upstream request.
+// stream cancels the upstream request.
 func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span) (*streamed, error) {
 	start := time.Now()
 	stream, err := h.m.upstream.Stream(ctx, h.job)
@@ -150,6 +150,8 @@ func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span) (*stre
 				return nil, ctx.Err()
 			}
 			window.flush()
+		case <-ctx.Done():
+			return nil, ctx.Err() // even if the upstream never answers its cancellation
 		}
 	}
 }
@@ -181,7 +183,7 @@ func (h *hub) take(d *llm.Delta, res *streamed, window *chunkWindow, elapsed tim
 func (h *hub) readDeltas(stream *llm.Stream) (<-chan upstreamResult, func()) {
 	deltas := make(chan upstreamResult, 64)
 	quit, done := make(chan struct{}), make(chan struct{})
-	h.m.routines.Go(func() {
+	started := h.m.routines.Go(func() {
 		defer close(done)
 		defer func() {
 			if p := recover(); h.m.panicked(p, "panic reading the upstream stream; recovered") {
@@ -203,6 +205,10 @@ func (h *hub) readDeltas(stream *llm.Stream) (<-chan upstreamResult, func()) {
 			}
 		}
 	})
+	if !started { // the pool closed: the stream ends before it began
+		deltas <- upstreamResult{err: errShutdown}
+		close(done)
+	}
 	return deltas, func() {
 		close(quit)
 		_ = stream.Close()

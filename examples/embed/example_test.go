@@ -6,6 +6,7 @@ package embed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
@@ -29,17 +31,8 @@ func Example() {
 	defer cancel()
 
 	// A NATS server with JetStream, and an OpenAI-compatible upstream.
-	dir, _ := os.MkdirTemp("", "embed")
-	defer os.RemoveAll(dir)
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
-	if err != nil {
-		log.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		log.Fatal("nats-server not ready")
-	}
+	ns, stop := runNATS()
+	defer stop()
 	up := llmtest.New()
 	defer up.Close()
 
@@ -75,4 +68,87 @@ func Example() {
 	}
 	fmt.Println(ans.Role, ans.FinishReason)
 	// Output: leader stop
+}
+
+// Example_manager runs the manager under a fetch loop of one's own: what
+// worker.Worker does, from the public API.
+func Example_manager() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns, stop := runNATS()
+	defer stop()
+	up := llmtest.New()
+	defer up.Close()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	top, err := topology.Ensure(ctx, js, topology.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The topology is checked, never changed: a mismatch is an error to match.
+	if _, err := topology.Ensure(ctx, js, topology.Config{QueueLimit: 5}); errors.Is(err, topology.ErrMismatch) {
+		fmt.Println("mismatch refused")
+	}
+	client, err := llm.New(llm.Config{BaseURL: up.URL(), APIKey: "not-needed"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m, err := manager.New(manager.Config{WorkerID: "own-loop", DefaultModel: "example-model", Logger: slog.New(slog.DiscardHandler)}, nc, js, top, client)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := m.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = m.Stop(ctx) }()
+
+	pub, err := publisher.New(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	reply, err := pub.Submit(ctx, protocol.Job{Messages: []protocol.Message{{Role: "user", Content: protocol.TextContent("hello")}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer reply.Stop()
+	permits, err := m.Slots().Reserve(ctx, 1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	batch, err := top.Consumer.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for msg := range batch.Messages() {
+		m.Handle(msg, permits[0]) // returns once the job is settled
+	}
+	ans, err := reply.Collect(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ans.Role, ans.FinishReason)
+	// Output:
+	// mismatch refused
+	// leader stop
+}
+
+// runNATS starts a NATS server with JetStream for an example.
+func runNATS() (*server.Server, func()) {
+	dir, _ := os.MkdirTemp("", "embed")
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		log.Fatal("nats-server not ready")
+	}
+	return ns, func() { ns.Shutdown(); os.RemoveAll(dir) }
 }

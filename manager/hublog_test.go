@@ -31,9 +31,9 @@ func closed(ch <-chan struct{}) bool {
 	}
 }
 
-// TestGenLogSince: since returns the entries from an index on, nothing
+// TestHubLogSince: since returns the entries from an index on, nothing
 // past the end, and base marks the first entry after the last reset.
-func TestGenLogSince(t *testing.T) {
+func TestHubLogSince(t *testing.T) {
 	t.Parallel()
 	reset := entry{kind: entryReset}
 	tests := []struct {
@@ -56,7 +56,7 @@ func TestGenLogSince(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l := newGenLog()
+			l := newHubLog()
 			for _, e := range tt.appended {
 				l.append(e)
 			}
@@ -74,12 +74,12 @@ func TestGenLogSince(t *testing.T) {
 	}
 }
 
-// TestGenLogReaderHoldsSlice: a reader holding a slice without the lock
+// TestHubLogReaderHoldsSlice: a reader holding a slice without the lock
 // sees no change while the writer appends, and appending to its own slice
 // neither writes into the log nor is overwritten by the log's appends.
-func TestGenLogReaderHoldsSlice(t *testing.T) {
+func TestHubLogReaderHoldsSlice(t *testing.T) {
 	t.Parallel()
-	l := newGenLog()
+	l := newHubLog()
 	for _, s := range []string{"a", "b", "c"} {
 		l.append(chunkEntry(s))
 	}
@@ -104,11 +104,11 @@ func TestGenLogReaderHoldsSlice(t *testing.T) {
 	}
 }
 
-// TestGenLogWake: every append closes the wake channel readers got before
+// TestHubLogWake: every append closes the wake channel readers got before
 // it, and hands out a new, open one.
-func TestGenLogWake(t *testing.T) {
+func TestHubLogWake(t *testing.T) {
 	t.Parallel()
-	l := newGenLog()
+	l := newHubLog()
 	_, w0 := l.since(0)
 	_, again := l.since(0)
 	if w0 != again || closed(w0) {

@@ -47,19 +47,20 @@ func (e *ending) timings() *protocol.Timings {
 	return &protocol.Timings{SlotWaitMS: ms(e.slotWait), UpstreamTTFTMS: ms(e.upstreamTTFT)}
 }
 
-// genLog is an append-only history with wake-ups: the broadcaster. Entries
+// hubLog is a hub's append-only history, across its generations, with
+// wake-ups: the broadcaster. Entries
 // are never changed once appended, so readers may hold a slice of them
 // without the lock; a slow reader only lags, it never blocks the writer or
 // loses an entry. The hub's mutex guards it.
-type genLog struct {
+type hubLog struct {
 	entries []entry
 	base    int           // first entry of the current output (after the last reset)
 	wake    chan struct{} // closed and replaced on every append
 }
 
-func newGenLog() genLog { return genLog{wake: make(chan struct{})} }
+func newHubLog() hubLog { return hubLog{wake: make(chan struct{})} }
 
-func (l *genLog) append(e entry) {
+func (l *hubLog) append(e entry) {
 	if e.kind == entryReset {
 		l.base = len(l.entries)
 	}
@@ -70,7 +71,7 @@ func (l *genLog) append(e entry) {
 
 // since returns the entries from index i on and a channel closed by the
 // next append.
-func (l *genLog) since(i int) ([]entry, <-chan struct{}) {
+func (l *hubLog) since(i int) ([]entry, <-chan struct{}) {
 	if i >= len(l.entries) {
 		return nil, l.wake
 	}

@@ -1,6 +1,8 @@
 // Package llmtest is an OpenAI-compatible chat-completions server that
 // streams scripted answers: a real HTTP server on 127.0.0.1 for tests, and
-// chatfleet's built-in "simulated model" for dev mode.
+// chatfleet's built-in "simulated model" for dev mode. It is public on
+// purpose, as net/http/httptest is: programs that embed chatfleet (see
+// examples/embed) test against it too. It is no upstream for production.
 //
 // # Protocol
 //

@@ -75,23 +75,12 @@ func TestInvalidJobsAreAnsweredAndTerminated(t *testing.T) {
 	}
 	// The bad jobs are terminated concurrently with the good one: wait
 	// (with a deadline) until nothing is pending or unacked.
-	for {
-		info, err := f.ConsumerInfo(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+	f.WaitConsumer(t, ctx, "consumer settled", func(info *jetstream.ConsumerInfo) bool {
 		if info.NumRedelivered != 0 {
 			t.Fatalf("a bad job was redelivered")
 		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("consumer never settled: pending %d, ack pending %d", info.NumPending, info.NumAckPending)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		return info.NumPending == 0 && info.NumAckPending == 0
+	})
 	// Each bad job is in the dead-letter stream, as published, with why.
 	byBody := map[string]*jetstream.RawStreamMsg{}
 	for _, d := range deadLetters(t, f) {

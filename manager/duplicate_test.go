@@ -82,20 +82,9 @@ func TestDuplicateIDWhileRunning(t *testing.T) {
 
 	sub, ack := reuseID(t, ctx, f, "dup-run")
 	// Both jobs are pulled; several AckWaits pass while the second waits.
-	for {
-		info, err := f.ConsumerInfo(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumAckPending == 2 && info.NumPending == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the second job was never pulled")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	f.WaitConsumer(t, ctx, "both jobs pulled", func(info *jetstream.ConsumerInfo) bool {
+		return info.NumAckPending == 2 && info.NumPending == 0
+	})
 	// What is tested is that the waiting job outlives several AckWaits
 	// without a redelivery (it reports progress): time itself must pass,
 	// and nothing signals that it has.

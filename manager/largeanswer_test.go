@@ -251,18 +251,7 @@ func TestRefusedReplyIsDeadLettered(t *testing.T) {
 // unacknowledged.
 func waitSettled(t *testing.T, ctx context.Context, f *fleettest.Fleet) {
 	t.Helper()
-	for {
-		info, err := f.ConsumerInfo(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("consumer never settled: pending %d, ack pending %d", info.NumPending, info.NumAckPending)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	f.WaitConsumer(t, ctx, "consumer settled", func(info *jetstream.ConsumerInfo) bool {
+		return info.NumPending == 0 && info.NumAckPending == 0
+	})
 }

@@ -167,3 +167,21 @@ func (f *Fleet) ConsumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, erro
 	}
 	return c.Info(ctx)
 }
+
+// WaitConsumer polls the workers' consumer until ok holds for its state
+// and returns that state; it fails the test, naming what was awaited, when
+// ctx ends first. Consumer state has no change notification to wait on.
+func (f *Fleet) WaitConsumer(t testing.TB, ctx context.Context, what string, ok func(*jetstream.ConsumerInfo) bool) *jetstream.ConsumerInfo {
+	t.Helper()
+	for {
+		info, err := f.ConsumerInfo(ctx)
+		if err == nil && ok(info) {
+			return info
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: never happened (%v; last state %+v)", what, ctx.Err(), info)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/chatfleet/chatfleet/internal/defaults"
 	"github.com/chatfleet/chatfleet/protocol"
@@ -113,15 +111,7 @@ func (c Config) WithDefaults() Config {
 	defaults.Set(&c.JanitorInterval, time.Second)
 	defaults.Set(&c.MaintenanceInterval, time.Second)
 	defaults.Set(&c.JoinTimeout, 2*time.Second)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if c.TracerProvider == nil {
-		c.TracerProvider = tracenoop.NewTracerProvider()
-	}
-	if c.MeterProvider == nil {
-		c.MeterProvider = metricnoop.NewMeterProvider()
-	}
+	defaults.Observers(&c.Logger, &c.TracerProvider, &c.MeterProvider)
 	return c
 }
 

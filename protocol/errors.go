@@ -33,6 +33,9 @@ const (
 	// reply is still kept; choose a new ID. Sent after the older reply's
 	// events, so its seq is not 1.
 	CodeDuplicateID Code = "duplicate_id"
+	// CodeQuotaExceeded: the tenant is over one of its limits; RetryAfterMS
+	// says when to try again, when known.
+	CodeQuotaExceeded Code = "quota_exceeded"
 	// CodeInternal: a fault inside chatfleet.
 	CodeInternal Code = "internal"
 )
@@ -45,6 +48,9 @@ type Error struct {
 	Field string `json:"field,omitempty"`
 	// Status is the upstream's HTTP status, when there was one.
 	Status int `json:"status,omitempty"`
+	// RetryAfterMS is how long to wait before trying again, when known
+	// (quota_exceeded, rate_limited).
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 }
 
 func (e *Error) Error() string {

@@ -12,6 +12,7 @@ type Answer struct {
 	ID           string
 	Worker       string        // the worker that served the request
 	Role         protocol.Role // leader, follower or cache
+	Model        string        // the model that answered (the worker's default when the job named none)
 	Content      string
 	ToolCalls    []protocol.ToolCall // merged from the deltas
 	Refusal      string              // set when the model declined to answer
@@ -27,7 +28,7 @@ type Answer struct {
 func (a *Answer) apply(ev *protocol.Event) {
 	switch ev.Type {
 	case protocol.EventMeta:
-		a.Worker, a.Role = ev.Worker, ev.Role
+		a.Worker, a.Role, a.Model = ev.Worker, ev.Role, ev.Model
 	case protocol.EventChunk:
 		a.Content += ev.Content
 		a.ToolCalls = protocol.MergeToolCalls(a.ToolCalls, ev.ToolCalls)

@@ -106,6 +106,12 @@ func (n Names) CancelBucket() string { return n.res + "_cancels" }
 // requests are stored under it.
 func (n Names) RequestKey(tenant, id string) string { return tenant + "." + id }
 
+// GatewayResumed is where a gateway says it resumed a request's stream,
+// so the gateway whose client dropped it does not cancel the request.
+func (n Names) GatewayResumed(tenant, id string) string {
+	return n.prefix + ".gateway.resumed." + tenant + "." + id
+}
+
 // DedupeKey is the key-value key of one dedupe key in a tenant:
 // <tenant>.<hash>. The hash already covers the tenant; the prefix keeps
 // a tenant's keys together for operators.

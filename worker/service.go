@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
@@ -12,6 +13,14 @@ import (
 // ServiceName is the NATS micro service every worker registers as, so
 // `nats micro ls` and `nats micro stats chatfleet-worker` find the fleet.
 const ServiceName = "chatfleet-worker"
+
+// Metadata keys of the micro service beside worker and prefix: the model
+// a job that names none gets, and the allow-list (comma-separated; empty
+// allows any model).
+const (
+	MetadataModel         = "model"
+	MetadataAllowedModels = "allowed_models"
+)
 
 // Version is reported by the micro service.
 const Version = "0.1.0"
@@ -49,7 +58,9 @@ func (w *Worker) registerService() error {
 		Name:        ServiceName,
 		Version:     Version,
 		Description: "chatfleet worker: LLM chat jobs from NATS JetStream",
-		Metadata:    map[string]string{"worker": w.cfg.ID, "prefix": w.cfg.Prefix},
+		Metadata: map[string]string{"worker": w.cfg.ID, "prefix": w.cfg.Prefix,
+			// What the gateway's /v1/models lists.
+			MetadataModel: w.cfg.Manager.DefaultModel, MetadataAllowedModels: strings.Join(w.cfg.Manager.Limits.AllowedModels, ",")},
 		StatsHandler: func(*micro.Endpoint) any {
 			return w.Status()
 		},

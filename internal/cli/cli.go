@@ -1,5 +1,5 @@
 // Package cli implements the chatfleet command: dev, worker, init, ask,
-// cancel, dlq, status, upstream and env.
+// cancel, dlq, status, upstream, gateway and env.
 package cli
 
 import (
@@ -41,6 +41,7 @@ func commands() []command {
 		{"dlq", "dead-lettered jobs: dlq ls | show SEQ | replay SEQ", runDLQ},
 		{"status", "the fleet: queue, dead letters, workers and their slots [--json] [--watch]", runStatus},
 		{"upstream", "upstream check: probe the configured upstream and list what it supports", runUpstream},
+		{"gateway", "run the OpenAI-compatible HTTP gateway; gateway key TENANT makes an API key", runGateway},
 		{"env", "print every configuration variable with its default", runEnv},
 	}
 }

@@ -72,8 +72,17 @@ func runDev(ctx context.Context, args []string, io IO) int {
 			return code
 		}
 	}
-	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(ws.workers), "data", env.DevDataDir)
-	fmt.Fprint(io.Err, devBanner(env, ns.ClientURL(), llmCfg.BaseURL, simulated))
+	gatewayURL := ""
+	if env.GatewayAddr != "" {
+		gw, stop, code := startDevGateway(ctx, env, logger, ns.ClientURL())
+		if code != ExitOK {
+			return code
+		}
+		defer stop() // before the workers stop: open streams finish first
+		gatewayURL = "http://" + gw.Addr().String() + "/v1"
+	}
+	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(ws.workers), "data", env.DevDataDir, "gateway", gatewayURL)
+	fmt.Fprint(io.Err, devBanner(env, ns.ClientURL(), llmCfg.BaseURL, gatewayURL, simulated))
 	<-ctx.Done()
 	return ws.stop()
 }

@@ -3,10 +3,10 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,6 +31,7 @@ func devEnv(t *testing.T) (natsAddr, httpAddr string) {
 	t.Setenv("CHATFLEET_MODEL", "gpt-4o-mini")
 	t.Setenv("CHATFLEET_DEV_DATA_DIR", t.TempDir())
 	t.Setenv("CHATFLEET_HTTP_ADDR", httpAddr)
+	t.Setenv("CHATFLEET_GATEWAY_ADDR", "127.0.0.1:0") // a free port; the banner names it
 	t.Setenv("CHATFLEET_LOG_FORMAT", "text")
 	t.Setenv("CHATFLEET_LOG_LEVEL", "info")
 	t.Setenv("CHATFLEET_WORKER_ID", "")
@@ -94,15 +95,18 @@ func TestDevSimulatedModel(t *testing.T) {
 		}
 	}
 
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	resp, err := client.Get("http://" + httpAddr + "/healthz")
-	if err != nil {
-		t.Fatalf("healthz on CHATFLEET_HTTP_ADDR: %v", err)
+	if body := get(t, ctx, "http://"+httpAddr+"/healthz"); body != "ok\n" {
+		t.Errorf("healthz: %q", body)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(body) != "ok\n" {
-		t.Errorf("healthz: %d %q", resp.StatusCode, body)
+
+	// The gateway the banner names answers an OpenAI request.
+	gw := regexp.MustCompile(`curl (http://127\.0\.0\.1:[0-9]+/v1)/chat/completions`).FindStringSubmatch(log)
+	if gw == nil {
+		t.Fatalf("dev's banner names no gateway:\n%s", log)
+	}
+	code, body := post(t, ctx, gw[1]+"/chat/completions", "", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}`)
+	if code != http.StatusOK || !strings.Contains(body, `Simulated answer to \"hello\"`) {
+		t.Errorf("dev's gateway: %d %s", code, body)
 	}
 
 	res := run(ctx, "", "ask", "hello")

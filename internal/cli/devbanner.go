@@ -17,7 +17,7 @@ import (
 // dev's workers are (every topology setting that differs from its
 // default, the default model), on the same upstream. The upstream's API
 // key is never printed: the command says to add it.
-func devBanner(env config.Env, natsURL, modelURL string, simulated bool) string {
+func devBanner(env config.Env, natsURL, modelURL, gatewayURL string, simulated bool) string {
 	self := selfCommand()
 	var join []string // what a process needs to join this dev server
 	if natsURL != config.Default("CHATFLEET_NATS_URL") {
@@ -61,6 +61,10 @@ func devBanner(env config.Env, natsURL, modelURL string, simulated bool) string 
 	fmt.Fprintf(&b, "  %s ask \"hello\"\n", strings.Join(append(join, self), " "))
 	fmt.Fprintf(&b, "Another worker on %s%s:\n", upstream, plus)
 	fmt.Fprintf(&b, "  %s worker\n", strings.Join(append(worker, self), " "))
+	if gatewayURL != "" {
+		fmt.Fprintf(&b, "OpenAI-compatible gateway (any OpenAI client; no API key, loopback only):\n")
+		fmt.Fprintf(&b, "  curl %s/chat/completions -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'\n", gatewayURL, env.Model)
+	}
 	fmt.Fprintf(&b, "Ctrl-C stops.\n\n")
 	return b.String()
 }

@@ -15,12 +15,6 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
-
-	"github.com/chatfleet/chatfleet/llm"
-	"github.com/chatfleet/chatfleet/manager"
-	"github.com/chatfleet/chatfleet/protocol"
-	"github.com/chatfleet/chatfleet/topology"
-	"github.com/chatfleet/chatfleet/worker"
 )
 
 // Env is every configuration variable. `chatfleet env` prints this table.
@@ -91,6 +85,12 @@ type Env struct {
 	DevModelListen string        `envconfig:"CHATFLEET_DEV_MODEL_LISTEN" default:"127.0.0.1:9092" desc:"dev mode: address of the simulated model (its base URL is http://ADDRESS/v1)"`
 	DevTokens      int           `envconfig:"CHATFLEET_DEV_TOKENS" default:"100" desc:"dev mode: tokens in each simulated answer (a job's max_tokens cuts it short)"`
 	DevTokenDelay  time.Duration `envconfig:"CHATFLEET_DEV_TOKEN_DELAY" default:"50ms" desc:"dev mode: the simulated model's pause between tokens"`
+
+	GatewayAddr         string   `envconfig:"CHATFLEET_GATEWAY_ADDR" default:"127.0.0.1:8080" desc:"address of the OpenAI-compatible gateway (chatfleet gateway; dev starts one too; empty: none in dev)"`
+	GatewayKeys         string   `envconfig:"CHATFLEET_GATEWAY_KEYS" desc:"file of the gateway's API keys, one \"TENANT SHA256-HEX\" line each (chatfleet gateway key TENANT makes one); none: one tenant, loopback only"`
+	GatewayTenant       string   `envconfig:"CHATFLEET_GATEWAY_TENANT" default:"default" desc:"the gateway's one tenant when it has no keys"`
+	GatewayCORSOrigins  []string `envconfig:"CHATFLEET_GATEWAY_CORS_ORIGINS" desc:"comma-separated origins browsers may call the gateway from (* for any); empty: none"`
+	GatewayResumeSecret string   `envconfig:"CHATFLEET_GATEWAY_RESUME_SECRET" desc:"secret that signs resume tokens, the same on every gateway replica (never printed); empty: random per process"`
 }
 
 // Load reads the environment.
@@ -214,74 +214,6 @@ func Usage(w io.Writer) error {
 	}
 	_, err := fmt.Fprintln(w, "\nOPENAI_API_KEY and OPENAI_BASE_URL are used when the CHATFLEET_ ones are unset.")
 	return err
-}
-
-// LLM returns the upstream config.
-func (e Env) LLM() llm.Config {
-	return llm.Config{BaseURL: e.LLMBaseURL, APIKey: e.LLMAPIKey, IdleTimeout: e.LLMIdle, MaxRetries: off(e.LLMRetries),
-		BreakerFailures: e.LLMBreaker, BreakerCooldown: e.LLMCool, NoStreamOptions: !e.LLMStreamOptions}
-}
-
-// Topology returns the JetStream sizing.
-func (e Env) Topology() topology.Config {
-	return topology.Config{
-		Replicas: e.Replicas, QueueLimit: e.QueueLimit,
-		// The stream's limit is a backstop above the workers' own, so an
-		// oversized job reaches a worker and gets an answer.
-		MaxJobBytes:     max(minStreamJobBytes, 2*e.MaxJobBytes),
-		DuplicateWindow: e.DuplicateWindow, ReplyMaxAge: e.ReplyMaxAge, ReplyMaxBytes: e.ReplyMaxBytes,
-		AckWait: e.AckWait, MaxDeliver: e.MaxDeliver, MaxAckPending: e.MaxAckPending, QueueTimeout: off(e.QueueTimeout),
-		LeaseTTL: e.LeaseTTL, CacheTTL: e.CacheTTL, CacheMaxValueBytes: e.CacheMaxBytes, CancelTTL: e.CancelTTL,
-		DeadLetterMaxAge: e.DLQMaxAge,
-	}
-}
-
-// Worker returns a worker config; llmCfg is the upstream to use. Telemetry
-// is set by the caller.
-func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
-	return worker.Config{
-		ID:       e.WorkerID,
-		Prefix:   e.Prefix,
-		Topology: e.Topology(),
-		Manager: manager.Config{
-			DefaultModel:            e.Model,
-			Limits:                  protocol.Limits{MaxJobBytes: int(e.MaxJobBytes), MaxMessages: e.MaxMessages, AllowedModels: e.Models},
-			MaxConcurrentRequests:   e.MaxConcurrentRequests,
-			MaxConcurrentLLMStreams: e.MaxConcurrentLLMStreams,
-			MaxConcurrentFollowers:  e.MaxConcurrentFollowers,
-			MaxWaitingLeaders:       offOrDefault(e.MaxWaitingLeaders),
-			DisableDedupe:           !e.Dedupe,
-			DisableCache:            !e.Cache,
-			ChunkWindow:             off(e.ChunkWindow),
-			MaxAnswerBytes:          e.MaxAnswerBytes,
-			ProgressInterval:        e.ProgressInterval,
-			ProcessingTimeout:       e.ProcessingTimeout,
-			MidStreamRetries:        off(e.MidStreamRetries),
-			JanitorInterval:         e.JanitorInterval,
-			LogPrompts:              e.LogPrompts,
-		},
-		LLM:      llmCfg,
-		HTTPAddr: e.HTTPAddr,
-		Logger:   logger,
-	}
-}
-
-// off maps a variable's 0, which switches a feature off (or means "none"),
-// to the libraries' -1: they read 0 as "the default".
-func off[T int | time.Duration](v T) T {
-	if v == 0 {
-		return -1
-	}
-	return v
-}
-
-// offOrDefault maps an unset variable to the library's default (0) and a
-// set 0 to its "off" (-1).
-func offOrDefault(v *int) int {
-	if v == nil {
-		return 0
-	}
-	return off(*v)
 }
 
 // Logger returns the configured logger, writing to w.

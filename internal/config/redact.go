@@ -116,7 +116,7 @@ func (e Env) Redact(err error) error {
 		return nil
 	}
 	secrets := append(urlSecrets(e.NATSURL), urlSecrets(e.LLMBaseURL)...)
-	secrets = append(secrets, e.NATSPassword, e.NATSToken, e.LLMAPIKey)
+	secrets = append(secrets, e.NATSPassword, e.NATSToken, e.LLMAPIKey, e.GatewayResumeSecret)
 	msg := scrub(err.Error(), secrets...)
 	if msg == err.Error() {
 		return err

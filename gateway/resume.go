@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/publisher"
+)
+
+// handleResume answers GET /v1/chat/completions/{id}/stream: the
+// request's stream again, from the chunk after Last-Event-ID (or
+// ?after=), from the replies stream, on any replica. A browser's
+// EventSource authenticates with ?token= (the stream's resume token).
+func (g *Gateway) handleResume(ctx context.Context, rec *recorder, r *http.Request) {
+	id := strings.TrimPrefix(r.PathValue("id"), "chatcmpl-")
+	tenant, includeUsage, ok := g.resumeAuth(r, id)
+	if !ok {
+		errUnauthorized.write(rec)
+		return
+	}
+	rec.tenant = tenant
+	var after eventPos
+	if v := firstOf(r.Header.Get("Last-Event-ID"), r.URL.Query().Get("after")); v != "" {
+		if after, ok = parsePos(v); !ok {
+			newError(http.StatusBadRequest, "invalid_request_error", "invalid_request", "after", "want an event id such as 12 or 12.1").write(rec)
+			return
+		}
+	}
+	last, found, err := g.pub.LastEvent(ctx, tenant, id)
+	switch {
+	case err != nil:
+		submitError(err).write(rec)
+		return
+	case !found:
+		newError(http.StatusNotFound, "invalid_request_error", "not_found", "", "no request "+id+" (or its reply expired)").write(rec)
+		return
+	}
+	// The gateway whose client dropped the stream must not cancel it.
+	_ = g.nc.Publish(g.cfg.Names.GatewayResumed(tenant, id), nil)
+	reply, err := g.pub.Attach(ctx, tenant, id)
+	if err != nil {
+		submitError(err).write(rec)
+		return
+	}
+	defer reply.Stop()
+	rec.Header().Set(HeaderRequestID, id)
+	s := &sse{w: rec, rc: http.NewResponseController(rec), id: "chatcmpl-" + id, created: time.Now().Unix(),
+		includeUsage: includeUsage, after: after}
+	if err := s.start(); err != nil {
+		return
+	}
+	rec.firstByte()
+	if after == (eventPos{}) && last.Type.Terminal() {
+		// A whole answer that has ended: read it first, so the client gets
+		// only the output after its last reset, never a spliced one.
+		g.replayEnded(ctx, s, reply)
+		return
+	}
+	for {
+		ev, err := reply.Next(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				_ = s.fail(0, waitError(err))
+			}
+			return // a resumed stream's client leaving cancels nothing
+		}
+		if done, err := s.event(&ev); done || err != nil {
+			return
+		}
+	}
+}
+
+// replayEnded writes an ended reply from its meta event and everything
+// after its last reset.
+func (g *Gateway) replayEnded(ctx context.Context, s *sse, reply *publisher.Reply) {
+	var events []protocol.Event
+	for ev, err := range reply.Events(ctx) {
+		if err != nil {
+			_ = s.fail(0, waitError(err))
+			return
+		}
+		events = append(events, ev)
+	}
+	from := 0
+	for i, ev := range events {
+		if ev.Type == protocol.EventReset {
+			from = i + 1
+		}
+	}
+	for i := range events {
+		ev := &events[i]
+		if (i > 0 && i < from) || ev.Type == protocol.EventReset {
+			continue // the meta event, then only the output that stood
+		}
+		if done, err := s.event(ev); done || err != nil {
+			return
+		}
+	}
+}
+
+// resumeAuth authenticates a resume: a bearer key (its tenant), or a
+// resume token for this request.
+func (g *Gateway) resumeAuth(r *http.Request, id string) (tenant string, includeUsage bool, ok bool) {
+	if tok := r.URL.Query().Get("token"); tok != "" {
+		t, valid := parseResumeToken(tok, g.secret, time.Now())
+		if !valid || t.ID != id {
+			return "", false, false
+		}
+		return t.Tenant, t.IncludeUsage, true
+	}
+	tenant, ok = g.tenant(r)
+	usage, _ := strconv.ParseBool(r.URL.Query().Get("include_usage"))
+	return tenant, usage, ok
+}
+
+func firstOf(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,197 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// eventPos is a position in a reply as SSE ids name it: chatfleet event
+// seq, and the index of the OpenAI chunk made from it (one event may make
+// several chunks, and some events none). The id "12" is chunk 0 of event
+// 12, "12.1" its chunk 1.
+type eventPos struct {
+	seq uint64
+	k   int
+}
+
+func (p eventPos) String() string {
+	if p.k == 0 {
+		return strconv.FormatUint(p.seq, 10)
+	}
+	return strconv.FormatUint(p.seq, 10) + "." + strconv.Itoa(p.k)
+}
+
+// parsePos reads an SSE id ("12" or "12.1").
+func parsePos(s string) (eventPos, bool) {
+	seq, k, hasK := strings.Cut(strings.TrimSpace(s), ".")
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if err != nil {
+		return eventPos{}, false
+	}
+	p := eventPos{seq: n}
+	if hasK {
+		if p.k, err = strconv.Atoi(k); err != nil || p.k < 0 {
+			return eventPos{}, false
+		}
+	}
+	return p, true
+}
+
+// sse writes one request's reply as OpenAI's chat.completion.chunk
+// stream. Chunks at or before after were sent before (a resumed stream)
+// and are skipped.
+type sse struct {
+	w            http.ResponseWriter
+	rc           *http.ResponseController
+	id           string // chatcmpl-<request id>
+	model        string
+	created      int64
+	includeUsage bool
+	after        eventPos
+	wrote        bool // response headers sent
+	output       bool // content, a refusal, reasoning or tool calls reached the client
+}
+
+// start sends the response headers.
+func (s *sse) start() error {
+	h := s.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	s.w.WriteHeader(http.StatusOK)
+	s.wrote = true
+	return s.rc.Flush()
+}
+
+// event writes what ev means for the client. done reports the end of the
+// stream (after done, error, cancelled, or a reset the client cannot be
+// shown).
+func (s *sse) event(ev *protocol.Event) (done bool, err error) {
+	switch ev.Type {
+	case protocol.EventMeta:
+		if ev.Model != "" {
+			s.model = ev.Model
+		}
+		return false, s.chunks(ev.Seq, s.chunk(delta{Role: "assistant", Content: ptr("")}, nil, nil))
+	case protocol.EventChunk:
+		d := delta{ToolCalls: ev.ToolCalls, ReasoningContent: ev.ReasoningContent}
+		if ev.Content != "" {
+			d.Content = &ev.Content
+		}
+		if ev.Refusal != "" {
+			d.Refusal = &ev.Refusal
+		}
+		s.output = true
+		return false, s.chunks(ev.Seq, s.chunk(d, nil, nil))
+	case protocol.EventProgress:
+		// A comment: the connection is alive, and SDKs skip it.
+		return false, s.comment(fmt.Sprintf("progress %s %s", ev.Stage, ev.Reason))
+	case protocol.EventReset:
+		if !s.output {
+			return false, nil // nothing to take back
+		}
+		// The client has part of an answer the fleet restarted (a
+		// failover): splicing the new one after it would be a wrong
+		// answer, so the stream ends with an error instead.
+		return true, s.fail(ev.Seq, newError(http.StatusBadGateway, "server_error", "stream_reset", "",
+			"the fleet restarted this answer after a failover; the partial output is void: read the whole answer again with GET /v1/chat/completions/"+s.requestID()+"/stream once it has finished, or retry"))
+	case protocol.EventDone:
+		fin := ev.FinishReason
+		if fin == "" {
+			fin = "stop"
+		}
+		cs := []chunk{s.chunk(delta{}, &fin, nil)}
+		if s.includeUsage {
+			u := ev.Usage
+			if u == nil {
+				u = &protocol.Usage{}
+			}
+			cs = append(cs, chunk{ID: s.id, Object: "chat.completion.chunk", Created: s.created, Model: s.model, Choices: []chunkChoice{}, Usage: u})
+		}
+		if err := s.chunks(ev.Seq, cs...); err != nil {
+			return true, err
+		}
+		return true, s.data([]byte("[DONE]"), "")
+	case protocol.EventError:
+		perr := ev.Error
+		if perr == nil {
+			perr = &protocol.Error{Code: protocol.CodeInternal, Message: "error event without error"}
+		}
+		return true, s.fail(ev.Seq, fromProtocol(perr))
+	case protocol.EventCancelled:
+		return true, s.fail(ev.Seq, errCancelled)
+	}
+	return false, nil // an event type this gateway does not know: ignored
+}
+
+// chunk makes one chunk of the request's only choice.
+func (s *sse) chunk(d delta, finish *string, usage *protocol.Usage) chunk {
+	return chunk{ID: s.id, Object: "chat.completion.chunk", Created: s.created, Model: s.model,
+		Choices: []chunkChoice{{Index: 0, Delta: d, FinishReason: finish}}, Usage: usage}
+}
+
+// chunks writes the chunks of event seq, each with its id, skipping those
+// the client had.
+func (s *sse) chunks(seq uint64, cs ...chunk) error {
+	for k := range cs {
+		pos := eventPos{seq: seq, k: k}
+		if !s.after.before(pos) {
+			continue
+		}
+		b, err := json.Marshal(cs[k])
+		if err != nil {
+			return err
+		}
+		if err := s.data(b, pos.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// before reports whether p comes before q.
+func (p eventPos) before(q eventPos) bool {
+	return p.seq < q.seq || (p.seq == q.seq && p.k < q.k)
+}
+
+// fail ends the stream with an error event, as OpenAI sends one mid-stream.
+func (s *sse) fail(seq uint64, e *httpError) error {
+	pos := eventPos{seq: seq}
+	if !s.after.before(pos) {
+		return nil
+	}
+	b, err := json.Marshal(e.body)
+	if err != nil {
+		return err
+	}
+	return s.data(b, pos.String())
+}
+
+func (s *sse) data(b []byte, id string) error {
+	var buf bytes.Buffer
+	if id != "" {
+		buf.WriteString("id: " + id + "\n")
+	}
+	buf.WriteString("data: ")
+	buf.Write(b)
+	buf.WriteString("\n\n")
+	if _, err := s.w.Write(buf.Bytes()); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+func (s *sse) comment(text string) error {
+	if _, err := s.w.Write([]byte(": " + strings.TrimSpace(text) + "\n\n")); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+func (s *sse) requestID() string { return strings.TrimPrefix(s.id, "chatcmpl-") }

@@ -1,0 +1,101 @@
+package config
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/chatfleet/chatfleet/gateway"
+	"github.com/chatfleet/chatfleet/llm"
+	"github.com/chatfleet/chatfleet/manager"
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/subjects"
+	"github.com/chatfleet/chatfleet/topology"
+	"github.com/chatfleet/chatfleet/worker"
+)
+
+// The library configs the variables make.
+
+// LLM returns the upstream config.
+func (e Env) LLM() llm.Config {
+	return llm.Config{BaseURL: e.LLMBaseURL, APIKey: e.LLMAPIKey, IdleTimeout: e.LLMIdle, MaxRetries: off(e.LLMRetries),
+		BreakerFailures: e.LLMBreaker, BreakerCooldown: e.LLMCool, NoStreamOptions: !e.LLMStreamOptions}
+}
+
+// Topology returns the JetStream sizing.
+func (e Env) Topology() topology.Config {
+	return topology.Config{
+		Replicas: e.Replicas, QueueLimit: e.QueueLimit,
+		// The stream's limit is a backstop above the workers' own, so an
+		// oversized job reaches a worker and gets an answer.
+		MaxJobBytes:     max(minStreamJobBytes, 2*e.MaxJobBytes),
+		DuplicateWindow: e.DuplicateWindow, ReplyMaxAge: e.ReplyMaxAge, ReplyMaxBytes: e.ReplyMaxBytes,
+		AckWait: e.AckWait, MaxDeliver: e.MaxDeliver, MaxAckPending: e.MaxAckPending, QueueTimeout: off(e.QueueTimeout),
+		LeaseTTL: e.LeaseTTL, CacheTTL: e.CacheTTL, CacheMaxValueBytes: e.CacheMaxBytes, CancelTTL: e.CancelTTL,
+		DeadLetterMaxAge: e.DLQMaxAge,
+	}
+}
+
+// Worker returns a worker config; llmCfg is the upstream to use. Telemetry
+// is set by the caller.
+func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
+	return worker.Config{
+		ID:       e.WorkerID,
+		Prefix:   e.Prefix,
+		Topology: e.Topology(),
+		Manager: manager.Config{
+			DefaultModel:            e.Model,
+			Limits:                  protocol.Limits{MaxJobBytes: int(e.MaxJobBytes), MaxMessages: e.MaxMessages, AllowedModels: e.Models},
+			MaxConcurrentRequests:   e.MaxConcurrentRequests,
+			MaxConcurrentLLMStreams: e.MaxConcurrentLLMStreams,
+			MaxConcurrentFollowers:  e.MaxConcurrentFollowers,
+			MaxWaitingLeaders:       offOrDefault(e.MaxWaitingLeaders),
+			DisableDedupe:           !e.Dedupe,
+			DisableCache:            !e.Cache,
+			ChunkWindow:             off(e.ChunkWindow),
+			MaxAnswerBytes:          e.MaxAnswerBytes,
+			ProgressInterval:        e.ProgressInterval,
+			ProcessingTimeout:       e.ProcessingTimeout,
+			MidStreamRetries:        off(e.MidStreamRetries),
+			JanitorInterval:         e.JanitorInterval,
+			LogPrompts:              e.LogPrompts,
+		},
+		LLM:      llmCfg,
+		HTTPAddr: e.HTTPAddr,
+		Logger:   logger,
+	}
+}
+
+// off maps a variable's 0, which switches a feature off (or means "none"),
+// to the libraries' -1: they read 0 as "the default".
+func off[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
+// offOrDefault maps an unset variable to the library's default (0) and a
+// set 0 to its "off" (-1).
+func offOrDefault(v *int) int {
+	if v == nil {
+		return 0
+	}
+	return off(*v)
+}
+
+// Gateway returns the gateway's config: keys loaded from their file.
+// Telemetry is set by the caller.
+func (e Env) Gateway(logger *slog.Logger) (gateway.Config, error) {
+	names, err := subjects.New(e.Prefix)
+	if err != nil {
+		return gateway.Config{}, err
+	}
+	c := gateway.Config{Addr: e.GatewayAddr, Names: names, Tenant: e.GatewayTenant, MaxBodyBytes: int64(e.MaxJobBytes),
+		CORSOrigins: e.GatewayCORSOrigins, ResumeSecret: []byte(e.GatewayResumeSecret), Logger: logger}
+	if e.GatewayKeys != "" {
+		if c.Keys, err = gateway.LoadKeys(e.GatewayKeys); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}

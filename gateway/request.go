@@ -61,10 +61,10 @@ func (g *Gateway) readCompletionRequest(r *http.Request, tenant string) (*comple
 	}
 	req := &completionRequest{}
 	if err := json.Unmarshal(body, &openai); err != nil {
-		return nil, newError(http.StatusBadRequest, "invalid_request_error", "invalid_json", "", "the request body is not a JSON object: "+err.Error())
+		return nil, badJSON(err)
 	}
 	if err := json.Unmarshal(body, &req.job); err != nil {
-		return nil, newError(http.StatusBadRequest, "invalid_request_error", "invalid_request", "", "the request body is not a chat-completions request: "+err.Error())
+		return nil, badJSON(err)
 	}
 	req.stream = openai.Stream
 	req.includeUsage = openai.StreamOptions != nil && openai.StreamOptions.IncludeUsage
@@ -115,4 +115,14 @@ func applyControls(h http.Header, job *protocol.Job) *httpError {
 		}
 	}
 	return nil
+}
+
+// badJSON is the 400 for a body that does not decode: a field of the
+// wrong JSON type is named in param; anything else is not JSON at all.
+func badJSON(err error) *httpError {
+	perr := protocol.DecodeError(err)
+	if perr.Field != "" {
+		return newError(http.StatusBadRequest, "invalid_request_error", "invalid_type", perr.Field, perr.Field+": "+perr.Message)
+	}
+	return newError(http.StatusBadRequest, "invalid_request_error", "invalid_json", "", "the request body is not a JSON object")
 }

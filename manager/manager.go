@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatfleet/chatfleet/internal/gopool"
+	"github.com/chatfleet/chatfleet/internal/kvmirror"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/topology"
@@ -58,16 +59,16 @@ type Manager struct {
 	// serveHook, set by a test (export_test.go), runs before each job is
 	// served: to make one panic, say. Never set outside tests.
 	serveHook  atomic.Pointer[func(*protocol.Job)]
-	background sync.WaitGroup // hubs, the cancel watcher, the janitor
+	background sync.WaitGroup // hubs, the janitor
 	routines   *gopool.Pool   // goroutines for hubs and upstream readers; closed after background
 
 	hubs *hubTable
 
-	ctlSub  *nats.Subscription
-	advSub  *nats.Subscription
-	watcher jetstream.KeyWatcher
-	stopped chan struct{}
-	stop    sync.Once
+	ctlSub       *nats.Subscription
+	advSub       *nats.Subscription
+	cancelMirror *kvmirror.Mirror // the cancel bucket, once started
+	stopped      chan struct{}
+	stop         sync.Once
 
 	maint    *maintainer // fleet maintenance, while this worker is elected
 	givingUp sync.Mutex  // one give-up of an exhausted job at a time (maxdeliver.go)
@@ -123,14 +124,14 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	sub, err := m.nc.Subscribe(m.cfg.Names.Control(m.cfg.WorkerID), m.callbacks.guard(m.handleControl))
 	if err != nil {
-		m.watcher.Stop()
+		m.cancelMirror.Stop()
 		return fmt.Errorf("manager: subscribe to control subject: %w", err)
 	}
 	m.ctlSub = sub
 	// One worker of the fleet handles each advisory.
 	adv, err := m.nc.QueueSubscribe(m.maxDeliveriesSubject(), m.cfg.Names.WorkersConsumer(), m.callbacks.guard(m.handleMaxDeliveries))
 	if err != nil {
-		m.watcher.Stop()
+		m.cancelMirror.Stop()
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("manager: subscribe to max-deliveries advisories: %w", err)
 	}
@@ -176,7 +177,9 @@ func (m *Manager) Stop(ctx context.Context) error {
 		}
 		m.callbacks.close()
 		m.handling.close()
-		// The cancel watcher stops with m.life (applyCancels owns it).
+		if m.cancelMirror != nil { // nil when never started
+			m.cancelMirror.Stop()
+		}
 		go func() { // owned by Stop: it ends when the manager's goroutines have
 			m.background.Wait()
 			m.callbacks.wait()

@@ -127,19 +127,26 @@ type openAIError struct {
 	Message, Type, Code, Param string
 }
 
-// postError posts body and decodes the error it must answer with.
-func postError(t *testing.T, ctx context.Context, url, body string) (int, openAIError) {
+// postError posts body (with key as its bearer token, when given) and
+// decodes the error it answers with, unless it answers 200.
+func postError(t *testing.T, ctx context.Context, url, body string, key ...string) (int, openAIError) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for _, k := range key {
+		req.Header.Set("Authorization", "Bearer "+k)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return resp.StatusCode, openAIError{}
+	}
 	var e struct{ Error openAIError }
 	raw, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(raw, &e); err != nil {

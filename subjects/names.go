@@ -102,6 +102,15 @@ func (n Names) CacheBucket() string { return n.res + "_cache" }
 // CancelBucket names the key-value bucket of cancel requests, e.g. "chat_cancels".
 func (n Names) CancelBucket() string { return n.res + "_cancels" }
 
+// APIKeysBucket names the key-value bucket of the gateway's API keys (a
+// key's SHA-256 in hex → its tenant), e.g. "chat_api_keys".
+func (n Names) APIKeysBucket() string { return n.res + "_api_keys" }
+
+// Buckets names every key-value bucket of the fleet.
+func (n Names) Buckets() []string {
+	return []string{n.InflightBucket(), n.CacheBucket(), n.CancelBucket(), n.APIKeysBucket()}
+}
+
 // RequestKey is the key-value key of one request: <tenant>.<id>. Cancel
 // requests are stored under it.
 func (n Names) RequestKey(tenant, id string) string { return tenant + "." + id }

@@ -68,6 +68,7 @@ func TestBuilders(t *testing.T) {
 		{n.WorkersConsumer(), "acme_chat_workers"},
 		{n.CacheBucket(), "acme_chat_cache"},
 		{n.CancelBucket(), "acme_chat_cancels"},
+		{n.APIKeysBucket(), "acme_chat_api_keys"},
 		{n.RequestKey("t1", "r1"), "t1.r1"},
 		{n.DedupeKey("t1", "ab12"), "t1.ab12"},
 	}

@@ -19,6 +19,7 @@ type Topology struct {
 	Inflight    jetstream.KeyValue
 	Cache       jetstream.KeyValue
 	Cancels     jetstream.KeyValue
+	APIKeys     jetstream.KeyValue
 }
 
 // Ensure creates what is missing and checks what exists. An existing
@@ -54,6 +55,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology,
 		{&t.Inflight, inflightBucket(cfg)},
 		{&t.Cache, cacheBucket(cfg)},
 		{&t.Cancels, cancelBucket(cfg)},
+		{&t.APIKeys, apiKeysBucket(cfg)},
 	}
 	for _, b := range buckets {
 		if *b.dst, err = ensureBucket(ctx, js, b.cfg); err != nil {
@@ -220,4 +222,13 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 		return nil, err
 	}
 	return kv, nil
+}
+
+func apiKeysBucket(c Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      c.Names.APIKeysBucket(),
+		Description: "chatfleet gateway API keys: a key's SHA-256 (hex) to its tenant",
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
 }

@@ -41,7 +41,7 @@ func commands() []command {
 		{"dlq", "dead-lettered jobs: dlq ls | show SEQ | replay SEQ", runDLQ},
 		{"status", "the fleet: queue, dead letters, workers and their slots [--json] [--watch]", runStatus},
 		{"upstream", "upstream check: probe the configured upstream and list what it supports", runUpstream},
-		{"gateway", "run the OpenAI-compatible HTTP gateway; gateway key TENANT makes an API key", runGateway},
+		{"gateway", "run the OpenAI-compatible HTTP gateway; gateway key|keys|revoke manage its API keys", runGateway},
 		{"env", "print every configuration variable with its default", runEnv},
 	}
 }

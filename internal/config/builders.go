@@ -83,8 +83,12 @@ func offOrDefault(v *int) int {
 	return off(*v)
 }
 
-// Gateway returns the gateway's config: keys loaded from their file.
-// Telemetry is set by the caller.
+// GatewayKeysBucket, as CHATFLEET_GATEWAY_KEYS, reads the keys from the
+// fleet's API keys bucket (a key file named so is ./kv).
+const GatewayKeysBucket = "kv"
+
+// Gateway returns the gateway's config: keys loaded from their file, or
+// read from the bucket once it starts. Telemetry is set by the caller.
 func (e Env) Gateway(logger *slog.Logger) (gateway.Config, error) {
 	names, err := subjects.New(e.Prefix)
 	if err != nil {
@@ -92,7 +96,11 @@ func (e Env) Gateway(logger *slog.Logger) (gateway.Config, error) {
 	}
 	c := gateway.Config{Addr: e.GatewayAddr, Names: names, Tenant: e.GatewayTenant, MaxBodyBytes: int64(e.MaxJobBytes),
 		CORSOrigins: e.GatewayCORSOrigins, ResumeSecret: []byte(e.GatewayResumeSecret), Logger: logger}
-	if e.GatewayKeys != "" {
+	switch e.GatewayKeys {
+	case "":
+	case GatewayKeysBucket:
+		c.KeysFromBucket = true
+	default:
 		if c.Keys, err = gateway.LoadKeys(e.GatewayKeys); err != nil {
 			return c, err
 		}

@@ -87,7 +87,7 @@ type Env struct {
 	DevTokenDelay  time.Duration `envconfig:"CHATFLEET_DEV_TOKEN_DELAY" default:"50ms" desc:"dev mode: the simulated model's pause between tokens"`
 
 	GatewayAddr         string   `envconfig:"CHATFLEET_GATEWAY_ADDR" default:"127.0.0.1:8080" desc:"address of the OpenAI-compatible gateway (chatfleet gateway; dev starts one too; empty: none in dev)"`
-	GatewayKeys         string   `envconfig:"CHATFLEET_GATEWAY_KEYS" desc:"file of the gateway's API keys, one \"TENANT SHA256-HEX\" line each (chatfleet gateway key TENANT makes one); none: one tenant, loopback only"`
+	GatewayKeys         string   `envconfig:"CHATFLEET_GATEWAY_KEYS" desc:"the gateway's API keys: kv for the fleet's API keys bucket (chatfleet gateway key --kv TENANT adds one, live), or a file of \"TENANT SHA256-HEX\" lines (chatfleet gateway key TENANT prints one); none: one tenant, loopback only"`
 	GatewayTenant       string   `envconfig:"CHATFLEET_GATEWAY_TENANT" default:"default" desc:"the gateway's one tenant when it has no keys"`
 	GatewayCORSOrigins  []string `envconfig:"CHATFLEET_GATEWAY_CORS_ORIGINS" desc:"comma-separated origins browsers may call the gateway from (* for any); empty: none"`
 	GatewayResumeSecret string   `envconfig:"CHATFLEET_GATEWAY_RESUME_SECRET" desc:"secret that signs resume tokens, the same on every gateway replica (never printed); empty: random per process"`

@@ -88,20 +88,11 @@ func (p *Publisher) LastEvent(ctx context.Context, tenant, id string) (ev protoc
 	if err := subjects.ValidName("id", id); err != nil {
 		return ev, false, err
 	}
-	s, err := p.repliesStream(ctx)
-	if err != nil {
+	data, found, err := p.lastStored(ctx, p.names.ReplyWrite(tenant, id))
+	if !found || err != nil {
 		return ev, false, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	last, err := s.GetLastMsgForSubject(ctx, p.names.ReplyWrite(tenant, id))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return ev, false, nil
-	}
-	if err != nil {
-		return ev, false, err
-	}
-	ev, err = protocol.DecodeEvent(last.Data)
+	ev, err = protocol.DecodeEvent(data)
 	return ev, true, err
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/publisher"
 	"github.com/chatfleet/chatfleet/topology"
 	"github.com/chatfleet/chatfleet/worker"
 )
@@ -32,8 +33,9 @@ type Env struct {
 	NATSPassword string `envconfig:"CHATFLEET_NATS_PASSWORD" desc:"NATS password (never printed)"`
 	NATSToken    string `envconfig:"CHATFLEET_NATS_TOKEN" desc:"NATS token (never printed)"`
 	NATSTLSCA    string `envconfig:"CHATFLEET_NATS_TLS_CA" desc:"CA file to verify the NATS server"`
-	NATSTLSCert  string `envconfig:"CHATFLEET_NATS_TLS_CERT" desc:"client certificate file for NATS"`
-	NATSTLSKey   string `envconfig:"CHATFLEET_NATS_TLS_KEY" desc:"client key file for NATS"`
+	NATSTLSCert  string `envconfig:"CHATFLEET_NATS_TLS_CERT" desc:"client certificate file for NATS (with CHATFLEET_NATS_TLS_KEY)"`
+	NATSTLSKey   string `envconfig:"CHATFLEET_NATS_TLS_KEY" desc:"client key file for NATS (with CHATFLEET_NATS_TLS_CERT)"`
+	NATSAPI      string `envconfig:"CHATFLEET_NATS_JS_API_PREFIX" desc:"JetStream API prefix for ask and cancel: a tenant's account reaches the fleet's JetStream under the one chatfleet auth writes into its settings (empty: $JS.API)"`
 
 	Prefix   string `envconfig:"CHATFLEET_PREFIX" default:"chat" desc:"subject prefix; streams and buckets are named after it"`
 	WorkerID string `envconfig:"CHATFLEET_WORKER_ID" desc:"worker ID (default: hostname-pid)"`
@@ -220,6 +222,16 @@ func Usage(w io.Writer) error {
 func (e Env) LLM() llm.Config {
 	return llm.Config{BaseURL: e.LLMBaseURL, APIKey: e.LLMAPIKey, IdleTimeout: e.LLMIdle, MaxRetries: off(e.LLMRetries),
 		BreakerFailures: e.LLMBreaker, BreakerCooldown: e.LLMCool, NoStreamOptions: !e.LLMStreamOptions}
+}
+
+// Publisher returns the options of a publisher configured as e: the
+// prefix, and the JetStream API prefix when one is set.
+func (e Env) Publisher() []publisher.Option {
+	opts := []publisher.Option{publisher.WithPrefix(e.Prefix)}
+	if e.NATSAPI != "" {
+		opts = append(opts, publisher.WithAPIPrefix(e.NATSAPI))
+	}
+	return opts
 }
 
 // Topology returns the JetStream sizing.

@@ -1,5 +1,5 @@
 // Package cli implements the chatfleet command: dev, worker, init, ask,
-// cancel, dlq, status, upstream and env.
+// cancel, dlq, status, upstream, auth and env.
 package cli
 
 import (
@@ -41,6 +41,7 @@ func commands() []command {
 		{"dlq", "dead-lettered jobs: dlq ls | show SEQ | replay SEQ", runDLQ},
 		{"status", "the fleet: queue, dead letters, workers and their slots [--json] [--watch]", runStatus},
 		{"upstream", "upstream check: probe the configured upstream and list what it supports", runUpstream},
+		{"auth", "the nats-server configuration and identities of a fleet shared by tenants: auth --secrets DIR TENANT...", runAuth},
 		{"env", "print every configuration variable with its default", runEnv},
 	}
 }

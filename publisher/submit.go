@@ -57,7 +57,7 @@ func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error
 	defer span.End()
 	msg := nats.NewMsg(subject)
 	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, job.ID)
+	msg.Header.Set(jetstream.MsgIDHeader, protocol.MsgID(job.Tenant, job.ID))
 	natstrace.Inject(ctx, msg.Header)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(p.names.JobsStream()))
 	if err != nil {

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -111,26 +112,34 @@ type tenantImport struct {
 // its jobs subject (with the JetStream ack), its live replies, the direct
 // get of its own stored reply events, consumers of the replies stream
 // filtered to its own events (the server refuses a create whose filter
-// differs from the subject's), pulling from them, and its own cancel
-// keys. The pull export is shared (see fleetExports).
+// differs from the subject's), pulling from them and deleting them (an
+// ordered consumer deletes the one it replaces), and its own cancel
+// keys. Pulling and deleting are by consumer name, shared by every
+// tenant (see sharedSubjects).
 func (a *fleetAuth) tenantImports(tenant string) []tenantImport {
 	n := a.names
 	api := a.apiPrefix() + "."
 	replies := n.RepliesStream()
 	own := n.Prefix() + ".write." + tenant + ".>"
-	return []tenantImport{
+	ims := []tenantImport{
 		{subject: n.Jobs(tenant)},
 		{subject: n.Prefix() + ".reply." + tenant + ".>", stream: true},
 		{subject: "$JS.API.DIRECT.GET." + replies + "." + own, local: api + "DIRECT.GET." + replies + "." + own},
 		{subject: "$JS.API.CONSUMER.CREATE." + replies + ".*." + own, local: api + "CONSUMER.CREATE." + replies + ".*." + own},
-		{subject: a.pullSubject(), local: api + "CONSUMER.MSG.NEXT." + replies + ".*"},
-		{subject: "$KV." + n.CancelBucket() + "." + tenant + ".>"},
 	}
+	for _, s := range a.sharedSubjects() {
+		ims = append(ims, tenantImport{subject: s, local: api + strings.TrimPrefix(s, "$JS.API.")})
+	}
+	return append(ims, tenantImport{subject: "$KV." + n.CancelBucket() + "." + tenant + ".>"})
 }
 
-// pullSubject is where a consumer of the replies stream is pulled from.
-func (a *fleetAuth) pullSubject() string {
-	return "$JS.API.CONSUMER.MSG.NEXT." + a.names.RepliesStream() + ".*"
+// sharedSubjects are the fleet's JetStream API subjects every tenant
+// imports: pulling from and deleting a consumer of the replies stream by
+// its name. A tenant can name only consumers it created: names are random
+// and listing them is not exported.
+func (a *fleetAuth) sharedSubjects() []string {
+	r := a.names.RepliesStream()
+	return []string{"$JS.API.CONSUMER.MSG.NEXT." + r + ".*", "$JS.API.CONSUMER.DELETE." + r + ".*"}
 }
 
 // tenantPermissions: a tenant's user may use its imports and nothing
@@ -198,7 +207,7 @@ func (a *fleetAuth) writeFleet(c *confWriter) {
 		tenantAccounts = append(tenantAccounts, quote(a.tenantAccount(t.tenant)))
 		c.line("# tenant %s", t.tenant)
 		for _, im := range a.tenantImports(t.tenant) {
-			if im.subject == a.pullSubject() {
+			if slices.Contains(a.sharedSubjects(), im.subject) {
 				continue
 			}
 			kind := "service"
@@ -209,8 +218,10 @@ func (a *fleetAuth) writeFleet(c *confWriter) {
 		}
 	}
 	if len(tenantAccounts) > 0 {
-		c.line("# every tenant: pulling from a consumer it created; its messages come back as a stream of answers")
-		c.line("{ service: %s, response_type: stream, accounts: [%s] }", quote(a.pullSubject()), strings.Join(tenantAccounts, ", "))
+		pull, del := a.sharedSubjects()[0], a.sharedSubjects()[1]
+		c.line("# every tenant, by consumer name: pulling (its messages come back as a stream of answers) and deleting")
+		c.line("{ service: %s, response_type: stream, accounts: [%s] }", quote(pull), strings.Join(tenantAccounts, ", "))
+		c.line("{ service: %s, accounts: [%s] }", quote(del), strings.Join(tenantAccounts, ", "))
 	}
 	c.close("]")
 	c.close("}")

@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatfleet/chatfleet/internal/cli"
 	"github.com/chatfleet/chatfleet/internal/config"
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/topology"
 )
 
 // readSettings reads an identity's settings file into a config.Env, as
@@ -197,5 +199,57 @@ func TestAuthTenantsFile(t *testing.T) {
 		if !strings.Contains(res.out, account) {
 			t.Errorf("the configuration has no account %s", account)
 		}
+	}
+}
+
+// TestAuthAddATenant: adding a tenant is running auth again with the
+// whole list and the same secrets, then reloading the server: the new
+// tenant connects, and a connection of an existing tenant, made before
+// the reload, still submits.
+func TestAuthAddATenant(t *testing.T) {
+	t.Setenv("CHATFLEET_PREFIX", "chat")
+	dir := t.TempDir()
+	secrets, conf := filepath.Join(dir, "secrets"), filepath.Join(dir, "nats.conf")
+	ctx := fleettest.Context(t, 30*time.Second)
+	if res := run(ctx, "", "auth", "--secrets", secrets, "--out", conf, "alpha"); res.code != cli.ExitOK {
+		t.Fatalf("auth: %v", res)
+	}
+	s := natstest.RunServerFromConfig(t, conf)
+	connect := func(name string) (*nats.Conn, error) {
+		env, _ := readSettings(t, filepath.Join(secrets, name))
+		env.NATSURL = s.ClientURL()
+		return env.Connect("auth test", false)
+	}
+	alpha, err := connect("tenant-alpha.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alpha.Close()
+	if res := run(ctx, "", "auth", "--secrets", secrets, "--out", conf, "alpha", "beta"); res.code != cli.ExitOK {
+		t.Fatalf("auth again: %v", res)
+	}
+	if _, err := os.Stat(filepath.Join(secrets, "tenant-beta.env")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	beta, err := connect("tenant-beta.env")
+	if err != nil {
+		t.Fatalf("the new tenant after the reload: %v", err)
+	}
+	beta.Close()
+	ops, err := connect("operators.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.Close()
+	js, _ := jetstream.New(ops)
+	if _, err := topology.Ensure(ctx, js, topology.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	ajs, _ := jetstream.New(alpha)
+	if _, err := ajs.Publish(ctx, "chat.jobs.alpha", []byte(`{}`)); err != nil {
+		t.Fatalf("tenant alpha's connection from before the reload: %v", err)
 	}
 }

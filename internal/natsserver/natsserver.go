@@ -52,7 +52,8 @@ type ClusterConfig struct {
 
 // Server is a running embedded server.
 type Server struct {
-	s *server.Server
+	s   *server.Server
+	cfg Config
 }
 
 // Start starts a server and waits until it accepts clients.
@@ -87,7 +88,28 @@ func Start(cfg Config) (*Server, error) {
 		s.WaitForShutdown()
 		return nil, fmt.Errorf("natsserver: not ready for connections on %s after %s", s.Addr(), wait)
 	}
-	return &Server{s: s}, nil
+	return &Server{s: s, cfg: cfg}, nil
+}
+
+// Reload reads the server's configuration file again and applies what
+// changed (accounts, users, permissions), as nats-server --signal reload
+// does, keeping the address the server listens on and its JetStream
+// directory.
+func (s *Server) Reload() error {
+	if s.cfg.ConfigFile == "" {
+		return errors.New("natsserver: Reload needs a server started from a configuration file")
+	}
+	opts, err := s.cfg.options()
+	if err != nil {
+		return err
+	}
+	if addr, ok := s.s.Addr().(*net.TCPAddr); ok {
+		opts.Port = addr.Port
+	}
+	if err := s.s.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("natsserver: reload: %w", err)
+	}
+	return nil
 }
 
 func (cfg Config) options() (*server.Options, error) {

@@ -81,7 +81,9 @@ func newFleet(t *testing.T) *fleet {
 	}
 	f.opsPub = f.publisher(t, "operators")
 	f.pubA = f.publisher(t, "tenant-"+tenantA)
-	f.pubB = f.publisher(t, "tenant-"+tenantB)
+	// B's publisher is refused on purpose (attacks): not the default
+	// handler's lines on stderr.
+	f.pubB = f.publisher(t, "tenant-"+tenantB, nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	for _, id := range []string{"w1", "w2"} {
 		f.startWorker(t, id)
 	}
@@ -118,11 +120,12 @@ func (f *fleet) connect(t *testing.T, identity string, opts ...nats.Option) *nat
 	return nc
 }
 
-// publisher is a publisher configured by the identity's settings.
-func (f *fleet) publisher(t *testing.T, identity string) *publisher.Publisher {
+// publisher is a publisher configured by the identity's settings, on a
+// connection with natsOpts.
+func (f *fleet) publisher(t *testing.T, identity string, natsOpts ...nats.Option) *publisher.Publisher {
 	t.Helper()
 	opts := append(f.envs[identity].Publisher(), publisher.WithIdleProbe(500*time.Millisecond))
-	p, err := publisher.New(f.connect(t, identity), opts...)
+	p, err := publisher.New(f.connect(t, identity, natsOpts...), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

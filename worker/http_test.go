@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -10,8 +9,6 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
-	"github.com/chatfleet/chatfleet/internal/telemetry"
-	"github.com/chatfleet/chatfleet/worker"
 )
 
 // TestHTTPServesNoPromptsOrAnswers: the worker's HTTP endpoints listen
@@ -20,18 +17,7 @@ import (
 // prompt, its answer or its request ID.
 func TestHTTPServesNoPromptsOrAnswers(t *testing.T) {
 	t.Parallel()
-	tel, err := telemetry.Setup(context.Background(), "chatfleet-worker", "http-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	f := fleettest.New(t, fleettest.Options{})
-	w := f.StartWorker(func(c *worker.Config) {
-		withModel(c)
-		c.HTTPAddr = "127.0.0.1:0"
-		c.Metrics = tel.Metrics
-		c.Manager.MeterProvider = tel.Meter
-	})
+	f, w := metricsFleet(t, "http-test")
 	if host, _, _ := net.SplitHostPort(w.HTTPAddr().String()); host != "127.0.0.1" {
 		t.Fatalf("listening on %s, want the loopback address configured", w.HTTPAddr())
 	}

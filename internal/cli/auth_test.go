@@ -19,21 +19,14 @@ import (
 )
 
 // readSettings reads an identity's settings file into a config.Env, as
-// a process that sources it would see it.
+// a process that sources it would see it, and returns its variables.
 func readSettings(t *testing.T, path string) (config.Env, map[string]string) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	vars, err := config.ReadSettings(path)
+	if err != nil || vars == nil {
+		t.Fatalf("settings %s: %v", path, err)
 	}
-	vars := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-			vars[k] = v
-		}
-	}
-	return config.Env{NATSUser: vars["CHATFLEET_NATS_USER"], NATSPassword: vars["CHATFLEET_NATS_PASSWORD"],
-		NATSNKey: vars["CHATFLEET_NATS_NKEY"], NATSAPI: vars["CHATFLEET_NATS_JS_API_PREFIX"], Prefix: vars["CHATFLEET_PREFIX"]}, vars
+	return config.Env{}.WithSettings(vars), vars
 }
 
 // TestAuthGeneratesAServerConfigAndKeepsSecrets: `chatfleet auth` writes

@@ -1,18 +1,17 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/chatfleet/chatfleet/internal/config"
 )
 
 // An identity's secret lives in its settings file in the secrets
@@ -38,7 +37,7 @@ func provide(dir string, id *identity, newNKey bool) error {
 	if id.nkey != "" {
 		return nil
 	}
-	kept, err := readSettings(settingsPath(dir, id))
+	kept, err := config.ReadSettings(settingsPath(dir, id))
 	if err != nil {
 		return err
 	}
@@ -101,28 +100,6 @@ func publicKeyOf(seedFile string) (string, error) {
 		return "", fmt.Errorf("the nkey seed file %s holds no valid seed", seedFile)
 	}
 	return kp.PublicKey()
-}
-
-// readSettings returns the variables a settings file sets; none when it
-// does not exist.
-func readSettings(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	vars := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-			vars[k] = v
-		}
-	}
-	return vars, sc.Err()
 }
 
 // settings is the text of id's settings file: every variable its

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -94,18 +93,11 @@ func newFleet(t *testing.T) *fleet {
 // it would, pointed at url.
 func settings(t *testing.T, path, url string) config.Env {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	vars, err := config.ReadSettings(path)
+	if err != nil || vars == nil {
+		t.Fatalf("settings %s: %v", path, err)
 	}
-	vars := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-			vars[k] = v
-		}
-	}
-	return config.Env{NATSURL: url, Prefix: vars["CHATFLEET_PREFIX"], NATSNKey: vars["CHATFLEET_NATS_NKEY"],
-		NATSAPI: vars["CHATFLEET_NATS_JS_API_PREFIX"]}
+	return config.Env{NATSURL: url}.WithSettings(vars)
 }
 
 // connect opens a connection as the identity of a settings file, closed

@@ -47,28 +47,7 @@ func TestAuthGeneratesAServerConfigAndKeepsSecrets(t *testing.T) {
 	if fi, err := os.Stat(secrets); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("secrets directory: %v, %v; want mode 0700", fi.Mode(), err)
 	}
-	files := []string{"workers.env", "operators.env", "tenant-alpha.env", "tenant-beta.env"}
-	confText, err := os.ReadFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	passwords := map[string]string{}
-	for _, name := range files {
-		path := filepath.Join(secrets, name)
-		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Fatalf("%s: %v; want mode 0600", name, err)
-		}
-		env, vars := readSettings(t, path)
-		if env.NATSPassword == "" || env.Prefix != "acme.chat" || vars["CHATFLEET_NATS_URL"] != "nats://fleet.example:4222" {
-			t.Errorf("%s lacks a password, the prefix or the URL: %v", name, vars)
-		}
-		for _, where := range []string{string(confText), res.out, res.err} {
-			if strings.Contains(where, env.NATSPassword) {
-				t.Errorf("the password of %s appears outside its settings file", name)
-			}
-		}
-		passwords[name] = env.NATSPassword
-	}
+	passwords := checkSettingsFiles(t, secrets, conf, res)
 	if _, vars := readSettings(t, filepath.Join(secrets, "tenant-alpha.env")); vars["CHATFLEET_NATS_JS_API_PREFIX"] != "JS.acme.chat.API" {
 		t.Errorf("a tenant's API prefix = %q, want JS.acme.chat.API", vars["CHATFLEET_NATS_JS_API_PREFIX"])
 	}
@@ -107,6 +86,36 @@ func TestAuthGeneratesAServerConfigAndKeepsSecrets(t *testing.T) {
 	if !strings.Contains(res.err, "tenant-gamma.env") || !strings.Contains(res.err, "kept from an earlier run") {
 		t.Errorf("the summary does not say what was kept and what is new:\n%s", res.err)
 	}
+}
+
+// checkSettingsFiles checks that auth wrote each identity's settings file
+// (0600) with a password, the prefix and the URL, and that no password
+// appears in the configuration or the command's output. It returns the
+// passwords by file.
+func checkSettingsFiles(t *testing.T, secrets, conf string, res result) map[string]string {
+	t.Helper()
+	confText, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	passwords := map[string]string{}
+	for _, name := range []string{"workers.env", "operators.env", "tenant-alpha.env", "tenant-beta.env"} {
+		path := filepath.Join(secrets, name)
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v; want mode 0600", name, err)
+		}
+		env, vars := readSettings(t, path)
+		if env.NATSPassword == "" || env.Prefix != "acme.chat" || vars["CHATFLEET_NATS_URL"] != "nats://fleet.example:4222" {
+			t.Errorf("%s lacks a password, the prefix or the URL: %v", name, vars)
+		}
+		for _, where := range []string{string(confText), res.out, res.err} {
+			if strings.Contains(where, env.NATSPassword) {
+				t.Errorf("the password of %s appears outside its settings file", name)
+			}
+		}
+		passwords[name] = env.NATSPassword
+	}
+	return passwords
 }
 
 // TestAuthNKeys: with --nkeys new identities get an nkey seed file, which

@@ -108,7 +108,7 @@ func (f *authFlags) build() (*fleetAuth, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CHATFLEET_PREFIX: %w", err)
 	}
-	a := &fleetAuth{names: names, listen: f.listen, storeDir: f.storeDir, configPath: f.out}
+	a := &fleetAuth{names: names, listen: f.listen, storeDir: f.storeDir}
 	a.workers = identity{file: "workers", role: "the workers", user: names.Prefix() + "-workers"}
 	a.operators = identity{file: "operators", role: "the operators", user: names.Prefix() + "-operators"}
 	for _, k := range []struct {

@@ -23,14 +23,13 @@ import (
 // say. A reply subject given in a tenant's account stays there: the
 // fleet answers through the import.
 type fleetAuth struct {
-	names      subjects.Names
-	workers    identity
-	operators  identity
-	tenants    []identity
-	listen     string
-	storeDir   string
-	tls        *tlsFiles // nil: no TLS block
-	configPath string    // where the configuration is written; "" for stdout
+	names     subjects.Names
+	workers   identity
+	operators identity
+	tenants   []identity
+	listen    string
+	storeDir  string
+	tls       *tlsFiles // nil: no TLS block
 }
 
 // identity is one NATS user of the generated configuration.

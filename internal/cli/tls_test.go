@@ -140,9 +140,13 @@ func TestTLSWithClientCertificates(t *testing.T) {
 
 	tenantCert, tenantKey := ca.issue(t, "acme", false)
 	useIdentity(t, filepath.Join(secrets, "tenant-acme.env"), s.ClientURL(), ca.file, tenantCert, tenantKey)
-	res = run(ctx, "", "ask", "--tenant", "acme", "--json", "hello over TLS")
+	res = run(ctx, "", "ask", "--tenant", "acme", "--id", "tls-1", "--json", "hello over TLS")
 	if res.code != cli.ExitOK || !strings.Contains(res.out, `"worker":"tls-worker"`) || !strings.Contains(res.out, `"type":"done"`) {
 		t.Fatalf("ask over TLS: %v\nworker log:\n%s", res, w.err.String())
+	}
+	// cancel reads the request's last event with the tenant's rights.
+	if res = run(ctx, "", "cancel", "--tenant", "acme", "tls-1"); res.code != cli.ExitFailed || !strings.Contains(res.err, "has already finished") {
+		t.Errorf("cancel of a finished request over TLS: %v", res)
 	}
 
 	opsCert, opsKey := ca.issue(t, "operators", false)

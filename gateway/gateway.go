@@ -32,7 +32,10 @@ type Gateway struct {
 	keys     *KeyStore        // nil: one tenant, no keys
 	keyWatch *kvmirror.Mirror // the API keys bucket, with KeysFromBucket
 
-	later     sync.WaitGroup // cancels waiting for a resume; Stop waits for them
+	mu        sync.Mutex
+	stopping  bool           // set by Stop: no request is counted in after it
+	handlers  sync.WaitGroup // requests being handled; Stop waits for them
+	later     sync.WaitGroup // cancels waiting for a resume, started by handlers; Stop waits for them after the handlers
 	srv       *http.Server
 	ln        net.Listener
 	served    chan struct{} // closed when Serve returns
@@ -128,10 +131,27 @@ func (g *Gateway) Stop(ctx context.Context) error {
 			err = errors.Join(fmt.Errorf("gateway: grace period over; open streams closed: %w", err), g.srv.Close())
 		}
 		<-g.served
-		g.later.Wait() // each ends within ResumeGrace
+		g.mu.Lock()
+		g.stopping = true
+		g.mu.Unlock()
+		g.handlers.Wait() // closed connections end them promptly
+		g.later.Wait()    // each ends within ResumeGrace
 		g.stopKeyWatch()
 	})
 	return err
+}
+
+// enter counts a request in, unless the gateway is stopping: Stop waits
+// for the requests counted in before it waits for the cancels they start,
+// so no cancel starts while it waits.
+func (g *Gateway) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopping {
+		return false
+	}
+	g.handlers.Add(1)
+	return true
 }
 
 func (g *Gateway) stopKeyWatch() {

@@ -149,6 +149,18 @@ func TestNewID(t *testing.T) {
 	}
 }
 
+func TestMsgID(t *testing.T) {
+	t.Parallel()
+	if got := MsgID("acme", "r1"); got != "acme.r1" {
+		t.Errorf("MsgID = %q", got)
+	}
+	for in, want := range map[string]string{"acme.r1": "r1", "r1": "r1", "": ""} {
+		if got := IDFromMsgID(in); got != want {
+			t.Errorf("IDFromMsgID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestEventTerminal(t *testing.T) {
 	t.Parallel()
 	for typ, want := range map[EventType]bool{

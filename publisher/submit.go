@@ -57,7 +57,7 @@ func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error
 	defer span.End()
 	msg := nats.NewMsg(subject)
 	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, job.ID)
+	msg.Header.Set(jetstream.MsgIDHeader, protocol.MsgID(job.Tenant, job.ID))
 	natstrace.Inject(ctx, msg.Header)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(p.names.JobsStream()))
 	if err != nil {
@@ -88,20 +88,11 @@ func (p *Publisher) LastEvent(ctx context.Context, tenant, id string) (ev protoc
 	if err := subjects.ValidName("id", id); err != nil {
 		return ev, false, err
 	}
-	s, err := p.repliesStream(ctx)
-	if err != nil {
+	data, found, err := p.lastStored(ctx, p.names.ReplyWrite(tenant, id))
+	if !found || err != nil {
 		return ev, false, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	last, err := s.GetLastMsgForSubject(ctx, p.names.ReplyWrite(tenant, id))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return ev, false, nil
-	}
-	if err != nil {
-		return ev, false, err
-	}
-	ev, err = protocol.DecodeEvent(last.Data)
+	ev, err = protocol.DecodeEvent(data)
 	return ev, true, err
 }
 

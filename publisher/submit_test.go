@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natstest"
 	"github.com/chatfleet/chatfleet/publisher"
 )
 
@@ -25,5 +28,57 @@ func TestSubmitWithoutTopology(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not say %q", err, want)
 		}
+	}
+}
+
+// TestReadsWithoutTopology: before the streams and buckets exist, reading
+// a reply's last event and cancelling fail at once, saying how to create
+// them; nothing is looked up that a producer might not be allowed to.
+func TestReadsWithoutTopology(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	ctx := fleettest.Context(t, 10*time.Second)
+	_, found, err := f.Pub.LastEvent(ctx, "acme", "r1")
+	if found || !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("LastEvent = found %v, %v; want ErrStreamNotFound", found, err)
+	}
+	cerr := f.Pub.Cancel(ctx, "acme", "r1")
+	if !errors.Is(cerr, jetstream.ErrStreamNotFound) {
+		t.Errorf("Cancel = %v, want ErrStreamNotFound", cerr)
+	}
+	for _, e := range []error{err, cerr} {
+		if e == nil || !strings.Contains(e.Error(), "CHAT_REPLIES (run a worker or `chatfleet init`") {
+			t.Errorf("%v does not name the stream and how to create it", e)
+		}
+	}
+}
+
+// TestCancelWithoutBucket: with the replies stream but no cancel bucket,
+// Cancel names the bucket and how to create it.
+func TestCancelWithoutBucket(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	ctx := fleettest.Context(t, 10*time.Second)
+	ensureTopology(t, f)
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	if err := js.DeleteKeyValue(ctx, f.Topology.WithDefaults().Names.CancelBucket()); err != nil {
+		t.Fatal(err)
+	}
+	err := f.Pub.Cancel(ctx, "acme", "r1")
+	if !errors.Is(err, jetstream.ErrBucketNotFound) || !strings.Contains(err.Error(), "chat_cancels (run a worker or `chatfleet init`") {
+		t.Errorf("Cancel = %v, want ErrBucketNotFound naming chat_cancels and how to create it", err)
+	}
+}
+
+func TestAPIPrefixValidates(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	for _, bad := range []string{"", ".", "JS.*.API", "JS.>", "JS..API", "JS API"} {
+		if _, err := publisher.New(natstest.Connect(t, f.NATS.ClientURL()), publisher.WithAPIPrefix(bad)); !errors.Is(err, publisher.ErrInvalidOption) {
+			t.Errorf("WithAPIPrefix(%q): err = %v, want ErrInvalidOption", bad, err)
+		}
+	}
+	if _, err := publisher.New(natstest.Connect(t, f.NATS.ClientURL()), publisher.WithAPIPrefix("JS.chat.API.")); err != nil {
+		t.Errorf("WithAPIPrefix(JS.chat.API.): %v", err)
 	}
 }

@@ -111,6 +111,13 @@ func (n Names) Buckets() []string {
 	return []string{n.InflightBucket(), n.CacheBucket(), n.CancelBucket(), n.APIKeysBucket()}
 }
 
+// CancelSubject is the subject a put of the cancel request of tenant/id
+// is published on: $KV.<cancel bucket>.<tenant>.<id>. Publishing there
+// with a JetStream ack is a key-value put without a bucket lookup.
+func (n Names) CancelSubject(tenant, id string) string {
+	return "$KV." + n.CancelBucket() + "." + n.RequestKey(tenant, id)
+}
+
 // RequestKey is the key-value key of one request: <tenant>.<id>. Cancel
 // requests are stored under it.
 func (n Names) RequestKey(tenant, id string) string { return tenant + "." + id }

@@ -70,6 +70,7 @@ func TestBuilders(t *testing.T) {
 		{n.CancelBucket(), "acme_chat_cancels"},
 		{n.APIKeysBucket(), "acme_chat_api_keys"},
 		{n.RequestKey("t1", "r1"), "t1.r1"},
+		{n.CancelSubject("t1", "r1"), "$KV.acme_chat_cancels.t1.r1"},
 		{n.DedupeKey("t1", "ab12"), "t1.ab12"},
 	}
 	for _, tt := range tests {

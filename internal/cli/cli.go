@@ -1,5 +1,5 @@
 // Package cli implements the chatfleet command: dev, worker, init, ask,
-// cancel, dlq, status, upstream, gateway and env.
+// cancel, dlq, status, upstream, gateway, auth and env.
 package cli
 
 import (
@@ -42,6 +42,7 @@ func commands() []command {
 		{"status", "the fleet: queue, dead letters, workers and their slots [--json] [--watch]", runStatus},
 		{"upstream", "upstream check: probe the configured upstream and list what it supports", runUpstream},
 		{"gateway", "run the OpenAI-compatible HTTP gateway; gateway key|keys|revoke manage its API keys", runGateway},
+		{"auth", "the nats-server configuration and identities of a fleet shared by tenants: auth --secrets DIR TENANT...", runAuth},
 		{"env", "print every configuration variable with its default", runEnv},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/publisher"
 	"github.com/chatfleet/chatfleet/subjects"
 	"github.com/chatfleet/chatfleet/topology"
 	"github.com/chatfleet/chatfleet/worker"
@@ -81,6 +82,16 @@ func offOrDefault(v *int) int {
 		return 0
 	}
 	return off(*v)
+}
+
+// Publisher returns the options of a publisher configured as e: the
+// prefix, and the JetStream API prefix when one is set.
+func (e Env) Publisher() []publisher.Option {
+	opts := []publisher.Option{publisher.WithPrefix(e.Prefix)}
+	if e.NATSAPI != "" {
+		opts = append(opts, publisher.WithAPIPrefix(e.NATSAPI))
+	}
+	return opts
 }
 
 // GatewayKeysBucket, as CHATFLEET_GATEWAY_KEYS, reads the keys from the

@@ -26,8 +26,9 @@ type Env struct {
 	NATSPassword string `envconfig:"CHATFLEET_NATS_PASSWORD" desc:"NATS password (never printed)"`
 	NATSToken    string `envconfig:"CHATFLEET_NATS_TOKEN" desc:"NATS token (never printed)"`
 	NATSTLSCA    string `envconfig:"CHATFLEET_NATS_TLS_CA" desc:"CA file to verify the NATS server"`
-	NATSTLSCert  string `envconfig:"CHATFLEET_NATS_TLS_CERT" desc:"client certificate file for NATS"`
-	NATSTLSKey   string `envconfig:"CHATFLEET_NATS_TLS_KEY" desc:"client key file for NATS"`
+	NATSTLSCert  string `envconfig:"CHATFLEET_NATS_TLS_CERT" desc:"client certificate file for NATS (with CHATFLEET_NATS_TLS_KEY)"`
+	NATSTLSKey   string `envconfig:"CHATFLEET_NATS_TLS_KEY" desc:"client key file for NATS (with CHATFLEET_NATS_TLS_CERT)"`
+	NATSAPI      string `envconfig:"CHATFLEET_NATS_JS_API_PREFIX" desc:"JetStream API prefix for ask and cancel: a tenant's account reaches the fleet's JetStream under the one chatfleet auth writes into its settings (empty: $JS.API)"`
 
 	Prefix   string `envconfig:"CHATFLEET_PREFIX" default:"chat" desc:"subject prefix; streams and buckets are named after it"`
 	WorkerID string `envconfig:"CHATFLEET_WORKER_ID" desc:"worker ID (default: hostname-pid)"`

@@ -1,0 +1,273 @@
+package isolation_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/publisher"
+)
+
+// TestSharedFleet runs one fleet shared by tenants A and B, every process
+// with the identity `chatfleet auth` generated for it: everything A may
+// do works end to end, and everything B tries against A is refused.
+func TestSharedFleet(t *testing.T) {
+	f := newFleet(t)
+	t.Run("tenant", func(t *testing.T) { tenantWorks(t, f) })
+	t.Run("attacks", func(t *testing.T) { attacksRefused(t, f) })
+	t.Run("operators", func(t *testing.T) { operatorsWork(t, f) })
+}
+
+// step is one subtest of the shared fleet.
+type step struct {
+	name string
+	run  func(*testing.T, *fleet)
+}
+
+// runSteps runs steps in order on f, each as a subtest.
+func runSteps(t *testing.T, f *fleet, steps []step) {
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) { s.run(t, f) })
+	}
+}
+
+func tenantWorks(t *testing.T, f *fleet) {
+	runSteps(t, f, []step{
+		{"submit and stream", submitAndStream},
+		{"last event and attach from the stream", attachFromStream},
+		{"a resubmitted request is read from the stream", resubmitReadsStream},
+		{"dedupe and cache", dedupeAndCache},
+		{"the same request ID in two tenants", sameIDTwoTenants},
+		{"cancel", cancelOwn},
+		{"a consumer lost while reading is recreated", consumerRecreated},
+	})
+}
+
+func submitAndStream(t *testing.T, f *fleet) {
+	ans, err := f.pubA.Complete(fleettest.Context(t, 20*time.Second), job(tenantA, "a-1", "hello from acme"))
+	if err != nil || ans.FinishReason != "stop" || ans.Content == "" {
+		t.Fatalf("Complete = %+v, %v; want an answer", ans, err)
+	}
+}
+
+func attachFromStream(t *testing.T, f *fleet) {
+	ctx := fleettest.Context(t, 20*time.Second)
+	ev, found, err := f.pubA.LastEvent(ctx, tenantA, "a-1")
+	if err != nil || !found || ev.Type != protocol.EventDone {
+		t.Fatalf("LastEvent = %v %v %v, want the stored done event", ev.Type, found, err)
+	}
+	r, err := f.pubA.Attach(ctx, tenantA, "a-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := r.Collect(ctx)
+	if err != nil || ans.FinishReason != "stop" {
+		t.Fatalf("attached reply = %+v, %v", ans, err)
+	}
+}
+
+func resubmitReadsStream(t *testing.T, f *fleet) {
+	r, err := f.pubA.Submit(fleettest.Context(t, 20*time.Second), job(tenantA, "a-1", "hello from acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	if ev := next(t, r); ev.Seq != 1 || ev.Type != protocol.EventMeta {
+		t.Fatalf("first event = %+v, want the stored meta event", ev)
+	}
+}
+
+// dedupeAndCache: two identical requests of A share one upstream call, a
+// third is served from the cache; the same request from B is never
+// served A's answer, from the cache or a shared generation.
+func dedupeAndCache(t *testing.T, f *fleet) {
+	ctx := fleettest.Context(t, 30*time.Second)
+	const prompt = "hold:acme:shared"
+	rs := make([]*publisher.Reply, 2)
+	for i := range rs {
+		r, err := f.pubA.Submit(ctx, job(tenantA, fmt.Sprintf("a-dedupe-%d", i), prompt))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs[i] = r
+	}
+	// Both have joined one generation once each has a meta event.
+	for _, r := range rs {
+		untilType(t, r, protocol.EventMeta)
+	}
+	f.gates.open(prompt)
+	answers, errs := make([]*publisher.Answer, 2), make([]error, 2)
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Add(1)
+		go func() { // joined below
+			defer wg.Done()
+			defer r.Stop()
+			answers[i], errs[i] = r.Collect(ctx)
+		}()
+	}
+	wg.Wait()
+	for i := range rs {
+		if errs[i] != nil || answers[i].FinishReason != "stop" {
+			t.Fatalf("request %d: %+v, %v", i, answers[i], errs[i])
+		}
+	}
+	if n := f.llm.CallsFor(prompt); n != 1 {
+		t.Fatalf("upstream calls for two identical requests = %d, want 1", n)
+	}
+	cached, err := f.pubA.Complete(ctx, job(tenantA, "a-cached", prompt))
+	if err != nil || !cached.Cached || cached.Content != answers[0].Content {
+		t.Fatalf("third request = %+v, %v; want the cached answer", cached, err)
+	}
+	other, err := f.pubB.Complete(ctx, job(tenantB, "b-same", prompt))
+	if err != nil || other.Cached || other.Role != protocol.RoleLeader {
+		t.Fatalf("B's identical request = %+v, %v; want its own answer", other, err)
+	}
+	if n := f.llm.CallsFor(prompt); n != 2 {
+		t.Errorf("upstream calls after A's cache hit and B's identical request = %d, want 2", n)
+	}
+}
+
+// sameIDTwoTenants: the jobs stream's duplicate window spans every
+// tenant; each job's message ID names its tenant, so neither shadows the
+// other.
+func sameIDTwoTenants(t *testing.T, f *fleet) {
+	ctx := fleettest.Context(t, 20*time.Second)
+	for _, p := range []struct {
+		pub    *publisher.Publisher
+		tenant string
+	}{{f.pubB, tenantB}, {f.pubA, tenantA}} {
+		ans, err := p.pub.Complete(ctx, job(p.tenant, "same-id", "which tenant am I, "+p.tenant))
+		if err != nil || ans.FinishReason != "stop" {
+			t.Fatalf("tenant %s: %+v, %v", p.tenant, ans, err)
+		}
+	}
+}
+
+func cancelOwn(t *testing.T, f *fleet) {
+	ctx := fleettest.Context(t, 20*time.Second)
+	r, _ := f.held(t, f.pubA, tenantA, "a-cancel")
+	untilType(t, r, protocol.EventChunk)
+	if err := f.pubA.Cancel(ctx, tenantA, "a-cancel"); err != nil {
+		t.Fatalf("cancel own request: %v", err)
+	}
+	if _, err := r.Collect(ctx); !errors.Is(err, publisher.ErrCancelled) {
+		t.Fatalf("reply = %v, want cancelled", err)
+	}
+	if err := f.pubA.Cancel(ctx, tenantA, "a-cancel"); !errors.Is(err, publisher.ErrAlreadyFinished) {
+		t.Errorf("cancel again = %v, want ErrAlreadyFinished", err)
+	}
+}
+
+// consumerRecreated: the ordered consumer Attach reads with goes away
+// (deleted, as a restarted server may lose it): it is created again with
+// the tenant's rights.
+func consumerRecreated(t *testing.T, f *fleet) {
+	_, prompt := f.held(t, f.pubA, tenantA, "a-reset")
+	r, err := f.pubA.Attach(fleettest.Context(t, 20*time.Second), tenantA, "a-reset")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	untilType(t, r, protocol.EventChunk)
+	if deleted := f.deleteConsumersOf(t, f.names.ReplyWrite(tenantA, "a-reset")); deleted == 0 {
+		t.Fatal("found no consumer of the reply to delete")
+	}
+	f.gates.open(prompt)
+	if ev := untilType(t, r, protocol.EventDone); ev.FinishReason != "stop" {
+		t.Fatalf("done = %+v", ev)
+	}
+}
+
+// deleteConsumersOf deletes, as the operators, every consumer of the
+// replies stream filtered to subject; it returns how many.
+func (f *fleet) deleteConsumersOf(t *testing.T, subject string) int {
+	t.Helper()
+	ctx := fleettest.Context(t, 10*time.Second)
+	n := 0
+	infos := f.top.Replies.ListConsumers(ctx)
+	var names []string
+	for ci := range infos.Info() {
+		if ci.Config.FilterSubject == subject {
+			names = append(names, ci.Name)
+		}
+	}
+	if err := infos.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if err := f.top.Replies.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
+}
+
+// operatorsWork: the operators' identity does what operating a fleet
+// needs: cancel any tenant's request, purge the cache, keep tenants'
+// settings in a bucket of the fleet.
+func operatorsWork(t *testing.T, f *fleet) {
+	runSteps(t, f, []step{
+		{"cancel any tenant's request", opsCancel},
+		{"purge the cache", opsPurgeCache},
+		{"the tenants bucket", opsTenantsBucket},
+	})
+}
+
+func opsCancel(t *testing.T, f *fleet) {
+	ctx := fleettest.Context(t, 20*time.Second)
+	r, _ := f.held(t, f.pubB, tenantB, "b-by-ops")
+	untilType(t, r, protocol.EventChunk)
+	if err := f.opsPub.Cancel(ctx, tenantB, "b-by-ops"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Collect(ctx); !errors.Is(err, publisher.ErrCancelled) {
+		t.Fatalf("reply = %v, want cancelled", err)
+	}
+}
+
+func opsPurgeCache(t *testing.T, f *fleet) {
+	ctx := fleettest.Context(t, 20*time.Second)
+	keys, err := f.top.Cache.ListKeysFiltered(ctx, tenantA+".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for k := range keys.Keys() {
+		if err := f.top.Cache.Purge(ctx, k); err != nil {
+			t.Fatalf("purge %s: %v", k, err)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("tenant A has no cached answer to purge")
+	}
+}
+
+func opsTenantsBucket(t *testing.T, f *fleet) {
+	ctx := fleettest.Context(t, 20*time.Second)
+	js, _ := jetstream.New(f.ops)
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: tenantsBucket(f)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, tenantA, []byte(`{"max_inflight":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(ctx, tenantA); err != nil || !strings.Contains(string(e.Value()), "max_inflight") {
+		t.Fatalf("get = %v", err)
+	}
+}
+
+// tenantsBucket is the bucket of tenants' settings, e.g. chat_tenants.
+func tenantsBucket(f *fleet) string {
+	return strings.TrimSuffix(f.names.CacheBucket(), "_cache") + "_tenants"
+}

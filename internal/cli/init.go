@@ -32,9 +32,9 @@ func runInit(ctx context.Context, args []string, io IO) int {
 		return ExitFailed
 	}
 	c := top.Config
-	fmt.Fprintf(io.Out, "topology ready (prefix %s): streams %s, %s, %s; consumer %s; buckets %s, %s, %s\n",
+	fmt.Fprintf(io.Out, "topology ready (prefix %s): streams %s, %s, %s; consumer %s; buckets %s, %s, %s, %s\n",
 		names.Prefix(), c.Names.JobsStream(), c.Names.RepliesStream(), c.Names.DeadLetterStream(), c.Names.WorkersConsumer(),
-		c.Names.InflightBucket(), c.Names.CacheBucket(), c.Names.CancelBucket())
+		c.Names.InflightBucket(), c.Names.CacheBucket(), c.Names.CancelBucket(), c.Names.TenantsBucket())
 	return ExitOK
 }
 

@@ -26,10 +26,14 @@ type Status struct {
 	UptimeS   float64                      `json:"uptime_s"`
 	Draining  bool                         `json:"draining"`
 	InFlight  map[string]int64             `json:"in_flight"` // by role: routing, leader, follower, cache
-	Slots     map[string]manager.SlotUsage `json:"slots"`     // requests, llm, followers
+	Slots     map[string]manager.SlotUsage `json:"slots"`     // requests, waiting, parked, llm, followers
 	Leading   int64                        `json:"leading"`   // unique generations led now
 	Totals    manager.Stats                `json:"totals"`
 	Upstreams manager.UpstreamStats        `json:"upstream"`
+	// Tenants is this worker's usage by tenant since it started: the
+	// tenants in the tenants bucket by name, the rest as
+	// manager.OtherTenants.
+	Tenants map[string]manager.TenantUsage `json:"tenants"`
 }
 
 // Status returns the worker's state now.
@@ -38,7 +42,7 @@ func (w *Worker) Status() Status {
 	return Status{
 		Worker: w.cfg.ID, Prefix: w.cfg.Prefix, Started: w.started, UptimeS: time.Since(w.started).Seconds(),
 		Draining: w.draining.Load(), InFlight: w.mgr.InFlight(), Slots: w.mgr.Slots().Usage(),
-		Leading: st.Generations, Totals: st, Upstreams: w.mgr.Upstream(),
+		Leading: st.Generations, Totals: st, Upstreams: w.mgr.Upstream(), Tenants: w.mgr.TenantUsage(),
 	}
 }
 

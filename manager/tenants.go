@@ -1,0 +1,196 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+// tenantView mirrors the tenants bucket on this worker: every tenant's
+// limits and state (protocol.Tenant, under the tenant's name) and its
+// fleet-wide token windows (protocol.TenantTokens, under <tenant>.tokens).
+// Every worker watches the bucket, so a change applies live everywhere,
+// without a restart. A tenant the bucket does not hold has no limits.
+type tenantView struct {
+	m   *Manager
+	now atomic.Pointer[func() time.Time] // the clock token windows are read and written with; a test's, or time.Now
+
+	mu      sync.Mutex
+	limits  map[string]protocol.Tenant
+	tokens  map[string]protocol.TenantTokens
+	changed map[string]chan struct{} // by tenant, for waiters: closed and replaced when its entries change
+	bad     map[string]bool          // keys already logged as unreadable
+}
+
+func newTenantView(m *Manager) *tenantView {
+	v := &tenantView{m: m, limits: map[string]protocol.Tenant{}, tokens: map[string]protocol.TenantTokens{},
+		changed: map[string]chan struct{}{}, bad: map[string]bool{}}
+	now := time.Now
+	v.now.Store(&now)
+	return v
+}
+
+// clock is the time token windows are counted in.
+func (v *tenantView) clock() time.Time { return (*v.now.Load())() }
+
+// get returns tenant's limits and token windows, and a channel closed when
+// either changes.
+func (v *tenantView) get(tenant string) (protocol.Tenant, protocol.TenantTokens, <-chan struct{}) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	ch := v.changed[tenant]
+	if ch == nil {
+		ch = make(chan struct{})
+		v.changed[tenant] = ch
+	}
+	return v.limits[tenant], v.tokens[tenant], ch
+}
+
+// known reports whether the bucket holds limits for tenant: it has its own
+// metric label and usage counters (usage.go).
+func (v *tenantView) known(tenant string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.limits[tenant]
+	return ok
+}
+
+// maxQueued returns the tenants with a max_queued of their own.
+func (v *tenantView) maxQueued() map[string]int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := map[string]int64{}
+	for name, t := range v.limits {
+		if t.MaxQueued > 0 {
+			out[name] = t.MaxQueued
+		}
+	}
+	return out
+}
+
+// apply takes one update of the bucket.
+func (v *tenantView) apply(e jetstream.KeyValueEntry) {
+	tenant, isTokens := strings.CutSuffix(e.Key(), ".tokens")
+	if strings.Contains(tenant, ".") {
+		return // not a key of this version
+	}
+	deleted := e.Operation() != jetstream.KeyValuePut
+	var limits protocol.Tenant
+	var tokens protocol.TenantTokens
+	var err error
+	if !deleted {
+		if isTokens {
+			err = decodeTokens(e.Value(), &tokens)
+		} else {
+			limits, err = protocol.DecodeTenant(e.Value())
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err != nil {
+		// An entry no worker can read limits nothing: say so once per key.
+		if !v.bad[e.Key()] {
+			v.bad[e.Key()] = true
+			v.m.cfg.Logger.Warn("tenants bucket entry unreadable; ignored", "key", e.Key(), "err", err)
+		}
+		deleted = true
+	} else {
+		delete(v.bad, e.Key())
+	}
+	switch {
+	case isTokens && deleted:
+		delete(v.tokens, tenant)
+	case isTokens:
+		v.tokens[tenant] = tokens
+	case deleted:
+		delete(v.limits, tenant)
+	default:
+		v.limits[tenant] = limits
+	}
+	if ch := v.changed[tenant]; ch != nil {
+		close(ch)
+		delete(v.changed, tenant) // the next get makes a new one
+	}
+}
+
+func decodeTokens(b []byte, u *protocol.TenantTokens) error {
+	if err := json.Unmarshal(b, u); err != nil {
+		return err
+	}
+	if u.V < 1 {
+		return fmt.Errorf("token windows of version %d", u.V)
+	}
+	return nil
+}
+
+// watchTenants mirrors the tenants bucket into m.tenants and keeps it up
+// to date until the manager stops. It returns after the initial values,
+// so the first job pulled sees every pause and limit; ctx bounds only that
+// wait.
+func (m *Manager) watchTenants(ctx context.Context) error {
+	w, err := m.topo.Tenants.WatchAll(m.life)
+	if err != nil {
+		return fmt.Errorf("manager: watch tenants: %w", err)
+	}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("manager: tenants watcher closed during start")
+			}
+			if e == nil {
+				m.background.Add(1) // owned by the manager: it ends with m.life, and Stop waits
+				go func() {
+					defer m.background.Done()
+					m.applyTenants(w)
+				}()
+				return nil
+			}
+			m.tenants.apply(e)
+		case <-ctx.Done():
+			_ = w.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+// applyTenants applies updates until the manager stops. Like
+// applyCancels, it owns the watcher and watches again after a reconnect,
+// from the revision after the last one seen.
+func (m *Manager) applyTenants(w jetstream.KeyWatcher) {
+	reconnected := m.nc.StatusChanged(nats.CONNECTED)
+	defer m.nc.RemoveStatusListener(reconnected)
+	defer func() { _ = w.Stop() }()
+	var last uint64
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				last = max(last, e.Revision())
+				m.tenants.apply(e)
+			}
+		case <-reconnected:
+			nw, err := m.topo.Tenants.WatchAll(m.life, jetstream.ResumeFromRevision(last+1))
+			if err != nil {
+				m.cfg.Logger.Warn("cannot watch tenants again after a reconnect; the old watch goes on", "err", err)
+				continue
+			}
+			_ = w.Stop()
+			w = nw
+		case <-m.life.Done():
+			return
+		}
+	}
+}

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
@@ -30,10 +32,36 @@ type Status struct {
 	Leading   int64                        `json:"leading"`   // unique generations led now
 	Totals    manager.Stats                `json:"totals"`
 	Upstreams manager.UpstreamStats        `json:"upstream"`
-	// Tenants is this worker's usage by tenant since it started: the
-	// tenants in the tenants bucket by name, the rest as
-	// manager.OtherTenants.
-	Tenants map[string]manager.TenantUsage `json:"tenants"`
+	// Tenants is this worker's usage by tenant since it started, by name:
+	// the tenants in the tenants bucket, the rest as manager.OtherTenants.
+	Tenants []TenantStatus `json:"tenants"`
+}
+
+// TenantStatus is one tenant's usage on a worker.
+type TenantStatus struct {
+	Tenant string `json:"tenant"`
+	manager.TenantUsage
+}
+
+// tenants lists the manager's usage by tenant, by name.
+func (w *Worker) tenants() []TenantStatus {
+	out := []TenantStatus{} // [] in JSON, never null
+	for name, u := range w.mgr.TenantUsage() {
+		out = append(out, TenantStatus{Tenant: name, TenantUsage: u})
+	}
+	slices.SortFunc(out, func(a, b TenantStatus) int { return strings.Compare(a.Tenant, b.Tenant) })
+	return out
+}
+
+// Tenant returns the usage of tenant (its name, or manager.OtherTenants)
+// in st, and whether st has any.
+func (st Status) Tenant(tenant string) (manager.TenantUsage, bool) {
+	for _, t := range st.Tenants {
+		if t.Tenant == tenant {
+			return t.TenantUsage, true
+		}
+	}
+	return manager.TenantUsage{}, false
 }
 
 // Status returns the worker's state now.
@@ -42,7 +70,7 @@ func (w *Worker) Status() Status {
 	return Status{
 		Worker: w.cfg.ID, Prefix: w.cfg.Prefix, Started: w.started, UptimeS: time.Since(w.started).Seconds(),
 		Draining: w.draining.Load(), InFlight: w.mgr.InFlight(), Slots: w.mgr.Slots().Usage(),
-		Leading: st.Generations, Totals: st, Upstreams: w.mgr.Upstream(), Tenants: w.mgr.TenantUsage(),
+		Leading: st.Generations, Totals: st, Upstreams: w.mgr.Upstream(), Tenants: w.tenants(),
 	}
 }
 

@@ -70,7 +70,9 @@ func TestTenantMetrics(t *testing.T) {
 		t.Errorf("/metrics labels a tenant the bucket does not hold:\n%s", body)
 	}
 	st := w.Status()
-	if st.Tenants["acme"].Done != 2 || st.Tenants[manager.OtherTenants].Done != 2 || len(st.Tenants) != 2 {
+	acme, _ := st.Tenant("acme")
+	other, _ := st.Tenant(manager.OtherTenants)
+	if acme.Done != 2 || other.Done != 2 || len(st.Tenants) != 2 {
 		t.Errorf("status by tenant: %+v", st.Tenants)
 	}
 }

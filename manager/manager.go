@@ -72,6 +72,9 @@ type Manager struct {
 	stopped chan struct{}
 	stop    sync.Once
 
+	draining  chan struct{} // closed by Drain: the worker pulls no more (pause.go)
+	drainOnce sync.Once
+
 	maint    *maintainer // fleet maintenance, while this worker is elected
 	givingUp sync.Mutex  // one give-up of an exhausted job at a time (maxdeliver.go)
 }
@@ -103,6 +106,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, topo *topology.Topol
 		endHard:  endHard,
 		routines: gopool.New(idleRoutine),
 		stopped:  make(chan struct{}),
+		draining: make(chan struct{}),
 		tracer:   cfg.TracerProvider.Tracer("github.com/chatfleet/chatfleet/manager"),
 	}
 	var err error

@@ -65,9 +65,22 @@ func (r *request) waitWhilePaused() bool {
 			r.endWithError(&protocol.Error{Code: protocol.CodeQueueTimeout,
 				Message: fmt.Sprintf("tenant %s is paused; the job waited %s, its queue timeout", r.job.Tenant, limit)})
 			return false
+		case <-r.m.draining:
+			// This worker is stopping: another one parks the job, rather
+			// than this one hold its stop up for the whole grace period.
+			r.nak(0)
+			return false
 		case <-r.ctx.Done():
 			r.endByContext()
 			return false
 		}
 	}
+}
+
+// Drain tells the manager its worker has stopped pulling and now waits
+// for its jobs to finish (the grace period): jobs waiting for a paused
+// tenant, which would not finish, are handed back at once, for another
+// worker. Everything else goes on until Stop. Safe to call twice.
+func (m *Manager) Drain() {
+	m.drainOnce.Do(func() { close(m.draining) })
 }

@@ -1,6 +1,7 @@
 package manager_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -100,5 +101,37 @@ func TestTenantMaxQueued(t *testing.T) {
 	}
 	if _, err := f.Pub.Complete(ctx, tenantJob("A", 2)); err != nil {
 		t.Errorf("A again, its queue empty: %v", err)
+	}
+}
+
+// TestPausedJobHandedBackOnStop: a stopping worker hands its paused jobs
+// back at once, rather than hold its stop for the whole grace period;
+// another worker parks them, and answers them on resume.
+func TestPausedJobHandedBackOnStop(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	ctx := ctxFor(t, time.Minute)
+	setTenant(t, ctx, f, "P", protocol.Tenant{Paused: true})
+	w1 := f.StartWorker(nil)
+	p := submitEvents(t, ctx, f.Pub, tenantJob("P", 1))
+	p.waitEvent(t, ctx, progressOf(protocol.StageWaiting, protocol.ReasonTenantPaused))
+	w2 := f.StartWorker(nil)
+	grace, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := w1.Stop(grace); err != nil {
+		t.Fatalf("stopping a worker with a paused job: %v; want it handed back within the grace period", err)
+	}
+	p.waitFor(t, ctx, func(evs []protocol.Event) bool {
+		return count(evs, progressOf(protocol.StageWaiting, protocol.ReasonTenantPaused)) >= 2 // parked again, on w2
+	})
+	setTenant(t, ctx, f, "P", protocol.Tenant{})
+	evs := p.wait(t)
+	if end := evs[len(evs)-1]; end.Type != protocol.EventDone {
+		t.Fatalf("after the resume: %v", describeEvents(evs))
+	}
+	for _, ev := range evs {
+		if ev.Type == protocol.EventMeta && ev.Worker != w2.ID() {
+			t.Errorf("served by %s, want %s", ev.Worker, w2.ID())
+		}
 	}
 }

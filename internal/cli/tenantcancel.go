@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,8 +29,8 @@ func cancelTenant(ctx context.Context, js jetstream.JetStream, names subjects.Na
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w (%s)", names.CancelBucket(), err, topologyHint)
 	}
-	now := []byte(time.Now().UTC().Format(time.RFC3339Nano))
-	n, skipped := 0, 0
+	var ids []string
+	skipped := 0
 	for seq := uint64(1); ; {
 		msg, err := jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(names.Jobs(tenant)))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -39,17 +40,22 @@ func cancelTenant(ctx context.Context, js jetstream.JetStream, names subjects.Na
 			return err
 		}
 		seq = msg.Sequence + 1
-		id := jobID(msg)
-		if id == "" {
+		if id := jobID(msg); id != "" {
+			ids = append(ids, id)
+		} else {
 			skipped++ // no valid ID: its worker rejects it anyway
-			continue
 		}
+	}
+	// Newest first: workers see the cancels in this order, so a queued
+	// job's is known before a running job's cancel frees the slot it
+	// would be pulled into.
+	now := []byte(time.Now().UTC().Format(time.RFC3339Nano))
+	for _, id := range slices.Backward(ids) {
 		if _, err := cancels.Put(ctx, names.RequestKey(tenant, id), now); err != nil {
 			return fmt.Errorf("cancel %s/%s: %w", tenant, id, err)
 		}
-		n++
 	}
-	fmt.Fprintf(io.Out, "cancel requested for %d requests of tenant %s, queued or running\n", n, tenant)
+	fmt.Fprintf(io.Out, "cancel requested for %d requests of tenant %s, queued or running\n", len(ids), tenant)
 	if skipped > 0 {
 		fmt.Fprintf(io.Out, "%d jobs without a valid request ID left to their workers, which reject them\n", skipped)
 	}

@@ -27,13 +27,17 @@ type tenantView struct {
 	mu      sync.Mutex
 	limits  map[string]protocol.Tenant
 	tokens  map[string]protocol.TenantTokens
-	changed map[string]chan struct{} // by tenant, for waiters: closed and replaced when its entries change
+	changed map[string]chan struct{} // by tenant with entries, for waiters: closed and replaced when they change
+	// unknown is the changed channel of every tenant without entries, so
+	// that producers' tenant names do not grow changed: closed and replaced
+	// whenever an entry of such a tenant appears.
+	unknown chan struct{}
 	bad     map[string]bool          // keys already logged as unreadable
 }
 
 func newTenantView(m *Manager) *tenantView {
 	v := &tenantView{m: m, limits: map[string]protocol.Tenant{}, tokens: map[string]protocol.TenantTokens{},
-		changed: map[string]chan struct{}{}, bad: map[string]bool{}}
+		changed: map[string]chan struct{}{}, bad: map[string]bool{}, unknown: make(chan struct{})}
 	now := time.Now
 	v.now.Store(&now)
 	return v
@@ -47,12 +51,17 @@ func (v *tenantView) clock() time.Time { return (*v.now.Load())() }
 func (v *tenantView) get(tenant string) (protocol.Tenant, protocol.TenantTokens, <-chan struct{}) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	limits, hasLimits := v.limits[tenant]
+	tokens, hasTokens := v.tokens[tenant]
+	if !hasLimits && !hasTokens {
+		return limits, tokens, v.unknown
+	}
 	ch := v.changed[tenant]
 	if ch == nil {
 		ch = make(chan struct{})
 		v.changed[tenant] = ch
 	}
-	return v.limits[tenant], v.tokens[tenant], ch
+	return limits, tokens, ch
 }
 
 // known reports whether the bucket holds limits for tenant: it has its own
@@ -119,6 +128,9 @@ func (v *tenantView) apply(e jetstream.KeyValueEntry) {
 	if ch := v.changed[tenant]; ch != nil {
 		close(ch)
 		delete(v.changed, tenant) // the next get makes a new one
+	} else {
+		close(v.unknown) // a waiter may have got it before this tenant had entries
+		v.unknown = make(chan struct{})
 	}
 }
 

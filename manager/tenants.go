@@ -32,7 +32,7 @@ type tenantView struct {
 	// that producers' tenant names do not grow changed: closed and replaced
 	// whenever an entry of such a tenant appears.
 	unknown chan struct{}
-	bad     map[string]bool          // keys already logged as unreadable
+	bad     map[string]bool // keys already logged as unreadable
 }
 
 func newTenantView(m *Manager) *tenantView {

@@ -67,20 +67,20 @@ type Env struct {
 	MaxMessages             int           `envconfig:"CHATFLEET_MAX_MESSAGES" default:"256" desc:"most messages in one job"`
 	ShutdownGrace           time.Duration `envconfig:"CHATFLEET_SHUTDOWN_GRACE" default:"30s" desc:"on SIGTERM, how long in-flight jobs may finish before they are handed back"`
 
-	QueueLimit         int64         `envconfig:"CHATFLEET_QUEUE_LIMIT" default:"10000" desc:"most jobs waiting; beyond it submits fail with queue_full"`
-	MaxQueuedPerTenant int64         `envconfig:"CHATFLEET_MAX_QUEUED_PER_TENANT" default:"0" desc:"most jobs one tenant may have in the jobs stream (waiting or running); beyond it its submits fail with quota_exceeded; one value for the fleet, stored with the jobs stream; 0: no cap"`
-	DuplicateWindow    time.Duration `envconfig:"CHATFLEET_DUPLICATE_WINDOW" default:"2m" desc:"a resubmitted request ID within this window is stored once"`
-	ReplyMaxAge        time.Duration `envconfig:"CHATFLEET_REPLY_MAX_AGE" default:"15m" desc:"how long reply events stay readable"`
-	ReplyMaxBytes      int64         `envconfig:"CHATFLEET_REPLY_MAX_BYTES" default:"1073741824" desc:"size cap of the replies stream"`
-	AckWait            time.Duration `envconfig:"CHATFLEET_ACK_WAIT" default:"30s" desc:"a job silent this long is redelivered (running jobs report progress)"`
-	MaxDeliver         int           `envconfig:"CHATFLEET_MAX_DELIVER" default:"5" desc:"deliveries of one job before it is given up"`
-	MaxAckPending      int           `envconfig:"CHATFLEET_MAX_ACK_PENDING" default:"20000" desc:"jobs in flight across the fleet"`
-	Replicas           int           `envconfig:"CHATFLEET_REPLICAS" default:"1" desc:"replicas of every stream and bucket (1, 3 or 5)"`
-	LeaseTTL           time.Duration `envconfig:"CHATFLEET_LEASE_TTL" default:"10s" desc:"leader lease; a dead leader is replaced within about this long"`
-	CacheTTL           time.Duration `envconfig:"CHATFLEET_CACHE_TTL" default:"24h" desc:"how long finished answers are served from the cache"`
-	CacheMaxBytes      int32         `envconfig:"CHATFLEET_CACHE_MAX_BYTES" default:"1048576" desc:"largest cached answer (content, tool calls, refusal and reasoning together); a larger one is streamed but not cached"`
-	CancelTTL          time.Duration `envconfig:"CHATFLEET_CANCEL_TTL" default:"1h" desc:"how long a cancel request is remembered"`
-	DLQMaxAge          time.Duration `envconfig:"CHATFLEET_DLQ_MAX_AGE" default:"168h" desc:"how long dead-lettered jobs are kept"`
+	QueueLimit      int64         `envconfig:"CHATFLEET_QUEUE_LIMIT" default:"10000" desc:"most jobs waiting; beyond it submits fail with queue_full"`
+	QueuePerTenant  int64         `envconfig:"CHATFLEET_MAX_QUEUED_PER_TENANT" default:"0" desc:"most jobs one tenant may have in the jobs stream (waiting or running); beyond it its submits fail with quota_exceeded; one value for the fleet, stored with the jobs stream; 0: no cap"`
+	DuplicateWindow time.Duration `envconfig:"CHATFLEET_DUPLICATE_WINDOW" default:"2m" desc:"a resubmitted request ID within this window is stored once"`
+	ReplyMaxAge     time.Duration `envconfig:"CHATFLEET_REPLY_MAX_AGE" default:"15m" desc:"how long reply events stay readable"`
+	ReplyMaxBytes   int64         `envconfig:"CHATFLEET_REPLY_MAX_BYTES" default:"1073741824" desc:"size cap of the replies stream"`
+	AckWait         time.Duration `envconfig:"CHATFLEET_ACK_WAIT" default:"30s" desc:"a job silent this long is redelivered (running jobs report progress)"`
+	MaxDeliver      int           `envconfig:"CHATFLEET_MAX_DELIVER" default:"5" desc:"deliveries of one job before it is given up"`
+	MaxAckPending   int           `envconfig:"CHATFLEET_MAX_ACK_PENDING" default:"20000" desc:"jobs in flight across the fleet"`
+	Replicas        int           `envconfig:"CHATFLEET_REPLICAS" default:"1" desc:"replicas of every stream and bucket (1, 3 or 5)"`
+	LeaseTTL        time.Duration `envconfig:"CHATFLEET_LEASE_TTL" default:"10s" desc:"leader lease; a dead leader is replaced within about this long"`
+	CacheTTL        time.Duration `envconfig:"CHATFLEET_CACHE_TTL" default:"24h" desc:"how long finished answers are served from the cache"`
+	CacheMaxBytes   int32         `envconfig:"CHATFLEET_CACHE_MAX_BYTES" default:"1048576" desc:"largest cached answer (content, tool calls, refusal and reasoning together); a larger one is streamed but not cached"`
+	CancelTTL       time.Duration `envconfig:"CHATFLEET_CANCEL_TTL" default:"1h" desc:"how long a cancel request is remembered"`
+	DLQMaxAge       time.Duration `envconfig:"CHATFLEET_DLQ_MAX_AGE" default:"168h" desc:"how long dead-lettered jobs are kept"`
 
 	LogFormat  string `envconfig:"CHATFLEET_LOG_FORMAT" default:"text" desc:"text or json"`
 	LogLevel   string `envconfig:"CHATFLEET_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -227,7 +227,7 @@ func (e Env) LLM() llm.Config {
 // Topology returns the JetStream sizing.
 func (e Env) Topology() topology.Config {
 	return topology.Config{
-		Replicas: e.Replicas, QueueLimit: e.QueueLimit, MaxQueuedPerTenant: e.MaxQueuedPerTenant,
+		Replicas: e.Replicas, QueueLimit: e.QueueLimit, MaxQueuedPerTenant: e.QueuePerTenant,
 		// The stream's limit is a backstop above the workers' own, so an
 		// oversized job reaches a worker and gets an answer.
 		MaxJobBytes:     max(minStreamJobBytes, 2*e.MaxJobBytes),

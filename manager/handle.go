@@ -93,6 +93,9 @@ func (m *Manager) Handle(msg jetstream.Msg, permit *Permit) {
 			Message: fmt.Sprintf("the job waited %s in the queue; the limit is %s", wait.Round(time.Millisecond), limit)})
 		return
 	}
+	if !r.waitWhilePaused() {
+		return
+	}
 	if hook := m.serveHook.Load(); hook != nil {
 		(*hook)(r.job)
 	}

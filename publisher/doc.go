@@ -51,9 +51,11 @@
 //
 // # Errors
 //
-// Submit returns ErrQueueFull when the jobs stream is at its backlog limit
-// and a *JobError matching ErrInvalidJob for a job that fails validation.
-// Complete returns a *JobError for an error event (match it with
-// ErrInvalidJob, ErrTimeout, ErrUpstream, or read its Code) and
-// ErrCancelled for a cancelled request.
+// Submit returns ErrQueueFull when the jobs stream is at its backlog limit,
+// a *JobError matching ErrQuotaExceeded when the job's tenant has as many
+// jobs queued as the fleet allows one tenant, and a *JobError matching
+// ErrInvalidJob for a job that fails validation. Complete returns a
+// *JobError for an error event (match it with ErrInvalidJob, ErrTimeout,
+// ErrUpstream, ErrQuotaExceeded, or read its Code) and ErrCancelled for a
+// cancelled request.
 package publisher

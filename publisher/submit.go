@@ -20,7 +20,8 @@ import (
 )
 
 // jsErrStoreFailed is the JetStream error a DiscardNew stream at its limit
-// answers with ("maximum messages exceeded").
+// answers with ("maximum messages exceeded"; "maximum messages per subject
+// exceeded" at its per-tenant cap).
 const jsErrStoreFailed jetstream.ErrorCode = 10077
 
 // Submit validates job, subscribes to its reply subject and publishes it.
@@ -114,6 +115,10 @@ func (p *Publisher) publishError(job *protocol.Job, err error) error {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch {
+		case apiErr.ErrorCode == jsErrStoreFailed && strings.Contains(apiErr.Description, "per subject"):
+			// The stream's per-tenant cap (one subject per tenant).
+			return &JobError{Tenant: job.Tenant, ID: job.ID, Err: protocol.Error{Code: protocol.CodeQuotaExceeded, Limit: protocol.LimitMaxQueued,
+				Message: "tenant " + job.Tenant + " has as many jobs queued as the fleet allows one tenant (CHATFLEET_MAX_QUEUED_PER_TENANT); the job was not submitted"}}
 		case apiErr.ErrorCode == jsErrStoreFailed && strings.Contains(apiErr.Description, "maximum"):
 			return errors.Join(ErrQueueFull, err)
 		case apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:

@@ -1,5 +1,5 @@
 // Package cli implements the chatfleet command: dev, worker, init, ask,
-// cancel, dlq, status, upstream, gateway, auth and env.
+// cancel, dlq, tenant, cache, status, upstream, gateway, auth and env.
 package cli
 
 import (
@@ -39,6 +39,8 @@ func commands() []command {
 		{"ask", "submit a job and print the answer as it streams: ask [flags] PROMPT", runAsk},
 		{"cancel", "cancel a request: cancel [--tenant T] ID", runCancel},
 		{"dlq", "dead-lettered jobs: dlq ls | show SEQ | replay SEQ", runDLQ},
+		{"tenant", "tenants' limits and usage: tenant set | ls | show | pause | resume | cancel | rm NAME", runTenant},
+		{"cache", "the answer cache: cache purge [--tenant T] [--key K]", runCache},
 		{"status", "the fleet: queue, dead letters, workers and their slots [--json] [--watch]", runStatus},
 		{"upstream", "upstream check: probe the configured upstream and list what it supports", runUpstream},
 		{"gateway", "run the OpenAI-compatible HTTP gateway; gateway key|keys|revoke manage its API keys", runGateway},

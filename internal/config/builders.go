@@ -25,7 +25,7 @@ func (e Env) LLM() llm.Config {
 // Topology returns the JetStream sizing.
 func (e Env) Topology() topology.Config {
 	return topology.Config{
-		Replicas: e.Replicas, QueueLimit: e.QueueLimit,
+		Replicas: e.Replicas, QueueLimit: e.QueueLimit, MaxQueuedPerTenant: e.QueuePerTenant,
 		// The stream's limit is a backstop above the workers' own, so an
 		// oversized job reaches a worker and gets an answer.
 		MaxJobBytes:     max(minStreamJobBytes, 2*e.MaxJobBytes),
@@ -49,6 +49,7 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 			MaxConcurrentRequests:   e.MaxConcurrentRequests,
 			MaxConcurrentLLMStreams: e.MaxConcurrentLLMStreams,
 			MaxConcurrentFollowers:  e.MaxConcurrentFollowers,
+			MaxParkedJobs:           off(e.MaxParkedJobs),
 			MaxWaitingLeaders:       offOrDefault(e.MaxWaitingLeaders),
 			DisableDedupe:           !e.Dedupe,
 			DisableCache:            !e.Cache,

@@ -48,6 +48,7 @@ type Env struct {
 	MaxConcurrentLLMStreams int           `envconfig:"CHATFLEET_MAX_CONCURRENT_LLM_STREAMS" default:"16" desc:"upstream streams a worker runs at once"`
 	MaxWaitingLeaders       *int          `envconfig:"CHATFLEET_MAX_WAITING_LEADERS" desc:"leaders that may wait for an upstream slot without holding a request slot, so cache hits and followers are still pulled (default: MAX_CONCURRENT_LLM_STREAMS; 0 turns the fast lane off)"`
 	MaxConcurrentFollowers  int           `envconfig:"CHATFLEET_MAX_CONCURRENT_FOLLOWERS" default:"1024" desc:"jobs a worker serves as follower or from the cache at once"`
+	MaxParkedJobs           int           `envconfig:"CHATFLEET_MAX_PARKED_JOBS" default:"1024" desc:"jobs a worker holds without a request slot while they wait for their tenant (paused, or at its in-flight or token limit), so it goes on pulling other tenants' jobs; 0 turns parking off"`
 	Dedupe                  bool          `envconfig:"CHATFLEET_DEDUPE" default:"true" desc:"share one generation among identical concurrent jobs (jobs may override)"`
 	Cache                   bool          `envconfig:"CHATFLEET_CACHE" default:"true" desc:"serve and store finished answers (jobs may override)"`
 	ChunkWindow             time.Duration `envconfig:"CHATFLEET_CHUNK_WINDOW" default:"5ms" desc:"merge deltas arriving within this window into one chunk event; 0 disables"`
@@ -62,6 +63,7 @@ type Env struct {
 	ShutdownGrace           time.Duration `envconfig:"CHATFLEET_SHUTDOWN_GRACE" default:"30s" desc:"on SIGTERM, how long in-flight jobs may finish before they are handed back"`
 
 	QueueLimit      int64         `envconfig:"CHATFLEET_QUEUE_LIMIT" default:"10000" desc:"most jobs waiting; beyond it submits fail with queue_full"`
+	QueuePerTenant  int64         `envconfig:"CHATFLEET_MAX_QUEUED_PER_TENANT" default:"0" desc:"most jobs one tenant may have in the jobs stream (waiting or running); beyond it its submits fail with quota_exceeded; one value for the fleet, stored with the jobs stream; 0: no cap"`
 	DuplicateWindow time.Duration `envconfig:"CHATFLEET_DUPLICATE_WINDOW" default:"2m" desc:"a resubmitted request ID within this window is stored once"`
 	ReplyMaxAge     time.Duration `envconfig:"CHATFLEET_REPLY_MAX_AGE" default:"15m" desc:"how long reply events stay readable"`
 	ReplyMaxBytes   int64         `envconfig:"CHATFLEET_REPLY_MAX_BYTES" default:"1073741824" desc:"size cap of the replies stream"`

@@ -24,6 +24,7 @@ type authFlags struct {
 	tlsCert, tlsKey, tlsCA    string
 	nkeys                     bool
 	workersNKey, opsNKey      string
+	gatewayNKey               string
 }
 
 func newAuthFlags(io IO) *authFlags {
@@ -42,10 +43,11 @@ func newAuthFlags(io IO) *authFlags {
 	fs.BoolVar(&f.nkeys, "nkeys", false, "give new identities nkeys (seed files in --secrets) instead of passwords")
 	fs.StringVar(&f.workersNKey, "workers-nkey", "", "the workers' public nkey, when they hold their seed already")
 	fs.StringVar(&f.opsNKey, "operators-nkey", "", "the operators' public nkey, when they hold their seed already")
+	fs.StringVar(&f.gatewayNKey, "gateway-nkey", "", "the gateways' public nkey, when they hold their seed already")
 	fs.Usage = func() {
 		fmt.Fprintln(io.Err, "Usage: chatfleet auth --secrets DIR [flags] [TENANT[=NKEY] ...]")
 		fmt.Fprintln(io.Err, "Writes the nats-server configuration of a fleet shared by tenants (the prefix is CHATFLEET_PREFIX),")
-		fmt.Fprintln(io.Err, "and each identity's settings, secret included, to DIR: workers.env, operators.env, tenant-NAME.env.")
+		fmt.Fprintln(io.Err, "and each identity's settings, secret included, to DIR: workers.env, operators.env, gateway.env, tenant-NAME.env.")
 		fs.PrintDefaults()
 	}
 	return f
@@ -111,10 +113,11 @@ func (f *authFlags) build() (*fleetAuth, error) {
 	a := &fleetAuth{names: names, listen: f.listen, storeDir: f.storeDir}
 	a.workers = identity{file: "workers", role: "the workers", user: names.Prefix() + "-workers"}
 	a.operators = identity{file: "operators", role: "the operators", user: names.Prefix() + "-operators"}
+	a.gateway = identity{file: "gateway", role: "the gateways", user: names.Prefix() + "-gateway"}
 	for _, k := range []struct {
 		id  *identity
 		key string
-	}{{&a.workers, f.workersNKey}, {&a.operators, f.opsNKey}} {
+	}{{&a.workers, f.workersNKey}, {&a.operators, f.opsNKey}, {&a.gateway, f.gatewayNKey}} {
 		if k.key != "" && !nkeys.IsValidPublicUserKey(k.key) {
 			return nil, fmt.Errorf("%s: %q is not a public user nkey (U…)", k.id.role, k.key)
 		}
@@ -189,9 +192,9 @@ func readTenantsFile(path string) ([]string, error) {
 	return out, sc.Err()
 }
 
-// identities are every identity, workers and operators first.
+// identities are every identity, the fleet account's first.
 func (a *fleetAuth) identities() []*identity {
-	ids := []*identity{&a.workers, &a.operators}
+	ids := []*identity{&a.workers, &a.operators, &a.gateway}
 	for i := range a.tenants {
 		ids = append(ids, &a.tenants[i])
 	}

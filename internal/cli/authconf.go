@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/chatfleet/chatfleet/subjects"
+	"github.com/chatfleet/chatfleet/worker"
 )
 
 // fleetAuth is the NATS authorization `chatfleet auth` generates for one
@@ -26,6 +27,7 @@ type fleetAuth struct {
 	names     subjects.Names
 	workers   identity
 	operators identity
+	gateway   identity
 	tenants   []identity
 	listen    string
 	storeDir  string
@@ -96,6 +98,33 @@ func (a *fleetAuth) operatorPermissions() permissions {
 		pubAllow: []string{p + ".>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$SRV.>"},
 		pubDeny:  []string{"$JS.EVENT.>", p + ".write.>", p + ".gen.>", p + ".ctl.>"},
 		subAllow: []string{p + ".>", "_INBOX.>"},
+	}
+}
+
+// gatewayPermissions: the gateway is a producer for every tenant its API
+// keys map to (keys can be added while it runs, so any tenant):
+// submitting, reading replies live and stored, cancelling, announcing a
+// resumed stream to the other replicas, reading the API keys bucket, and
+// asking the workers' service what it serves. Nothing else of the
+// JetStream API, no other bucket, no reply or generation events.
+func (a *fleetAuth) gatewayPermissions() permissions {
+	p, n := a.names.Prefix(), a.names
+	replies, keys := n.RepliesStream(), "KV_"+n.APIKeysBucket()
+	return permissions{
+		pubAllow: []string{
+			p + ".jobs.*", p + ".gateway.>",
+			"$JS.API.DIRECT.GET." + replies + ".>",
+			"$JS.API.CONSUMER.CREATE." + replies + ".>",
+			"$JS.API.CONSUMER.MSG.NEXT." + replies + ".*",
+			"$JS.API.CONSUMER.DELETE." + replies + ".*",
+			"$KV." + n.CancelBucket() + ".>",
+			"$JS.API.STREAM.INFO." + keys,
+			"$JS.API.CONSUMER.CREATE." + keys + ".>",
+			"$JS.API.CONSUMER.DELETE." + keys + ".*",
+			"$JS.FC." + keys + ".>",
+			"$SRV.PING." + worker.ServiceName, "$SRV.INFO." + worker.ServiceName,
+		},
+		subAllow: []string{p + ".reply.>", p + ".gateway.>", "_INBOX.>"},
 	}
 }
 
@@ -198,7 +227,8 @@ func (a *fleetAuth) writeFleet(c *confWriter) {
 	c.open("users: [")
 	writeUser(c, a.workers, a.workerPermissions())
 	writeUser(c, a.operators, a.operatorPermissions())
-	c.line("# More services of the fleet (a gateway, tools) join here, each with its own user and permissions.")
+	writeUser(c, a.gateway, a.gatewayPermissions())
+	c.line("# More services of the fleet (tools) join here, each with its own user and permissions.")
 	c.close("]")
 	c.open("exports: [")
 	var tenantAccounts []string

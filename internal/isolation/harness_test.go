@@ -20,6 +20,7 @@ import (
 	"github.com/chatfleet/chatfleet/internal/natstest"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
+	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/publisher"
 	"github.com/chatfleet/chatfleet/subjects"
@@ -45,7 +46,7 @@ type fleet struct {
 	opsPub *publisher.Publisher
 	pubA   *publisher.Publisher
 	pubB   *publisher.Publisher
-	envs   map[string]config.Env // by settings file: workers, operators, tenant-acme, tenant-beta
+	envs   map[string]config.Env // by settings file: workers, operators, gateway, tenant-acme, tenant-beta
 	gates  *gates
 }
 
@@ -63,7 +64,7 @@ func newFleet(t *testing.T) *fleet {
 	}
 	f := &fleet{names: subjects.Default(), envs: map[string]config.Env{}, gates: newGates()}
 	f.nats = natstest.RunServerFromConfig(t, conf)
-	for _, name := range []string{"workers", "operators", "tenant-" + tenantA, "tenant-" + tenantB} {
+	for _, name := range []string{"workers", "operators", "gateway", "tenant-" + tenantA, "tenant-" + tenantB} {
 		f.envs[name] = settings(t, filepath.Join(secrets, name+".env"), f.nats.ClientURL())
 	}
 	f.llm = llmtest.New(llmtest.WithScript(f.gates.reply))
@@ -126,7 +127,7 @@ func (f *fleet) publisher(t *testing.T, identity string, natsOpts ...nats.Option
 
 func (f *fleet) startWorker(t *testing.T, id string) {
 	t.Helper()
-	cfg := worker.Config{ID: id, LLM: llm.Config{BaseURL: f.llm.URL(), APIKey: "test-key"},
+	cfg := worker.Config{ID: id, LLM: llm.Config{BaseURL: f.llm.URL(), APIKey: "test-key"}, Manager: manager.Config{DefaultModel: "m"},
 		FetchWait: 250 * time.Millisecond, Logger: fleettest.Logger()}
 	w, err := worker.New(cfg, f.connect(t, "workers"))
 	if err != nil {

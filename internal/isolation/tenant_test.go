@@ -23,6 +23,7 @@ func TestSharedFleet(t *testing.T) {
 	t.Run("tenant", func(t *testing.T) { tenantWorks(t, f) })
 	t.Run("attacks", func(t *testing.T) { attacksRefused(t, f) })
 	t.Run("operators", func(t *testing.T) { operatorsWork(t, f) })
+	t.Run("gateway", func(t *testing.T) { gatewayWorks(t, f) })
 }
 
 // step is one subtest of the shared fleet.
@@ -255,19 +256,17 @@ func opsPurgeCache(t *testing.T, f *fleet) {
 func opsTenantsBucket(t *testing.T, f *fleet) {
 	ctx := fleettest.Context(t, 20*time.Second)
 	js, _ := jetstream.New(f.ops)
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: tenantsBucket(f)})
+	kv, err := js.KeyValue(ctx, f.names.TenantsBucket())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, tenantA, []byte(`{"max_inflight":3}`)); err != nil {
+	if _, err := kv.Put(ctx, tenantA, []byte(`{"v":1,"max_inflight":3}`)); err != nil {
 		t.Fatal(err)
 	}
 	if e, err := kv.Get(ctx, tenantA); err != nil || !strings.Contains(string(e.Value()), "max_inflight") {
 		t.Fatalf("get = %v", err)
 	}
-}
-
-// tenantsBucket is the bucket of tenants' settings, e.g. chat_tenants.
-func tenantsBucket(f *fleet) string {
-	return strings.TrimSuffix(f.names.CacheBucket(), "_cache") + "_tenants"
+	if err := kv.Purge(ctx, tenantA); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,6 +1,7 @@
 package manager_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -8,11 +9,10 @@ import (
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/topology"
-	"github.com/chatfleet/chatfleet/worker"
 )
 
-// TestTenantInflightAcrossFleet: four workers, each on its own NATS
-// connection, a tenant limited to 3 generations in flight: the upstream
+// TestTenantInflightAcrossFleet: four worker processes, a tenant limited
+// to 3 generations in flight: the upstream
 // never sees more than 3 of its calls at once, the jobs that wait say so
 // (progress, tenant_inflight), and they wait parked, so another tenant's
 // jobs are pulled and answered meanwhile — though the waiting jobs
@@ -24,8 +24,8 @@ func TestTenantInflightAcrossFleet(t *testing.T) {
 	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{stall}})
 	ctx := ctxFor(t, time.Minute)
 	setTenant(t, ctx, f, "A", protocol.Tenant{MaxInflight: 3})
-	for range 4 {
-		f.StartWorker(func(c *worker.Config) { c.Manager.MaxConcurrentRequests = 2 }) // 8 request slots in all
+	for i := range 4 { // 8 request slots in all
+		startChildWorker(t, f, fmt.Sprintf("p%d", i), "CHATFLEET_MAX_CONCURRENT_REQUESTS=2")
 	}
 	var as []*eventLog
 	for i := range 12 {

@@ -46,7 +46,8 @@ type fleet struct {
 	opsPub *publisher.Publisher
 	pubA   *publisher.Publisher
 	pubB   *publisher.Publisher
-	envs   map[string]config.Env // by settings file: workers, operators, gateway, tenant-acme, tenant-beta
+	envs   map[string]config.Env        // by settings file: workers, operators, gateway, tenant-acme, tenant-beta
+	vars   map[string]map[string]string // the same settings as variables, for the CLI
 	gates  *gates
 }
 
@@ -62,10 +63,10 @@ func newFleet(t *testing.T) *fleet {
 	if code := cli.Run(context.Background(), args, cli.IO{In: strings.NewReader(""), Out: &out, Err: &errb}); code != cli.ExitOK {
 		t.Fatalf("chatfleet auth: exit %d\n%s", code, errb.String())
 	}
-	f := &fleet{names: subjects.Default(), envs: map[string]config.Env{}, gates: newGates()}
+	f := &fleet{names: subjects.Default(), envs: map[string]config.Env{}, vars: map[string]map[string]string{}, gates: newGates()}
 	f.nats = natstest.RunServerFromConfig(t, conf)
 	for _, name := range []string{"workers", "operators", "gateway", "tenant-" + tenantA, "tenant-" + tenantB} {
-		f.envs[name] = settings(t, filepath.Join(secrets, name+".env"), f.nats.ClientURL())
+		f.envs[name], f.vars[name] = settings(t, filepath.Join(secrets, name+".env"), f.nats.ClientURL())
 	}
 	f.llm = llmtest.New(llmtest.WithScript(f.gates.reply))
 	t.Cleanup(f.llm.Close)
@@ -91,14 +92,30 @@ func newFleet(t *testing.T) *fleet {
 }
 
 // settings reads an identity's settings file, as a process that sources
-// it would, pointed at url.
-func settings(t *testing.T, path, url string) config.Env {
+// it would, pointed at url; it returns them as variables too.
+func settings(t *testing.T, path, url string) (config.Env, map[string]string) {
 	t.Helper()
 	vars, err := config.ReadSettings(path)
 	if err != nil || vars == nil {
 		t.Fatalf("settings %s: %v", path, err)
 	}
-	return config.Env{NATSURL: url}.WithSettings(vars)
+	vars["CHATFLEET_NATS_URL"] = url
+	return config.Env{NATSURL: url}.WithSettings(vars), vars
+}
+
+// cli runs a chatfleet command as the identity of a settings file (its
+// variables set for the test), failing the test unless it exits 0; it
+// returns what the command printed.
+func (f *fleet) cli(t *testing.T, identity string, args ...string) string {
+	t.Helper()
+	for k, v := range f.vars[identity] {
+		t.Setenv(k, v)
+	}
+	var out, errb bytes.Buffer
+	if code := cli.Run(fleettest.Context(t, 20*time.Second), args, cli.IO{In: strings.NewReader(""), Out: &out, Err: &errb}); code != cli.ExitOK {
+		t.Fatalf("chatfleet %s as %s: exit %d\n%s", strings.Join(args, " "), identity, code, errb.String())
+	}
+	return out.String()
 }
 
 // connect opens a connection as the identity of a settings file, closed

@@ -220,7 +220,78 @@ func operatorsWork(t *testing.T, f *fleet) {
 		{"cancel any tenant's request", opsCancel},
 		{"purge the cache", opsPurgeCache},
 		{"the tenants bucket", opsTenantsBucket},
+		{"a tenant's in-flight limit, set with chatfleet tenant", opsTenantLimit},
+		{"a tenant paused and resumed with chatfleet tenant", opsTenantPause},
+		{"every request of a tenant cancelled with chatfleet tenant", opsTenantCancel},
 	})
+}
+
+// opsTenantCancel: `chatfleet tenant cancel` as the operators ends B's
+// running request.
+func opsTenantCancel(t *testing.T, f *fleet) {
+	r, _ := f.held(t, f.pubB, tenantB, "b-all-cancelled")
+	untilType(t, r, protocol.EventChunk)
+	f.cli(t, "operators", "tenant", "cancel", tenantB)
+	if _, err := r.Collect(fleettest.Context(t, 20*time.Second)); !errors.Is(err, publisher.ErrCancelled) {
+		t.Fatalf("B's request: %v, want cancelled", err)
+	}
+}
+
+// opsTenantLimit: `chatfleet tenant set` as the operators limits B to one
+// generation, rejecting the rest: B's second request gets quota_exceeded
+// through its own account while its first generates.
+func opsTenantLimit(t *testing.T, f *fleet) {
+	ctx := fleettest.Context(t, 20*time.Second)
+	f.cli(t, "operators", "tenant", "set", tenantB, "--max-inflight", "1", "--on-limit", "reject")
+	t.Cleanup(func() { f.cli(t, "operators", "tenant", "rm", tenantB) })
+	first, _ := f.held(t, f.pubB, tenantB, "b-limited-1")
+	untilType(t, first, protocol.EventChunk)
+	// The workers apply the bucket's change as it reaches them: until
+	// then a second request is served, so try until one is refused.
+	for i := 0; ; i++ {
+		_, err := f.pubB.Complete(ctx, job(tenantB, fmt.Sprintf("b-limited-try-%d", i), fmt.Sprintf("second %d", i)))
+		var jerr *publisher.JobError
+		if errors.As(err, &jerr) && jerr.Code() == protocol.CodeQuotaExceeded {
+			if jerr.Err.Limit != protocol.LimitMaxInflight || jerr.Err.RetryAfterMS <= 0 {
+				t.Errorf("refused with %+v, want max_inflight and a retry_after_ms", jerr.Err)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("B's second request: %v", err)
+		}
+	}
+	// show reads the bucket, the jobs stream, the shares and every
+	// worker's status: all of it allowed to the operators.
+	if out := f.cli(t, "operators", "tenant", "show", tenantB); !strings.Contains(out, "usage    on 2 workers") ||
+		!strings.Contains(out, "(1 quota_exceeded)") {
+		t.Errorf("tenant show:\n%s", out)
+	}
+}
+
+// opsTenantPause: `chatfleet tenant pause` parks B's jobs (they say so on
+// B's reply); `resume` serves them.
+func opsTenantPause(t *testing.T, f *fleet) {
+	ctx := fleettest.Context(t, 20*time.Second)
+	f.cli(t, "operators", "tenant", "pause", tenantB)
+	t.Cleanup(func() { f.cli(t, "operators", "tenant", "rm", tenantB) })
+	var parked *publisher.Reply
+	for i := 0; parked == nil; i++ { // until the workers have the pause
+		r, err := f.pubB.Submit(ctx, job(tenantB, fmt.Sprintf("b-paused-%d", i), fmt.Sprintf("paused %d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.Stop)
+		if ev := next(t, r); ev.Type == protocol.EventProgress && ev.Reason == protocol.ReasonTenantPaused {
+			parked = r
+		} else if _, err := r.Collect(ctx); err != nil {
+			t.Fatalf("a request served before the pause: %v", err)
+		}
+	}
+	f.cli(t, "operators", "tenant", "resume", tenantB)
+	if ans, err := parked.Collect(ctx); err != nil || ans.FinishReason != "stop" {
+		t.Fatalf("the parked request after resume: %+v, %v", ans, err)
+	}
 }
 
 func opsCancel(t *testing.T, f *fleet) {
@@ -237,19 +308,16 @@ func opsCancel(t *testing.T, f *fleet) {
 
 func opsPurgeCache(t *testing.T, f *fleet) {
 	ctx := fleettest.Context(t, 20*time.Second)
+	out := f.cli(t, "operators", "cache", "purge", "--tenant", tenantA)
+	if strings.HasPrefix(out, "purged 0 ") || !strings.HasPrefix(out, "purged ") {
+		t.Fatalf("cache purge --tenant %s: %q, want A's cached answers purged", tenantA, out)
+	}
 	keys, err := f.top.Cache.ListKeysFiltered(ctx, tenantA+".>")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
 	for k := range keys.Keys() {
-		if err := f.top.Cache.Purge(ctx, k); err != nil {
-			t.Fatalf("purge %s: %v", k, err)
-		}
-		n++
-	}
-	if n == 0 {
-		t.Fatal("tenant A has no cached answer to purge")
+		t.Errorf("A's cached answer %s is still there", k)
 	}
 }
 

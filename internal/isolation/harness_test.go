@@ -34,6 +34,9 @@ const (
 	tenantB = "beta"
 )
 
+// queuedCap is the most jobs one tenant may have in the jobs stream.
+const queuedCap = 5
+
 // fleet is a fleet shared by two tenants on a server started from the
 // configuration `chatfleet auth` generated, every process connected with
 // the identity it generated for it.
@@ -77,7 +80,7 @@ func newFleet(t *testing.T) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.top, err = topology.Ensure(ctx, js, topology.Config{}); err != nil {
+	if f.top, err = topology.Ensure(ctx, js, topology.Config{MaxQueuedPerTenant: queuedCap}); err != nil {
 		t.Fatalf("the operators create the topology (chatfleet init): %v", err)
 	}
 	f.opsPub = f.publisher(t, "operators")
@@ -144,7 +147,7 @@ func (f *fleet) publisher(t *testing.T, identity string, natsOpts ...nats.Option
 
 func (f *fleet) startWorker(t *testing.T, id string) {
 	t.Helper()
-	cfg := worker.Config{ID: id, LLM: llm.Config{BaseURL: f.llm.URL(), APIKey: "test-key"}, Manager: manager.Config{DefaultModel: "m"},
+	cfg := worker.Config{ID: id, Topology: topology.Config{MaxQueuedPerTenant: queuedCap}, LLM: llm.Config{BaseURL: f.llm.URL(), APIKey: "test-key"}, Manager: manager.Config{DefaultModel: "m"},
 		FetchWait: 250 * time.Millisecond, Logger: fleettest.Logger()}
 	w, err := worker.New(cfg, f.connect(t, "workers"))
 	if err != nil {

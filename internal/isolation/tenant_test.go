@@ -48,7 +48,33 @@ func tenantWorks(t *testing.T, f *fleet) {
 		{"the same request ID in two tenants", sameIDTwoTenants},
 		{"cancel", cancelOwn},
 		{"a consumer lost while reading is recreated", consumerRecreated},
+		{"the queued cap", queuedCapRefuses},
 	})
+}
+
+// queuedCapRefuses: B's jobs beyond the per-tenant cap are refused by the
+// jobs stream with quota_exceeded, through B's own account; A still
+// submits.
+func queuedCapRefuses(t *testing.T, f *fleet) {
+	ctx := fleettest.Context(t, 20*time.Second)
+	var err error
+	held := 0
+	for ; held <= queuedCap; held++ { // the cap's worth, or fewer if an earlier job is still acknowledged late
+		prompt := fmt.Sprintf("hold:%s:capped-%d", tenantB, held)
+		t.Cleanup(func() { f.gates.open(prompt) })
+		var r *publisher.Reply
+		if r, err = f.pubB.Submit(ctx, job(tenantB, fmt.Sprintf("b-capped-%d", held), prompt)); err != nil {
+			break
+		}
+		t.Cleanup(r.Stop)
+	}
+	var jerr *publisher.JobError
+	if !errors.As(err, &jerr) || jerr.Code() != protocol.CodeQuotaExceeded || jerr.Err.Limit != protocol.LimitMaxQueued || held > queuedCap {
+		t.Fatalf("B's job %d: %v, want quota_exceeded (max_queued) by the %dth", held+1, err, queuedCap+1)
+	}
+	if _, err := f.pubA.Complete(ctx, job(tenantA, "a-beside-capped", "A beside B's cap")); err != nil {
+		t.Fatalf("A at B's cap: %v", err)
+	}
 }
 
 func submitAndStream(t *testing.T, f *fleet) {

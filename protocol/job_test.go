@@ -113,6 +113,7 @@ func TestDecodeJobInvalid(t *testing.T) {
 		{"oversized", `{"id":"a","model":"m",` + user + `}`, "", "the limit is 10", Limits{MaxJobBytes: 10}},
 		{"negative timeout", `{"id":"a","model":"m","timeout_ms":-1,` + user + `}`, "timeout_ms", "negative", Limits{}},
 		{"negative queue timeout", `{"id":"a","model":"m","queue_timeout_ms":-1,` + user + `}`, "queue_timeout_ms", "negative", Limits{}},
+		{"unknown priority", `{"id":"a","model":"m","priority":"urgent",` + user + `}`, "priority", "want high, normal or low", Limits{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

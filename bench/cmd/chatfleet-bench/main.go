@@ -33,7 +33,8 @@ func run() int {
 		env       multiFlag
 	)
 	flag.StringVar(&cfg.NATSURL, "nats", "", "use this NATS server (JetStream on) instead of starting one")
-	flag.StringVar(&scenarios, "scenarios", "", "comma-separated subset of: "+strings.Join(harness.ScenarioNames, ","))
+	flag.StringVar(&scenarios, "scenarios", "", "comma-separated subset of: "+strings.Join(harness.ScenarioNames, ",")+"; opt-in: "+strings.Join(harness.OptInScenarios, ","))
+	flag.StringVar(&cfg.BeforeBinary, "before", "", "a previous build's chatfleet binary, measured beside this one by the hotpath scenario")
 	flag.BoolVar(&cfg.Peer, "peer", true, "run the asynq + Redis peer; skipped with a note when redis-server is not installed (apt-get install -y redis-server)")
 	flag.StringVar(&cfg.RedisServer, "redis-server", "", "redis-server binary (default: from PATH)")
 	flag.StringVar(&cfg.Out, "out", "", "write the JSON report here")

@@ -30,6 +30,7 @@ type Report struct {
 	LargeAnswer *LargeAnswerResult `json:"large_answer,omitempty"`
 	Gateway     *GatewayResult     `json:"gateway,omitempty"`
 	Peer        *PeerResult        `json:"peer,omitempty"`
+	Hotpath     *HotpathResult     `json:"hotpath,omitempty"`
 
 	Ratios  []Ratio  `json:"ratios"`
 	Targets []Target `json:"targets"`

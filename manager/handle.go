@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -146,6 +147,9 @@ func (r *request) decode() bool {
 	r.job = job
 	r.reqKey = names.RequestKey(job.Tenant, job.ID)
 	r.subject = names.ReplyWrite(job.Tenant, job.ID)
+	if r.msg.Headers().Get(protocol.HeaderLive) == "1" {
+		r.live, r.liveSubject, r.epoch = true, names.Reply(job.Tenant, job.ID), strconv.FormatUint(r.deliveries, 10)
+	}
 	return true
 }
 

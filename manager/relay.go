@@ -43,6 +43,14 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 			return
 		case <-tick.C:
 			r.progress()
+		case ack := <-r.copyAcked():
+			r.stored(r.copy.seq, ack.Sequence)
+			r.copy = nil
+		case err := <-r.copyFailed():
+			typ := r.copyType() // before settleCopy clears it
+			if r.verdict(typ, r.settleCopy(nil, err)) != nil {
+				return
+			}
 		}
 	}
 }

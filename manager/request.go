@@ -35,11 +35,17 @@ type request struct {
 	deadline   time.Time // pulled + processing timeout
 	settled    bool      // acked, nacked or terminated
 	firstChunk time.Time
-	seq        uint64 // last stored
+	seq        uint64 // last numbered (for a live job it may be live and not yet stored)
+	storedSeq  uint64 // last stored
 	lastStored uint64 // its sequence in the replies stream: what the next event expects
-	chunks     int    // chunks published since the last reset
-	stage      string // the last stage the hub reported (progress events)
-	reason     string // and why it waits, for a waiting stage
+	// Live events (live.go): the producer asked for them (HeaderLive).
+	live        bool
+	liveSubject string      // the reply subject
+	epoch       string      // protocol.HeaderEpoch: the delivery number
+	copy        *storedCopy // the last live event's stored copy, not yet confirmed
+	chunks      int         // chunks published since the last reset
+	stage       string      // the last stage the hub reported (progress events)
+	reason      string      // and why it waits, for a waiting stage
 
 	// For metrics and traces (observe.go).
 	role      protocol.Role // "" while routing

@@ -24,7 +24,7 @@ func (r *request) resume() bool {
 		last, err := r.m.topo.Replies.GetLastMsgForSubject(ctx, r.subject)
 		cancel()
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return true
+			return true // nothing stored, so nothing shown (live.go)
 		}
 		if err != nil {
 			r.log.Warn("cannot read the reply so far; job handed back", "err", err)
@@ -41,19 +41,37 @@ func (r *request) resume() bool {
 			r.ack()
 			return false
 		}
+		// A live writer before us may have shown one event past this
+		// one: our reset takes its seq, and its reader drops what it
+		// showed (live.go).
 		r.seq, r.lastStored = ev.Seq, last.Sequence
-		switch err := r.store(&protocol.Event{Type: protocol.EventReset}); {
-		case err == nil:
+		if r.resumeWith() {
 			return true
-		case errors.Is(err, errNotOurReply):
-			// Something was stored meanwhile: read the reply again.
-		default:
-			r.log.Warn("reset not stored; job handed back", "err", err)
-			r.nak(time.Second)
+		}
+		if r.settled {
 			return false
 		}
+	}
+	if r.settled {
+		return false
 	}
 	r.log.Warn("the reply keeps changing under a redelivered job; handed back")
 	r.nak(time.Second)
 	return false
+}
+
+// resumeWith stores the reset a resumed reply continues after; false when
+// it was not stored: something was stored meanwhile (read the reply again)
+// or the job was handed back (settled).
+func (r *request) resumeWith() bool {
+	switch err := r.store(&protocol.Event{Type: protocol.EventReset}); {
+	case err == nil:
+		return true
+	case errors.Is(err, errNotOurReply):
+		return false
+	default:
+		r.log.Warn("reset not stored; job handed back", "err", err)
+		r.nak(time.Second)
+		return false
+	}
 }

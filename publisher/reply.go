@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +30,7 @@ type Reply struct {
 	stored     jetstream.MessagesContext // slow path: the replies stream from the first event
 	fromStream bool                      // switch to the stream before the next read
 	next       uint64                    // the seq expected next
+	epoch      uint64                    // the writer epoch of the last event returned (protocol.HeaderEpoch; 0 without)
 	jobSeq     string                    // the job's sequence in the jobs stream, when known (protocol.HeaderJobSeq)
 	probe      time.Duration             // current quiet spell before checking the stream
 	timer      *time.Timer               // times the quiet spell; reused
@@ -97,11 +100,19 @@ func (r *Reply) Next(ctx context.Context) (protocol.Event, error) {
 	ctx, cancel := r.waitContext(ctx)
 	defer cancel()
 	for {
-		ev, raw, err := r.read(ctx)
+		ev, raw, epoch, err := r.read(ctx)
 		if err != nil {
 			return protocol.Event{}, r.waitError(ctx, err)
 		}
 		switch {
+		case epoch != 0 && epoch < r.epoch:
+			continue // a replaced writer's, arriving late (0: a writer without epochs, an older worker)
+		case epoch != r.epoch && ev.Seq+1 == r.next && ev.Seq > 1 && ev.Type == protocol.EventReset:
+			// A writer that took over the reply: the event this reset's
+			// seq follows is the last one stored, and the one we returned
+			// at its seq was its predecessor's, shown live, never stored.
+			// The reset discards it.
+			r.next = ev.Seq
 		case r.next == 1 && ev.Seq > 1 && isDuplicateID(&ev):
 			// This job reused the ID of an earlier request whose events
 			// come first on the subject: its only event follows them.
@@ -116,6 +127,7 @@ func (r *Reply) Next(ctx context.Context) (protocol.Event, error) {
 			return protocol.Event{}, fmt.Errorf("%w: want seq %d, stream has %d next", ErrEventsLost, r.next, ev.Seq)
 		}
 		r.next++
+		r.epoch = max(r.epoch, epoch)
 		if ev.Type.Terminal() {
 			r.Stop()
 		}
@@ -175,12 +187,13 @@ func (r *Reply) Stop() {
 }
 
 // read returns the next message that is an event of this request, from
-// the live subscription or the stream, decoded and raw.
-func (r *Reply) read(ctx context.Context) (protocol.Event, []byte, error) {
+// the live subscription or the stream, decoded and raw, with its writer
+// epoch.
+func (r *Reply) read(ctx context.Context) (protocol.Event, []byte, uint64, error) {
 	for {
 		if r.fromStream && r.stored == nil {
 			if err := r.openStream(ctx); err != nil {
-				return protocol.Event{}, nil, err
+				return protocol.Event{}, nil, 0, err
 			}
 		}
 		var data []byte
@@ -188,16 +201,19 @@ func (r *Reply) read(ctx context.Context) (protocol.Event, []byte, error) {
 		if r.stored != nil {
 			msg, err := r.stored.Next(jetstream.NextContext(ctx))
 			if err != nil {
-				return protocol.Event{}, nil, err
+				return protocol.Event{}, nil, 0, err
 			}
 			data, header = msg.Data(), msg.Headers()
 		} else {
 			msg, err := r.readLive(ctx)
 			if err != nil {
-				return protocol.Event{}, nil, err
+				return protocol.Event{}, nil, 0, err
 			}
 			if msg == nil {
 				continue // switched to the stream
+			}
+			if r.seen(msg.Header) {
+				continue // the stored copy of an event that came live
 			}
 			data, header = msg.Data, msg.Header
 		}
@@ -208,8 +224,23 @@ func (r *Reply) read(ctx context.Context) (protocol.Event, []byte, error) {
 		if js := header.Get(protocol.HeaderJobSeq); js != "" && r.jobSeq != "" && js != r.jobSeq {
 			continue // an earlier job's, which used the same ID
 		}
-		return ev, data, nil
+		epoch, _ := strconv.ParseUint(header.Get(protocol.HeaderEpoch), 10, 64)
+		return ev, data, epoch, nil
 	}
+}
+
+// seen reports, without decoding it, that a message is the stream's
+// republished copy of an event already returned: its message ID (set by
+// the worker, "<subject>:<seq>") names a seq below the next. With live
+// events every event arrives twice; this keeps the second copy cheap.
+func (r *Reply) seen(h nats.Header) bool {
+	id := h.Get(jetstream.MsgIDHeader)
+	i := strings.LastIndexByte(id, ':')
+	if i < 0 || h.Get(jetstream.SequenceHeader) == "" {
+		return false
+	}
+	seq, err := strconv.ParseUint(id[i+1:], 10, 64)
+	return err == nil && seq < r.next
 }
 
 // waitContext applies the wait timeout to a context without a deadline.

@@ -1,0 +1,111 @@
+package manager_test
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/llm/llmtest"
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/topology"
+	"github.com/chatfleet/chatfleet/worker"
+)
+
+// TestLiveWriterFenced: a live job's writer (delivery 1) is mid-answer
+// when another writer (as the job's redelivery would) stores the next
+// event. The first writer's next stored copy is refused; it shows at most
+// that one event live after the takeover and stores none; the producer's
+// answer is the redelivery's alone, never a splice of both; the stored
+// reply holds no event of the fenced writer past the takeover.
+func TestLiveWriterFenced(t *testing.T) {
+	t.Parallel()
+	stall := make(chan struct{})
+	f := fleettest.New(t, fleettest.Options{LLM: midStream(stall), Topology: topology.Config{AckWait: 2 * time.Second}})
+	f.StartWorker(func(c *worker.Config) { c.Manager.ChunkWindow = -1 })
+	ctx := ctxFor(t, time.Minute)
+	nc, js := natstest.JetStream(t, f.NATS.ClientURL())
+	job := userJob("fenced live writer")
+	job.ID = "fenced-live"
+	liveMsgs := make(chan *nats.Msg, 256)
+	sub, err := nc.ChanSubscribe("chat.reply.default.fenced-live", liveMsgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.Pub.Submit(ctx, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	fleettest.Poll(t, ctx, "meta and 3 chunks live", func() bool { return len(liveMsgs) >= 4 })
+	// The other writer, epoch 2, stores the next event: a reset.
+	intruder := protocol.Event{V: 1, ID: job.ID, Seq: 5, Type: protocol.EventReset}
+	msg := nats.NewMsg("chat.write.default.fenced-live")
+	msg.Data, _ = intruder.Marshal()
+	msg.Header.Set(protocol.HeaderEpoch, "2")
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	close(stall) // the first writer goes on: its next copy finds the intruder's event
+
+	// The producer's answer is the redelivery's, whole, after a reset.
+	ans, err := r.Collect(ctx)
+	if err != nil || ans.Resets == 0 || ans.Content != llmtest.Answer(f.LLM.Requests()[0]) {
+		t.Fatalf("answer %+v, %v", ans, err)
+	}
+
+	// What the first writer showed live past the takeover: one event at most.
+	shown, before := 0, 0
+	for len(liveMsgs) > 0 {
+		m := <-liveMsgs
+		if m.Header.Get(jetstream.SequenceHeader) != "" || m.Header.Get(protocol.HeaderEpoch) != "1" {
+			continue // a stored copy, or another writer's
+		}
+		switch ev, err := protocol.DecodeEvent(m.Data); {
+		case err != nil:
+		case ev.Seq >= 5:
+			shown++
+		default:
+			before++
+		}
+	}
+	if before < 3 {
+		t.Errorf("%d events came live before the takeover, want the 3 chunks", before)
+	}
+	if shown > 1 {
+		t.Errorf("the fenced writer showed %d events live past the takeover, want at most 1", shown)
+	}
+
+	// What it stored past the takeover: nothing.
+	stream, err := js.Stream(ctx, "CHAT_REPLIES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); ; seq++ {
+		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject("chat.write.default.fenced-live"))
+		if err != nil {
+			break
+		}
+		seq = m.Sequence
+		ev, err := protocol.DecodeEvent(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get(protocol.HeaderEpoch) == "1" && ev.Seq >= 5 {
+			t.Errorf("the fenced writer stored event %d (%s) past the takeover", ev.Seq, ev.Type)
+		}
+		if epoch := m.Header.Get(protocol.HeaderEpoch); epoch != "" {
+			if _, err := strconv.ParseUint(epoch, 10, 64); err != nil {
+				t.Errorf("epoch %q", epoch)
+			}
+		}
+	}
+}

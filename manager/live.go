@@ -80,6 +80,13 @@ func (r *request) confirmStored() error {
 	if r.copy == nil {
 		return nil
 	}
+	select { // usually the ack is in: no timer needed
+	case ack := <-r.copy.ack.Ok():
+		return r.settleCopy(ack, nil)
+	case err := <-r.copy.ack.Err():
+		return r.settleCopy(nil, err)
+	default:
+	}
 	timer := time.NewTimer(r.m.ackWait() / 4)
 	defer timer.Stop()
 	select {

@@ -184,7 +184,7 @@ func DefaultSizes() Sizes {
 		HotpathJobs:           4000,
 		HotpathConcurrency:    256,
 		HotpathWorkers:        []int{1, 2},
-		HotpathDelay:          2 * time.Millisecond,
+		HotpathDelay:          6 * time.Millisecond,
 		HotpathLowJobs:        500,
 	}
 }

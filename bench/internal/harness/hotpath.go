@@ -35,8 +35,8 @@ type HotpathRun struct {
 }
 
 // pacedUpstream streams the 16 tokens delay apart, the first at once: a
-// real model's spacing, wider than the chunk window, so every token is
-// its own chunk event.
+// real model's spacing; wider than the chunk window (HotpathDelay), every
+// token is its own chunk event.
 func pacedUpstream(delay time.Duration) *llmtest.Server {
 	return llmtest.New(llmtest.WithScript(func(llmtest.Request) llmtest.Reply {
 		return llmtest.Reply{Tokens: tokens16, Delay: delay}

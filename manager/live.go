@@ -49,6 +49,11 @@ func (r *request) publishLive(ev *protocol.Event) error {
 	if err := r.confirmStored(); err != nil {
 		return err
 	}
+	if r.m.js.PublishAsyncPending() >= maxPendingCopies {
+		// A burst (a herd of followers): store it first, as for a job
+		// without live events, rather than stall in the publisher's queue.
+		return r.store(ev)
+	}
 	ev.V, ev.ID, ev.Seq = protocol.Version, r.job.ID, r.seq+1
 	b, err := ev.Marshal()
 	if err != nil {
@@ -148,6 +153,11 @@ func (r *request) copyFailed() <-chan error {
 	}
 	return r.copy.ack.Err()
 }
+
+// maxPendingCopies bounds the stored copies a worker has in flight: the
+// JetStream context's asynchronous publisher blocks past its own limit
+// (4,000 by default).
+const maxPendingCopies = 2048
 
 // errCopyTimeout: the stored copy's ack did not come in time.
 var errCopyTimeout = errors.New("stored copy of a live event not confirmed in time")

@@ -1,6 +1,7 @@
 package manager_test
 
 import (
+	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
@@ -31,15 +32,7 @@ func TestLiveWriterFenced(t *testing.T) {
 	nc, js := natstest.JetStream(t, f.NATS.ClientURL())
 	job := userJob("fenced live writer")
 	job.ID = "fenced-live"
-	liveMsgs := make(chan *nats.Msg, 256)
-	sub, err := nc.ChanSubscribe("chat.reply.default.fenced-live", liveMsgs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	liveMsgs := watchReply(t, nc, "chat.reply.default.fenced-live")
 	r, err := f.Pub.Submit(ctx, job)
 	if err != nil {
 		t.Fatal(err)
@@ -108,4 +101,61 @@ func TestLiveWriterFenced(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestJobOfOldPublisherNotLive: a job without protocol.HeaderLive (an
+// older publisher, or any NATS client that does not ask) is answered as
+// before live events: every event on the reply subject is the stream's
+// republished copy, none carries an epoch, and the answer is whole.
+func TestJobOfOldPublisherNotLive(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	f.StartWorker(nil)
+	ctx := ctxFor(t, 30*time.Second)
+	nc, js := natstest.JetStream(t, f.NATS.ClientURL())
+	msgs := watchReply(t, nc, "chat.reply.default.old-publisher")
+	job := userJob("asked the old way")
+	job.ID = "old-publisher"
+	msg := nats.NewMsg("chat.jobs.default")
+	msg.Data, _ = json.Marshal(job)
+	msg.Header.Set(jetstream.MsgIDHeader, protocol.MsgID(job.Tenant, job.ID))
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	var content string
+	for ended := false; !ended; {
+		select {
+		case m := <-msgs:
+			if m.Header.Get(jetstream.SequenceHeader) == "" || m.Header.Get(protocol.HeaderEpoch) != "" {
+				t.Fatalf("a live event for a job that did not ask: %v %s", m.Header, m.Data)
+			}
+			ev, err := protocol.DecodeEvent(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			content += ev.Content
+			ended = ev.Type.Terminal()
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+	}
+	if want := llmtest.Answer(f.LLM.Requests()[0]); content != want {
+		t.Errorf("content %q, want %q", content, want)
+	}
+}
+
+// watchReply subscribes to a reply subject as a raw NATS client: every
+// message, live or republished, until the test ends.
+func watchReply(t *testing.T, nc *nats.Conn, subject string) chan *nats.Msg {
+	t.Helper()
+	msgs := make(chan *nats.Msg, 256)
+	sub, err := nc.ChanSubscribe(subject, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return msgs
 }

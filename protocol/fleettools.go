@@ -54,7 +54,10 @@ type ToolEvent struct {
 	// Round numbers the model's turns in the generation, from 1.
 	Round     int    `json:"round"`
 	Arguments string `json:"arguments,omitempty"`
-	Output    string `json:"output,omitempty"`
+	// NotIdempotent, on a started event, says the tool must not run twice
+	// for a call: the generation cannot be started again.
+	NotIdempotent bool   `json:"not_idempotent,omitempty"`
+	Output        string `json:"output,omitempty"`
 	// Truncated says the output was cut at the fleet's output limit.
 	Truncated  bool   `json:"truncated,omitempty"`
 	Error      string `json:"error,omitempty"`

@@ -86,40 +86,57 @@ type Server struct {
 
 // Serve registers tools on nc and serves their calls until Stop.
 func Serve(nc *nats.Conn, cfg Config, tools ...Tool) (*Server, error) {
-	cfg = cfg.withDefaults()
-	names, err := subjects.New(cfg.Prefix)
+	if len(tools) == 0 {
+		return nil, errors.New("tools: no tool to serve")
+	}
+	s, names, err := newServer(nc, cfg, ServiceName, "chatfleet fleet tools")
 	if err != nil {
 		return nil, err
 	}
-	if len(tools) == 0 {
-		return nil, errors.New("tools: no tool to serve")
+	for _, t := range tools {
+		if err := s.add(names, t); err != nil {
+			s.abort()
+			return nil, err
+		}
+	}
+	return s, s.ready()
+}
+
+// newServer registers the micro service name, with no endpoint yet.
+func newServer(nc *nats.Conn, cfg Config, name, description string) (*Server, subjects.Names, error) {
+	cfg = cfg.withDefaults()
+	names, err := subjects.New(cfg.Prefix)
+	if err != nil {
+		return nil, names, err
 	}
 	s := &Server{cfg: cfg, nc: nc, slots: make(chan struct{}, cfg.MaxConcurrent)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	svc, err := micro.AddService(nc, micro.Config{
-		Name: ServiceName, Version: Version, QueueGroup: ServiceName,
-		Description: "chatfleet fleet tools",
-		Metadata:    map[string]string{MetadataPrefix: names.Prefix()},
+		Name: name, Version: Version, QueueGroup: name, Description: description,
+		Metadata: map[string]string{MetadataPrefix: names.Prefix()},
 	})
 	if err != nil {
 		s.cancel()
-		return nil, fmt.Errorf("tools: register the service: %w", err)
+		return nil, names, fmt.Errorf("tools: register the service: %w", err)
 	}
 	s.svc = svc
-	for _, t := range tools {
-		if err := s.add(names, t); err != nil {
-			_ = svc.Stop()
-			s.cancel()
-			return nil, err
-		}
+	return s, names, nil
+}
+
+// ready returns once the NATS server knows the endpoints: a call made
+// next reaches them. On failure it stops the service.
+func (s *Server) ready() error {
+	if err := s.nc.FlushTimeout(10 * time.Second); err != nil {
+		s.abort()
+		return fmt.Errorf("tools: register the endpoints: %w", err)
 	}
-	// When Serve returns, the server knows the endpoints: a call made
-	// next reaches them.
-	if err := nc.FlushTimeout(10 * time.Second); err != nil {
-		_ = s.Stop(context.Background())
-		return nil, fmt.Errorf("tools: register the tools: %w", err)
-	}
-	return s, nil
+	return nil
+}
+
+// abort stops a server that never served.
+func (s *Server) abort() {
+	_ = s.svc.Stop()
+	s.cancel()
 }
 
 func (c Config) withDefaults() Config {
@@ -162,7 +179,7 @@ func (s *Server) add(names subjects.Names, t Tool) error {
 		MetadataParameters:  string(params),
 		MetadataIdempotent:  fmt.Sprint(!t.NotIdempotent),
 	}
-	handler := micro.HandlerFunc(func(r micro.Request) { s.dispatch(t, r) })
+	handler := micro.HandlerFunc(func(r micro.Request) { s.dispatch(r, func(r micro.Request) { s.run(t, r) }) })
 	if err := s.svc.AddEndpoint(t.Name, handler, micro.WithEndpointSubject(names.Tool(t.Name)), micro.WithEndpointMetadata(meta)); err != nil {
 		return fmt.Errorf("tools: register tool %s: %w", t.Name, err)
 	}
@@ -181,9 +198,9 @@ func ValidName(name string) error {
 	return nil
 }
 
-// dispatch runs a call in a goroutine of its own (a slow tool must not
+// dispatch runs a request in a goroutine of its own (a slow tool must not
 // hold up the endpoint's other calls), or answers busy.
-func (s *Server) dispatch(t Tool, r micro.Request) {
+func (s *Server) dispatch(r micro.Request, run func(micro.Request)) {
 	select {
 	case s.slots <- struct{}{}:
 	default:
@@ -193,7 +210,7 @@ func (s *Server) dispatch(t Tool, r micro.Request) {
 	s.calls.Add(1)
 	go func() {
 		defer func() { <-s.slots; s.calls.Done() }()
-		s.run(t, r)
+		run(r)
 	}()
 }
 

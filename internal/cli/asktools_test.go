@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -10,16 +11,25 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/tools"
+	"github.com/chatfleet/chatfleet/tools/devtools"
 )
 
-// TestAskToolsFlag: --tools sets the job's fleet_tools, a comma-separated
-// list (spaces and empty names dropped; the protocol sorts it); a name
+// TestAskTools: --tools sets the job's fleet_tools, a comma-separated
+// list (spaces and empty names dropped; the protocol sorts it), which the
+// worker offers the model as tools, never as a field of its own; a name
 // that cannot be a tool's is a usage error naming --tools.
-func TestAskToolsFlag(t *testing.T) {
-	f := newFleet(t, nil)
+func TestAskTools(t *testing.T) {
+	f := newFleet(t, nil, llmtest.WithToolUse())
 	ctx := fleettest.Context(t, 30*time.Second)
 	nc, _ := natstest.JetStream(t, f.NATS.ClientURL())
+	srv, err := tools.Serve(nc, tools.Config{Prefix: "chat"}, devtools.All()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
 	jobs := make(chan protocol.Job, 1)
 	if _, err := nc.Subscribe("chat.jobs.>", func(m *nats.Msg) {
 		var j protocol.Job
@@ -44,9 +54,12 @@ func TestAskToolsFlag(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no job published")
 	}
-	// Fleet tools never reach the upstream as fields of their own.
-	if body := f.LLM.Requests()[0].JSON(); body["fleet_tools"] != nil {
-		t.Errorf("fleet_tools sent upstream: %s", body["fleet_tools"])
+	body := f.LLM.Requests()[0].JSON()
+	if body["fleet_tools"] != nil || !strings.Contains(string(body["tools"]), `"name":"calculator"`) || !strings.Contains(string(body["tools"]), `"name":"clock"`) {
+		t.Errorf("upstream: tools %s, fleet_tools %s; want both tools offered, no fleet_tools", body["tools"], body["fleet_tools"])
+	}
+	if !strings.HasPrefix(res.out, "The calculator says 391.") || !strings.Contains(res.err, `[calculator {"expression":"17*23"} → 391]`) {
+		t.Errorf("ask: %v; want the tool's result in the answer and its call on stderr", res)
 	}
 
 	res = run(ctx, "", "ask", "--tools", "calculator,a.b", "hi")

@@ -15,7 +15,8 @@ import (
 // TestDevTools: dev serves the example tools on its NATS under the
 // fleet's prefix, where any client discovers and calls them, and its
 // banner says how to try them; `ask --tools calculator` gets the tool's
-// result in the answer and the call on stderr; dev stops them cleanly.
+// result in the answer and the call on stderr, through the leader's tool
+// loop; dev stops them cleanly.
 func TestDevTools(t *testing.T) {
 	endToEnd(t)
 	natsAddr, _ := devEnv(t)
@@ -48,11 +49,7 @@ func TestDevTools(t *testing.T) {
 	}
 
 	res := run(ctx, "", "ask", "--tools", "calculator", "what is 17*23?")
-	if res.code == 0 && strings.HasPrefix(res.out, "Simulated answer") && !strings.Contains(res.err, "[calculator") {
-		// TODO(issue 16): drop this branch once the leader runs fleet tools
-		// on main; until then the worker answers without them.
-		t.Log("the workers do not run fleet tools yet: the end-to-end loop is not checked")
-	} else if res.code != 0 || !strings.HasPrefix(res.out, "The calculator says 391.") ||
+	if res.code != 0 || !strings.HasPrefix(res.out, "The calculator says 391.") ||
 		!strings.Contains(res.err, `[calculator {"expression":"17*23"} → 391]`) {
 		t.Errorf("ask --tools calculator: %v\nwant the tool's result in the answer and its call on stderr", res)
 	}

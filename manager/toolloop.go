@@ -206,3 +206,18 @@ func replayTool(t *protocol.ToolEvent, emit func(entry)) {
 	final.Arguments = ""
 	emit(entry{kind: entryTool, tool: &final})
 }
+
+// offersNotIdempotentTool reports whether the job offers a fleet tool
+// that must not run twice (as the tool services advertise it now).
+func (r *request) offersNotIdempotentTool() bool {
+	if len(r.job.FleetTools) == 0 {
+		return false
+	}
+	known := r.m.tools.Tools(r.ctx)
+	for _, name := range r.job.FleetTools {
+		if info, ok := known[name]; ok && !info.Idempotent {
+			return true
+		}
+	}
+	return false
+}

@@ -15,6 +15,10 @@ import (
 // it called a tool that must not run twice.
 var errNotIdempotent = errors.New("the generation must start again, and it called a tool that is not idempotent")
 
+// maxFleetCallsPerTurn bounds the fleet tool calls run for one model turn;
+// the model reads that the rest were not called.
+const maxFleetCallsPerTurn = 32
+
 // toolRoundsError ends a generation whose model kept calling fleet tools.
 type toolRoundsError struct{ limit int }
 
@@ -76,7 +80,7 @@ func (h *hub) generateRounds(ctx context.Context, gen int) (*streamed, error) {
 // fleetTools returns the job's fleet tools as the fleet's tool services
 // advertise them; a tool none offers fails the job.
 func (h *hub) fleetTools(ctx context.Context, job *protocol.Job) (map[string]tools.Info, error) {
-	known := h.m.tools.Tools(ctx)
+	known := h.m.tools.Lookup(ctx, job.FleetTools...)
 	offered := make(map[string]tools.Info, len(job.FleetTools))
 	for _, name := range job.FleetTools {
 		info, ok := known[name]
@@ -125,6 +129,12 @@ func (s *streamed) add(turn *streamed) {
 // listener sees the calls live.
 func (h *hub) runTools(ctx context.Context, gen, n int, calls []protocol.ToolCall, offered map[string]tools.Info) []string {
 	results := make([]string, len(calls))
+	if len(calls) > maxFleetCallsPerTurn {
+		for i := maxFleetCallsPerTurn; i < len(calls); i++ {
+			results[i] = fmt.Sprintf("error: not called: a turn may call at most %d fleet tools", maxFleetCallsPerTurn)
+		}
+		calls = calls[:maxFleetCallsPerTurn]
+	}
 	var wg sync.WaitGroup
 	for i, c := range calls {
 		wg.Add(1)
@@ -205,4 +215,19 @@ func replayTool(t *protocol.ToolEvent, emit func(entry)) {
 	final := *t
 	final.Arguments = ""
 	emit(entry{kind: entryTool, tool: &final})
+}
+
+// offersNotIdempotentTool reports whether the job offers a fleet tool
+// that must not run twice (as the tool services advertise it now).
+func (r *request) offersNotIdempotentTool() bool {
+	if len(r.job.FleetTools) == 0 {
+		return false
+	}
+	known := r.m.tools.Tools(r.ctx)
+	for _, name := range r.job.FleetTools {
+		if info, ok := known[name]; ok && !info.Idempotent {
+			return true
+		}
+	}
+	return false
 }

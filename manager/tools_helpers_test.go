@@ -37,7 +37,11 @@ func bodyOf(t *testing.T, r llmtest.Request) upstreamBody {
 // returns (none: it answers at once), and, given tool results, answers
 // "tools said: " and the results joined by "|".
 func toolModel(calls func(prompt string) []protocol.ToolCall) llmtest.Option {
-	return llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+	return llmtest.WithScript(toolScript(calls))
+}
+
+func toolScript(calls func(prompt string) []protocol.ToolCall) func(llmtest.Request) llmtest.Reply {
+	return func(r llmtest.Request) llmtest.Reply {
 		var b upstreamBody
 		_ = json.Unmarshal(r.Body, &b)
 		last := b.Messages[len(b.Messages)-1]
@@ -54,7 +58,7 @@ func toolModel(calls func(prompt string) []protocol.ToolCall) llmtest.Option {
 			return llmtest.Reply{ToolCalls: cs}
 		}
 		return llmtest.DefaultReply(r)
-	})
+	}
 }
 
 // call is a tool call the scripted model makes.
@@ -106,4 +110,9 @@ func toolJob(prompt string, fleet ...string) protocol.Job {
 	j := userJob(prompt)
 	j.FleetTools = fleet
 	return j
+}
+
+// containsCode reports whether err, a watch's error, names code.
+func containsCode(err error, code string) bool {
+	return err != nil && strings.Contains(err.Error(), code)
 }

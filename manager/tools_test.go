@@ -2,6 +2,7 @@ package manager_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -132,5 +133,30 @@ func TestFleetToolFailures(t *testing.T) {
 	r = submit(t, ctx, loop.Pub, again).wait(t)
 	if code := jobErrorCode(r.err); code != protocol.CodeToolRounds || loop.LLM.Calls() != 3 {
 		t.Errorf("endless tools: %v after %d upstream calls, want tool_rounds_exceeded after 3", r.err, loop.LLM.Calls())
+	}
+}
+
+// TestTooManyToolCallsInOneTurn: a turn that calls more fleet tools than a
+// turn may run gets the first ones run and, for the rest, a result that
+// says so; the answer completes.
+func TestTooManyToolCallsInOneTurn(t *testing.T) {
+	t.Parallel()
+	forty := func(string) []protocol.ToolCall {
+		var cs []protocol.ToolCall
+		for i := range 40 {
+			cs = append(cs, call(fmt.Sprintf("c%d", i), "calculator", fmt.Sprintf(`{"expression":"%d"}`, i)))
+		}
+		return cs
+	}
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{toolModel(forty)}})
+	var calls atomic.Int64
+	serveTools(t, f, counted(devtools.Calculator(), &calls))
+	f.StartWorker(nil)
+	r := submit(t, ctxFor(t, time.Minute), f.Pub, toolJob("many", "calculator")).wait(t)
+	if r.err != nil {
+		t.Fatal(describe(r))
+	}
+	if calls.Load() != 32 || len(r.answer.Tools) != 32 || !strings.Contains(r.answer.Content, "|error: not called: a turn may call at most 32 fleet tools") {
+		t.Errorf("%d calls, %d tool events, answer %q", calls.Load(), len(r.answer.Tools), r.answer.Content)
 	}
 }

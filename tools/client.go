@@ -32,7 +32,8 @@ func (e *CallError) Error() string { return e.Msg }
 type Client struct {
 	nc    *nats.Conn
 	names subjects.Names
-	// Fresh is how long a discovery is trusted.
+	// fresh is how long a discovery is trusted for tools it found; a tool
+	// it did not find is looked for again at once (see Lookup).
 	fresh time.Duration
 
 	mu      sync.Mutex
@@ -42,16 +43,26 @@ type Client struct {
 
 // NewClient returns a client of the tools of the fleet with prefix.
 func NewClient(nc *nats.Conn, names subjects.Names) *Client {
-	return &Client{nc: nc, names: names, fresh: 2 * time.Second}
+	return &Client{nc: nc, names: names, fresh: 30 * time.Second}
 }
 
 // Tools returns the tools the fleet's tool servers advertise, by name,
-// asked of every server (cached for a couple of seconds). Two servers
-// that advertise one name differently: the first answer wins.
+// asked of every server: an answer is waited for 250 ms, so a discovery
+// is kept for 30 s. Two servers that advertise one name differently: the
+// first answer wins.
 func (c *Client) Tools(ctx context.Context) map[string]Info {
+	return c.Lookup(ctx)
+}
+
+// Lookup returns what Tools does, asking the servers again when a tool
+// in names is not among those found last (a tool server that just
+// started) — at most every 250 ms, so a job naming a tool nobody serves
+// does not make every job wait.
+func (c *Client) Lookup(ctx context.Context, names ...string) map[string]Info {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.known != nil && time.Since(c.checked) < c.fresh {
+	age := time.Since(c.checked)
+	if c.known != nil && age < c.fresh && (age < 250*time.Millisecond || c.has(names)) {
 		return c.known
 	}
 	known := map[string]Info{}
@@ -75,6 +86,15 @@ func (c *Client) Tools(ctx context.Context) map[string]Info {
 	})
 	c.known, c.checked = known, time.Now()
 	return known
+}
+
+func (c *Client) has(names []string) bool {
+	for _, n := range names {
+		if _, ok := c.known[n]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // Call calls tool name and waits for its reply until ctx ends. onChunk,

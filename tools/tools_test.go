@@ -18,7 +18,7 @@ import (
 )
 
 // serve starts a tool server on a fresh NATS and returns a client of it.
-func serve(t *testing.T, cfg tools.Config, ts ...tools.Tool) (*tools.Client, *nats.Conn) {
+func serve(t testing.TB, cfg tools.Config, ts ...tools.Tool) (*tools.Client, *nats.Conn) {
 	t.Helper()
 	srv := natstest.RunServer(t)
 	s, err := tools.Serve(natstest.Connect(t, srv.ClientURL()), cfg, ts...)

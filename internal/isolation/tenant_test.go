@@ -24,6 +24,7 @@ func TestSharedFleet(t *testing.T) {
 	t.Run("attacks", func(t *testing.T) { attacksRefused(t, f) })
 	t.Run("operators", func(t *testing.T) { operatorsWork(t, f) })
 	t.Run("gateway", func(t *testing.T) { gatewayWorks(t, f) })
+	t.Run("tools", func(t *testing.T) { toolsWork(t, f) })
 }
 
 // step is one subtest of the shared fleet.

@@ -170,7 +170,9 @@ func (h *hub) runTool(ctx context.Context, gen, n int, c protocol.ToolCall, info
 	case err == nil:
 	case ctx.Err() != nil:
 		return "" // the generation is over: nothing more to say
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ce) && ce.Code == "504":
+		// The caller's deadline, or the server's (the same one, sent
+		// along): whichever is seen first.
 		end.Error = fmt.Sprintf("the tool did not answer within %s", h.m.cfg.ToolTimeout)
 	case errors.As(err, &ce):
 		end.Error = ce.Msg

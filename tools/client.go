@@ -21,7 +21,7 @@ var ErrNoTool = errors.New("no server of the tool is running")
 
 // CallError is a call the tool answered with a failure.
 type CallError struct {
-	Code string // "400" bad arguments, "500" failure, "503" busy
+	Code string // "400" bad arguments, "500" failure, "503" busy, "504" out of time
 	Msg  string
 }
 

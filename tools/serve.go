@@ -240,6 +240,8 @@ func (s *Server) run(t Tool, r micro.Request) {
 		_ = r.RespondJSON(Reply{Output: output, Truncated: truncated})
 	case errors.As(err, &argErr):
 		respondError(r, "400", err.Error(), output)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		respondError(r, "504", fmt.Sprintf("the tool ran out of time (%s)", timeout), output)
 	default:
 		respondError(r, "500", err.Error(), output)
 	}

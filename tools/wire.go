@@ -51,7 +51,8 @@ type Chunk struct {
 // Reply is the body of the reply to a call: the whole output (what the
 // model reads), cut at the request's MaxOutputBytes. A failed call
 // replies with the micro error headers (Nats-Service-Error-Code: 400 for
-// bad arguments, 500 for a failure, 503 when the server is busy;
+// bad arguments, 500 for a failure, 503 when the server is busy, 504 when
+// the call ran out of its time;
 // Nats-Service-Error: the message) and a Reply whose Error repeats the
 // message.
 type Reply struct {

@@ -1,5 +1,5 @@
 // Package cli implements the chatfleet command: dev, worker, init, ask,
-// cancel, dlq, status, upstream, gateway and env.
+// cancel, dlq, status, upstream, gateway, simulate and env.
 package cli
 
 import (
@@ -42,6 +42,7 @@ func commands() []command {
 		{"status", "the fleet: queue, dead letters, workers and their slots [--json] [--watch]", runStatus},
 		{"upstream", "upstream check: probe the configured upstream and list what it supports", runUpstream},
 		{"gateway", "run the OpenAI-compatible HTTP gateway; gateway key TENANT makes an API key", runGateway},
+		{"simulate", "serve dev's simulated model alone on CHATFLEET_DEV_MODEL_LISTEN: an upstream for trying a fleet", runSimulate},
 		{"env", "print every configuration variable with its default", runEnv},
 	}
 }

@@ -381,4 +381,3 @@ func subset(sel, labels map[string]string) bool {
 	}
 	return true
 }
-

@@ -57,27 +57,39 @@ func startProcess(t *testing.T, name, bin string, env map[string]string, args ..
 	return p
 }
 
-// waitFor polls check until it succeeds: a process's port has nothing to
-// wait on but itself. It fails t after a generous deadline, or at once
-// when p exits.
+// waitFor polls check until it succeeds, failing t when p exits first.
 func (p *process) waitFor(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if errors.Is(err, errNotServed) {
-			t.Fatalf("%s: %v", p.name, err)
-		}
+	poll(t, p.name, what, check, func() error {
 		select {
 		case <-p.exited:
-			t.Fatalf("%s exited before %s: %v\n%s", p.name, what, err, p.out)
+			return fmt.Errorf("exited\n%s", p.out)
 		default:
+			return nil
+		}
+	})
+}
+
+// poll calls check until it succeeds: a process's or a container's port
+// has nothing to wait on but itself. It fails t at once when check says
+// the path is not served or gone says who has stopped, and after a
+// generous deadline.
+func poll(t *testing.T, who, what string, check, gone func() error) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		err := check()
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, errNotServed):
+			t.Fatalf("%s: %v", who, err)
+		}
+		if stopped := gone(); stopped != nil {
+			t.Fatalf("%s before %s (%v): %v", who, what, err, stopped)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: no %s within 60s: %v\n%s", p.name, what, err, p.out)
+			t.Fatalf("%s: no %s within 90s: %v", who, what, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -96,8 +96,10 @@ func TestCompose(t *testing.T) {
 	if s := cf["worker"]; s.GetScale() < 2 {
 		t.Errorf("compose runs %d workers, want 2 or more", s.GetScale())
 	}
-	if b := cf["worker"].Build; b == nil || filepath.Clean(b.Context) != filepath.Clean(mustAbs(t, repoPath())) || b.Dockerfile != "Dockerfile" {
-		t.Errorf("the worker's image is not built from the repository's Dockerfile: %+v", b)
+	for _, s := range cf {
+		if b := s.Build; b == nil || filepath.Clean(b.Context) != filepath.Clean(mustAbs(t, repoPath())) || b.Dockerfile != "Dockerfile" {
+			t.Errorf("%s's image is not built from the repository's Dockerfile: %+v", s.Name, b)
+		}
 	}
 	checkComposeNATS(t, p, cf)
 	checkComposeGrace(t, cf)

@@ -100,6 +100,9 @@ func TestCompose(t *testing.T) {
 		if b := s.Build; b == nil || filepath.Clean(b.Context) != filepath.Clean(mustAbs(t, repoPath())) || b.Dockerfile != "Dockerfile" {
 			t.Errorf("%s's image is not built from the repository's Dockerfile: %+v", s.Name, b)
 		}
+		if !s.ReadOnly {
+			t.Errorf("%s's file system is writable (TestContainers runs chatfleet read-only)", s.Name)
+		}
 	}
 	checkComposeNATS(t, p, cf)
 	checkComposeGrace(t, cf)

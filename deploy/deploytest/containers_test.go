@@ -62,7 +62,7 @@ func TestContainers(t *testing.T) {
 	}
 
 	genv := local(cf["gateway"])
-	key, keyLine := parseGatewayKey(t, pm.output("run", "--rm", chatfleetImage, "gateway", "key", "default"))
+	key, keyLine := parseGatewayKey(t, pm.output("run", "--rm", "--network", "none", chatfleetImage, "gateway", "key", "default"))
 	keys := filepath.Join(t.TempDir(), "gateway-keys")
 	if err := os.WriteFile(keys, []byte(keyLine+"\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -89,12 +89,15 @@ type container struct {
 	name string
 }
 
-// start runs image detached on the host's network with env and volumes
+// start runs image detached on the host's network, its root file system
+// read-only, with env and volumes
 // ("host:container[:ro]"); args follow the image.
 func (p *podman) start(name, image string, env map[string]string, volumes []string, args ...string) *container {
 	p.t.Helper()
 	c := &container{p: p, name: name + "-" + p.suffix}
-	run := []string{"run", "--detach", "--name", c.name, "--network", "host"}
+	// Read-only, as the chart runs chatfleet (readOnlyRootFilesystem):
+	// volumes stay writable.
+	run := []string{"run", "--detach", "--name", c.name, "--network", "host", "--read-only"}
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		run = append(run, "--env", k+"="+env[k])
 	}

@@ -7,21 +7,26 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chatfleet/chatfleet/subjects"
 )
 
 // KeyStore maps API keys to tenants. It holds only the keys' SHA-256
-// hashes, never a key.
+// hashes, never a key. A store read from a bucket changes while it serves.
 type KeyStore struct {
+	mu      sync.RWMutex
 	tenants map[[sha256.Size]byte]string
 }
+
+func newKeyStore() *KeyStore { return &KeyStore{tenants: map[[sha256.Size]byte]string{}} }
 
 // LoadKeys reads a key file: one "TENANT SHA256-HEX" line per key (blank
 // lines and lines starting with # are skipped). `chatfleet gateway key
@@ -37,23 +42,17 @@ func LoadKeys(path string) (*KeyStore, error) {
 
 // ReadKeys reads key lines (see LoadKeys) from r.
 func ReadKeys(r io.Reader) (*KeyStore, error) {
-	ks := &KeyStore{tenants: map[[sha256.Size]byte]string{}}
+	ks := newKeyStore()
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		tenant, hash, ok := strings.Cut(line, " ")
-		hash = strings.TrimPrefix(strings.TrimSpace(hash), "sha256:")
-		raw, err := hex.DecodeString(hash)
-		if !ok || err != nil || len(raw) != sha256.Size {
-			return nil, fmt.Errorf("gateway: keys: line %d: want \"TENANT SHA256-HEX\"", n)
-		}
-		if err := subjects.ValidName("tenant", tenant); err != nil {
+		tenant, hash, _ := strings.Cut(line, " ")
+		if err := ks.set(strings.TrimPrefix(strings.TrimSpace(hash), "sha256:"), tenant); err != nil {
 			return nil, fmt.Errorf("gateway: keys: line %d: %w", n, err)
 		}
-		ks.tenants[[sha256.Size]byte(raw)] = tenant
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("gateway: keys: %w", err)
@@ -72,23 +71,47 @@ func NewKey(tenant string) (key, line string, err error) {
 		return "", "", err
 	}
 	key = "cf-" + base64.RawURLEncoding.EncodeToString(b)
+	return key, tenant + " " + KeyHash(key), nil
+}
+
+// KeyHash is how a key is kept: its SHA-256 in hex.
+func KeyHash(key string) string {
 	sum := sha256.Sum256([]byte(key))
-	return key, tenant + " " + hex.EncodeToString(sum[:]), nil
+	return hex.EncodeToString(sum[:])
+}
+
+// set maps the key whose hash (hex) is hash to tenant.
+func (ks *KeyStore) set(hash, tenant string) error {
+	raw, err := hex.DecodeString(hash)
+	if err != nil || len(raw) != sha256.Size {
+		return errors.New(`want "TENANT SHA256-HEX"`)
+	}
+	if err := subjects.ValidName("tenant", tenant); err != nil {
+		return err
+	}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.tenants[[sha256.Size]byte(raw)] = tenant
+	return nil
+}
+
+// remove forgets the key whose hash (hex) is hash.
+func (ks *KeyStore) remove(hash string) {
+	raw, err := hex.DecodeString(hash)
+	if err != nil || len(raw) != sha256.Size {
+		return
+	}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	delete(ks.tenants, [sha256.Size]byte(raw))
 }
 
 // Tenant returns the tenant key belongs to.
 func (ks *KeyStore) Tenant(key string) (string, bool) {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
 	t, ok := ks.tenants[sha256.Sum256([]byte(key))]
 	return t, ok
-}
-
-// Tenants returns every tenant a key maps to: the tenant label's values.
-func (ks *KeyStore) Tenants() map[string]bool {
-	out := map[string]bool{}
-	for _, t := range ks.tenants {
-		out[t] = true
-	}
-	return out
 }
 
 // resumeToken signs (tenant, request, usage, expiry): it lets a browser's

@@ -70,7 +70,8 @@ func (g *Gateway) stream(ctx context.Context, rec *recorder, s *sse, reply *publ
 			_ = s.fail(0, e)
 			return
 		}
-		if !s.wrote {
+		first := !s.wrote
+		if first {
 			if ev.Type == protocol.EventError || ev.Type == protocol.EventCancelled {
 				if ev.Type == protocol.EventCancelled || ev.Error == nil {
 					errCancelled.write(rec)
@@ -79,13 +80,12 @@ func (g *Gateway) stream(ctx context.Context, rec *recorder, s *sse, reply *publ
 				}
 				return
 			}
-			if err := s.start(); err != nil {
-				g.cancelUnlessResumed(tenant, reply.ID())
-				return
-			}
-			rec.firstByte()
+			s.writeHeader() // sent with the first event, in one write
 		}
 		done, err := s.event(&ev)
+		if first && err == nil {
+			rec.firstByte()
+		}
 		if err != nil { // the client is gone
 			if !done {
 				g.cancelUnlessResumed(tenant, reply.ID())

@@ -21,10 +21,15 @@ type Config struct {
 	Addr string
 	// Names derives subjects. Defaults to subjects.Default().
 	Names subjects.Names
-	// Keys maps API keys (Authorization: Bearer) to tenants. Nil serves
-	// one tenant, Tenant, to anyone who can reach Addr: allowed on
-	// loopback only. Defaults to nil.
+	// Keys maps API keys (Authorization: Bearer) to tenants. Nil, with
+	// KeysFromBucket false, serves one tenant, Tenant, to anyone who can
+	// reach Addr: allowed on loopback only. Defaults to nil.
 	Keys *KeyStore
+	// KeysFromBucket reads the keys from the fleet's API keys bucket
+	// instead (Names.APIKeysBucket; AddKey, RevokeKey), following its
+	// changes live. Start fails when the bucket does not exist. Defaults
+	// to false.
+	KeysFromBucket bool
 	// Tenant is the tenant of every request when Keys is nil. Defaults to
 	// "default".
 	Tenant string
@@ -87,7 +92,10 @@ func (c Config) validate() error {
 	if err := subjects.ValidName("tenant", c.Tenant); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	if c.Keys == nil && !loopback(c.Addr) {
+	if c.Keys != nil && c.KeysFromBucket {
+		return fmt.Errorf("%w: Keys and KeysFromBucket are exclusive", ErrInvalidConfig)
+	}
+	if c.Keys == nil && !c.KeysFromBucket && !loopback(c.Addr) {
 		return fmt.Errorf("%w: without API keys the gateway serves anyone who reaches it, so it listens on loopback only; %q is not (configure keys, or listen on 127.0.0.1)", ErrInvalidConfig, c.Addr)
 	}
 	return nil

@@ -84,6 +84,8 @@ var (
 		e.retryAfter = 5 * time.Second
 		return e
 	}()
+	errStopping = newError(http.StatusServiceUnavailable, "server_error", "gateway_stopping", "",
+		"this gateway is stopping; retry on another replica")
 	errUnauthorized = newError(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "",
 		"missing or unknown API key (Authorization: Bearer <key>)")
 )

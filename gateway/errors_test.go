@@ -158,16 +158,10 @@ func TestDuplicateRequestID(t *testing.T) {
 	if _, err := jsOf(t, b.f).PublishMsg(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if ev, found, _ := b.f.Pub.LastEvent(ctx, "default", "reused"); found && ev.Type.Terminal() {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the earlier job never ended")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	fleettest.Poll(t, ctx, "the earlier job ended", func() bool {
+		ev, found, _ := b.f.Pub.LastEvent(ctx, "default", "reused")
+		return found && ev.Type.Terminal()
+	})
 	_, err = client.Chat.Completions.New(ctx, userParams("later"), option.WithHeader(gateway.HeaderRequestID, "reused"))
 	if e := apiError(t, err); e.StatusCode != 409 || e.Code != string(protocol.CodeDuplicateID) {
 		t.Errorf("reused ID: %d %q", e.StatusCode, e.Code)

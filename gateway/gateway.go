@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/chatfleet/chatfleet/internal/kvmirror"
 	"github.com/chatfleet/chatfleet/publisher"
 )
 
@@ -20,16 +21,21 @@ import (
 // Create it with New, then Start and Stop it (or mount Handler in a server
 // of your own).
 type Gateway struct {
-	cfg     Config
-	nc      *nats.Conn
-	pub     *publisher.Publisher
-	fleet   *fleet
-	tracer  trace.Tracer
-	metrics *metrics
-	secret  []byte
-	handler http.Handler
+	cfg      Config
+	nc       *nats.Conn
+	pub      *publisher.Publisher
+	fleet    *fleet
+	tracer   trace.Tracer
+	metrics  *metrics
+	secret   []byte
+	handler  http.Handler
+	keys     *KeyStore        // nil: one tenant, no keys
+	keyWatch *kvmirror.Mirror // the API keys bucket, with KeysFromBucket
 
-	later     sync.WaitGroup // cancels waiting for a resume; Stop waits for them
+	mu        sync.Mutex
+	stopping  bool           // set by Stop: no request is counted in after it
+	handlers  sync.WaitGroup // requests being handled; Stop waits for them
+	later     sync.WaitGroup // cancels waiting for a resume, started by handlers; Stop waits for them after the handlers
 	srv       *http.Server
 	ln        net.Listener
 	served    chan struct{} // closed when Serve returns
@@ -50,7 +56,7 @@ func New(cfg Config, nc *nats.Conn) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, nc: nc, pub: pub, secret: cfg.ResumeSecret, served: make(chan struct{}),
+	g := &Gateway{cfg: cfg, nc: nc, pub: pub, secret: cfg.ResumeSecret, served: make(chan struct{}), keys: cfg.Keys,
 		fleet:  &fleet{nc: nc, prefix: cfg.Names.Prefix(), fresh: cfg.WorkersFresh},
 		tracer: cfg.TracerProvider.Tracer("github.com/chatfleet/chatfleet/gateway")}
 	if len(g.secret) == 0 {
@@ -73,14 +79,22 @@ func New(cfg Config, nc *nats.Conn) (*Gateway, error) {
 // Handler returns the gateway's routes, to mount in a server of one's own.
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
-// Start listens on Config.Addr and serves in the background until Stop.
+// Start reads the API keys bucket (with KeysFromBucket), listens on
+// Config.Addr and serves in the background until Stop.
 func (g *Gateway) Start(ctx context.Context) error {
 	err := errors.New("gateway: already started")
 	g.startOnce.Do(func() {
+		if g.cfg.KeysFromBucket {
+			if g.keys, g.keyWatch, err = g.watchKeyBucket(ctx); err != nil {
+				close(g.served)
+				return
+			}
+		}
 		var lc net.ListenConfig
 		g.ln, err = lc.Listen(ctx, "tcp", g.cfg.Addr)
 		if err != nil {
 			err = fmt.Errorf("gateway: listen on %s (CHATFLEET_GATEWAY_ADDR): %w", g.cfg.Addr, err)
+			g.stopKeyWatch()
 			close(g.served)
 			return
 		}
@@ -89,7 +103,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 			defer close(g.served)
 			_ = g.srv.Serve(g.ln)
 		}()
-		g.cfg.Logger.Info("gateway listening", "addr", g.ln.Addr().String(), "auth", g.cfg.Keys != nil)
+		g.cfg.Logger.Info("gateway listening", "addr", g.ln.Addr().String(), "auth", g.keys != nil)
 	})
 	return err
 }
@@ -117,9 +131,33 @@ func (g *Gateway) Stop(ctx context.Context) error {
 			err = errors.Join(fmt.Errorf("gateway: grace period over; open streams closed: %w", err), g.srv.Close())
 		}
 		<-g.served
-		g.later.Wait() // each ends within ResumeGrace
+		g.mu.Lock()
+		g.stopping = true
+		g.mu.Unlock()
+		g.handlers.Wait() // closed connections end them promptly
+		g.later.Wait()    // each ends within ResumeGrace
+		g.stopKeyWatch()
 	})
 	return err
+}
+
+// enter counts a request in, unless the gateway is stopping: Stop waits
+// for the requests counted in before it waits for the cancels they start,
+// so no cancel starts while it waits.
+func (g *Gateway) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopping {
+		return false
+	}
+	g.handlers.Add(1)
+	return true
+}
+
+func (g *Gateway) stopKeyWatch() {
+	if g.keyWatch != nil {
+		g.keyWatch.Stop()
+	}
 }
 
 // cors answers browsers from the configured origins.
@@ -163,14 +201,14 @@ func (g *Gateway) authenticate(rec *recorder, r *http.Request) (string, bool) {
 // tenant authenticates r: the tenant its bearer key maps to, or the one
 // tenant when no keys are configured.
 func (g *Gateway) tenant(r *http.Request) (string, bool) {
-	if g.cfg.Keys == nil {
+	if g.keys == nil {
 		return g.cfg.Tenant, true
 	}
 	key, ok := bearer(r)
 	if !ok {
 		return "", false
 	}
-	return g.cfg.Keys.Tenant(key)
+	return g.keys.Tenant(key)
 }
 
 func bearer(r *http.Request) (string, bool) {

@@ -60,6 +60,11 @@ func (g *Gateway) observed(h func(context.Context, *recorder, *http.Request)) ht
 	return func(w http.ResponseWriter, r *http.Request) {
 		rec := g.record(w, r, time.Now())
 		defer rec.done()
+		if !g.enter() {
+			errStopping.write(rec)
+			return
+		}
+		defer g.handlers.Done()
 		ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		ctx, span := g.tracer.Start(ctx, r.Pattern, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()

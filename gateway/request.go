@@ -28,6 +28,8 @@ const (
 	HeaderTimeoutMS = "X-Chatfleet-Timeout-Ms"
 	// HeaderQueueTimeoutMS shortens the fleet's queue timeout for the job.
 	HeaderQueueTimeoutMS = "X-Chatfleet-Queue-Timeout-Ms"
+	// HeaderPriority is the job's priority: high, normal or low.
+	HeaderPriority = "X-Chatfleet-Priority"
 	// HeaderResumeToken, on a stream's response, is the token that
 	// resumes it without an Authorization header (?token=).
 	HeaderResumeToken = "X-Chatfleet-Resume-Token"
@@ -61,10 +63,10 @@ func (g *Gateway) readCompletionRequest(r *http.Request, tenant string) (*comple
 	}
 	req := &completionRequest{}
 	if err := json.Unmarshal(body, &openai); err != nil {
-		return nil, newError(http.StatusBadRequest, "invalid_request_error", "invalid_json", "", "the request body is not a JSON object: "+err.Error())
+		return nil, badJSON(err)
 	}
 	if err := json.Unmarshal(body, &req.job); err != nil {
-		return nil, newError(http.StatusBadRequest, "invalid_request_error", "invalid_request", "", "the request body is not a chat-completions request: "+err.Error())
+		return nil, badJSON(err)
 	}
 	req.stream = openai.Stream
 	req.includeUsage = openai.StreamOptions != nil && openai.StreamOptions.IncludeUsage
@@ -89,6 +91,13 @@ func applyControls(h http.Header, job *protocol.Job) *httpError {
 			return newError(http.StatusBadRequest, "invalid_request_error", "invalid_request", HeaderRequestID, err.Error())
 		}
 		job.ID = id
+	}
+	if v := h.Get(HeaderPriority); v != "" {
+		p := protocol.Priority(strings.ToLower(strings.TrimSpace(v)))
+		if p.Rank() < 0 {
+			return newError(http.StatusBadRequest, "invalid_request_error", "invalid_request", HeaderPriority, "want high, normal or low, got "+strconv.Quote(v))
+		}
+		job.Priority = p
 	}
 	for _, b := range []struct {
 		header string
@@ -115,4 +124,14 @@ func applyControls(h http.Header, job *protocol.Job) *httpError {
 		}
 	}
 	return nil
+}
+
+// badJSON is the 400 for a body that does not decode: a field of the
+// wrong JSON type is named in param; anything else is not JSON at all.
+func badJSON(err error) *httpError {
+	perr := protocol.DecodeError(err)
+	if perr.Field != "" {
+		return newError(http.StatusBadRequest, "invalid_request_error", "invalid_type", perr.Field, perr.Field+": "+perr.Message)
+	}
+	return newError(http.StatusBadRequest, "invalid_request_error", "invalid_json", "", "the request body is not a JSON object")
 }

@@ -174,17 +174,10 @@ func TestDisconnectCancels(t *testing.T) {
 	if err := b.f.LLM.WaitDisconnects(ctx, 1); err != nil {
 		t.Fatalf("the upstream call was not cancelled: %v", err)
 	}
-	for {
+	fleettest.Poll(t, ctx, "the request ended cancelled", func() bool {
 		ev, found, _ := b.f.Pub.LastEvent(ctx, "default", id)
-		if found && ev.Type == protocol.EventCancelled {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the request never ended cancelled: %+v", ev)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		return found && ev.Type == protocol.EventCancelled
+	})
 }
 
 // TestTraceContinues: an incoming traceparent reaches the job: the job's

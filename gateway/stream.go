@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -54,25 +53,44 @@ type sse struct {
 	created      int64
 	includeUsage bool
 	after        eventPos
-	wrote        bool // response headers sent
-	output       bool // content, a refusal, reasoning or tool calls reached the client
+	wrote        bool   // response headers written
+	output       bool   // content, a refusal, reasoning or tool calls reached the client
+	buf          []byte // one SSE event being written, reused
 }
 
-// start sends the response headers.
-func (s *sse) start() error {
+// writeHeader writes the response headers; the next flush sends them,
+// with the first event when it follows at once.
+func (s *sse) writeHeader() {
 	h := s.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	s.w.WriteHeader(http.StatusOK)
 	s.wrote = true
+}
+
+// start sends the response headers now, for a stream whose first event
+// may be long in coming.
+func (s *sse) start() error {
+	s.writeHeader()
 	return s.rc.Flush()
 }
 
-// event writes what ev means for the client. done reports the end of the
-// stream (after done, error, cancelled, or a reset the client cannot be
-// shown).
+// event writes what ev means for the client and flushes it: one write to
+// the connection per fleet event, however many SSE events it makes (the
+// last chunk, the usage chunk and [DONE] go together). done reports the
+// end of the stream (after done, error, cancelled, or a reset the client
+// cannot be shown).
 func (s *sse) event(ev *protocol.Event) (done bool, err error) {
+	done, err = s.write(ev)
+	if err != nil {
+		return done, err
+	}
+	return done, s.rc.Flush()
+}
+
+// write writes what ev means for the client, unflushed.
+func (s *sse) write(ev *protocol.Event) (done bool, err error) {
 	switch ev.Type {
 	case protocol.EventMeta:
 		if ev.Model != "" {
@@ -160,7 +178,8 @@ func (p eventPos) before(q eventPos) bool {
 	return p.seq < q.seq || (p.seq == q.seq && p.k < q.k)
 }
 
-// fail ends the stream with an error event, as OpenAI sends one mid-stream.
+// fail ends the stream with an error event, as OpenAI sends one
+// mid-stream, and flushes it.
 func (s *sse) fail(seq uint64, e *httpError) error {
 	pos := eventPos{seq: seq}
 	if !s.after.before(pos) {
@@ -170,28 +189,27 @@ func (s *sse) fail(seq uint64, e *httpError) error {
 	if err != nil {
 		return err
 	}
-	return s.data(b, pos.String())
+	if err := s.data(b, pos.String()); err != nil {
+		return err
+	}
+	return s.rc.Flush()
 }
 
+// data writes one SSE data event, unflushed.
 func (s *sse) data(b []byte, id string) error {
-	var buf bytes.Buffer
+	s.buf = s.buf[:0]
 	if id != "" {
-		buf.WriteString("id: " + id + "\n")
+		s.buf = append(append(append(s.buf, "id: "...), id...), '\n')
 	}
-	buf.WriteString("data: ")
-	buf.Write(b)
-	buf.WriteString("\n\n")
-	if _, err := s.w.Write(buf.Bytes()); err != nil {
-		return err
-	}
-	return s.rc.Flush()
+	s.buf = append(append(append(s.buf, "data: "...), b...), "\n\n"...)
+	_, err := s.w.Write(s.buf)
+	return err
 }
 
+// comment writes an SSE comment, unflushed.
 func (s *sse) comment(text string) error {
-	if _, err := s.w.Write([]byte(": " + strings.TrimSpace(text) + "\n\n")); err != nil {
-		return err
-	}
-	return s.rc.Flush()
+	_, err := s.w.Write([]byte(": " + strings.TrimSpace(text) + "\n\n"))
+	return err
 }
 
 func (s *sse) requestID() string { return strings.TrimPrefix(s.id, "chatcmpl-") }

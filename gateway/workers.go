@@ -28,15 +28,22 @@ type fleet struct {
 	running bool
 }
 
-// running reports whether a worker of this fleet answered a ping within
-// the fresh interval; a stale answer is refreshed with one request.
+// workersRunning reports whether a worker of this fleet answered a ping:
+// the first answer ends the wait, which lasts up to a second (a busy
+// worker answers late, and a false "none" would refuse a request it would
+// serve). "Some" is trusted for the fresh interval, "none" for an eighth
+// of it, so a fleet that comes back is seen soon.
 func (f *fleet) workersRunning(ctx context.Context) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if time.Since(f.checked) < f.fresh {
+	trusted := f.fresh
+	if !f.running {
+		trusted /= 8
+	}
+	if time.Since(f.checked) < trusted {
 		return f.running
 	}
-	infos := f.ask(ctx, micro.PingVerb, 250*time.Millisecond, true)
+	infos := f.ask(ctx, micro.PingVerb, time.Second, true)
 	f.running, f.checked = len(infos) > 0, time.Now()
 	return f.running
 }

@@ -140,6 +140,7 @@ func TestRequestBodyReachesUpstream(t *testing.T) {
 	j.LogitBias = map[string]int{"50256": -100}
 	j.User = "u1"
 	j.ReasoningEffort = "low"
+	j.Priority, j.QueueTimeoutMS, j.TimeoutMS = protocol.PriorityHigh, 1000, 2000 // chatfleet's own: never sent
 	j.Extra = map[string]json.RawMessage{
 		"top_k":          json.RawMessage(`40`),
 		"vendor":         json.RawMessage(`{"x":[1,2]}`),

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/chatfleet/chatfleet/internal/kvmirror"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -45,69 +45,15 @@ func (s *cancelSet) purge(cutoff time.Time) {
 }
 
 // watchCancels mirrors the cancel bucket into memory and cancels active
-// requests as their cancels arrive. It returns after the initial values;
-// ctx bounds only that wait: the watch lives until Stop.
+// requests as their cancels arrive. It returns after the cancels stored so
+// far are known; ctx bounds only that wait: the mirror lives until Stop.
 func (m *Manager) watchCancels(ctx context.Context) error {
-	w, err := m.topo.Cancels.WatchAll(m.life)
+	mirror, err := kvmirror.Start(ctx, m.nc, m.topo.Cancels, ">", m.cfg.Logger, m.applyCancel)
 	if err != nil {
-		return fmt.Errorf("manager: watch cancels: %w", err)
+		return fmt.Errorf("manager: cancels: %w", err)
 	}
-	m.watcher = w
-	// Read up to the end-of-initial-values marker (a nil entry) here, so
-	// Start returns only once every existing cancel is known.
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return fmt.Errorf("manager: cancel watcher closed during start")
-			}
-			if e == nil {
-				m.background.Add(1) // owned by the manager: Stop stops the watcher and waits
-				go func() {
-					defer m.background.Done()
-					m.applyCancels(w)
-				}()
-				return nil
-			}
-			m.applyCancel(e)
-		case <-ctx.Done():
-			_ = w.Stop()
-			return ctx.Err()
-		}
-	}
-}
-
-// applyCancels applies cancels as they arrive until the manager stops. It
-// owns the watcher: after a reconnect (the server may have restarted, and
-// the watch's consumer with it) it starts a new watch after the last
-// revision seen, rather than wait for missed heartbeats to tell.
-func (m *Manager) applyCancels(w jetstream.KeyWatcher) {
-	reconnected := m.nc.StatusChanged(nats.CONNECTED)
-	defer m.nc.RemoveStatusListener(reconnected)
-	defer func() { _ = w.Stop() }()
-	var last uint64
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e != nil {
-				last = max(last, e.Revision())
-				m.applyCancel(e)
-			}
-		case <-reconnected:
-			nw, err := m.topo.Cancels.WatchAll(m.life, jetstream.ResumeFromRevision(last+1))
-			if err != nil {
-				m.cfg.Logger.Warn("cannot watch cancels again after a reconnect; the old watch goes on", "err", err)
-				continue
-			}
-			_ = w.Stop()
-			w = nw
-		case <-m.life.Done():
-			return
-		}
-	}
+	m.cancelMirror = mirror
+	return nil
 }
 
 func (m *Manager) applyCancel(e jetstream.KeyValueEntry) {

@@ -35,6 +35,11 @@ type Config struct {
 	// slots. Defaults to MaxConcurrentLLMStreams: each waits for about one
 	// generation on this worker.
 	MaxWaitingLeaders int
+	// MaxParkedJobs is how many jobs may wait for their tenant (paused, or
+	// at its in-flight or token limit) without holding a request slot, so
+	// the worker goes on pulling other tenants' jobs. Beyond it a waiting
+	// job keeps its slot. Negative disables. Defaults to 1024.
+	MaxParkedJobs int
 	// MaxConcurrentLLMStreams caps concurrent upstream streams. Defaults to 16.
 	MaxConcurrentLLMStreams int
 	// MaxConcurrentFollowers caps requests that follow a generation or are
@@ -103,6 +108,7 @@ func (c Config) WithDefaults() Config {
 	defaults.Set(&c.MaxConcurrentLLMStreams, 16)
 	defaults.Set(&c.MaxWaitingLeaders, c.MaxConcurrentLLMStreams)
 	defaults.Set(&c.MaxConcurrentFollowers, 1024)
+	defaults.Set(&c.MaxParkedJobs, 1024)
 	defaults.Set(&c.ChunkWindow, 5*time.Millisecond)
 	defaults.Set(&c.MaxAnswerBytes, 8<<20)
 	defaults.Set(&c.ProgressInterval, 5*time.Second)

@@ -36,6 +36,17 @@
 //     holds one more, under a key no dedupe key can be (maintenance.go).
 //   - upstream: the OpenAI-compatible server; an upstream stream is one
 //     streamed completion from it (upstream.go).
+//   - tenant limits: a tenant's entry in the tenants bucket — max_queued,
+//     max_inflight, tokens per minute and day, paused, what to do at a
+//     limit — mirrored on every worker (tenants.go) and applied where a
+//     generation is about to call the upstream (quota.go), when a job is
+//     pulled (pause.go) and by the maintainer (maintenance_quota.go).
+//   - share: one unit of a fleet-wide limit, a key of the in-flight bucket
+//     created with compare-and-swap and kept alive like a lease
+//     (shares.go); a leader holds one of its tenant's while it calls the
+//     upstream, when the tenant has a max_inflight.
+//   - parked: a job waiting for its tenant (paused, or at a limit) holds a
+//     parked slot instead of its request slot.
 //   - superseded: another delivery of the same job now writes the reply;
 //     unwanted: a hub no request, here or elsewhere, reads any more; given
 //     up: a job the consumer delivered MaxDeliver times, dead-lettered.
@@ -46,8 +57,12 @@
 // that turns out to follow or to read the cache trades it for a follower
 // slot, and a leader that must wait for an upstream slot parks in a
 // waiting slot, so the worker goes on serving cache hits and followers.
+// A job that waits for its tenant parks in a parked slot, so the worker
+// goes on pulling other tenants' jobs.
 //
 // # Locks
 //
-// hubTable.mu, then hub.pubMu, then hub.mu; nothing else nests.
+// hubTable.mu, then hub.pubMu, then hub.mu; fleetShares.mu, then a
+// lease's mu; nothing else nests (tenantView.mu and usage.mu are taken
+// alone).
 package manager

@@ -63,3 +63,21 @@ func (m *Manager) WaitMaintaining(ctx context.Context, want bool) error {
 func (m *Manager) CheckMaxDeliveries(ctx context.Context, seq uint64) bool {
 	return m.checkMaxDeliveries(ctx, seq)
 }
+
+// SetQuotaClock makes m count token windows by now.
+func (m *Manager) SetQuotaClock(now func() time.Time) { m.tenants.now.Store(&now) }
+
+// WaitTenant waits until m's view of tenant's limits satisfies cond.
+func (m *Manager) WaitTenant(ctx context.Context, tenant string, cond func(protocol.Tenant, protocol.TenantTokens) bool) error {
+	for {
+		limits, tokens, changed := m.tenants.get(tenant)
+		if cond(limits, tokens) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -93,6 +93,9 @@ func (m *Manager) Handle(msg jetstream.Msg, permit *Permit) {
 			Message: fmt.Sprintf("the job waited %s in the queue; the limit is %s", wait.Round(time.Millisecond), limit)})
 		return
 	}
+	if !r.waitWhilePaused() {
+		return
+	}
 	if hook := m.serveHook.Load(); hook != nil {
 		(*hook)(r.job)
 	}
@@ -147,9 +150,10 @@ func (r *request) decode() bool {
 }
 
 // guessID finds the request ID of a job that may not decode: the
-// Nats-Msg-Id header the publisher sets, or an "id" field.
+// Nats-Msg-Id header the publisher sets (<tenant>.<id>, or the bare ID
+// of older publishers), or an "id" field.
 func guessID(h nats.Header, data []byte) string {
-	if id := h.Get(jetstream.MsgIDHeader); subjects.ValidName("id", id) == nil {
+	if id := protocol.IDFromMsgID(h.Get(jetstream.MsgIDHeader)); subjects.ValidName("id", id) == nil {
 		return id
 	}
 	var partial struct {

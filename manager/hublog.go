@@ -37,6 +37,7 @@ type ending struct {
 	err          *protocol.Error
 	slotWait     time.Duration // waited for an upstream slot (leaders)
 	upstreamTTFT time.Duration // request sent → first output delta (leaders)
+	shared       bool          // the generation served other requests too (leaders; billing.go)
 }
 
 // timings is the part of a done event's timings the hub knows.

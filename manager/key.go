@@ -17,14 +17,14 @@ import (
 // Key returns the dedupe key of a normalized job: the SHA-256 of the
 // canonical JSON of everything that determines the answer — tenant, model,
 // messages and every parameter, extra fields included — and nothing that
-// does not (id, v, dedupe, cache, timeout_ms, queue_timeout_ms, stream,
-// stream_options).
+// does not (id, v, dedupe, cache, timeout_ms, queue_timeout_ms, priority,
+// stream, stream_options).
 // Canonical means object keys sorted, no insignificant whitespace, and
 // numbers in one spelling (0.70 and 0.7 are the same temperature), so field
 // order and formatting never matter and any real difference does.
 func Key(job *protocol.Job) (string, error) {
 	j := *job
-	j.ID, j.V, j.Dedupe, j.Cache, j.TimeoutMS, j.QueueTimeoutMS = "", 0, nil, nil, 0, 0
+	j.ID, j.V, j.Dedupe, j.Cache, j.TimeoutMS, j.QueueTimeoutMS, j.Priority = "", 0, nil, nil, 0, 0, ""
 	if len(j.Extra) > 0 {
 		extra := make(map[string]json.RawMessage, len(j.Extra))
 		for k, v := range j.Extra {

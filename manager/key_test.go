@@ -38,7 +38,7 @@ func TestKeySameAnswer(t *testing.T) {
 			"tools":[{"function":{"parameters":{"properties":{"x":{"type":"string"}},"type":"object"},"name":"f"},"type":"function"}] }`,
 		"number spelling": `{"id":"a","model":"m","temperature":0.70,"messages":[{"role":"user","content":"hi"}],
 			"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":{"type":"string"}}}}}]}`,
-		"chatfleet control fields": `{"v":1,"id":"other","dedupe":true,"cache":false,"timeout_ms":5000,"model":"m","temperature":0.7,
+		"chatfleet control fields": `{"v":1,"id":"other","dedupe":true,"cache":false,"timeout_ms":5000,"priority":"high","model":"m","temperature":0.7,
 			"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":{"type":"string"}}}}}]}`,
 		"stream options": `{"id":"a","model":"m","temperature":0.7,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}],
 			"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":{"type":"string"}}}}}]}`,

@@ -92,11 +92,12 @@ func (h *hub) succeeded(gen int, res *streamed) {
 		h.m.metrics.tokens.Add(h.traceCtx, int64(u.PromptTokens), promptTokens)
 		h.m.metrics.tokens.Add(h.traceCtx, int64(u.CompletionTokens), completionTokens)
 	}
+	h.m.usedTokens(h.traceCtx, h.job.Tenant, res.usage) // before the end: the next generation's check sees it
 	if h.useCache {
 		h.cacheAnswer(gen, res)
 	}
 	h.appendEntry(gen, entry{kind: entryEnd, end: &ending{typ: protocol.EventDone, finishReason: res.finishReason, usage: res.usage,
-		slotWait: res.slotWait, upstreamTTFT: res.firstToken}})
+		slotWait: res.slotWait, upstreamTTFT: res.firstToken, shared: h.shared()}})
 }
 
 // failed ends the hub after a generation failed with err (or its ctx
@@ -130,6 +131,10 @@ func errorFor(err error, cause error) *protocol.Error {
 	var lerr *llm.Error
 	if errors.As(err, &lerr) {
 		return lerr.Protocol()
+	}
+	var quota *quotaError
+	if errors.As(err, &quota) {
+		return quota.protocol()
 	}
 	var tooLarge *answerTooLargeError
 	if errors.As(err, &tooLarge) {

@@ -15,10 +15,12 @@ import (
 
 // leaseSetup returns a fresh in-flight bucket whose entries expire after
 // ttl (configured as the topology configures the real one), and a context
-// bounding the test's calls.
+// bounding the test's calls. Its bound starts when the test does, and a
+// test's parallel subtests queue for a slot behind the rest of the
+// package first: it must outlast that wait on a busy machine.
 func leaseSetup(t *testing.T, ttl time.Duration) (jetstream.KeyValue, context.Context) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	t.Cleanup(cancel)
 	s := natstest.RunServer(t)
 	_, js := natstest.JetStream(t, s.ClientURL())

@@ -12,8 +12,9 @@ import (
 
 // Fleet maintenance is work done once for the whole fleet rather than by
 // every worker: ending jobs queued past their queue timeout
-// (maintenance_queuetimeout.go) and giving up jobs the consumer stopped
-// delivering (maxdeliver.go). One worker at a time does it, the
+// (maintenance_queuetimeout.go), giving up jobs the consumer stopped
+// delivering (maxdeliver.go) and ending jobs over their tenant's own
+// max_queued (maintenance_quota.go). One worker at a time does it, the
 // maintainer, as in River's leader-only maintenance. Workers elect it with
 // the leaders' lease (lease.go) under maintenanceKey in the in-flight
 // bucket: the holder renews it every third of the bucket's TTL and
@@ -212,4 +213,5 @@ func (mt *maintainer) maintain(ctx context.Context) {
 	mt.hook().scanned()
 	mt.exhausted = mt.m.sweepExhausted(ctx, info, mt.exhausted)
 	mt.queue.sweep(ctx, info, mt.hook())
+	mt.m.enforceMaxQueued(ctx, info)
 }

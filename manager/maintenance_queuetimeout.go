@@ -156,6 +156,7 @@ func (q *queueTimeouts) expire(ctx context.Context, seq uint64, h *maintenanceHo
 	case stored:
 		h.ended(seq)
 		m.metrics.jobs.Add(ctx, 1, count)
+		m.countTenantEnding(ctx, job.Tenant, ev)
 		m.cfg.Logger.Info("job queued past its queue timeout ended and removed from the queue", "tenant", job.Tenant,
 			"request", job.ID, "seq", seq, "waited", time.Since(msg.Time).Round(time.Millisecond), "limit", limit)
 	}

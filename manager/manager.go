@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/chatfleet/chatfleet/internal/gopool"
+	"github.com/chatfleet/chatfleet/internal/kvmirror"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/topology"
@@ -41,6 +42,9 @@ type Manager struct {
 	requests *registry
 	cancels  *cancelSet
 	stats    counters
+	tenants  *tenantView // the tenants bucket: limits and state (tenants.go)
+	shares   *shareTable // fleet-wide shares of tenants' in-flight limits (shares.go)
+	usage    *usage      // counters by tenant (usage.go)
 
 	// life is cancelled (with errShutdown) by Stop: every request and
 	// hub derives from it.
@@ -58,16 +62,20 @@ type Manager struct {
 	// serveHook, set by a test (export_test.go), runs before each job is
 	// served: to make one panic, say. Never set outside tests.
 	serveHook  atomic.Pointer[func(*protocol.Job)]
-	background sync.WaitGroup // hubs, the cancel watcher, the janitor
+	background sync.WaitGroup // hubs, the janitor
 	routines   *gopool.Pool   // goroutines for hubs and upstream readers; closed after background
 
 	hubs *hubTable
 
-	ctlSub  *nats.Subscription
-	advSub  *nats.Subscription
-	watcher jetstream.KeyWatcher
-	stopped chan struct{}
-	stop    sync.Once
+	ctlSub       *nats.Subscription
+	advSub       *nats.Subscription
+	cancelMirror *kvmirror.Mirror // the cancel bucket, once started
+	tenantMirror *kvmirror.Mirror // the tenants bucket, once started
+	stopped      chan struct{}
+	stop         sync.Once
+
+	draining  chan struct{} // closed by Drain: the worker pulls no more (pause.go)
+	drainOnce sync.Once
 
 	maint    *maintainer // fleet maintenance, while this worker is elected
 	givingUp sync.Mutex  // one give-up of an exhausted job at a time (maxdeliver.go)
@@ -100,41 +108,55 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, topo *topology.Topol
 		endHard:  endHard,
 		routines: gopool.New(idleRoutine),
 		stopped:  make(chan struct{}),
+		draining: make(chan struct{}),
 		tracer:   cfg.TracerProvider.Tracer("github.com/chatfleet/chatfleet/manager"),
 	}
 	var err error
-	if m.metrics, err = newMetrics(cfg.MeterProvider, m); err != nil {
+	if m.metrics, err = newMetrics(cfg.MeterProvider, m); err == nil {
+		m.usage, err = newUsage(cfg.MeterProvider)
+	}
+	if err != nil {
 		end(nil)
 		endHard()
 		return nil, fmt.Errorf("manager: metrics: %w", err)
 	}
+	m.tenants = newTenantView(m)
+	m.shares = &shareTable{m: m}
 	m.hubs = newHubTable(m)
 	m.maint = newMaintainer(m)
 	return m, nil
 }
 
-// Start watches cancel requests, answers control requests, and campaigns
-// to maintain the fleet. It returns once every cancel recorded so far is
-// known, so a job cancelled while queued is recognised from the first
-// pull.
+// Start watches cancel requests and the tenants bucket, answers control
+// requests, and campaigns to maintain the fleet. It returns once every
+// cancel and every tenant's limits recorded so far are known, so a job
+// cancelled while queued, or of a paused tenant, is recognised from the
+// first pull.
 func (m *Manager) Start(ctx context.Context) error {
 	if err := m.watchCancels(ctx); err != nil {
 		return err
 	}
 	sub, err := m.nc.Subscribe(m.cfg.Names.Control(m.cfg.WorkerID), m.callbacks.guard(m.handleControl))
 	if err != nil {
-		m.watcher.Stop()
+		m.cancelMirror.Stop()
 		return fmt.Errorf("manager: subscribe to control subject: %w", err)
 	}
 	m.ctlSub = sub
 	// One worker of the fleet handles each advisory.
 	adv, err := m.nc.QueueSubscribe(m.maxDeliveriesSubject(), m.cfg.Names.WorkersConsumer(), m.callbacks.guard(m.handleMaxDeliveries))
 	if err != nil {
-		m.watcher.Stop()
+		m.cancelMirror.Stop()
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("manager: subscribe to max-deliveries advisories: %w", err)
 	}
 	m.advSub = adv
+	// Before the first pull, so every pause and limit is known.
+	if err := m.watchTenants(ctx); err != nil {
+		m.cancelMirror.Stop()
+		_ = sub.Unsubscribe()
+		_ = adv.Unsubscribe()
+		return err
+	}
 	m.background.Add(1)
 	go func() { // owned by the manager: it ends with m.life
 		defer m.background.Done()
@@ -176,7 +198,11 @@ func (m *Manager) Stop(ctx context.Context) error {
 		}
 		m.callbacks.close()
 		m.handling.close()
-		// The cancel watcher stops with m.life (applyCancels owns it).
+		for _, mirror := range []*kvmirror.Mirror{m.cancelMirror, m.tenantMirror} {
+			if mirror != nil { // nil when never started
+				mirror.Stop()
+			}
+		}
 		go func() { // owned by Stop: it ends when the manager's goroutines have
 			m.background.Wait()
 			m.callbacks.wait()

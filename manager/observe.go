@@ -91,6 +91,7 @@ func (r *request) observeEnd() {
 		m.metrics.jobs.Add(ctx, 1, jobSet(r.outcome, role, string(r.code)))
 		m.metrics.processing.Record(ctx, time.Since(r.pulled).Seconds(), outcomeSet(r.outcome))
 	}
+	m.countTenantJob(r)
 	if r.outcome == string(protocol.EventDone) && r.usage != nil {
 		switch r.role {
 		case protocol.RoleFollower:

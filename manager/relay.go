@@ -71,8 +71,10 @@ func (r *request) relayEntry(e *entry, p *progressReport) bool {
 			return r.publish(protocol.Event{Type: protocol.EventReset}) == nil
 		}
 	case entryEnd:
-		r.end(protocol.Event{Type: e.end.typ, FinishReason: e.end.finishReason, Usage: e.end.usage, Cached: e.end.cached, Error: e.end.err,
-			Timings: e.end.timings()})
+		ev := protocol.Event{Type: e.end.typ, FinishReason: e.end.finishReason, Usage: e.end.usage, Cached: e.end.cached, Error: e.end.err,
+			Timings: e.end.timings()}
+		r.bill(&ev, e.end)
+		r.end(ev)
 		return false
 	}
 	return true

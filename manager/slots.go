@@ -9,8 +9,8 @@ import (
 )
 
 // Slots are a worker's pools: requests being routed or led, leaders
-// waiting for an upstream slot, upstream streams, and followers (including
-// cache hits).
+// waiting for an upstream slot, jobs waiting for their tenant (parked),
+// upstream streams, and followers (including cache hits).
 //
 // The fetch loop pulls a job only with a permit for it (Reserve), one per
 // free request slot. A leader that must wait for an upstream slot trades
@@ -20,9 +20,15 @@ import (
 // behind slow generations. A worker thus holds at most
 // MaxConcurrentRequests jobs that route or lead plus MaxWaitingLeaders
 // leaders that wait (or went on to lead) beyond them.
+//
+// A job that must wait for its tenant — paused, or at a limit it waits
+// for (tenants.go, quota.go) — trades its request or waiting slot for a
+// parked slot while one is free, so one tenant's waiting jobs do not stop
+// the worker from pulling other tenants' (MaxParkedJobs more jobs).
 type Slots struct {
 	requests  pool
 	waiting   pool
+	parked    pool
 	llm       pool
 	followers pool
 }
@@ -95,6 +101,7 @@ func newSlots(c Config) *Slots {
 	return &Slots{
 		requests:  newPool(c.MaxConcurrentRequests),
 		waiting:   newPool(max(c.MaxWaitingLeaders, 0)),
+		parked:    newPool(max(c.MaxParkedJobs, 0)),
 		llm:       newPool(c.MaxConcurrentLLMStreams),
 		followers: newPool(c.MaxConcurrentFollowers),
 	}
@@ -118,10 +125,11 @@ func (s *Slots) Reserve(ctx context.Context, max int) ([]*Permit, error) {
 
 // WaitIdle waits until every slot of every pool is free: all requests and
 // generations have ended. It returns ctx's error if that comes first.
-// Jobs move from request slots to waiting or follower slots, never back,
-// so checking the pools in this order misses none.
+// Jobs move from request slots to waiting, parked or follower slots, from
+// waiting to parked or follower slots and from parked to follower slots,
+// never back, so checking the pools in this order misses none.
 func (s *Slots) WaitIdle(ctx context.Context) error {
-	for _, p := range []*pool{&s.requests, &s.waiting, &s.followers, &s.llm} {
+	for _, p := range []*pool{&s.requests, &s.waiting, &s.parked, &s.followers, &s.llm} {
 		if err := p.waitIdle(ctx); err != nil {
 			return err
 		}
@@ -135,12 +143,13 @@ type SlotUsage struct {
 	Total int64 `json:"total"`
 }
 
-// Usage returns each pool's use, by pool name: requests, waiting, llm,
-// followers.
+// Usage returns each pool's use, by pool name: requests, waiting, parked,
+// llm, followers.
 func (s *Slots) Usage() map[string]SlotUsage {
 	return map[string]SlotUsage{
 		"requests":  {s.requests.used.Load(), s.requests.size},
 		"waiting":   {s.waiting.used.Load(), s.waiting.size},
+		"parked":    {s.parked.used.Load(), s.parked.size},
 		"llm":       {s.llm.used.Load(), s.llm.size},
 		"followers": {s.followers.used.Load(), s.followers.size},
 	}
@@ -154,6 +163,7 @@ const (
 	slotRequest
 	slotWaiting
 	slotFollower
+	slotParked
 )
 
 // Permit is the slot one pulled job holds, from Reserve until the job is
@@ -200,6 +210,8 @@ func (p *Permit) poolOf(k slotKind) *pool {
 		return &p.s.requests
 	case slotWaiting:
 		return &p.s.waiting
+	case slotParked:
+		return &p.s.parked
 	default:
 		return &p.s.followers
 	}
@@ -238,5 +250,18 @@ func (p *Permit) park() {
 	if p.kind == slotRequest && p.s.waiting.tryAcquire() { // never blocks: safe under mu
 		p.s.requests.release()
 		p.kind = slotWaiting
+	}
+}
+
+// parkForTenant trades a request or waiting slot for a parked slot, if
+// one is free: the job is about to wait for its tenant (paused, or at a
+// limit), and its slot lets the worker pull other tenants' jobs. It keeps
+// the parked slot until it ends, or becomes a follower.
+func (p *Permit) parkForTenant() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if (p.kind == slotRequest || p.kind == slotWaiting) && p.s.parked.tryAcquire() { // never blocks: safe under mu
+		p.poolOf(p.kind).release()
+		p.kind = slotParked
 	}
 }

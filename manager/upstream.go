@@ -41,6 +41,13 @@ func (e *answerTooLargeError) Error() string {
 // generate streams the answer into the log within a GenAI client span
 // (child of the leading job's span).
 func (h *hub) generate(ctx context.Context, gen int) (*streamed, error) {
+	// The tenant's limits first: a generation waiting for its tenant holds
+	// no upstream slot.
+	sh, err := h.admit(ctx, gen)
+	if err != nil {
+		return nil, err
+	}
+	defer sh.release()
 	waitStart := time.Now()
 	if !h.m.slots.llm.tryAcquire() {
 		// Wait without the request slot, so the worker keeps serving

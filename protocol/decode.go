@@ -25,7 +25,7 @@ func DecodeJob(b []byte, defaultModel string, lim Limits) (*Job, error) {
 	}
 	var j Job
 	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, decodeError(err)
+		return nil, DecodeError(err)
 	}
 	j.Normalize(defaultModel)
 	if err := j.Validate(lim); err != nil {
@@ -64,7 +64,9 @@ func jsonDepth(b []byte) int {
 	return deepest
 }
 
-func decodeError(err error) *Error {
+// DecodeError is the invalid_request error for a job body that does not
+// decode: a field of the wrong JSON type is named, with the type it wants.
+func DecodeError(err error) *Error {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
 		return Invalid(typeErr.Field, "wrong type: got JSON %s, want %s", typeErr.Value, jsonKind(typeErr.Type))

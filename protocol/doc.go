@@ -7,7 +7,8 @@
 //
 // A job is an OpenAI chat-completions request body plus chatfleet's own
 // fields (v, id, tenant, dedupe, cache, timeout_ms), published to
-// <prefix>.jobs.<tenant> with the Nats-Msg-Id header set to the request ID:
+// <prefix>.jobs.<tenant> with the Nats-Msg-Id header set to
+// <tenant>.<id> (MsgID):
 //
 //	{"v":1,"id":"r1","tenant":"default","model":"gpt-4o-mini",
 //	 "messages":[{"role":"user","content":"hello"}]}

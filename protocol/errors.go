@@ -33,8 +33,12 @@ const (
 	// reply is still kept; choose a new ID. Sent after the older reply's
 	// events, so its seq is not 1.
 	CodeDuplicateID Code = "duplicate_id"
-	// CodeQuotaExceeded: the tenant is over one of its limits; RetryAfterMS
-	// says when to try again, when known.
+	// CodeQuotaExceeded: a limit of the job's tenant was reached (Limit
+	// names it): its queued jobs (refused by the jobs stream to the
+	// publisher, or ended when over the tenant's own max_queued), its
+	// generations in flight or its tokens per minute or day, for a tenant
+	// that does not wait at its limits. RetryAfterMS, when set, says when
+	// to try again.
 	CodeQuotaExceeded Code = "quota_exceeded"
 	// CodeInternal: a fault inside chatfleet.
 	CodeInternal Code = "internal"
@@ -48,8 +52,12 @@ type Error struct {
 	Field string `json:"field,omitempty"`
 	// Status is the upstream's HTTP status, when there was one.
 	Status int `json:"status,omitempty"`
-	// RetryAfterMS is how long to wait before trying again, when known
-	// (quota_exceeded, rate_limited).
+	// Limit names the tenant's limit a CodeQuotaExceeded error reached:
+	// LimitMaxQueued, LimitMaxInflight, LimitTokensPerMinute or
+	// LimitTokensPerDay.
+	Limit string `json:"limit,omitempty"`
+	// RetryAfterMS is how long to wait before submitting again, in
+	// milliseconds, when it can be told (CodeQuotaExceeded); 0 when not.
 	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 }
 

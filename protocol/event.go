@@ -41,6 +41,14 @@ const (
 	ReasonLLMSlot = "llm_slot"
 	// ReasonFollowerSlot: every follower slot of the worker is busy.
 	ReasonFollowerSlot = "follower_slot"
+	// ReasonTenantPaused: the job's tenant is paused.
+	ReasonTenantPaused = "tenant_paused"
+	// ReasonTenantInflight: the tenant has its limit of generations in
+	// flight across the fleet (max_inflight).
+	ReasonTenantInflight = "tenant_inflight"
+	// ReasonTenantTokens: the tenant has used its tokens per minute or per
+	// day.
+	ReasonTenantTokens = "tenant_tokens"
 )
 
 // HeaderJobSeq is the header every stored reply event carries: the
@@ -97,6 +105,16 @@ type Event struct {
 	// Cached is true when the answer came from the answer cache; omitted
 	// when false.
 	Cached bool `json:"cached,omitempty"`
+	// Shared is true when the generation that answered the request served
+	// other requests too: it followed another request's generation, or it
+	// led one that others followed (as far as its worker knew at the end);
+	// omitted when false.
+	Shared bool `json:"shared,omitempty"`
+	// BilledUsage is what the request itself cost its tenant: the
+	// generation's usage when it led it, zero when it followed another
+	// request's generation or read the cache. Omitted when the upstream
+	// reported no usage, and by older workers.
+	BilledUsage *Usage `json:"billed_usage,omitempty"`
 
 	// error
 	Error *Error `json:"error,omitempty"`

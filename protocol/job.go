@@ -35,6 +35,8 @@ type Job struct {
 	// Workers older than the field forward it to the upstream: set it only
 	// once every worker understands it.
 	QueueTimeoutMS int64 `json:"queue_timeout_ms,omitempty"`
+	// Priority orders the job where it waits; empty is normal.
+	Priority Priority `json:"priority,omitempty"`
 
 	Model               string          `json:"model,omitempty"`
 	Messages            []Message       `json:"messages"`

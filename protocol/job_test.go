@@ -113,6 +113,7 @@ func TestDecodeJobInvalid(t *testing.T) {
 		{"oversized", `{"id":"a","model":"m",` + user + `}`, "", "the limit is 10", Limits{MaxJobBytes: 10}},
 		{"negative timeout", `{"id":"a","model":"m","timeout_ms":-1,` + user + `}`, "timeout_ms", "negative", Limits{}},
 		{"negative queue timeout", `{"id":"a","model":"m","queue_timeout_ms":-1,` + user + `}`, "queue_timeout_ms", "negative", Limits{}},
+		{"unknown priority", `{"id":"a","model":"m","priority":"urgent",` + user + `}`, "priority", "want high, normal or low", Limits{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +146,18 @@ func TestNewID(t *testing.T) {
 		j.Normalize("")
 		if err := j.Validate(Limits{}); err != nil {
 			t.Fatalf("generated id %q invalid: %v", id, err)
+		}
+	}
+}
+
+func TestMsgID(t *testing.T) {
+	t.Parallel()
+	if got := MsgID("acme", "r1"); got != "acme.r1" {
+		t.Errorf("MsgID = %q", got)
+	}
+	for in, want := range map[string]string{"acme.r1": "r1", "r1": "r1", "": ""} {
+		if got := IDFromMsgID(in); got != want {
+			t.Errorf("IDFromMsgID(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -67,6 +67,9 @@ func (j *Job) Validate(lim Limits) error {
 	if j.QueueTimeoutMS < 0 {
 		return Invalid("queue_timeout_ms", "must not be negative")
 	}
+	if j.Priority.Rank() < 0 {
+		return Invalid("priority", "%q is not a priority: want high, normal or low", j.Priority)
+	}
 	if j.Model == "" {
 		return Invalid("model", "required (no default model is configured)")
 	}

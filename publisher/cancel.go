@@ -2,7 +2,12 @@ package publisher
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/subjects"
@@ -31,11 +36,14 @@ func (p *Publisher) Cancel(ctx context.Context, tenant, id string) error {
 	if finished {
 		return ErrAlreadyFinished
 	}
-	kv, err := p.cancelBucket(ctx)
-	if err != nil {
-		return err
+	// A plain JetStream publish on the key's subject is what a KV put
+	// sends; unlike a put through a bucket handle it needs no bucket
+	// lookup (STREAM.INFO), so a producer allowed only to publish its own
+	// tenant's cancel keys may send it.
+	_, err = p.js.Publish(ctx, p.names.CancelSubject(tenant, id), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("publisher: cancel bucket %s (%s): %w", p.names.CancelBucket(), topologyHint, jetstream.ErrBucketNotFound)
 	}
-	_, err = kv.Put(ctx, p.names.RequestKey(tenant, id), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
 	return err
 }
 

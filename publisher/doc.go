@@ -28,11 +28,34 @@
 // onwards. Attach reads a reply by request ID the same way, from another
 // process or after a restart.
 //
+// # What it asks of NATS
+//
+// Only requests a producer scoped to its own tenant may be allowed (see
+// the README's "Security and tenants"; RES is the replies stream, e.g.
+// CHAT_REPLIES):
+//
+//   - Submit publishes on <prefix>.jobs.<tenant>, with a JetStream ack,
+//     and subscribes to <prefix>.reply.<tenant>.<id>;
+//   - LastEvent and the checks after a quiet spell send a direct get of
+//     the last stored event, $JS.API.DIRECT.GET.RES.<prefix>.write.<tenant>.<id>;
+//   - Attach and gap recovery read the stored reply with an ordered
+//     consumer, created with its filter in the subject
+//     ($JS.API.CONSUMER.CREATE.RES.<name>.<prefix>.write.<tenant>.<id>)
+//     and pulled ($JS.API.CONSUMER.MSG.NEXT.RES.<name>);
+//   - Cancel publishes on $KV.<cancel bucket>.<tenant>.<id>, with a
+//     JetStream ack: a key-value put without a bucket lookup.
+//
+// It never looks a stream or bucket up. A producer in an account that
+// imports the fleet's JetStream API under another prefix says which with
+// WithAPIPrefix.
+//
 // # Errors
 //
-// Submit returns ErrQueueFull when the jobs stream is at its backlog limit
-// and a *JobError matching ErrInvalidJob for a job that fails validation.
-// Complete returns a *JobError for an error event (match it with
-// ErrInvalidJob, ErrTimeout, ErrUpstream, or read its Code) and
-// ErrCancelled for a cancelled request.
+// Submit returns ErrQueueFull when the jobs stream is at its backlog limit,
+// a *JobError matching ErrQuotaExceeded when the job's tenant has as many
+// jobs queued as the fleet allows one tenant, and a *JobError matching
+// ErrInvalidJob for a job that fails validation. Complete returns a
+// *JobError for an error event (match it with ErrInvalidJob, ErrTimeout,
+// ErrUpstream, ErrQuotaExceeded, or read its Code) and ErrCancelled for a
+// cancelled request.
 package publisher

@@ -12,6 +12,13 @@ import (
 var (
 	// ErrQueueFull: the jobs stream is at its backlog limit; retry later.
 	ErrQueueFull = errors.New("publisher: queue full")
+	// ErrQuotaExceeded: a limit of the job's tenant was reached (code
+	// quota_exceeded): Submit's *JobError when the jobs stream refused the
+	// job for the tenant's cap on queued jobs; a reply's when a worker ended
+	// it at the tenant's own max_queued, max_inflight or token limits.
+	// JobError.Err.Limit names the limit, and RetryAfterMS says when to
+	// try again where it can be told.
+	ErrQuotaExceeded = errors.New("publisher: tenant quota exceeded")
 	// ErrInvalidJob: the job failed validation (code invalid_request).
 	ErrInvalidJob = errors.New("publisher: invalid job")
 	// ErrCancelled: the request was cancelled.
@@ -68,6 +75,8 @@ func (e *JobError) Is(target error) bool {
 		return target == ErrUpstream
 	case protocol.CodeQueueFull:
 		return target == ErrQueueFull
+	case protocol.CodeQuotaExceeded:
+		return target == ErrQuotaExceeded
 	}
 	return false
 }

@@ -1,9 +1,8 @@
 package publisher
 
 import (
-	"context"
 	"fmt"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,14 +21,11 @@ type Publisher struct {
 	names  subjects.Names
 	opts   options
 	tracer trace.Tracer
-
-	mu      sync.Mutex
-	replies jetstream.Stream   // looked up on first use
-	cancels jetstream.KeyValue // looked up on first use
 }
 
 type options struct {
 	prefix      string
+	apiPrefix   string // JetStream API prefix, ending in "."
 	waitTimeout time.Duration
 	idleProbe   time.Duration
 	tracer      trace.TracerProvider
@@ -47,6 +43,33 @@ func WithPrefix(prefix string) Option {
 		o.prefix = prefix
 		return nil
 	}
+}
+
+// WithAPIPrefix sets the prefix of the JetStream API subjects the
+// publisher sends its requests to (direct gets and consumers of the
+// replies stream). A producer in a tenant account reaches the fleet's
+// JetStream API under the prefix its account imports it with (`chatfleet
+// auth` generates "JS.<prefix>.API"). Defaults to "$JS.API".
+func WithAPIPrefix(prefix string) Option {
+	return func(o *options) error {
+		prefix = strings.TrimSuffix(prefix, ".")
+		if !validAPIPrefix(prefix) {
+			return fmt.Errorf("%w: API prefix %q: want tokens separated by dots, without wildcards or spaces", ErrInvalidOption, prefix)
+		}
+		o.apiPrefix = prefix + "."
+		return nil
+	}
+}
+
+// validAPIPrefix reports whether prefix is a subject without wildcards
+// or empty tokens.
+func validAPIPrefix(prefix string) bool {
+	for _, tok := range strings.Split(prefix, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return false
+		}
+	}
+	return true
 }
 
 // WithWaitTimeout bounds each wait for the next event when the caller's
@@ -91,7 +114,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 
 // New returns a Publisher using nc.
 func New(nc *nats.Conn, opts ...Option) (*Publisher, error) {
-	o := options{prefix: subjects.DefaultPrefix, waitTimeout: 5 * time.Minute, idleProbe: 2 * time.Second, tracer: otel.GetTracerProvider()}
+	o := options{prefix: subjects.DefaultPrefix, apiPrefix: jetstream.DefaultAPIPrefix, waitTimeout: 5 * time.Minute, idleProbe: 2 * time.Second, tracer: otel.GetTracerProvider()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -101,7 +124,7 @@ func New(nc *nats.Conn, opts ...Option) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.NewWithAPIPrefix(nc, o.apiPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -115,38 +138,3 @@ func (p *Publisher) Names() subjects.Names { return p.names }
 // answer (a dropped connection, a stream changing leader) costs a retry,
 // not the reader's whole wait.
 const lookupTimeout = 5 * time.Second
-
-// repliesStream returns the replies stream, looked up once.
-func (p *Publisher) repliesStream(ctx context.Context) (jetstream.Stream, error) {
-	return lookupOnce(ctx, p, &p.replies, "replies stream", p.names.RepliesStream(), p.js.Stream)
-}
-
-// cancelBucket returns the cancel bucket, looked up once.
-func (p *Publisher) cancelBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	return lookupOnce(ctx, p, &p.cancels, "cancel bucket", p.names.CancelBucket(), p.js.KeyValue)
-}
-
-// lookupOnce returns *slot, filling it with lookup(name) on first use. No
-// lock is held during the lookup: one slow lookup must not stall every
-// reply.
-func lookupOnce[T comparable](ctx context.Context, p *Publisher, slot *T, what, name string, lookup func(context.Context, string) (T, error)) (T, error) {
-	var zero T
-	p.mu.Lock()
-	v := *slot
-	p.mu.Unlock()
-	if v != zero {
-		return v, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	v, err := lookup(ctx, name)
-	if err != nil {
-		return zero, fmt.Errorf("publisher: %s %s (%s): %w", what, name, topologyHint, err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if *slot == zero {
-		*slot = v
-	}
-	return *slot, nil
-}

@@ -62,17 +62,11 @@ func jitter(d time.Duration) time.Duration {
 // missedEvents reports whether the stream holds an event at or beyond the
 // one expected next.
 func (r *Reply) missedEvents(ctx context.Context) bool {
-	s, err := r.p.repliesStream(ctx)
-	if err != nil {
+	data, found, err := r.p.lastStored(ctx, r.storedSubject)
+	if !found || err != nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	last, err := s.GetLastMsgForSubject(ctx, r.storedSubject)
-	if err != nil {
-		return false
-	}
-	ev, err := protocol.DecodeEvent(last.Data)
+	ev, err := protocol.DecodeEvent(data)
 	return err == nil && ev.Seq >= r.next
 }
 

@@ -20,7 +20,8 @@ import (
 )
 
 // jsErrStoreFailed is the JetStream error a DiscardNew stream at its limit
-// answers with ("maximum messages exceeded").
+// answers with ("maximum messages exceeded"; "maximum messages per subject
+// exceeded" at its per-tenant cap).
 const jsErrStoreFailed jetstream.ErrorCode = 10077
 
 // Submit validates job, subscribes to its reply subject and publishes it.
@@ -57,7 +58,7 @@ func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error
 	defer span.End()
 	msg := nats.NewMsg(subject)
 	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, job.ID)
+	msg.Header.Set(jetstream.MsgIDHeader, protocol.MsgID(job.Tenant, job.ID))
 	natstrace.Inject(ctx, msg.Header)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(p.names.JobsStream()))
 	if err != nil {
@@ -88,20 +89,11 @@ func (p *Publisher) LastEvent(ctx context.Context, tenant, id string) (ev protoc
 	if err := subjects.ValidName("id", id); err != nil {
 		return ev, false, err
 	}
-	s, err := p.repliesStream(ctx)
-	if err != nil {
+	data, found, err := p.lastStored(ctx, p.names.ReplyWrite(tenant, id))
+	if !found || err != nil {
 		return ev, false, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	last, err := s.GetLastMsgForSubject(ctx, p.names.ReplyWrite(tenant, id))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return ev, false, nil
-	}
-	if err != nil {
-		return ev, false, err
-	}
-	ev, err = protocol.DecodeEvent(last.Data)
+	ev, err = protocol.DecodeEvent(data)
 	return ev, true, err
 }
 
@@ -123,6 +115,10 @@ func (p *Publisher) publishError(job *protocol.Job, err error) error {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch {
+		case apiErr.ErrorCode == jsErrStoreFailed && strings.Contains(apiErr.Description, "per subject"):
+			// The stream's per-tenant cap (one subject per tenant).
+			return &JobError{Tenant: job.Tenant, ID: job.ID, Err: protocol.Error{Code: protocol.CodeQuotaExceeded, Limit: protocol.LimitMaxQueued,
+				Message: "tenant " + job.Tenant + " has as many jobs queued as the fleet allows one tenant (CHATFLEET_MAX_QUEUED_PER_TENANT); the job was not submitted"}}
 		case apiErr.ErrorCode == jsErrStoreFailed && strings.Contains(apiErr.Description, "maximum"):
 			return errors.Join(ErrQueueFull, err)
 		case apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:

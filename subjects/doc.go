@@ -15,6 +15,13 @@
 //	chat.ctl.<worker>            control requests to one worker (join/leave a generation)
 //	chat.dlq.<tenant>            dead letters
 //
+// # Buckets and their keys
+//
+//	chat_inflight   <tenant>.<hash> leader leases; _maintenance; _shares.tenant.<tenant>.<i> in-flight shares
+//	chat_cache      <tenant>.<hash> finished answers
+//	chat_cancels    <tenant>.<id> cancel requests
+//	chat_tenants    <tenant> limits and state; <tenant>.tokens token windows
+//
 // # Names
 //
 // Tenants and request IDs are 1 to 128 characters of [A-Za-z0-9_-], so they

@@ -1,6 +1,7 @@
 package subjects
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -101,6 +102,49 @@ func (n Names) CacheBucket() string { return n.res + "_cache" }
 
 // CancelBucket names the key-value bucket of cancel requests, e.g. "chat_cancels".
 func (n Names) CancelBucket() string { return n.res + "_cancels" }
+
+// APIKeysBucket names the key-value bucket of the gateway's API keys (a
+// key's SHA-256 in hex → its tenant), e.g. "chat_api_keys".
+func (n Names) APIKeysBucket() string { return n.res + "_api_keys" }
+
+// Buckets names every key-value bucket of the fleet.
+func (n Names) Buckets() []string {
+	return []string{n.InflightBucket(), n.CacheBucket(), n.CancelBucket(), n.APIKeysBucket(), n.TenantsBucket()}
+}
+
+// CancelSubject is the subject a put of the cancel request of tenant/id
+// is published on: $KV.<cancel bucket>.<tenant>.<id>. Publishing there
+// with a JetStream ack is a key-value put without a bucket lookup.
+func (n Names) CancelSubject(tenant, id string) string {
+	return "$KV." + n.CancelBucket() + "." + n.RequestKey(tenant, id)
+}
+
+// TenantsBucket names the key-value bucket of tenants' limits and state
+// (and their token windows), e.g. "chat_tenants".
+func (n Names) TenantsBucket() string { return n.res + "_tenants" }
+
+// TenantKey is the tenants bucket's key of a tenant's limits and state: the
+// tenant name itself, one token.
+func (n Names) TenantKey(tenant string) string { return tenant }
+
+// AllTenantKeys matches every TenantKey (and nothing else in the bucket):
+// one token, "*".
+func (n Names) AllTenantKeys() string { return "*" }
+
+// TenantTokensKey is the tenants bucket's key of a tenant's token windows
+// (tokens used this minute and this day, fleet-wide): <tenant>.tokens.
+func (n Names) TenantTokensKey(tenant string) string { return tenant + ".tokens" }
+
+// TenantShareKey is the in-flight bucket's key of share i of a tenant's
+// in-flight limit: _shares.tenant.<tenant>.<i>. It has four tokens, so it
+// is never a dedupe key (two tokens) or the maintainer's lease (one).
+func (n Names) TenantShareKey(tenant string, i int) string {
+	return "_shares.tenant." + tenant + "." + strconv.Itoa(i)
+}
+
+// TenantShares matches every share of a tenant's in-flight limit:
+// _shares.tenant.<tenant>.*.
+func (n Names) TenantShares(tenant string) string { return "_shares.tenant." + tenant + ".*" }
 
 // RequestKey is the key-value key of one request: <tenant>.<id>. Cancel
 // requests are stored under it.

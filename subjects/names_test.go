@@ -68,8 +68,16 @@ func TestBuilders(t *testing.T) {
 		{n.WorkersConsumer(), "acme_chat_workers"},
 		{n.CacheBucket(), "acme_chat_cache"},
 		{n.CancelBucket(), "acme_chat_cancels"},
+		{n.APIKeysBucket(), "acme_chat_api_keys"},
 		{n.RequestKey("t1", "r1"), "t1.r1"},
+		{n.CancelSubject("t1", "r1"), "$KV.acme_chat_cancels.t1.r1"},
 		{n.DedupeKey("t1", "ab12"), "t1.ab12"},
+		{n.TenantsBucket(), "acme_chat_tenants"},
+		{n.TenantKey("t1"), "t1"},
+		{n.AllTenantKeys(), "*"},
+		{n.TenantTokensKey("t1"), "t1.tokens"},
+		{n.TenantShareKey("t1", 2), "_shares.tenant.t1.2"},
+		{n.TenantShares("t1"), "_shares.tenant.t1.*"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

@@ -52,6 +52,15 @@ type Config struct {
 	// another value is refused (*MismatchError). Negative disables.
 	// Defaults to 5m.
 	QueueTimeout time.Duration
+	// MaxQueuedPerTenant caps each tenant's jobs in the jobs stream
+	// (waiting, or pulled and not yet acked): the stream refuses a
+	// tenant's publish beyond it (MaxMsgsPerSubject with
+	// DiscardNewPerSubject), which producers see as quota_exceeded. One
+	// value for the fleet, stored in the jobs stream's metadata
+	// (MetadataMaxQueuedPerTenant) and added to a stream created by an
+	// older version; a tenant's own max_queued (the tenants bucket) can
+	// only lower it. 0 or negative: no cap. Defaults to 0.
+	MaxQueuedPerTenant int64
 	// LeaseTTL is the leader lease: a leader that does not renew within it
 	// loses its generation to a follower. Defaults to 10s.
 	LeaseTTL time.Duration

@@ -19,12 +19,15 @@ type Topology struct {
 	Inflight    jetstream.KeyValue
 	Cache       jetstream.KeyValue
 	Cancels     jetstream.KeyValue
+	APIKeys     jetstream.KeyValue
+	Tenants     jetstream.KeyValue
 }
 
 // Ensure creates what is missing and checks what exists. An existing
 // resource with a different configuration is an error (*MismatchError)
 // naming every difference; Ensure never changes it, except to add the
-// fleet's queue timeout to a jobs stream created without it.
+// fleet's queue timeout and per-tenant cap to a jobs stream created
+// without them.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -36,6 +39,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology,
 		return nil, err
 	}
 	if t.Jobs, err = ensureQueueTimeout(ctx, js, t.Jobs, cfg.QueueTimeout); err != nil {
+		return nil, err
+	}
+	if t.Jobs, err = ensureMaxQueuedPerTenant(ctx, js, t.Jobs, cfg.MaxQueuedPerTenant); err != nil {
 		return nil, err
 	}
 	if t.Replies, err = ensureStream(ctx, js, repliesStream(cfg)); err != nil {
@@ -54,6 +60,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology,
 		{&t.Inflight, inflightBucket(cfg)},
 		{&t.Cache, cacheBucket(cfg)},
 		{&t.Cancels, cancelBucket(cfg)},
+		{&t.APIKeys, apiKeysBucket(cfg)},
+		{&t.Tenants, tenantsBucket(cfg)},
 	}
 	for _, b := range buckets {
 		if *b.dst, err = ensureBucket(ctx, js, b.cfg); err != nil {
@@ -64,7 +72,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology,
 }
 
 func jobsStream(c Config) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
+	s := jetstream.StreamConfig{
 		Name:        c.Names.JobsStream(),
 		Description: "chatfleet jobs, one per request; workers share one consumer",
 		Subjects:    []string{c.Names.AllJobs()},
@@ -76,8 +84,13 @@ func jobsStream(c Config) jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 		AllowDirect: true,
-		Metadata:    map[string]string{MetadataQueueTimeout: formatQueueTimeout(c.QueueTimeout)},
+		Metadata: map[string]string{
+			MetadataQueueTimeout:       formatQueueTimeout(c.QueueTimeout),
+			MetadataMaxQueuedPerTenant: formatMaxQueued(c.MaxQueuedPerTenant),
+		},
 	}
+	setMaxQueuedPerTenant(&s, c.MaxQueuedPerTenant)
+	return s
 }
 
 func repliesStream(c Config) jetstream.StreamConfig {
@@ -164,6 +177,15 @@ func cancelBucket(c Config) jetstream.KeyValueConfig {
 	}
 }
 
+func tenantsBucket(c Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      c.Names.TenantsBucket(),
+		Description: "chatfleet tenants: limits and state by tenant; fleet-wide token windows by <tenant>.tokens",
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
 func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.Stream, error) {
 	s, err := js.CreateStream(ctx, want)
 	if err == nil {
@@ -220,4 +242,13 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 		return nil, err
 	}
 	return kv, nil
+}
+
+func apiKeysBucket(c Config) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      c.Names.APIKeysBucket(),
+		Description: "chatfleet gateway API keys: a key's SHA-256 (hex) to its tenant",
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
 }

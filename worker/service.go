@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,10 +36,40 @@ type Status struct {
 	UptimeS   float64                      `json:"uptime_s"`
 	Draining  bool                         `json:"draining"`
 	InFlight  map[string]int64             `json:"in_flight"` // by role: routing, leader, follower, cache
-	Slots     map[string]manager.SlotUsage `json:"slots"`     // requests, llm, followers
+	Slots     map[string]manager.SlotUsage `json:"slots"`     // requests, waiting, parked, llm, followers
 	Leading   int64                        `json:"leading"`   // unique generations led now
 	Totals    manager.Stats                `json:"totals"`
 	Upstreams manager.UpstreamStats        `json:"upstream"`
+	// Tenants is this worker's usage by tenant since it started, by name:
+	// the tenants in the tenants bucket, the rest as manager.OtherTenants.
+	Tenants []TenantStatus `json:"tenants"`
+}
+
+// TenantStatus is one tenant's usage on a worker.
+type TenantStatus struct {
+	Tenant string `json:"tenant"`
+	manager.TenantUsage
+}
+
+// tenants lists the manager's usage by tenant, by name.
+func (w *Worker) tenants() []TenantStatus {
+	out := []TenantStatus{} // [] in JSON, never null
+	for name, u := range w.mgr.TenantUsage() {
+		out = append(out, TenantStatus{Tenant: name, TenantUsage: u})
+	}
+	slices.SortFunc(out, func(a, b TenantStatus) int { return strings.Compare(a.Tenant, b.Tenant) })
+	return out
+}
+
+// Tenant returns the usage of tenant (its name, or manager.OtherTenants)
+// in st, and whether st has any.
+func (st Status) Tenant(tenant string) (manager.TenantUsage, bool) {
+	for _, t := range st.Tenants {
+		if t.Tenant == tenant {
+			return t.TenantUsage, true
+		}
+	}
+	return manager.TenantUsage{}, false
 }
 
 // Status returns the worker's state now.
@@ -47,7 +78,7 @@ func (w *Worker) Status() Status {
 	return Status{
 		Worker: w.cfg.ID, Prefix: w.cfg.Prefix, Started: w.started, UptimeS: time.Since(w.started).Seconds(),
 		Draining: w.draining.Load(), InFlight: w.mgr.InFlight(), Slots: w.mgr.Slots().Usage(),
-		Leading: st.Generations, Totals: st, Upstreams: w.mgr.Upstream(),
+		Leading: st.Generations, Totals: st, Upstreams: w.mgr.Upstream(), Tenants: w.tenants(),
 	}
 }
 

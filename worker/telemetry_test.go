@@ -183,11 +183,11 @@ func hasEvent(s sdktrace.ReadOnlySpan, name string) bool {
 	return false
 }
 
-// TestMetricsAfterARun: after a leader, a follower, a cache hit and an
-// invalid job, /metrics has every chatfleet_* series with its labels.
-func TestMetricsAfterARun(t *testing.T) {
-	t.Parallel()
-	tel, err := telemetry.Setup(context.Background(), "chatfleet-worker", "metrics-test")
+// metricsFleet starts a fleet with one worker that serves its HTTP
+// endpoints, /metrics included, on a loopback port.
+func metricsFleet(t *testing.T, instance string) (*fleettest.Fleet, *worker.Worker) {
+	t.Helper()
+	tel, err := telemetry.Setup(context.Background(), "chatfleet-worker", instance)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +199,14 @@ func TestMetricsAfterARun(t *testing.T) {
 		c.Metrics = tel.Metrics
 		c.Manager.MeterProvider = tel.Meter
 	})
+	return f, w
+}
+
+// TestMetricsAfterARun: after a leader, a follower, a cache hit and an
+// invalid job, /metrics has every chatfleet_* series with its labels.
+func TestMetricsAfterARun(t *testing.T) {
+	t.Parallel()
+	f, w := metricsFleet(t, "metrics-test")
 	ctx := fleettest.Context(t, 30*time.Second)
 	job := userJob("count me")
 	for range 2 { // a leader, then a cache hit

@@ -147,6 +147,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.draining.Store(true)
 		w.stopFetch()
 		<-w.fetching
+		w.mgr.Drain()
 		var errs []error
 		if werr := w.mgr.Slots().WaitIdle(ctx); werr != nil {
 			active := w.mgr.Stats().Active

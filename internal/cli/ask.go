@@ -58,7 +58,7 @@ func runAsk(ctx context.Context, args []string, io IO) int {
 		return ExitFailed
 	}
 	defer shutdownTelemetry(tel)
-	pub, err := publisher.New(nc, publisher.WithPrefix(env.Prefix), publisher.WithTracerProvider(tel.Tracer))
+	pub, err := publisher.New(nc, append(env.Publisher(), publisher.WithTracerProvider(tel.Tracer))...)
 	if err != nil {
 		fmt.Fprintln(io.Err, "chatfleet ask:", err)
 		return ExitUsage

@@ -582,7 +582,7 @@ func submitHangs(t *testing.T) (js jetstream.JetStream, jobs <-chan string) {
 func publishedJobs(t *testing.T, nc *nats.Conn) <-chan string {
 	t.Helper()
 	ch := make(chan string, 10)
-	if _, err := nc.Subscribe("chat.jobs.>", func(m *nats.Msg) { ch <- m.Header.Get(jetstream.MsgIDHeader) }); err != nil {
+	if _, err := nc.Subscribe("chat.jobs.>", func(m *nats.Msg) { ch <- protocol.IDFromMsgID(m.Header.Get(jetstream.MsgIDHeader)) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil { // subscribed before anything is published

@@ -39,7 +39,7 @@ func runCancel(ctx context.Context, args []string, io IO) int {
 		return code
 	}
 	defer nc.Close()
-	pub, err := publisher.New(nc, publisher.WithPrefix(env.Prefix))
+	pub, err := publisher.New(nc, env.Publisher()...)
 	if err != nil {
 		fmt.Fprintln(io.Err, "chatfleet cancel:", err)
 		return ExitUsage

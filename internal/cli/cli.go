@@ -1,5 +1,5 @@
 // Package cli implements the chatfleet command: dev, worker, init, ask,
-// cancel, dlq, status, upstream, gateway, simulate and env.
+// cancel, dlq, tenant, cache, status, upstream, gateway, simulate, auth and env.
 package cli
 
 import (
@@ -39,10 +39,13 @@ func commands() []command {
 		{"ask", "submit a job and print the answer as it streams: ask [flags] PROMPT", runAsk},
 		{"cancel", "cancel a request: cancel [--tenant T] ID", runCancel},
 		{"dlq", "dead-lettered jobs: dlq ls | show SEQ | replay SEQ", runDLQ},
+		{"tenant", "tenants' limits and usage: tenant set | ls | show | pause | resume | cancel | rm NAME", runTenant},
+		{"cache", "the answer cache: cache purge [--tenant T] [--key K]", runCache},
 		{"status", "the fleet: queue, dead letters, workers and their slots [--json] [--watch]", runStatus},
 		{"upstream", "upstream check: probe the configured upstream and list what it supports", runUpstream},
-		{"gateway", "run the OpenAI-compatible HTTP gateway; gateway key TENANT makes an API key", runGateway},
+		{"gateway", "run the OpenAI-compatible HTTP gateway; gateway key|keys|revoke manage its API keys", runGateway},
 		{"simulate", "serve dev's simulated model alone on CHATFLEET_DEV_MODEL_LISTEN: an upstream for trying a fleet", runSimulate},
+		{"auth", "the nats-server configuration and identities of a fleet shared by tenants: auth --secrets DIR TENANT...", runAuth},
 		{"env", "print every configuration variable with its default", runEnv},
 	}
 }

@@ -244,7 +244,7 @@ func replayDeadLetter(ctx context.Context, js jetstream.JetStream, stream jetstr
 	}
 	out := nats.NewMsg(subject)
 	out.Data = data
-	out.Header.Set(jetstream.MsgIDHeader, id)
+	out.Header.Set(jetstream.MsgIDHeader, protocol.MsgID(tenant, id))
 	if _, err := js.PublishMsg(ctx, out, jetstream.WithExpectStream(names.JobsStream())); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,11 +14,18 @@ import (
 	"github.com/chatfleet/chatfleet/internal/telemetry"
 )
 
-// runGateway runs the OpenAI-compatible gateway (gateway key TENANT makes
-// an API key instead).
+// runGateway runs the OpenAI-compatible gateway, or one of its key
+// commands (key, keys, revoke).
 func runGateway(ctx context.Context, args []string, io IO) int {
-	if len(args) > 0 && args[0] == "key" {
-		return runGatewayKey(args[1:], io)
+	if len(args) > 0 {
+		switch args[0] {
+		case "key":
+			return runGatewayKey(ctx, args[1:], io)
+		case "keys":
+			return runGatewayKeys(ctx, args[1:], io)
+		case "revoke":
+			return runGatewayRevoke(ctx, args[1:], io)
+		}
 	}
 	env, logger, code := loadServerEnv(io, "gateway", args)
 	if code != ExitOK {
@@ -85,7 +91,7 @@ func startGateway(ctx context.Context, env config.Env, logger *slog.Logger, nc *
 		shutdownTelemetry(tel)
 		return nil, nil, err
 	}
-	if cfg.Keys == nil {
+	if cfg.Keys == nil && !cfg.KeysFromBucket {
 		logger.Warn("the gateway has no API keys: it serves tenant "+cfg.Tenant+" to anyone who reaches it, on loopback only",
 			"addr", g.Addr().String())
 	}
@@ -100,22 +106,6 @@ func stopGateway(logger *slog.Logger, env config.Env, g *gateway.Gateway) int {
 		logger.Warn("gateway stopped", "err", err)
 		return ExitFailed
 	}
-	return ExitOK
-}
-
-// runGatewayKey prints a new API key for a tenant and the line that adds
-// it to the key file. The key is shown once: only its hash is kept.
-func runGatewayKey(args []string, io IO) int {
-	if len(args) != 1 {
-		fmt.Fprintln(io.Err, "Usage: chatfleet gateway key TENANT   (prints a new API key and its line for CHATFLEET_GATEWAY_KEYS)")
-		return ExitUsage
-	}
-	key, line, err := gateway.NewKey(args[0])
-	if err != nil {
-		fmt.Fprintln(io.Err, "chatfleet gateway key:", err)
-		return ExitUsage
-	}
-	fmt.Fprintf(io.Out, "API key (shown once; give it to the tenant's applications):\n  %s\nAdd this line to the key file (CHATFLEET_GATEWAY_KEYS):\n  %s\n", key, line)
 	return ExitOK
 }
 

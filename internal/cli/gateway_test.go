@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatfleet/chatfleet/gateway"
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 )
 
@@ -61,10 +62,53 @@ func TestGatewayCommand(t *testing.T) {
 	}
 }
 
+// TestGatewayKeysInBucket: `gateway key --kv` stores a key a gateway with
+// CHATFLEET_GATEWAY_KEYS=kv takes; `gateway keys` lists it by hash;
+// `gateway revoke` removes it and the running gateway refuses it.
+func TestGatewayKeysInBucket(t *testing.T) {
+	newFleet(t, nil) // its worker made the topology, the bucket included
+	ctx := fleettest.Context(t, 60*time.Second)
+	res := run(ctx, "", "gateway", "key", "--kv", "acme")
+	key := regexp.MustCompile(`\n  (cf-\S+)\n`).FindStringSubmatch(res.out)
+	if res.code != 0 || key == nil || strings.Contains(res.out, "acme "+key[1]) {
+		t.Fatalf("gateway key --kv: %v", res)
+	}
+	hash := gateway.KeyHash(key[1])
+	if res := run(ctx, "", "gateway", "keys"); res.code != 0 || res.out != hash+"  acme\n" {
+		t.Errorf("gateway keys: %v", res)
+	}
+
+	api := freeAddr(t)
+	t.Setenv("CHATFLEET_GATEWAY_ADDR", api)
+	t.Setenv("CHATFLEET_GATEWAY_KEYS", "kv")
+	t.Setenv("CHATFLEET_HTTP_ADDR", "")
+	gwCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	g := start(gwCtx, "gateway")
+	defer func() { stop(); g.wait(t, 30*time.Second) }()
+	g.waitErr(t, ctx, "gateway started")
+
+	body := `{"model":"` + testModel + `","messages":[{"role":"user","content":"hello bucket"}]}`
+	if code, out := post(t, ctx, "http://"+api+"/v1/chat/completions", key[1], body); code != http.StatusOK {
+		t.Errorf("with the stored key: %d %s", code, out)
+	}
+	if res := run(ctx, "", "gateway", "revoke", key[1]); res.code != 0 {
+		t.Fatalf("gateway revoke: %v", res)
+	}
+	fleettest.Poll(t, ctx, "the revoked key refused", func() bool {
+		code, _ := post(t, ctx, "http://"+api+"/v1/chat/completions", key[1], body)
+		return code == http.StatusUnauthorized
+	})
+	if res := run(ctx, "", "gateway", "revoke", hash); res.code != 1 || !strings.Contains(res.err, "no such key") {
+		t.Errorf("revoking twice: %v", res)
+	}
+}
+
 // TestGatewayKeyUsage: a key needs exactly one valid tenant name.
 func TestGatewayKeyUsage(t *testing.T) {
 	ctx := fleettest.Context(t, 10*time.Second)
-	for _, args := range [][]string{{"gateway", "key"}, {"gateway", "key", "a.b"}, {"gateway", "key", "a", "b"}} {
+	for _, args := range [][]string{{"gateway", "key"}, {"gateway", "key", "a.b"}, {"gateway", "key", "a", "b"},
+		{"gateway", "key", "--kv", "a.b"}, {"gateway", "revoke"}, {"gateway", "keys", "x"}} {
 		if res := run(ctx, "", args...); res.code != 2 || res.out != "" {
 			t.Errorf("%v: %v, want exit 2 and no key", args, res)
 		}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,9 +33,9 @@ func runInit(ctx context.Context, args []string, io IO) int {
 		return ExitFailed
 	}
 	c := top.Config
-	fmt.Fprintf(io.Out, "topology ready (prefix %s): streams %s, %s, %s; consumer %s; buckets %s, %s, %s\n",
+	fmt.Fprintf(io.Out, "topology ready (prefix %s): streams %s, %s, %s; consumer %s; buckets %s\n",
 		names.Prefix(), c.Names.JobsStream(), c.Names.RepliesStream(), c.Names.DeadLetterStream(), c.Names.WorkersConsumer(),
-		c.Names.InflightBucket(), c.Names.CacheBucket(), c.Names.CancelBucket())
+		strings.Join(c.Names.Buckets(), ", "))
 	return ExitOK
 }
 

@@ -32,14 +32,14 @@ func TestInit(t *testing.T) {
 			t.Fatalf("init: %v", res)
 		}
 		for _, name := range []string{"prefix acme.chat", "ACME_CHAT_JOBS", "ACME_CHAT_REPLIES", "ACME_CHAT_DLQ",
-			"acme_chat_workers", "acme_chat_inflight", "acme_chat_cache", "acme_chat_cancels"} {
+			"acme_chat_workers", "acme_chat_inflight", "acme_chat_cache", "acme_chat_cancels", "acme_chat_api_keys", "acme_chat_tenants"} {
 			if !strings.Contains(res.out, name) {
 				t.Errorf("init output does not name %s: %q", name, res.out)
 			}
 		}
 	}
 	_, js := natstest.JetStream(t, f.NATS.ClientURL())
-	for _, s := range []string{"ACME_CHAT_JOBS", "ACME_CHAT_REPLIES", "ACME_CHAT_DLQ", "KV_acme_chat_inflight", "KV_acme_chat_cache", "KV_acme_chat_cancels"} {
+	for _, s := range []string{"ACME_CHAT_JOBS", "ACME_CHAT_REPLIES", "ACME_CHAT_DLQ", "KV_acme_chat_inflight", "KV_acme_chat_cache", "KV_acme_chat_cancels", "KV_acme_chat_api_keys", "KV_acme_chat_tenants"} {
 		if _, err := js.Stream(ctx, s); err != nil {
 			t.Errorf("stream %s: %v", s, err)
 		}

@@ -230,16 +230,17 @@ func printStatus(st *fleetStatus, io IO) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tUPTIME\tROUTING\tLEADER\tFOLLOWER\tCACHE\tREQUEST SLOTS\tWAITING SLOTS\tLLM SLOTS\tFOLLOWER SLOTS\tBREAKER\tSTATE")
+	fmt.Fprintln(tw, "WORKER\tUPTIME\tROUTING\tLEADER\tFOLLOWER\tCACHE\tREQUEST SLOTS\tWAITING SLOTS\tPARKED SLOTS\tLLM SLOTS\tFOLLOWER SLOTS\tBREAKER\tSTATE")
 	for _, w := range st.Workers {
 		state := "ready"
 		if w.Draining {
 			state = "draining"
 		}
 		slot := func(pool string) string { u := w.Slots[pool]; return fmt.Sprintf("%d/%d", u.Used, u.Total) }
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", w.Worker,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", w.Worker,
 			(time.Duration(w.UptimeS) * time.Second).String(), w.InFlight["routing"], w.InFlight["leader"],
-			w.InFlight["follower"], w.InFlight["cache"], slot("requests"), slot("waiting"), slot("llm"), slot("followers"), w.Upstreams.Breaker, state)
+			w.InFlight["follower"], w.InFlight["cache"], slot("requests"), slot("waiting"), slot("parked"), slot("llm"), slot("followers"),
+			w.Upstreams.Breaker, state)
 	}
 	return tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/manager"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/publisher"
 	"github.com/chatfleet/chatfleet/subjects"
 	"github.com/chatfleet/chatfleet/topology"
 	"github.com/chatfleet/chatfleet/worker"
@@ -24,7 +25,7 @@ func (e Env) LLM() llm.Config {
 // Topology returns the JetStream sizing.
 func (e Env) Topology() topology.Config {
 	return topology.Config{
-		Replicas: e.Replicas, QueueLimit: e.QueueLimit,
+		Replicas: e.Replicas, QueueLimit: e.QueueLimit, MaxQueuedPerTenant: e.QueuePerTenant,
 		// The stream's limit is a backstop above the workers' own, so an
 		// oversized job reaches a worker and gets an answer.
 		MaxJobBytes:     max(minStreamJobBytes, 2*e.MaxJobBytes),
@@ -48,6 +49,7 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 			MaxConcurrentRequests:   e.MaxConcurrentRequests,
 			MaxConcurrentLLMStreams: e.MaxConcurrentLLMStreams,
 			MaxConcurrentFollowers:  e.MaxConcurrentFollowers,
+			MaxParkedJobs:           off(e.MaxParkedJobs),
 			MaxWaitingLeaders:       offOrDefault(e.MaxWaitingLeaders),
 			DisableDedupe:           !e.Dedupe,
 			DisableCache:            !e.Cache,
@@ -83,8 +85,22 @@ func offOrDefault(v *int) int {
 	return off(*v)
 }
 
-// Gateway returns the gateway's config: keys loaded from their file.
-// Telemetry is set by the caller.
+// Publisher returns the options of a publisher configured as e: the
+// prefix, and the JetStream API prefix when one is set.
+func (e Env) Publisher() []publisher.Option {
+	opts := []publisher.Option{publisher.WithPrefix(e.Prefix)}
+	if e.NATSAPI != "" {
+		opts = append(opts, publisher.WithAPIPrefix(e.NATSAPI))
+	}
+	return opts
+}
+
+// GatewayKeysBucket, as CHATFLEET_GATEWAY_KEYS, reads the keys from the
+// fleet's API keys bucket (a key file named so is ./kv).
+const GatewayKeysBucket = "kv"
+
+// Gateway returns the gateway's config: keys loaded from their file, or
+// read from the bucket once it starts. Telemetry is set by the caller.
 func (e Env) Gateway(logger *slog.Logger) (gateway.Config, error) {
 	names, err := subjects.New(e.Prefix)
 	if err != nil {
@@ -92,7 +108,11 @@ func (e Env) Gateway(logger *slog.Logger) (gateway.Config, error) {
 	}
 	c := gateway.Config{Addr: e.GatewayAddr, Names: names, Tenant: e.GatewayTenant, MaxBodyBytes: int64(e.MaxJobBytes),
 		CORSOrigins: e.GatewayCORSOrigins, ResumeSecret: []byte(e.GatewayResumeSecret), Logger: logger}
-	if e.GatewayKeys != "" {
+	switch e.GatewayKeys {
+	case "":
+	case GatewayKeysBucket:
+		c.KeysFromBucket = true
+	default:
 		if c.Keys, err = gateway.LoadKeys(e.GatewayKeys); err != nil {
 			return c, err
 		}

@@ -26,8 +26,9 @@ type Env struct {
 	NATSPassword string `envconfig:"CHATFLEET_NATS_PASSWORD" desc:"NATS password (never printed)"`
 	NATSToken    string `envconfig:"CHATFLEET_NATS_TOKEN" desc:"NATS token (never printed)"`
 	NATSTLSCA    string `envconfig:"CHATFLEET_NATS_TLS_CA" desc:"CA file to verify the NATS server"`
-	NATSTLSCert  string `envconfig:"CHATFLEET_NATS_TLS_CERT" desc:"client certificate file for NATS"`
-	NATSTLSKey   string `envconfig:"CHATFLEET_NATS_TLS_KEY" desc:"client key file for NATS"`
+	NATSTLSCert  string `envconfig:"CHATFLEET_NATS_TLS_CERT" desc:"client certificate file for NATS (with CHATFLEET_NATS_TLS_KEY)"`
+	NATSTLSKey   string `envconfig:"CHATFLEET_NATS_TLS_KEY" desc:"client key file for NATS (with CHATFLEET_NATS_TLS_CERT)"`
+	NATSAPI      string `envconfig:"CHATFLEET_NATS_JS_API_PREFIX" desc:"JetStream API prefix for ask and cancel: a tenant's account reaches the fleet's JetStream under the one chatfleet auth writes into its settings (empty: $JS.API)"`
 
 	Prefix   string `envconfig:"CHATFLEET_PREFIX" default:"chat" desc:"subject prefix; streams and buckets are named after it"`
 	WorkerID string `envconfig:"CHATFLEET_WORKER_ID" desc:"worker ID (default: hostname-pid)"`
@@ -47,6 +48,7 @@ type Env struct {
 	MaxConcurrentLLMStreams int           `envconfig:"CHATFLEET_MAX_CONCURRENT_LLM_STREAMS" default:"16" desc:"upstream streams a worker runs at once"`
 	MaxWaitingLeaders       *int          `envconfig:"CHATFLEET_MAX_WAITING_LEADERS" desc:"leaders that may wait for an upstream slot without holding a request slot, so cache hits and followers are still pulled (default: MAX_CONCURRENT_LLM_STREAMS; 0 turns the fast lane off)"`
 	MaxConcurrentFollowers  int           `envconfig:"CHATFLEET_MAX_CONCURRENT_FOLLOWERS" default:"1024" desc:"jobs a worker serves as follower or from the cache at once"`
+	MaxParkedJobs           int           `envconfig:"CHATFLEET_MAX_PARKED_JOBS" default:"1024" desc:"jobs a worker holds without a request slot while they wait for their tenant (paused, or at its in-flight or token limit), so it goes on pulling other tenants' jobs; 0 turns parking off"`
 	Dedupe                  bool          `envconfig:"CHATFLEET_DEDUPE" default:"true" desc:"share one generation among identical concurrent jobs (jobs may override)"`
 	Cache                   bool          `envconfig:"CHATFLEET_CACHE" default:"true" desc:"serve and store finished answers (jobs may override)"`
 	ChunkWindow             time.Duration `envconfig:"CHATFLEET_CHUNK_WINDOW" default:"5ms" desc:"merge deltas arriving within this window into one chunk event; 0 disables"`
@@ -61,6 +63,7 @@ type Env struct {
 	ShutdownGrace           time.Duration `envconfig:"CHATFLEET_SHUTDOWN_GRACE" default:"30s" desc:"on SIGTERM, how long in-flight jobs may finish before they are handed back"`
 
 	QueueLimit      int64         `envconfig:"CHATFLEET_QUEUE_LIMIT" default:"10000" desc:"most jobs waiting; beyond it submits fail with queue_full"`
+	QueuePerTenant  int64         `envconfig:"CHATFLEET_MAX_QUEUED_PER_TENANT" default:"0" desc:"most jobs one tenant may have in the jobs stream (waiting or running); beyond it its submits fail with quota_exceeded; one value for the fleet, stored with the jobs stream; 0: no cap"`
 	DuplicateWindow time.Duration `envconfig:"CHATFLEET_DUPLICATE_WINDOW" default:"2m" desc:"a resubmitted request ID within this window is stored once"`
 	ReplyMaxAge     time.Duration `envconfig:"CHATFLEET_REPLY_MAX_AGE" default:"15m" desc:"how long reply events stay readable"`
 	ReplyMaxBytes   int64         `envconfig:"CHATFLEET_REPLY_MAX_BYTES" default:"1073741824" desc:"size cap of the replies stream"`
@@ -87,7 +90,7 @@ type Env struct {
 	DevTokenDelay  time.Duration `envconfig:"CHATFLEET_DEV_TOKEN_DELAY" default:"50ms" desc:"dev mode: the simulated model's pause between tokens"`
 
 	GatewayAddr         string   `envconfig:"CHATFLEET_GATEWAY_ADDR" default:"127.0.0.1:8080" desc:"address of the OpenAI-compatible gateway (chatfleet gateway; dev starts one too; empty: none in dev)"`
-	GatewayKeys         string   `envconfig:"CHATFLEET_GATEWAY_KEYS" desc:"file of the gateway's API keys, one \"TENANT SHA256-HEX\" line each (chatfleet gateway key TENANT makes one); none: one tenant, loopback only"`
+	GatewayKeys         string   `envconfig:"CHATFLEET_GATEWAY_KEYS" desc:"the gateway's API keys: kv for the fleet's API keys bucket (chatfleet gateway key --kv TENANT adds one, live), or a file of \"TENANT SHA256-HEX\" lines (chatfleet gateway key TENANT prints one); none: one tenant, loopback only"`
 	GatewayTenant       string   `envconfig:"CHATFLEET_GATEWAY_TENANT" default:"default" desc:"the gateway's one tenant when it has no keys"`
 	GatewayCORSOrigins  []string `envconfig:"CHATFLEET_GATEWAY_CORS_ORIGINS" desc:"comma-separated origins browsers may call the gateway from (* for any); empty: none"`
 	GatewayResumeSecret string   `envconfig:"CHATFLEET_GATEWAY_RESUME_SECRET" desc:"secret that signs resume tokens, the same on every gateway replica (never printed); empty: random per process"`

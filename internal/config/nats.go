@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,6 +17,9 @@ import (
 // established (nats.ConnectHandler among extra says when); without, it
 // fails at once (the CLI's clients). extra options are applied last.
 func (e Env) Connect(name string, waitForServer bool, extra ...nats.Option) (*nats.Conn, error) {
+	if (e.NATSTLSCert == "") != (e.NATSTLSKey == "") {
+		return nil, errors.New("config: CHATFLEET_NATS_TLS_CERT and CHATFLEET_NATS_TLS_KEY go together: set both (a client certificate and its key), or neither")
+	}
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -42,7 +46,7 @@ func (e Env) Connect(name string, waitForServer bool, extra ...nats.Option) (*na
 	if e.NATSTLSCA != "" {
 		opts = append(opts, nats.RootCAs(e.NATSTLSCA))
 	}
-	if e.NATSTLSCert != "" || e.NATSTLSKey != "" {
+	if e.NATSTLSCert != "" {
 		opts = append(opts, nats.ClientCert(e.NATSTLSCert, e.NATSTLSKey))
 	}
 	nc, err := nats.Connect(e.NATSURL, append(opts, extra...)...)

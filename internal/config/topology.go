@@ -103,6 +103,8 @@ func topologySettings(n subjects.Names) map[string]map[string]topologySetting {
 			"duplicate_window": {"CHATFLEET_DUPLICATE_WINDOW", same},
 			"metadata." + topology.MetadataQueueTimeout: {"CHATFLEET_QUEUE_TIMEOUT", same},
 			"max_msg_size": {"CHATFLEET_MAX_JOB_BYTES", jobBytes},
+			"metadata." + topology.MetadataMaxQueuedPerTenant: {"CHATFLEET_MAX_QUEUED_PER_TENANT", same},
+			"max_msgs_per_subject":                            {"CHATFLEET_MAX_QUEUED_PER_TENANT", same},
 		},
 		"stream " + n.RepliesStream(): {
 			"max_age":   {"CHATFLEET_REPLY_MAX_AGE", same},

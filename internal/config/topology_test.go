@@ -39,6 +39,7 @@ func TestExplainTopology(t *testing.T) {
 		{"cache ttl", func(e *Env) { e.CacheTTL = time.Hour }, []string{"set CHATFLEET_CACHE_TTL=24h0m0s", "bucket chat_cache"}},
 		{"job size", func(e *Env) { e.MaxJobBytes = 8 << 20 }, []string{"max_msg_size is 8388608, want 16777216", "set CHATFLEET_MAX_JOB_BYTES ≤ 4194304"}},
 		{"queue timeout", func(e *Env) { e.QueueTimeout = time.Minute }, []string{"set CHATFLEET_QUEUE_TIMEOUT=0s", "edit the stream CHAT_JOBS"}},
+		{"per-tenant cap", func(e *Env) { e.QueuePerTenant = 100 }, []string{"set CHATFLEET_MAX_QUEUED_PER_TENANT=0", "edit the stream CHAT_JOBS"}},
 	} {
 		e := base
 		tc.change(&e)

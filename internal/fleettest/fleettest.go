@@ -173,15 +173,25 @@ func (f *Fleet) ConsumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, erro
 // ctx ends first. Consumer state has no change notification to wait on.
 func (f *Fleet) WaitConsumer(t testing.TB, ctx context.Context, what string, ok func(*jetstream.ConsumerInfo) bool) *jetstream.ConsumerInfo {
 	t.Helper()
-	for {
-		info, err := f.ConsumerInfo(ctx)
-		if err == nil && ok(info) {
-			return info
-		}
+	var info *jetstream.ConsumerInfo
+	Poll(t, ctx, what, func() bool {
+		var err error
+		info, err = f.ConsumerInfo(ctx)
+		return err == nil && ok(info)
+	})
+	return info
+}
+
+// Poll checks cond every 10 ms until it holds; it fails the test, naming
+// what was awaited, when ctx ends first. Only for state that has nothing
+// to wait on (a server's counters, a closed listener).
+func Poll(t testing.TB, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("%s: never happened (%v; last state %+v)", what, ctx.Err(), info)
-		case <-time.After(20 * time.Millisecond):
+			t.Fatalf("%s: never happened (%v)", what, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }

@@ -19,8 +19,15 @@ type Config struct {
 	// Listen is the client address, host:port; port 0 or -1 picks a free one.
 	// Defaults to "127.0.0.1:-1".
 	Listen string
-	// StoreDir holds JetStream's files. Required.
+	// StoreDir holds JetStream's files. Required, unless ConfigFile sets
+	// it; when both do, StoreDir wins.
 	StoreDir string
+	// ConfigFile, when set, is a nats-server configuration file (e.g. one
+	// `chatfleet auth` generated) the server starts from: accounts, users,
+	// permissions, TLS. Listen and StoreDir, when set, override its
+	// listen address and JetStream directory; JetStream is always on.
+	// Defaults to none.
+	ConfigFile string
 	// Name is the server name. Defaults to one chosen by nats-server.
 	Name string
 	// Logger receives the server's notices, warnings and errors. Defaults to
@@ -45,7 +52,8 @@ type ClusterConfig struct {
 
 // Server is a running embedded server.
 type Server struct {
-	s *server.Server
+	s   *server.Server
+	cfg Config
 }
 
 // Start starts a server and waits until it accepts clients.
@@ -80,30 +88,61 @@ func Start(cfg Config) (*Server, error) {
 		s.WaitForShutdown()
 		return nil, fmt.Errorf("natsserver: not ready for connections on %s after %s", s.Addr(), wait)
 	}
-	return &Server{s: s}, nil
+	return &Server{s: s, cfg: cfg}, nil
+}
+
+// Reload reads the server's configuration file again and applies what
+// changed (accounts, users, permissions), as nats-server --signal reload
+// does, keeping the address the server listens on and its JetStream
+// directory.
+func (s *Server) Reload() error {
+	if s.cfg.ConfigFile == "" {
+		return errors.New("natsserver: Reload needs a server started from a configuration file")
+	}
+	opts, err := s.cfg.options()
+	if err != nil {
+		return err
+	}
+	if addr, ok := s.s.Addr().(*net.TCPAddr); ok {
+		opts.Port = addr.Port
+	}
+	if err := s.s.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("natsserver: reload: %w", err)
+	}
+	return nil
 }
 
 func (cfg Config) options() (*server.Options, error) {
-	if cfg.StoreDir == "" {
+	opts := &server.Options{}
+	if cfg.ConfigFile != "" {
+		var err error
+		if opts, err = server.ProcessConfigFile(cfg.ConfigFile); err != nil {
+			return nil, fmt.Errorf("natsserver: %w", err)
+		}
+	}
+	if cfg.StoreDir != "" {
+		opts.StoreDir = cfg.StoreDir
+	}
+	if opts.StoreDir == "" {
 		return nil, errors.New("natsserver: StoreDir is required")
 	}
 	listen := cfg.Listen
-	if listen == "" {
+	if listen == "" && cfg.ConfigFile == "" {
 		listen = "127.0.0.1:-1"
 	}
-	host, port, err := splitHostPort(listen)
-	if err != nil {
-		return nil, fmt.Errorf("natsserver: listen address %q: %w", listen, err)
+	if listen != "" {
+		host, port, err := splitHostPort(listen)
+		if err != nil {
+			return nil, fmt.Errorf("natsserver: listen address %q: %w", listen, err)
+		}
+		opts.Host, opts.Port = host, port
 	}
-	opts := &server.Options{
-		ServerName: cfg.Name,
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   cfg.StoreDir,
-		NoSigs:     true,
-		NoLog:      cfg.Logger == nil,
+	if cfg.Name != "" {
+		opts.ServerName = cfg.Name
 	}
+	opts.JetStream = true
+	opts.NoSigs = true
+	opts.NoLog = cfg.Logger == nil
 	if c := cfg.Cluster; c != nil {
 		chost, cport, err := splitHostPort(c.Listen)
 		if err != nil {

@@ -44,10 +44,11 @@ func Connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
-// JetStream returns a JetStream context on a new connection to url.
-func JetStream(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+// JetStream returns a JetStream context on a new connection to url, with
+// opts (credentials, say).
+func JetStream(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc := Connect(t, url)
+	nc := Connect(t, url, opts...)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +75,20 @@ func RunServerWith(t testing.TB, tune func(*server.Options)) *natsserver.Server 
 func RunServerAt(t testing.TB, addr, dir string) *natsserver.Server {
 	t.Helper()
 	s, err := natsserver.Start(natsserver.Config{Listen: addr, StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// RunServerFromConfig starts a JetStream server from the nats-server
+// configuration file path (accounts, users, permissions, TLS; e.g. one
+// `chatfleet auth` wrote), on a free 127.0.0.1 port and storing into a
+// temporary directory whatever the file says, shut down in t.Cleanup.
+func RunServerFromConfig(t testing.TB, path string) *natsserver.Server {
+	t.Helper()
+	s, err := natsserver.Start(natsserver.Config{ConfigFile: path, Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

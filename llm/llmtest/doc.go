@@ -40,5 +40,8 @@
 //
 // Calls, Requests and Disconnects report what the server saw; WaitCalls and
 // WaitDisconnects block until a count is reached, so tests wait for signals
-// rather than sleeping.
+// rather than sleeping. Active and MaxConcurrent count the requests open
+// at once (now, and at most so far), for those that match a test's
+// filter: how a test checks a concurrency limit at the upstream;
+// WaitActive waits for a number of them.
 package llmtest

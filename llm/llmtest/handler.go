@@ -38,6 +38,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := s.record(body, r.Header)
+	defer s.finished(req)
 	var wr wireRequest
 	if err := json.Unmarshal(body, &wr); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error(), 0)

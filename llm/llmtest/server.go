@@ -30,6 +30,8 @@ type Server struct {
 	closed      bool
 	handlers    sync.WaitGroup // running handlers; Add only under mu while !closed
 	requests    []Request
+	spans       []span // one per chat-completion request, by N-1 (concurrency.go)
+	clock       int64  // orders span starts and ends
 	disconnects int
 	changed     chan struct{} // closed and replaced whenever a count changes
 	conns       atomic.Int64  // TCP connections accepted
@@ -189,6 +191,8 @@ func (s *Server) record(body []byte, h http.Header) Request {
 	defer s.mu.Unlock()
 	r := Request{N: len(s.requests) + 1, Body: body, Header: h.Clone()}
 	s.requests = append(s.requests, r)
+	s.clock++
+	s.spans = append(s.spans, span{start: s.clock})
 	s.notifyLocked()
 	return r
 }

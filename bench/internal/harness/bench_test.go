@@ -34,9 +34,10 @@ func testContext(t *testing.T) (context.Context, context.CancelFunc) {
 // one worker), so the benchmark cannot rot. It checks the report is
 // complete and well-formed, and what must hold at any speed: no job
 // failed, a herd made exactly one upstream call, cache hits came from the
-// cache. It asserts nothing about speed. The asynq peer runs too when
-// redis-server is installed; the charts when CHATFLEET_BENCH_CHARTS is set,
-// as `make test` does. Skipped under -short.
+// cache, the gateway's clients got the whole answer. It asserts nothing
+// about speed. The asynq peer runs too when redis-server is installed; the
+// charts when CHATFLEET_BENCH_CHARTS is set, as `make test` does. Skipped
+// under -short.
 //
 // The binaries are built first, then the scenarios run: a cold build of
 // chatfleet takes over a minute on an idle 2-core machine and several on
@@ -199,6 +200,28 @@ func TestSmoke(t *testing.T) {
 		noErrors("memory "+m.Kind, m.Load, m.N)
 		if m.Held != m.N || m.RSSBefore <= 0 || m.RSSHolding <= 0 {
 			t.Errorf("memory %s: held %d of %d, RSS %d → %d", m.Kind, m.Held, m.N, m.RSSBefore, m.RSSHolding)
+		}
+	}
+
+	if g := got.Gateway; g == nil {
+		t.Error("no gateway result")
+	} else {
+		noErrors("gateway latency", g.LatencyGateway, sz.GatewayLatencyN)
+		noErrors("gateway latency, direct", g.LatencyDirect, sz.GatewayLatencyN)
+		if g.LatencyGateway.TTFC.N != sz.GatewayLatencyN || g.AddedTTFC.N != sz.GatewayLatencyN {
+			t.Errorf("gateway latency: %d first chunks, %d differences; want %d", g.LatencyGateway.TTFC.N, g.AddedTTFC.N, sz.GatewayLatencyN)
+		}
+		if want := 3 * len(sz.GatewayConcurrency); len(g.Throughput) != want {
+			t.Errorf("%d gateway throughput runs, want %d", len(g.Throughput), want)
+		}
+		for _, gt := range g.Throughput {
+			noErrors("gateway "+gt.Path, gt.Load, sz.GatewayJobs)
+			_, measured := gt.CPU.CPUS["gateway"]
+			if gt.UpstreamCalls != sz.GatewayJobs || (gt.Path == pathWhole) == (gt.Load.ChunksPerJob >= 1) ||
+				(gt.Path != pathDirect) != (measured && gt.GatewayRSS > 0 && gt.GatewayPeakRSS > 0) {
+				t.Errorf("gateway %s: %d upstream calls, %.1f chunks/job, gateway CPU measured %v, RSS %d (peak %d)",
+					gt.Path, gt.UpstreamCalls, gt.Load.ChunksPerJob, measured, gt.GatewayRSS, gt.GatewayPeakRSS)
+			}
 		}
 	}
 

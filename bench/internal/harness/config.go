@@ -52,7 +52,7 @@ type Config struct {
 }
 
 // ScenarioNames are the scenarios, in the order they run.
-var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "memory", "large", "peer"}
+var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "memory", "large", "gateway", "peer"}
 
 // Sizes sizes the scenarios.
 type Sizes struct {
@@ -109,6 +109,13 @@ type Sizes struct {
 	LargeAnswerMB   int
 	LargeDeltaBytes int
 
+	// Gateway: `chatfleet gateway` in front of one worker, instant
+	// upstream, against the same jobs published directly.
+	GatewayLatencyN    int   // streamed requests one at a time (and as many direct jobs)
+	GatewayJobs        int   // requests per throughput run
+	GatewayWarmup      int   // requests before each throughput run (and, up to 50, before the latency run)
+	GatewayConcurrency []int // HTTP clients (jobs in flight when direct), one run each
+
 	// Peer.
 	PeerJobs        int
 	PeerWorkers     []int
@@ -150,6 +157,10 @@ func DefaultSizes() Sizes {
 		MemorySettle:          time.Second,
 		LargeAnswerMB:         50,
 		LargeDeltaBytes:       1024,
+		GatewayLatencyN:       1000,
+		GatewayJobs:           10_000,
+		GatewayWarmup:         500,
+		GatewayConcurrency:    []int{64, 256},
 		PeerJobs:              20_000,
 		PeerWorkers:           []int{1, 2},
 		PeerLatencyJobs:       300,
@@ -189,6 +200,10 @@ func SmokeSizes() Sizes {
 		MemorySettle:          100 * time.Millisecond,
 		LargeAnswerMB:         2,
 		LargeDeltaBytes:       1024,
+		GatewayLatencyN:       3,
+		GatewayJobs:           6,
+		GatewayWarmup:         2,
+		GatewayConcurrency:    []int{3},
 		PeerJobs:              20,
 		PeerWorkers:           []int{1},
 		PeerLatencyJobs:       2,

@@ -10,7 +10,8 @@
 // Everything the benchmark measures is a real process: NATS is
 // `chatfleet dev` with no workers (the embedded nats-server, file store)
 // unless Config.NATSURL names a server; each worker is `chatfleet
-// worker`, configured with CHATFLEET_* variables; the peer's workers and
+// worker`, configured with CHATFLEET_* variables, and the gateway
+// `chatfleet gateway` the same way; the peer's workers and
 // producer are bench/peers/asynq (a module of its own, so chatfleet's
 // module never depends on asynq or go-redis) and redis-server. The
 // upstream (llm/llmtest, or a stamping server for chunk latencies) and

@@ -184,7 +184,7 @@ func (f *fleet) close() {
 		for _, s := range []string{f.names.JobsStream(), f.names.RepliesStream(), f.names.DeadLetterStream()} {
 			_ = f.js.DeleteStream(ctx, s)
 		}
-		for _, b := range []string{f.names.InflightBucket(), f.names.CacheBucket(), f.names.CancelBucket()} {
+		for _, b := range f.names.Buckets() {
 			_ = f.js.DeleteKeyValue(ctx, b)
 		}
 		cancel()

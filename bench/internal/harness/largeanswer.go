@@ -3,7 +3,6 @@ package harness
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -52,7 +51,7 @@ func (r *runner) largeAnswer(ctx context.Context) error {
 	pid := f.workers[0].pid()
 	runLoad(ctx, f.pubs, loadSpec{n: 20, concurrency: 4, job: func(i int) protocol.Job { return userJob(r.prompt("large warm ", i)) }})
 	res := LargeAnswerResult{AnswerBytes: answer, DeltaBytes: delta}
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+	if err := resetPeakRSS(pid); err != nil {
 		res.Note = "peak RSS not reset after the warm-up: " + err.Error()
 	}
 	if res.RSSBefore, err = procRSS(pid); err != nil {

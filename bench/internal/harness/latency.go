@@ -89,7 +89,7 @@ func (r *runner) latency(ctx context.Context) error {
 	return nil
 }
 
-// above is d minus the upstream's own, per percentile.
+// above is d minus base (the upstream's own, say), per percentile.
 func above(d, upstream Dist) Dist {
 	return Dist{N: d.N, P50: round3(d.P50 - upstream.P50), P90: round3(d.P90 - upstream.P90), P99: round3(d.P99 - upstream.P99)}
 }

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -36,16 +37,26 @@ type loadSpec struct {
 	onMeta      func(i int, role protocol.Role) // called on each meta event
 	onFirst     func(i int)                     // called on each job's first chunk
 	stamps      bool                            // parse stamped tokens
-	timeout     time.Duration                   // per job; defaults to 2m
+	timeout     time.Duration                   // per job; defaults to defaultJobTimeout
 }
+
+// defaultJobTimeout bounds a job of a load whose spec sets no timeout.
+const defaultJobTimeout = 2 * time.Minute
 
 // runLoad runs spec with the publishers, round robin, and returns a record
 // per job and the wall time from the first submit to the last terminal
 // event.
 func runLoad(ctx context.Context, pubs []*publisher.Publisher, spec loadSpec) ([]jobRec, time.Duration) {
-	if spec.timeout == 0 {
-		spec.timeout = 2 * time.Minute
-	}
+	return drive(ctx, spec, func(ctx context.Context, i int, rec *jobRec) {
+		runJob(ctx, pubs[i%len(pubs)], spec, i, rec)
+	})
+}
+
+// drive runs one(i) for i in [0, spec.n), closed loop (spec.concurrency
+// at a time) or open loop (spec.rate per second, at most
+// spec.concurrency at a time), and returns the records one filled and the
+// wall time from the start to the last terminal event.
+func drive(ctx context.Context, spec loadSpec, one func(ctx context.Context, i int, rec *jobRec)) ([]jobRec, time.Duration) {
 	recs := make([]jobRec, spec.n)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -68,7 +79,7 @@ func runLoad(ctx context.Context, pubs []*publisher.Publisher, spec loadSpec) ([
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				runJob(ctx, pubs[i%len(pubs)], spec, i, &recs[i])
+				one(ctx, i, &recs[i])
 			}()
 		}
 	} else {
@@ -82,7 +93,7 @@ func runLoad(ctx context.Context, pubs []*publisher.Publisher, spec loadSpec) ([
 					if i >= spec.n {
 						return
 					}
-					runJob(ctx, pubs[i%len(pubs)], spec, i, &recs[i])
+					one(ctx, i, &recs[i])
 				}
 			}()
 		}
@@ -102,7 +113,7 @@ func runLoad(ctx context.Context, pubs []*publisher.Publisher, spec loadSpec) ([
 
 // runJob submits job i and reads its reply to the end.
 func runJob(ctx context.Context, pub *publisher.Publisher, spec loadSpec, i int, rec *jobRec) {
-	ctx, cancel := context.WithTimeout(ctx, spec.timeout)
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(spec.timeout, defaultJobTimeout))
 	defer cancel()
 	rec.submit = time.Now()
 	reply, err := pub.Submit(ctx, spec.job(i))

@@ -57,6 +57,11 @@ func procRSS(pid int) (int64, error) { return procStatusBytes(pid, "VmRSS:") }
 // since it started or since its peak was reset through clear_refs.
 func procPeakRSS(pid int) (int64, error) { return procStatusBytes(pid, "VmHWM:") }
 
+// resetPeakRSS resets process pid's peak RSS (VmHWM) to its RSS now.
+func resetPeakRSS(pid int) error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
 // procStatusBytes reads a "<field> <n> kB" line of /proc/<pid>/status.
 func procStatusBytes(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

@@ -28,6 +28,7 @@ type Report struct {
 	Scaling     []ScalingResult    `json:"scaling,omitempty"`
 	Memory      []MemoryResult     `json:"memory,omitempty"`
 	LargeAnswer *LargeAnswerResult `json:"large_answer,omitempty"`
+	Gateway     *GatewayResult     `json:"gateway,omitempty"`
 	Peer        *PeerResult        `json:"peer,omitempty"`
 
 	Ratios  []Ratio  `json:"ratios"`
@@ -114,6 +115,7 @@ func (rep *Report) writeTable(w io.Writer) {
 	p("")
 	p("SCENARIO\tVARIANT\tJOBS/S\tTTFC p50/p90/p99 ms\tDONE p50/p90/p99 ms\tERRORS\tNOTES")
 	rep.scenarioRows(p)
+	rep.gatewayRows(p)
 	rep.peerRows(p)
 	p("")
 	p("RATIO\tCHATFLEET\tBASELINE\tCHATFLEET/BASELINE")
@@ -189,6 +191,31 @@ func (rep *Report) scenarioRows(p func(format string, a ...any)) {
 	}
 }
 
+// gatewayRows prints the rows of the gateway scenario, when it ran.
+func (rep *Report) gatewayRows(p func(format string, a ...any)) {
+	g := rep.Gateway
+	if g == nil {
+		return
+	}
+	if l := g.LatencyGateway; l.Jobs > 0 {
+		p("gateway\tlow load, streamed, 1 in flight\t%.0f\t%s\t%s\t%d\tadded by the gateway p50/p90/p99: TTFC %s ms, done %s ms", l.JobsPerS, dist(l.TTFC), dist(l.Done), l.Errors, dist(g.AddedTTFC), dist(g.AddedDone))
+		d := g.LatencyDirect
+		p("gateway\tlow load, published directly (taking turns)\t%.0f\t%s\t%s\t%d\t", d.JobsPerS, dist(d.TTFC), dist(d.Done), d.Errors)
+	}
+	for _, t := range g.Throughput {
+		rss := ""
+		if t.GatewayRSS > 0 {
+			rss = fmt.Sprintf("; gateway RSS %s (peak %s) %s", mib(t.GatewayRSS), mib(t.GatewayPeakRSS), t.Note)
+		}
+		ttfc := "" // a whole completion has no first chunk
+		if t.Load.TTFC.N > 0 {
+			ttfc = dist(t.Load.TTFC)
+		}
+		p("gateway\t%s, %d in flight\t%.0f\t%s\t%s\t%d\tCPU cores: %s; CPU µs/req: %s%s", t.Path, t.Concurrency, t.Load.JobsPerS,
+			ttfc, dist(t.Load.Done), t.Load.Errors, coresString(t.CPU), usMap(t.CPUPerJobUS), rss)
+	}
+}
+
 // peerRows prints the rows of the asynq + Redis peer, when it ran.
 func (rep *Report) peerRows(p func(format string, a ...any)) {
 	pr := rep.Peer
@@ -224,7 +251,7 @@ func usMap(m map[string]float64) string { return groups(m, "%s %.0f") }
 // groups formats values by process group, in a fixed order.
 func groups(m map[string]float64, format string) string {
 	var parts []string
-	for _, k := range []string{"workers", "nats", "redis", "peer-workers", "peer-load", "bench", "total"} {
+	for _, k := range []string{"workers", "gateway", "nats", "redis", "peer-workers", "peer-load", "bench", "total"} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, fmt.Sprintf(format, k, v))
 		}

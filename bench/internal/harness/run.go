@@ -162,6 +162,8 @@ func (r *runner) scenario(ctx context.Context, name string) error {
 		return r.memory(ctx)
 	case "large":
 		return r.largeAnswer(ctx)
+	case "gateway":
+		return r.gateway(ctx)
 	case "peer":
 		return r.peer(ctx)
 	}

@@ -1,0 +1,46 @@
+package manager
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestHeldViewFree: the acquirer tries a share only below the limit, only
+// one not seen renewed within the TTL, and none while as many as the limit
+// look held — those above a lowered limit included.
+func TestHeldViewFree(t *testing.T) {
+	t.Parallel()
+	const ttl = 10 * time.Second
+	now := time.Now()
+	fresh, stale := now, now.Add(-ttl-time.Second)
+	for _, tt := range []struct {
+		name  string
+		view  heldView
+		limit int
+		want  []int // the indexes free may return; none: false
+	}{
+		{"empty", heldView{}, 3, []int{0, 1, 2}},
+		{"some held", heldView{0: fresh, 2: fresh}, 3, []int{1}},
+		{"all held", heldView{0: fresh, 1: fresh, 2: fresh}, 3, nil},
+		{"one expired", heldView{0: fresh, 1: stale, 2: fresh}, 3, []int{1}},
+		{"held above a lowered limit count", heldView{3: fresh, 4: fresh}, 2, nil},
+		{"one above a lowered limit", heldView{4: fresh}, 2, []int{0, 1}},
+	} {
+		for range 20 { // free starts at a random index
+			i, ok := tt.view.free(tt.limit, ttl)
+			if ok != (len(tt.want) > 0) {
+				t.Fatalf("%s: free = %d, %v; want one of %v", tt.name, i, ok, tt.want)
+			}
+			if ok && !slices.Contains(tt.want, i) {
+				t.Fatalf("%s: free = %d; want one of %v", tt.name, i, tt.want)
+			}
+		}
+	}
+	if d := (heldView{0: now.Add(-ttl + time.Second)}).nextExpiry(ttl); d > time.Second || d < 900*time.Millisecond {
+		t.Errorf("nextExpiry = %s, want about 1s: when the key seen 9s ago may expire", d)
+	}
+	if d := (heldView{}).nextExpiry(ttl); d != ttl/3 {
+		t.Errorf("nextExpiry of an empty view = %s, want a third of the TTL", d)
+	}
+}

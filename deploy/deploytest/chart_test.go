@@ -1,10 +1,13 @@
 package deploytest
 
 import (
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // A key file line for the chart's values: a tenant and the hash of a key
@@ -25,13 +28,16 @@ nats:
   tls: {secret: nats-tls, clientCertificate: true}
 otel: {endpoint: "http://otel-collector.monitoring:4318"}
 upstream: {apiKey: placeholder-not-a-key}
+operators:
+  natsCredentials: {envSecret: chatfleet-operators-nats, filesSecret: chatfleet-operators-nkey}
 worker:
+  envFromSecrets: [chatfleet-upstreams]
   antiAffinity: hard
   podAnnotations: {example.com/team: llm}
   nodeSelector: {kubernetes.io/arch: amd64}
   tolerations: [{key: dedicated, operator: Equal, value: llm, effect: NoSchedule}]
 gateway:
-  keys: {lines: "` + placeholderKeyLine + `"}
+  keys: {kv: false, lines: "` + placeholderKeyLine + `"}
   service: {type: LoadBalancer, annotations: {example.com/lb: internal}}
   podAnnotations: {example.com/team: api}
   env: {CHATFLEET_GATEWAY_CORS_ORIGINS: "https://app.example.com"}
@@ -41,12 +47,20 @@ networkPolicy:
   nats: {namespaceSelector: {kubernetes.io/metadata.name: nats}}
   gatewayFrom: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: apps}}}]
 autoscaling:
-  keda: {enabled: true, queueLag: {enabled: true}}
+  keda:
+    enabled: true
+    queueLag: {enabled: true}
+    extraTriggers:
+      - type: prometheus
+        metadata:
+          serverAddress: http://prometheus-operated.monitoring.svc:9090
+          query: sum(chatfleet_requests_in_flight{role="leader"})
+          threshold: "8"
 `
 
 // everythingOnSecrets are the Secrets everythingOn names: files the chart
 // cannot make from values.
-var everythingOnSecrets = []string{"nats-files", "nats-tls"}
+var everythingOnSecrets = []string{"nats-files", "nats-tls", "chatfleet-operators-nats", "chatfleet-operators-nkey", "chatfleet-upstreams"}
 
 // chartCases are the renders every check runs on: the defaults, every
 // optional part on (with KEDA, then with an HPA instead), and every
@@ -65,11 +79,23 @@ upstream: {existingSecret: llm-key, existingSecretKey: api-key}
 worker:
   natsCredentials: {envSecret: chatfleet-workers-nats, filesSecret: chatfleet-workers-nkey}
 gateway:
-  keys: {existingSecret: gateway-keys}
+  keys: {kv: false, existingSecret: gateway-keys}
   resumeSecret: {existingSecret: gateway-resume}
 `), existing: []string{"chatfleet-nats", "llm-key", "chatfleet-workers-nats", "chatfleet-workers-nkey", "gateway-keys", "gateway-resume"}},
+		{name: "chatfleet auth's identities", values: values(t, identityValues), existing: identitySecrets},
 	}
 }
+
+// identityValues give each process its own identity from chatfleet
+// auth, a Secret each made from its settings file (deploy/README.md:
+// Security).
+const identityValues = `
+worker: {natsCredentials: {envSecret: chatfleet-workers-nats}}
+gateway: {natsCredentials: {envSecret: chatfleet-gateway-nats}}
+operators: {natsCredentials: {envSecret: chatfleet-operators-nats}}
+`
+
+var identitySecrets = []string{"chatfleet-workers-nats", "chatfleet-gateway-nats", "chatfleet-operators-nats"}
 
 // chartCase is one render: values over the defaults, and the Secrets they
 // name that exist beforehand.
@@ -85,7 +111,7 @@ func TestChart(t *testing.T) {
 	for _, c := range chartCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			o := decodeObjects(t, renderChart(t, c.values))
-			checkChart(t, o, c.existing)
+			checkChart(t, o, c.existing, nil)
 		})
 	}
 }
@@ -105,19 +131,35 @@ func TestChartRefusesConflicts(t *testing.T) {
 	}
 }
 
-// TestChartRunsAFleet runs a worker and a gateway with the environments
-// and probes the chart gives them (defaults), and checks every metric the
-// autoscalers of every case read is one the worker exports.
+// TestChartRunsAFleet runs the gateway's init container, a worker and a
+// gateway with the environments and probes the chart gives them (the
+// defaults, each process with its identity's Secret made from chatfleet
+// auth's settings files) on a NATS cluster running auth's configuration,
+// and checks every metric the autoscalers of every case read is one the
+// worker exports.
 func TestChartRunsAFleet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs chatfleet processes on a NATS cluster: skipped under -short")
 	}
 	var scaledOn []string
 	for _, c := range chartCases(t) {
-		scaledOn = append(scaledOn, checkChart(t, decodeObjects(t, renderChart(t, c.values)), c.existing).metrics...)
+		scaledOn = append(scaledOn, checkChart(t, decodeObjects(t, renderChart(t, c.values)), c.existing, nil).metrics...)
 	}
-	found := checkChart(t, decodeObjects(t, renderChart(t, nil)), nil)
-	metrics := runFleet(t, found.worker, found.gateway)
+	var v map[string]any
+	if err := yaml.Unmarshal(readRepoFile(t, "deploy", "helm", "chatfleet", "values.yaml"), &v); err != nil {
+		t.Fatal(err)
+	}
+	a := generateAuth(t, v["fleet"].(map[string]any)["CHATFLEET_PREFIX"].(string), filepath.Join(t.TempDir(), "auth.conf"))
+	given := map[string]map[string]string{}
+	for i, id := range []string{workersIdentity, gatewayIdentity, operatorsIdentity} {
+		given[identitySecrets[i]] = a.settings(t, id) // kubectl create secret generic … --from-env-file
+	}
+	found := checkChart(t, decodeObjects(t, renderChart(t, values(t, identityValues))), nil, given)
+	if !found.initTopology {
+		t.Fatal("the gateway runs no chatfleet init before it starts")
+	}
+	metrics := runFleet(t, fleetRun{natsConf: a.conf, worker: found.worker, gateway: found.gateway,
+		initTopology: true, operators: found.gatewayInit.env})
 	for _, name := range slices.Compact(slices.Sorted(slices.Values(scaledOn))) {
 		if !regexp.MustCompile(`(?m)^` + name + `[{ ]`).MatchString(metrics) {
 			t.Errorf("the autoscaler reads %s, which the worker does not export", name)

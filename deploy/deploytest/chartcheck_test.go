@@ -22,18 +22,23 @@ import (
 const handBack = 10 * time.Second
 
 // chartFindings is what checkChart learnt: the worker's and the gateway's
-// containers as deployed, and the metrics the autoscalers read.
+// containers as deployed, the gateway's chatfleet init when it runs one,
+// and the metrics the autoscalers read.
 type chartFindings struct {
 	worker, gateway deployed
+	gatewayInit     deployed
+	initTopology    bool
 	metrics         []string
 }
 
 // checkChart checks a render's objects against each other and against
 // what the binaries serve and read. existing are the Secrets the values
-// name that the chart does not make.
-func checkChart(t *testing.T, o objects, existing []string) chartFindings {
+// name that the chart does not make; given are Secrets made beforehand
+// with their keys and values.
+func checkChart(t *testing.T, o objects, existing []string, given map[string]map[string]string) chartFindings {
 	t.Helper()
-	c := &chartCheck{t: t, o: o, existing: existing, secrets: map[string]map[string]string{}}
+	c := &chartCheck{t: t, o: o, existing: slices.Concat(existing, slices.Collect(maps.Keys(given))), secrets: map[string]map[string]string{}}
+	maps.Copy(c.secrets, given)
 	for _, s := range o.secrets {
 		keys := maps.Clone(s.StringData)
 		if keys == nil {
@@ -52,6 +57,11 @@ func checkChart(t *testing.T, o objects, existing []string) chartFindings {
 			c.antiAffinity(d)
 		case "gateway":
 			f.gateway = c.deployment(d, 0)
+			for _, ic := range d.Spec.Template.Spec.InitContainers {
+				if slices.Equal(ic.Args, []string{"init"}) {
+					f.gatewayInit, f.initTopology = c.container(d.Name, ic), true
+				}
+			}
 		default:
 			t.Errorf("deployment %s runs %s", d.Name, d.Spec.Template.Spec.Containers[0].Name)
 		}
@@ -136,10 +146,13 @@ func (c *chartCheck) container(where string, ct corev1.Container) deployed {
 			env[k] = v
 		}
 	}
+	fromSecrets := maps.Clone(env)
 	for _, e := range ct.Env {
 		checkVariable(t, where, e.Name)
-		if _, dup := env[e.Name]; dup {
-			t.Errorf("%s sets %s twice", where, e.Name)
+		if _, dup := env[e.Name]; dup && !(e.ValueFrom == nil && fromSecrets[e.Name] == e.Value) {
+			// env wins over envFrom: a Secret's CHATFLEET_PREFIX that
+			// differs would be a user of another fleet's account.
+			t.Errorf("%s sets %s twice, differently", where, e.Name)
 		}
 		switch {
 		case e.ValueFrom == nil:
@@ -319,6 +332,10 @@ func (c *chartCheck) autoscalers(worker deployed) []string {
 				n, err := subjects.New(worker.env["CHATFLEET_PREFIX"])
 				if err != nil {
 					t.Fatal(err)
+				}
+				// chatfleet auth's fleet account: the jobs stream's name, _FLEET for _JOBS
+				if fleet := strings.TrimSuffix(n.JobsStream(), "_JOBS") + "_FLEET"; tr.Metadata["account"] != fleet && tr.Metadata["account"] != "$G" {
+					t.Errorf("ScaledObject %s reads the lag in account %q, want %s (chatfleet auth's) or $G", so.Name, tr.Metadata["account"], fleet)
 				}
 				if tr.Metadata["stream"] != n.JobsStream() || tr.Metadata["consumer"] != n.WorkersConsumer() {
 					t.Errorf("ScaledObject %s reads the lag of %s/%s, want %s/%s", so.Name, tr.Metadata["stream"], tr.Metadata["consumer"], n.JobsStream(), n.WorkersConsumer())

@@ -3,6 +3,7 @@ package deploytest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -18,12 +19,14 @@ import (
 
 // loadCompose loads deploy/compose/compose.yaml with the compose-spec
 // library (validated against the compose schema), variables at their
-// defaults.
+// defaults, every profile on. The env_files are not read: chatfleet auth
+// writes them at install (composeSettings reads them).
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
 	dir := repoPath("deploy", "compose")
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "compose.yaml")},
-		cli.WithWorkingDirectory(dir), cli.WithEnv(nil), cli.WithInterpolation(true))
+		cli.WithWorkingDirectory(dir), cli.WithEnv(nil), cli.WithInterpolation(true),
+		cli.WithoutEnvironmentResolution, cli.WithProfiles([]string{"*"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +37,8 @@ func loadCompose(t *testing.T) *types.Project {
 	return p
 }
 
-// composeEnv is a service's environment with every variable set.
+// composeEnv is a service's environment (compose.yaml's, without its
+// env_file) with every variable set.
 func composeEnv(t *testing.T, s types.ServiceConfig) map[string]string {
 	t.Helper()
 	env := map[string]string{}
@@ -71,7 +75,7 @@ func chatfleetServices(t *testing.T, p *types.Project) map[string]types.ServiceC
 			out[s.Command[0]] = s
 		}
 	}
-	for _, want := range []string{"worker", "gateway", "simulate"} {
+	for _, want := range []string{"worker", "gateway", "simulate", "status"} {
 		if _, ok := out[want]; !ok {
 			t.Fatalf("no service runs chatfleet %s", want)
 		}
@@ -105,6 +109,7 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	checkComposeNATS(t, p, cf)
+	checkComposeIdentities(t, cf)
 	checkComposeGrace(t, cf)
 	checkComposeUpstream(t, p, cf["worker"])
 	checkComposeGateway(t, p, cf["gateway"])
@@ -117,7 +122,7 @@ func TestCompose(t *testing.T) {
 // client port nats.conf sets, with one replica per server.
 func checkComposeNATS(t *testing.T, p *types.Project, cf map[string]types.ServiceConfig) {
 	t.Helper()
-	conf := composeNATSConfig(t, p)
+	conf := composeNATSConfig(t, p, composeAuth(t, cf).natsDir)
 	for _, s := range cf {
 		env := composeEnv(t, s)
 		if s.Command[0] == "simulate" {
@@ -180,7 +185,8 @@ func checkComposeUpstream(t *testing.T, p *types.Project, worker types.ServiceCo
 }
 
 // checkComposeGateway: the API is published on the port the gateway
-// listens on, with the key file compose mounts.
+// listens on; its keys are the fleet's bucket, which operators add to
+// while it runs (a file would need a restart per key).
 func checkComposeGateway(t *testing.T, p *types.Project, gw types.ServiceConfig) {
 	t.Helper()
 	env := composeEnv(t, gw)
@@ -188,12 +194,11 @@ func checkComposeGateway(t *testing.T, p *types.Project, gw types.ServiceConfig)
 	if !slices.ContainsFunc(gw.Ports, func(pc types.ServicePortConfig) bool { return fmt.Sprint(pc.Target) == port }) {
 		t.Errorf("the gateway listens on %s; compose publishes %v", port, gw.Ports)
 	}
-	keys := env["CHATFLEET_GATEWAY_KEYS"]
-	if len(gw.Secrets) != 1 || "/run/secrets/"+gw.Secrets[0].Source != keys {
-		t.Fatalf("CHATFLEET_GATEWAY_KEYS=%s is not the secret compose mounts: %v", keys, gw.Secrets)
+	if keys := env["CHATFLEET_GATEWAY_KEYS"]; keys != "kv" {
+		t.Errorf("CHATFLEET_GATEWAY_KEYS=%q, want kv: keys the operators add with chatfleet gateway key --kv", keys)
 	}
-	if _, err := os.Stat(p.Secrets[gw.Secrets[0].Source].File); err != nil {
-		t.Errorf("the key file: %v", err)
+	if !slices.Contains(slices.Collect(maps.Keys(gw.DependsOn)), "worker") {
+		t.Error("the gateway does not start after the workers, which make its API keys bucket")
 	}
 }
 
@@ -267,16 +272,24 @@ func mustAbs(t *testing.T, p string) string {
 }
 
 // TestComposeRunsAFleet runs a worker and a gateway with the environments
-// compose gives them, as processes, and checks the endpoints Prometheus
-// scrapes and the published API answer. (containers_test.go runs the
-// same in containers when podman is installed.)
+// compose gives them, each logged in as its identity from chatfleet auth,
+// on a 3-node cluster of compose's nats.conf with auth's configuration
+// included; an operator adds an API key as compose's ops service would.
+// It checks the endpoints Prometheus scrapes and the published API
+// answer. (containers_test.go runs the same in containers when podman is
+// installed.)
 func TestComposeRunsAFleet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs chatfleet processes on a NATS cluster: skipped under -short")
 	}
-	cf := chatfleetServices(t, loadCompose(t))
+	p := loadCompose(t)
+	cf := chatfleetServices(t, p)
+	a := composeAuth(t, cf)
 	metrics := probe{path: "/metrics", portVar: "CHATFLEET_HTTP_ADDR"}
-	runFleet(t,
-		deployed{env: composeEnv(t, cf["worker"]), probes: []probe{metrics}},
-		deployed{env: composeEnv(t, cf["gateway"]), probes: []probe{metrics, {portVar: "CHATFLEET_GATEWAY_ADDR"}}})
+	runFleet(t, fleetRun{
+		natsConf:  filepath.Join(a.natsDir, "nats.conf"),
+		worker:    deployed{env: a.env(t, cf["worker"]), probes: []probe{metrics}},
+		gateway:   deployed{env: a.env(t, cf["gateway"]), probes: []probe{metrics, {portVar: "CHATFLEET_GATEWAY_ADDR"}}},
+		operators: a.env(t, cf["status"]),
+	})
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,11 +17,13 @@ const natsImage = "FROM scratch\nCOPY nats-server /nats-server\nENTRYPOINT [\"/n
 
 // TestContainers builds the Dockerfile's final stage on scratch and a
 // scratch nats-server image, then runs the compose file's services in
-// them — the 3-node NATS cluster with its configuration, the simulated
-// model, two workers and the gateway, each with compose's command and
-// environment — on the host's network, with every address moved to a free
-// loopback port. A question asked with `chatfleet ask` (in a container)
-// and one through the gateway are answered. Skipped without podman.
+// them — the 3-node NATS cluster with its configuration and chatfleet
+// auth's, the simulated model, two workers and the gateway, each with
+// compose's command, environment and identity — on the host's network,
+// with every address moved to a free loopback port. The operators add an
+// API key (compose's ops service); a question asked with `chatfleet ask`
+// as the operators and one through the gateway are answered. Skipped
+// without podman.
 func TestContainers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds images and runs containers: skipped under -short")
@@ -31,12 +31,17 @@ func TestContainers(t *testing.T) {
 	pm := newPodman(t)
 	p := loadCompose(t)
 	cf := chatfleetServices(t, p)
+	a := composeAuth(t, cf)
 	chatfleetImage := pm.build("chatfleet-deploytest", readDockerfile(t).scratchVariant(t), chatfleetBinary(t))
-	natsURL := runNATSCluster(t, pm, p, pm.build("nats-deploytest", natsImage, natsServerBinary(t)))
+	natsURL := runNATSCluster(t, pm, p, pm.build("nats-deploytest", natsImage, natsServerBinary(t)), a.natsDir)
 
-	// local moves a service's environment onto loopback and the cluster.
+	// local moves a service's environment, its identity's settings
+	// included, onto loopback and the cluster.
 	local := func(s types.ServiceConfig) map[string]string {
 		env := composeEnv(t, s)
+		if _, ok := composeIdentity[s.Command[0]]; ok {
+			env = a.env(t, s)
+		}
 		maps.DeleteFunc(env, func(k, _ string) bool { return strings.HasPrefix(k, "OTEL_") }) // no collector runs here
 		for _, k := range []string{"CHATFLEET_HTTP_ADDR", "CHATFLEET_GATEWAY_ADDR", "CHATFLEET_DEV_MODEL_LISTEN"} {
 			if _, ok := env[k]; ok {
@@ -61,17 +66,20 @@ func TestContainers(t *testing.T) {
 		w.waitFor("/readyz", func() error { return httpOK("http://" + env["CHATFLEET_HTTP_ADDR"] + "/readyz") })
 	}
 
-	genv := local(cf["gateway"])
-	key, keyLine := parseGatewayKey(t, pm.output("run", "--rm", "--network", "none", chatfleetImage, "gateway", "key", "default"))
-	keys := filepath.Join(t.TempDir(), "gateway-keys")
-	if err := os.WriteFile(keys, []byte(keyLine+"\n"), 0o644); err != nil {
-		t.Fatal(err)
+	// docker compose run --rm ops …: the operators' commands.
+	ops := func(args ...string) string {
+		run := []string{"run", "--rm", "--network", "host", "--read-only"}
+		for k, v := range local(cf["status"]) {
+			run = append(run, "--env", k+"="+v)
+		}
+		return pm.output(append(append(run, chatfleetImage), args...)...)
 	}
-	gw := pm.start(cf["gateway"].Name, chatfleetImage, genv, []string{keys + ":" + genv["CHATFLEET_GATEWAY_KEYS"] + ":ro"}, cf["gateway"].Command...)
+	key, _ := parseGatewayKey(t, ops("gateway", "key", "--kv", "default"))
+	genv := local(cf["gateway"])
+	gw := pm.start(cf["gateway"].Name, chatfleetImage, genv, nil, cf["gateway"].Command...)
 	gw.waitFor("the API", func() error { return tcpOpen(genv["CHATFLEET_GATEWAY_ADDR"]) })
 
-	answer := pm.output("run", "--rm", "--network", "host", "--env", "CHATFLEET_NATS_URL="+natsURL,
-		"--env", "CHATFLEET_PREFIX="+genv["CHATFLEET_PREFIX"], chatfleetImage, "ask", "hello from a container")
+	answer := ops("ask", "hello from a container")
 	if strings.TrimSpace(answer) == "" {
 		t.Error("chatfleet ask printed no answer")
 	}
@@ -81,9 +89,11 @@ func TestContainers(t *testing.T) {
 }
 
 // runNATSCluster runs compose's NATS services in image, each with its
-// command and configuration, moved onto free loopback ports, and waits
-// until JetStream is healthy on all three. It returns the client URLs.
-func runNATSCluster(t *testing.T, pm *podman, p *types.Project, image string) string {
+// command and configuration (their directory replaced by natsDir, where
+// chatfleet auth wrote auth.conf), moved onto free loopback ports, and
+// waits until JetStream is healthy on all three. It returns the client
+// URLs.
+func runNATSCluster(t *testing.T, pm *podman, p *types.Project, image, natsDir string) string {
 	t.Helper()
 	type node struct{ client, monitor, cluster string }
 	nodes := make([]node, len(natsServiceNames))
@@ -99,8 +109,11 @@ func runNATSCluster(t *testing.T, pm *podman, p *types.Project, image string) st
 		var volumes []string
 		for _, v := range s.Volumes {
 			source := v.Source
-			if v.Type == types.VolumeTypeVolume {
+			switch {
+			case v.Type == types.VolumeTypeVolume:
 				source = t.TempDir()
+			case source == mustAbs(t, repoPath("deploy", "compose", "nats")):
+				source = natsDir
 			}
 			volumes = append(volumes, source+":"+v.Target+map[bool]string{true: ":ro"}[v.ReadOnly])
 		}

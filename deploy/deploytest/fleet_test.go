@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chatfleet/chatfleet/internal/natstest"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 )
 
@@ -30,42 +29,61 @@ type probe struct {
 	portVar string
 }
 
+// fleetRun is a deployment as it runs: the configuration its NATS
+// servers run (chatfleet auth's included), its worker and gateway, and the
+// environment its operators' commands run with.
+type fleetRun struct {
+	natsConf        string
+	worker, gateway deployed
+	// initTopology: the deployment runs chatfleet init with the
+	// operators' environment before the gateway starts.
+	initTopology bool
+	operators    map[string]string
+}
+
 // runFleet runs `chatfleet worker` and `chatfleet gateway` with the
-// environments a deployment gives them on a real 3-node NATS cluster and
-// a test upstream, changing only what must be local: addresses, the key
-// file, the API key, and no trace export. It checks every probe the
-// deployment declares answers, sends a request through the gateway, and
-// returns the worker's /metrics after the answer.
-func runFleet(t *testing.T, worker, gateway deployed) string {
+// environments a deployment gives them, each logged in as its own
+// identity, on a real 3-node NATS cluster from the deployment's
+// configuration and a test upstream, changing only what must be local:
+// addresses, the key file, and no trace export. An operator adds an API
+// key to the fleet's bucket (or makes a key file, when the gateway reads
+// one). It checks every probe the deployment declares answers, sends a
+// request through the gateway, and returns the worker's /metrics after
+// the answer.
+func runFleet(t *testing.T, f fleetRun) string {
 	t.Helper()
-	cluster := natstest.RunCluster(t, 3)
-	var urls []string
-	for _, s := range cluster.Servers {
-		urls = append(urls, s.ClientURL())
-	}
+	urls := runConfigCluster(t, f.natsConf)
 	llm := llmtest.New()
 	t.Cleanup(llm.Close)
-	key, keys := gatewayKey(t)
 
 	local := func(env map[string]string) map[string]string {
 		env = maps.Clone(env)
 		maps.DeleteFunc(env, func(k, _ string) bool { return strings.HasPrefix(k, "OTEL_") })
-		env["CHATFLEET_NATS_URL"] = strings.Join(urls, ",")
+		env["CHATFLEET_NATS_URL"] = urls
 		env["CHATFLEET_HTTP_ADDR"] = freeAddr(t)
 		return env
 	}
-	wenv := local(worker.env)
+	ops := local(f.operators)
+	if f.initTopology {
+		run(t, ops, "init")
+	}
+	wenv := local(f.worker.env)
 	wenv["CHATFLEET_LLM_BASE_URL"] = llm.URL()
 	delete(wenv, "CHATFLEET_LLM_API_KEY")
-	genv := local(gateway.env)
+	genv := local(f.gateway.env)
 	genv["CHATFLEET_GATEWAY_ADDR"] = freeAddr(t)
-	genv["CHATFLEET_GATEWAY_KEYS"] = keys
 
 	bin := chatfleetBinary(t)
 	w := startProcess(t, "worker", bin, wenv, "worker")
-	checkProbes(t, w, worker.probes, wenv)
+	checkProbes(t, w, f.worker.probes, wenv)
+	var key string
+	if genv["CHATFLEET_GATEWAY_KEYS"] == "kv" {
+		key, _ = parseGatewayKey(t, run(t, ops, "gateway", "key", "--kv", "default"))
+	} else {
+		key, genv["CHATFLEET_GATEWAY_KEYS"] = gatewayKey(t)
+	}
 	g := startProcess(t, "gateway", bin, genv, "gateway")
-	checkProbes(t, g, gateway.probes, genv)
+	checkProbes(t, g, f.gateway.probes, genv)
 
 	answer := complete(t, "http://"+genv["CHATFLEET_GATEWAY_ADDR"], key, wenv["CHATFLEET_MODEL"])
 	if answer == "" {
@@ -130,10 +148,14 @@ func parseGatewayKey(t *testing.T, out string) (key, line string) {
 			indented = append(indented, strings.TrimSpace(l))
 		}
 	}
-	if len(indented) != 2 {
-		t.Fatalf("chatfleet gateway key printed:\n%s", out)
+	switch len(indented) {
+	case 1: // --kv: the key; its hash went to the bucket
+		return indented[0], ""
+	case 2:
+		return indented[0], indented[1]
 	}
-	return indented[0], indented[1]
+	t.Fatalf("chatfleet gateway key printed:\n%s", out)
+	return "", ""
 }
 
 // complete asks the gateway at base for a whole chat completion and

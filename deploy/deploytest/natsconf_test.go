@@ -23,10 +23,12 @@ var natsServiceNames = []string{"nats-1", "nats-2", "nats-3"}
 const defaultSyncInterval = 2 * time.Minute
 
 // composeNATSConfig parses the configuration each compose NATS service
-// runs with nats-server's own parser and checks it makes one JetStream
-// cluster of all three, on a volume, fsyncing more often than the
-// default. It returns the (shared) configuration.
-func composeNATSConfig(t *testing.T, p *types.Project) *server.Options {
+// runs — nats.conf from natsDir, a copy of the directory they mount with
+// chatfleet auth's auth.conf beside it — with nats-server's own parser and
+// checks it makes one JetStream cluster of all three, on a volume,
+// fsyncing more often than the default, with the fleet's accounts. It
+// returns the (shared) configuration.
+func composeNATSConfig(t *testing.T, p *types.Project, natsDir string) *server.Options {
 	t.Helper()
 	var opts *server.Options
 	for _, name := range natsServiceNames {
@@ -36,11 +38,12 @@ func composeNATSConfig(t *testing.T, p *types.Project) *server.Options {
 		if i < 0 || j < 0 || i+1 >= len(cmd) || j+1 >= len(cmd) || cmd[j+1] != name {
 			t.Fatalf("%s runs %v, want --config FILE --name %s", name, cmd, name)
 		}
-		file := mount(t, s, cmd[i+1])
-		o, err := server.ProcessConfigFile(file)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+		mounted := mount(t, s, cmd[i+1])
+		if filepath.Dir(mounted) != mustAbs(t, repoPath("deploy", "compose", "nats")) {
+			t.Fatalf("%s runs %s, not a file of deploy/compose/nats", name, mounted)
 		}
+		file := filepath.Join(natsDir, filepath.Base(mounted))
+		o := checkAuthConf(t, name, file, composeEnv(t, service(t, p, "worker"))["CHATFLEET_PREFIX"])
 		checkJetStream(t, name, o)
 		if !slices.ContainsFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool {
 			return v.Type == types.VolumeTypeVolume && v.Target == o.StoreDir
@@ -59,6 +62,9 @@ func composeNATSConfig(t *testing.T, p *types.Project) *server.Options {
 		}
 		if !strings.Contains(string(mustRead(t, file)), "\ninclude auth.conf") {
 			t.Errorf("%s: nats.conf does not include auth.conf, where the fleet's authorization goes", name)
+		}
+		if o.StoreDir != "/data" || o.Port != 4222 {
+			t.Errorf("%s: auth.conf's listen or store_dir won over nats.conf's: port %d, store %s", name, o.Port, o.StoreDir)
 		}
 		opts = o
 	}

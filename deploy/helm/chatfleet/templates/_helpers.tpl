@@ -89,7 +89,16 @@ credentials; dict "root" . "own" .Values.worker.natsCredentials.
 {{- end }}
 {{- end -}}
 
-{{/* chatfleet.natsVolumeMounts / natsVolumes: TLS and credential files; dict "root" . "own" …. */}}
+{{/*
+chatfleet.natsVolumeMounts / natsVolumes: TLS and credential files; dict
+"root" . "own" …, and "name" for a second identity in the same pod (the
+gateway's init container runs as the operators): its credentials volume
+is named after it, and the TLS volume is the first identity's.
+*/}}
+{{- define "chatfleet.natsCredentialsVolume" -}}
+{{- if .name }}nats-credentials-{{ .name }}{{ else }}nats-credentials{{ end -}}
+{{- end -}}
+
 {{- define "chatfleet.natsVolumeMounts" -}}
 {{- if .root.Values.nats.tls.secret }}
 - name: nats-tls
@@ -97,20 +106,22 @@ credentials; dict "root" . "own" .Values.worker.natsCredentials.
   readOnly: true
 {{- end }}
 {{- if include "chatfleet.natsFilesSecret" . }}
-- name: nats-credentials
+- name: {{ include "chatfleet.natsCredentialsVolume" . }}
   mountPath: /etc/chatfleet/nats
   readOnly: true
 {{- end }}
 {{- end -}}
 
 {{- define "chatfleet.natsVolumes" -}}
+{{- if not .name }}
 {{- with .root.Values.nats.tls.secret }}
 - name: nats-tls
   secret:
     secretName: {{ . }}
 {{- end }}
+{{- end }}
 {{- with include "chatfleet.natsFilesSecret" . }}
-- name: nats-credentials
+- name: {{ include "chatfleet.natsCredentialsVolume" $ }}
   secret:
     secretName: {{ . }}
 {{- end }}

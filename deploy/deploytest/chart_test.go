@@ -116,6 +116,36 @@ func TestChart(t *testing.T) {
 	}
 }
 
+// TestChartNotes: what helm prints after an install says what is left to
+// do: the workers' identity when none is named, an API key in the
+// bucket, or a key file when the gateway reads one.
+func TestChartNotes(t *testing.T) {
+	for _, c := range []struct {
+		values      string
+		want, never []string
+	}{
+		{"", []string{"log in to NATS with no credentials", "gateway key --kv TENANT"}, nil},
+		{identityValues, []string{"gateway key --kv TENANT"}, []string{"no credentials"}},
+		{"gateway: {keys: {kv: false}}", []string{"every request is a 401"}, []string{"--kv"}},
+	} {
+		files, err := renderFiles(t, values(t, c.values))
+		if err != nil {
+			t.Fatal(err)
+		}
+		notes := files["chatfleet/templates/NOTES.txt"]
+		for _, w := range c.want {
+			if !strings.Contains(notes, w) {
+				t.Errorf("values %q: NOTES.txt does not say %q:\n%s", c.values, w, notes)
+			}
+		}
+		for _, n := range c.never {
+			if strings.Contains(notes, n) {
+				t.Errorf("values %q: NOTES.txt says %q:\n%s", c.values, n, notes)
+			}
+		}
+	}
+}
+
 // TestChartRefusesConflicts: settings the chart could not honour fail the
 // render with a message instead of a fleet that misbehaves.
 func TestChartRefusesConflicts(t *testing.T) {

@@ -145,7 +145,9 @@ type natsChartValues struct {
 
 // TestNATSChartValues: the values file makes a 3-node JetStream cluster on
 // file storage with chatfleet's nats-server version and sync_interval,
-// and includes an auth.conf that nats-server parses.
+// and includes an auth.conf from the ConfigMap, where the install puts
+// chatfleet auth's configuration: nats-server parses the result, with the
+// fleet's accounts, and the chart's settings win over auth's.
 func TestNATSChartValues(t *testing.T) {
 	var v natsChartValues
 	if err := yaml.UnmarshalStrict(readRepoFile(t, "deploy", "helm", "nats-values.yaml"), &v); err != nil {
@@ -174,14 +176,13 @@ func TestNATSChartValues(t *testing.T) {
 	for k, file := range c.Merge {
 		if strings.HasSuffix(k, "$include") {
 			includes = append(includes, "include "+file)
-			if err := os.WriteFile(filepath.Join(dir, file), []byte(v.ConfigMap.Merge.Data[file]), 0o644); err != nil {
-				t.Fatal(err)
-			}
 		}
 	}
 	if len(includes) != 1 || v.ConfigMap.Merge.Data["auth.conf"] == "" {
-		t.Errorf("want one include, of auth.conf from the ConfigMap: %v", includes)
+		t.Fatalf("want one include, of auth.conf from the ConfigMap: %v", includes)
 	}
+	// helm install … --set-file 'configMap.merge.data.auth\.conf=auth.conf'
+	generateAuth(t, "chat", filepath.Join(dir, "auth.conf"))
 	sync := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(c.JetStream.Merge["sync_interval"], "<<"), ">>"))
 	conf := strings.Join(includes, "\n") + "\njetstream {\n  store_dir: " + quote(filepath.Join(dir, "js")) +
 		"\n  sync_interval: " + sync + "\n}\n"
@@ -189,11 +190,11 @@ func TestNATSChartValues(t *testing.T) {
 	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o, err := server.ProcessConfigFile(file)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, conf)
-	}
+	o := checkAuthConf(t, "nats-values.yaml", file, "chat")
 	checkJetStream(t, "nats-values.yaml", o)
+	if o.StoreDir != filepath.Join(dir, "js") {
+		t.Errorf("auth.conf's store_dir won over the chart's: %s", o.StoreDir)
+	}
 }
 
 func mustRead(t *testing.T, file string) []byte {

@@ -1,6 +1,7 @@
 package deploytest
 
 import (
+	"encoding/json"
 	"net/url"
 	"slices"
 	"strconv"
@@ -70,22 +71,24 @@ type collectorConfig struct {
 // grafanaProvisioning is Grafana's datasource and dashboard provisioning,
 // decoded strictly.
 type grafanaProvisioning struct {
-	APIVersion  int `json:"apiVersion"`
-	Datasources []struct {
-		Name      string `json:"name"`
-		Type      string `json:"type"`
-		UID       string `json:"uid"`
-		Access    string `json:"access"`
-		URL       string `json:"url"`
-		IsDefault bool   `json:"isDefault"`
-	} `json:"datasources"`
-	Providers []struct {
+	APIVersion  int                 `json:"apiVersion"`
+	Datasources []grafanaDatasource `json:"datasources"`
+	Providers   []struct {
 		Name    string `json:"name"`
 		Type    string `json:"type"`
 		Options struct {
 			Path string `json:"path"`
 		} `json:"options"`
 	} `json:"providers"`
+}
+
+type grafanaDatasource struct {
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	UID       string `json:"uid"`
+	Access    string `json:"access"`
+	URL       string `json:"url"`
+	IsDefault bool   `json:"isDefault"`
 }
 
 // decodeMounted strictly decodes the file a service mounts at target.
@@ -171,5 +174,41 @@ func checkGrafana(t *testing.T, p *types.Project) {
 	}
 	if !slices.ContainsFunc(g.Ports, func(pc types.ServicePortConfig) bool { return strconv.Itoa(int(pc.Target)) == grafanaPort }) {
 		t.Errorf("Grafana's port %s is not published", grafanaPort)
+	}
+	defaultPrometheus := slices.ContainsFunc(ds.Datasources, func(d grafanaDatasource) bool { return d.Type == "prometheus" && d.IsDefault })
+	checkDashboardSources(t, mustRead(t, file), defaultPrometheus)
+}
+
+// checkDashboardSources: every panel of the dashboard queries through its
+// datasource variable, a Prometheus source, which picks the default one
+// when nobody chose (a provisioned dashboard cannot ask for its inputs);
+// the provisioning has a default Prometheus.
+func checkDashboardSources(t *testing.T, dashboard []byte, defaultPrometheus bool) {
+	t.Helper()
+	var d struct {
+		Templating struct {
+			List []struct{ Name, Type, Query string } `json:"list"`
+		} `json:"templating"`
+		Panels []struct {
+			Title      string                      `json:"title"`
+			Datasource *struct{ Type, UID string } `json:"datasource"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(dashboard, &d); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, v := range d.Templating.List {
+		if v.Type == "datasource" {
+			vars["${"+v.Name+"}"] = v.Query
+		}
+	}
+	for _, p := range d.Panels {
+		if p.Datasource == nil || vars[p.Datasource.UID] != "prometheus" {
+			t.Errorf("dashboard panel %q queries %+v, not a Prometheus datasource variable", p.Title, p.Datasource)
+		}
+	}
+	if len(d.Panels) == 0 || !defaultPrometheus {
+		t.Errorf("the dashboard has %d panels; Grafana has a default Prometheus: %v", len(d.Panels), defaultPrometheus)
 	}
 }

@@ -34,19 +34,7 @@ func renderChart(t *testing.T, values map[string]any) []string {
 // tryRender is renderChart returning the render's error.
 func tryRender(t *testing.T, values map[string]any) ([]string, error) {
 	t.Helper()
-	ch, err := loader.Load(repoPath("deploy", "helm", "chatfleet"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	opts := chartutil.ReleaseOptions{Name: releaseName, Namespace: releaseNamespace, Revision: 1, IsInstall: true}
-	rv, err := chartutil.ToRenderValues(ch, values, opts, chartutil.DefaultCapabilities)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := engine.Render(ch, rv)
+	files, err := renderFiles(t, values)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +50,24 @@ func tryRender(t *testing.T, values map[string]any) ([]string, error) {
 		}
 	}
 	return docs, nil
+}
+
+// renderFiles renders the chart's templates, NOTES.txt included, by name.
+func renderFiles(t *testing.T, values map[string]any) (map[string]string, error) {
+	t.Helper()
+	ch, err := loader.Load(repoPath("deploy", "helm", "chatfleet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	opts := chartutil.ReleaseOptions{Name: releaseName, Namespace: releaseNamespace, Revision: 1, IsInstall: true}
+	rv, err := chartutil.ToRenderValues(ch, values, opts, chartutil.DefaultCapabilities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return engine.Render(ch, rv)
 }
 
 // stripComments drops YAML comment lines, to tell an empty document.

@@ -14,6 +14,7 @@ import (
 	"github.com/chatfleet/chatfleet/internal/config"
 	"github.com/chatfleet/chatfleet/internal/natsserver"
 	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/subjects"
 )
 
 // The identities `chatfleet auth` makes for a fleet's own processes, by
@@ -66,7 +67,7 @@ func checkAuthConf(t *testing.T, where, conf, prefix string) *server.Options {
 	if err != nil {
 		t.Fatalf("%s: %v", where, err)
 	}
-	fleet := strings.ToUpper(strings.ReplaceAll(prefix, ".", "_")) + "_FLEET"
+	fleet := fleetAccount(t, prefix)
 	users := map[string]string{}
 	for _, u := range o.Users {
 		users[u.Username] = u.Account.Name
@@ -77,6 +78,17 @@ func checkAuthConf(t *testing.T, where, conf, prefix string) *server.Options {
 		}
 	}
 	return o
+}
+
+// fleetAccount is the account chatfleet auth puts the fleet's streams
+// in, named after the jobs stream: CHAT_FLEET for CHAT_JOBS.
+func fleetAccount(t *testing.T, prefix string) string {
+	t.Helper()
+	n, err := subjects.New(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSuffix(n.JobsStream(), "_JOBS") + "_FLEET"
 }
 
 // runConfigCluster runs a 3-node JetStream cluster of servers started from

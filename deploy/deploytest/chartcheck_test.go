@@ -333,8 +333,7 @@ func (c *chartCheck) autoscalers(worker deployed) []string {
 				if err != nil {
 					t.Fatal(err)
 				}
-				// chatfleet auth's fleet account: the jobs stream's name, _FLEET for _JOBS
-				if fleet := strings.TrimSuffix(n.JobsStream(), "_JOBS") + "_FLEET"; tr.Metadata["account"] != fleet && tr.Metadata["account"] != "$G" {
+				if fleet := fleetAccount(t, n.Prefix()); tr.Metadata["account"] != fleet && tr.Metadata["account"] != "$G" {
 					t.Errorf("ScaledObject %s reads the lag in account %q, want %s (chatfleet auth's) or $G", so.Name, tr.Metadata["account"], fleet)
 				}
 				if tr.Metadata["stream"] != n.JobsStream() || tr.Metadata["consumer"] != n.WorkersConsumer() {

@@ -107,6 +107,13 @@ func (s *sse) write(ev *protocol.Event) (done bool, err error) {
 		}
 		s.output = true
 		return false, s.chunks(ev.Seq, s.chunk(d, nil, nil))
+	case protocol.EventTool:
+		// OpenAI's stream has no place for a tool the server runs: a
+		// comment keeps the connection alive, and SDKs skip it.
+		if t := ev.Tool; t != nil && t.Final() {
+			return false, s.comment(fmt.Sprintf("tool %s %s", t.Name, t.State))
+		}
+		return false, nil
 	case protocol.EventProgress:
 		// A comment: the connection is alive, and SDKs skip it.
 		return false, s.comment(fmt.Sprintf("progress %s %s", ev.Stage, ev.Reason))

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/chatfleet/chatfleet/internal/microask"
 	"github.com/chatfleet/chatfleet/worker"
 )
 
@@ -76,35 +77,14 @@ type serviceInfo struct {
 // ask sends verb to every worker and collects the answers of this
 // fleet's (by prefix) for up to wait; first stops at the first.
 func (f *fleet) ask(ctx context.Context, verb micro.Verb, wait time.Duration, first bool) []serviceInfo {
-	subject, err := micro.ControlSubject(verb, worker.ServiceName, "")
-	if err != nil {
-		return nil
-	}
-	inbox := f.nc.NewInbox()
-	ch := make(chan *nats.Msg, 64)
-	sub, err := f.nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return nil
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := f.nc.PublishRequest(subject, inbox, nil); err != nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
 	var out []serviceInfo
-	for {
-		select {
-		case msg := <-ch:
-			var info serviceInfo
-			if json.Unmarshal(msg.Data, &info) == nil && info.Metadata["prefix"] == f.prefix {
-				out = append(out, info)
-				if first {
-					return out
-				}
-			}
-		case <-ctx.Done():
-			return out
+	microask.Ask(ctx, f.nc, verb, worker.ServiceName, wait, first, func(msg *nats.Msg) bool {
+		var info serviceInfo
+		if json.Unmarshal(msg.Data, &info) != nil || info.Metadata["prefix"] != f.prefix {
+			return false
 		}
-	}
+		out = append(out, info)
+		return true
+	})
+	return out
 }

@@ -74,6 +74,24 @@ type Config struct {
 	// after that the requests end with the upstream's error. Negative
 	// disables retrying. Defaults to 1.
 	MidStreamRetries int
+	// ToolTimeout bounds one fleet tool call; past it the model reads that
+	// the tool timed out. Defaults to 30s.
+	ToolTimeout time.Duration
+	// MaxToolRounds bounds the model's turns that call fleet tools in one
+	// generation; past it the generation ends with tool_rounds_exceeded.
+	// Defaults to 8.
+	MaxToolRounds int
+	// MaxToolOutputBytes bounds one tool call's output: what the model
+	// reads and what listeners see; more is cut. It is also held under the
+	// chunk cap, so a call's whole output fits one event. Defaults to 32 KiB.
+	MaxToolOutputBytes int
+	// Prepare says whether a leader calls the tenant's preparation
+	// service before generating, and what a failure does: PrepareOff,
+	// PrepareRequired (the job fails with prepare_failed) or
+	// PrepareOptional (the job goes on unprepared). Defaults to PrepareOff.
+	Prepare PrepareMode
+	// PrepareTimeout bounds the preparation call. Defaults to 10s.
+	PrepareTimeout time.Duration
 	// JanitorInterval is how often the janitor sweeps for requests past
 	// their deadline and stale entries. Defaults to 1s.
 	JanitorInterval time.Duration
@@ -114,6 +132,11 @@ func (c Config) WithDefaults() Config {
 	defaults.Set(&c.ProgressInterval, 5*time.Second)
 	defaults.Set(&c.ProcessingTimeout, 10*time.Minute)
 	defaults.Set(&c.MidStreamRetries, 1)
+	defaults.Set(&c.ToolTimeout, 30*time.Second)
+	defaults.Set(&c.MaxToolRounds, 8)
+	defaults.Set(&c.MaxToolOutputBytes, 32<<10)
+	defaults.Set(&c.Prepare, PrepareOff)
+	defaults.Set(&c.PrepareTimeout, 10*time.Second)
 	defaults.Set(&c.JanitorInterval, time.Second)
 	defaults.Set(&c.MaintenanceInterval, time.Second)
 	defaults.Set(&c.JoinTimeout, 2*time.Second)
@@ -127,6 +150,11 @@ var ErrInvalidConfig = errors.New("manager: invalid config")
 func (c Config) validate() error {
 	if err := subjects.ValidName("worker", c.WorkerID); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	switch c.Prepare {
+	case PrepareOff, PrepareRequired, PrepareOptional:
+	default:
+		return fmt.Errorf("%w: Prepare must be off, required or optional, got %q", ErrInvalidConfig, c.Prepare)
 	}
 	for name, v := range map[string]int{
 		"MaxConcurrentRequests":   c.MaxConcurrentRequests,

@@ -16,6 +16,7 @@ import (
 	"github.com/chatfleet/chatfleet/internal/kvmirror"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/tools"
 	"github.com/chatfleet/chatfleet/topology"
 )
 
@@ -36,6 +37,7 @@ type Manager struct {
 	js       jetstream.JetStream
 	topo     *topology.Topology
 	upstream *llm.Client
+	tools    *tools.Client // the fleet's tool and preparation services
 	slots    *Slots
 	tracer   trace.Tracer
 	metrics  *metrics
@@ -99,6 +101,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, topo *topology.Topol
 		js:       js,
 		topo:     topo,
 		upstream: up,
+		tools:    tools.NewClient(nc, cfg.Names),
 		slots:    newSlots(cfg),
 		requests: newRegistry(),
 		cancels:  newCancelSet(),

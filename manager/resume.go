@@ -42,6 +42,13 @@ func (r *request) resume() bool {
 			return false
 		}
 		r.seq, r.lastStored = ev.Seq, last.Sequence
+		if r.offersNotIdempotentTool() {
+			// Its first delivery may have called the tool: running the
+			// generation again could call it twice.
+			r.endWithError(&protocol.Error{Code: protocol.CodeToolNotIdempotent,
+				Message: "the job was handed over after its answer began, and it offers a fleet tool that is not idempotent"})
+			return false
+		}
 		switch err := r.store(&protocol.Event{Type: protocol.EventReset}); {
 		case err == nil:
 			return true

@@ -38,9 +38,9 @@ func (e *answerTooLargeError) Error() string {
 	return fmt.Sprintf("the answer grew past %d bytes, this worker's answer limit (CHATFLEET_MAX_ANSWER_BYTES); the upstream request was cancelled", e.limit)
 }
 
-// generate streams the answer into the log within a GenAI client span
-// (child of the leading job's span).
-func (h *hub) generate(ctx context.Context, gen int) (*streamed, error) {
+// generate streams one model turn, rd, into the log within a GenAI client
+// span (child of the leading job's span).
+func (h *hub) generate(ctx context.Context, gen int, rd *round) (*streamed, error) {
 	// The tenant's limits first: a generation waiting for its tenant holds
 	// no upstream slot.
 	sh, err := h.admit(ctx, gen)
@@ -64,7 +64,7 @@ func (h *hub) generate(ctx context.Context, gen int) (*streamed, error) {
 	h.m.countUpstreamCall(h.traceCtx)
 	spanCtx, span := h.m.tracer.Start(trace.ContextWithSpan(ctx, trace.SpanFromContext(h.traceCtx)), "chat "+h.job.Model,
 		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(genAIRequestAttributes(h.job)...))
-	res, err := h.readUpstream(spanCtx, gen, span)
+	res, err := h.readUpstream(spanCtx, gen, rd, span)
 	if res != nil {
 		res.slotWait = slotWait
 	}
@@ -111,9 +111,9 @@ func errorType(err error) string {
 // ctx is done (lease lost, nobody interested, timeout) it appends nothing
 // more. An answer that outgrows MaxAnswerBytes ends it, and closing the
 // stream cancels the upstream request.
-func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span) (*streamed, error) {
+func (h *hub) readUpstream(ctx context.Context, gen int, rd *round, span trace.Span) (*streamed, error) {
 	start := time.Now()
-	stream, err := h.m.upstream.Stream(ctx, h.job)
+	stream, err := h.m.upstream.Stream(ctx, rd.job)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +141,9 @@ func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span) (*stre
 						return nil, &midStreamError{r.err}
 					}
 					return nil, r.err
+				}
+				if err := rd.take(&r.delta, h.m.cfg.MaxAnswerBytes); err != nil {
+					return nil, err
 				}
 				if err := h.take(&r.delta, res, &window, time.Since(start), span); err != nil {
 					return nil, err

@@ -61,6 +61,11 @@ type Env struct {
 	MaxJobBytes             int32         `envconfig:"CHATFLEET_MAX_JOB_BYTES" default:"1048576" desc:"largest job accepted"`
 	MaxMessages             int           `envconfig:"CHATFLEET_MAX_MESSAGES" default:"256" desc:"most messages in one job"`
 	ShutdownGrace           time.Duration `envconfig:"CHATFLEET_SHUTDOWN_GRACE" default:"30s" desc:"on SIGTERM, how long in-flight jobs may finish before they are handed back"`
+	ToolTimeout             time.Duration `envconfig:"CHATFLEET_TOOL_TIMEOUT" default:"30s" desc:"longest a fleet tool call may take; past it the model reads that the tool timed out"`
+	ToolMaxRounds           int           `envconfig:"CHATFLEET_TOOL_MAX_ROUNDS" default:"8" desc:"model turns that call fleet tools in one generation; past it the job ends with tool_rounds_exceeded"`
+	ToolMaxOutputBytes      int           `envconfig:"CHATFLEET_TOOL_MAX_OUTPUT_BYTES" default:"32768" desc:"most output of one fleet tool call the model reads and listeners see; more is cut"`
+	Prepare                 string        `envconfig:"CHATFLEET_PREPARE" default:"off" desc:"call the tenant's preparation service (<prefix>.prepare.<tenant>) once per generation before it starts: off, required (a failure fails the job with prepare_failed) or optional (a failure sends the job's own messages)"`
+	PrepareTimeout          time.Duration `envconfig:"CHATFLEET_PREPARE_TIMEOUT" default:"10s" desc:"longest a leader waits for the preparation service"`
 
 	QueueLimit      int64         `envconfig:"CHATFLEET_QUEUE_LIMIT" default:"10000" desc:"most jobs waiting; beyond it submits fail with queue_full"`
 	QueuePerTenant  int64         `envconfig:"CHATFLEET_MAX_QUEUED_PER_TENANT" default:"0" desc:"most jobs one tenant may have in the jobs stream (waiting or running); beyond it its submits fail with quota_exceeded; one value for the fleet, stored with the jobs stream; 0: no cap"`

@@ -1,5 +1,5 @@
 // Package cli implements the chatfleet command: dev, worker, init, ask,
-// cancel, dlq, tenant, cache, status, upstream, gateway, auth and env.
+// cancel, dlq, tenant, cache, status, upstream, gateway, simulate, auth and env.
 package cli
 
 import (
@@ -44,6 +44,7 @@ func commands() []command {
 		{"status", "the fleet: queue, dead letters, workers and their slots [--json] [--watch]", runStatus},
 		{"upstream", "upstream check: probe the configured upstream and list what it supports", runUpstream},
 		{"gateway", "run the OpenAI-compatible HTTP gateway; gateway key|keys|revoke manage its API keys", runGateway},
+		{"simulate", "serve dev's simulated model alone on CHATFLEET_DEV_MODEL_LISTEN: an upstream for trying a fleet", runSimulate},
 		{"auth", "the nats-server configuration and identities of a fleet shared by tenants: auth --secrets DIR TENANT...", runAuth},
 		{"env", "print every configuration variable with its default", runEnv},
 	}

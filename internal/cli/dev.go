@@ -125,10 +125,8 @@ func devUpstream(env config.Env, logger *slog.Logger) (cfg llm.Config, sim *llmt
 	if env.UpstreamConfigured() {
 		return env.LLM(), nil, ExitOK
 	}
-	sim, err := llmtest.Listen(env.DevModelListen, llmtest.WithTokens(env.DevTokens),
-		llmtest.WithDelay(env.DevTokenDelay, env.DevTokenDelay), llmtest.WithToolUse())
-	if err != nil {
-		logger.Error("cannot start the simulated model", "listen", env.DevModelListen, "err", err, inUse(err, "CHATFLEET_DEV_MODEL_LISTEN"))
+	sim, ok := listenSimulated(env, logger)
+	if !ok {
 		return llm.Config{}, nil, ExitFailed
 	}
 	logger.Warn("SIMULATED MODEL: no upstream is configured (set CHATFLEET_LLM_BASE_URL or OPENAI_API_KEY); " +

@@ -201,17 +201,17 @@ func (mt *maintainer) resign(l *lease) {
 	mt.setLeading(false)
 }
 
-// maintain runs every task once, from one reading of the consumer's state.
+// maintain runs every task once, from one reading of the queues' state.
 func (mt *maintainer) maintain(ctx context.Context) {
-	info, err := mt.m.topo.Consumer.Info(ctx)
+	qs, err := mt.m.readQueues(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			mt.m.cfg.Logger.Warn("maintenance: cannot read the jobs consumer", "err", err)
+			mt.m.cfg.Logger.Warn("maintenance: cannot read the queue consumers", "err", err)
 		}
 		return
 	}
 	mt.hook().scanned()
-	mt.exhausted = mt.m.sweepExhausted(ctx, info, mt.exhausted)
-	mt.queue.sweep(ctx, info, mt.hook())
-	mt.m.enforceMaxQueued(ctx, info)
+	mt.exhausted = mt.m.sweepExhausted(ctx, qs, mt.exhausted)
+	mt.queue.sweep(ctx, qs, mt.hook())
+	mt.m.enforceMaxQueued(ctx, qs)
 }

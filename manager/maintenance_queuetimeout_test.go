@@ -265,7 +265,7 @@ func TestQueueTimeoutRaceWorkerFirst(t *testing.T) {
 func TestQueueTimeoutRaceMaintainerFirst(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t, time.Minute)
-	_, w, top, queued, seq, stalls, late := raceSetup(t, ctx)
+	f, w, top, queued, seq, stalls, late := raceSetup(t, ctx)
 	defer close(stalls["second"])
 	ended, resume := make(chan uint64, 1), make(chan struct{})
 	var once sync.Once
@@ -292,7 +292,7 @@ func TestQueueTimeoutRaceMaintainerFirst(t *testing.T) {
 	defer cancel()
 	eventually(t, settled, "the worker settles the job it cannot answer", func() bool {
 		info, err := top.Jobs.Info(settled)
-		ci, cerr := top.Consumer.Info(settled)
+		ci, cerr := f.ConsumerInfo(settled)
 		return err == nil && cerr == nil && info.State.Msgs == 0 && ci.NumAckPending == 0
 	})
 	resumeOnce()

@@ -139,3 +139,26 @@ func (m *Migration) Apply(ctx context.Context) error {
 	}
 	return nil
 }
+
+// LegacyJobsStream is the jobs stream as versions before priorities
+// created it, and LegacyWorkersConsumer their shared consumer: for tests
+// of an upgrade.
+func LegacyJobsStream(c Config) jetstream.StreamConfig {
+	c = c.WithDefaults()
+	s := jobsStream(c)
+	s.Description = "chatfleet jobs, one per request; workers share one consumer"
+	s.Subjects = []string{c.Names.AllJobs()}
+	s.RePublish = nil
+	s.Metadata = maps.Clone(s.Metadata)
+	delete(s.Metadata, MetadataLayout)
+	return s
+}
+
+// LegacyWorkersConsumer is the consumer every worker shared before
+// priorities; see LegacyJobsStream.
+func LegacyWorkersConsumer(c Config) jetstream.ConsumerConfig {
+	c = c.WithDefaults()
+	q := queueConsumer(c, "x", "normal")
+	q.Durable, q.Description, q.FilterSubject, q.InactiveThreshold = c.Names.WorkersConsumer(), "chatfleet workers", c.Names.AllJobs(), 0
+	return q
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,12 +96,11 @@ func (w *legacyWorker) halt() {
 }
 
 // TestMigrationUnderLoad: a fleet of the layout before priorities (two
-// workers on the shared consumer) serves a stream of jobs, normal and
-// high; the layout is migrated mid-stream, new workers start, the old ones
-// stop. Every job completes with exactly one terminal event, none is lost
-// or answered twice; high jobs sent after the migration wait on their
-// priority subject. A new worker refuses the unmigrated stream, naming
-// init --migrate.
+// workers on the shared consumer: the old fetch loop, kept for this test)
+// serves a stream of jobs, normal and high; the layout is migrated
+// mid-stream, new workers start, the old ones stop. Every job completes
+// with exactly one terminal event, none is lost or answered twice. A new
+// worker refuses the unmigrated stream.
 func TestMigrationUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("migration under load: skipped with -short")
@@ -124,7 +125,34 @@ func TestMigrationUnderLoad(t *testing.T) {
 		t.Fatalf("new process on the older layout: err = %v, want ErrOldLayout", err)
 	}
 	old1, old2 := startLegacyWorker(t, f, top, legacy, "old1"), startLegacyWorker(t, f, top, legacy, "old2")
+	migrateUnderLoad(t, f, func() { old1.halt(); old2.halt() })
+}
 
+// TestMigrationUnderLoadOldBinaries: TestMigrationUnderLoad with two
+// worker processes of the version before priorities (built from this
+// repository's history), stopped with SIGTERM after the migration.
+func TestMigrationUnderLoadOldBinaries(t *testing.T) {
+	bin := buildOldWorker(t)
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithDelay(0, 2*time.Millisecond)}})
+	old1, old2 := startOldWorker(t, f, bin, "old1"), startOldWorker(t, f, bin, "old2")
+	migrateUnderLoad(t, f, func() {
+		for _, p := range []*exec.Cmd{old1, old2} {
+			_ = p.Process.Signal(syscall.SIGTERM)
+			_ = p.Wait() // graceful: its running jobs end first
+		}
+	})
+}
+
+// migrateUnderLoad submits a stream of jobs to a fleet of the older layout
+// (its workers already running), migrates it once the upstream has
+// answered 40, starts two new workers and stops the old ones
+// (stopOld), then checks every job ended exactly once and left the queue,
+// and that a second migration has nothing to do.
+func migrateUnderLoad(t *testing.T, f *fleettest.Fleet, stopOld func()) {
+	t.Helper()
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	ctx := fleettest.Context(t, 2*time.Minute)
 	const total = 240
 	var (
 		mu      sync.Mutex
@@ -163,8 +191,7 @@ func TestMigrationUnderLoad(t *testing.T) {
 	}
 	f.StartWorker(withModel)
 	f.StartWorker(withModel)
-	old1.halt()
-	old2.halt()
+	stopOld()
 	<-submitted
 
 	mu.Lock()
@@ -177,7 +204,7 @@ func TestMigrationUnderLoad(t *testing.T) {
 			t.Errorf("job %d (%s): %v", i, r.ID(), err)
 		}
 	}
-	names := top.Config.Names
+	names := f.Topology.WithDefaults().Names
 	replyStream, err := js.Stream(ctx, names.RepliesStream())
 	if err != nil {
 		t.Fatal(err)
@@ -187,8 +214,12 @@ func TestMigrationUnderLoad(t *testing.T) {
 			t.Errorf("request %s/%s has %d terminal events, want exactly 1", j.Tenant, j.ID, n)
 		}
 	}
+	jobsStream, err := js.Stream(ctx, names.JobsStream())
+	if err != nil {
+		t.Fatal(err)
+	}
 	fleettest.Poll(t, ctx, "every job acked and gone from the queue", func() bool {
-		info, err := top.Jobs.Info(ctx)
+		info, err := jobsStream.Info(ctx)
 		return err == nil && info.State.Msgs == 0
 	})
 	if again, err := topology.PlanMigration(ctx, js, f.Topology); err != nil || len(again.Steps) != 0 {

@@ -228,6 +228,9 @@ func (r *runner) startNATS(ctx context.Context) error {
 		"CHATFLEET_LOG_FORMAT=json",
 		// Keeps dev mode from starting its simulated model; nothing calls it.
 		"CHATFLEET_LLM_BASE_URL=http://127.0.0.1:1/v1",
+		// No gateway either: the gateway scenario starts its own, and
+		// 8080 may be taken on a shared machine.
+		"CHATFLEET_GATEWAY_ADDR=",
 	}
 	if r.cfg.ProfileDir != "" {
 		env = append(env, "CHATFLEET_BENCH_CPUPROFILE="+filepath.Join(r.cfg.ProfileDir, "nats.cpu.pprof"))

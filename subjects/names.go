@@ -190,3 +190,9 @@ func (n Names) QueueConsumer(tenant, priority string) string {
 
 // QueueConsumerPrefix starts every QueueConsumer name, e.g. "chat_q_".
 func (n Names) QueueConsumerPrefix() string { return n.res + "_q_" }
+
+// TenantJobs are the filters matching every job of a tenant, of every
+// priority: Jobs and PriorityJobs(tenant, "*").
+func (n Names) TenantJobs(tenant string) []string {
+	return []string{n.Jobs(tenant), n.PriorityJobs(tenant, "*")}
+}

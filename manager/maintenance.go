@@ -213,7 +213,7 @@ func (mt *maintainer) maintain(ctx context.Context) {
 		}
 		return
 	}
-	mt.noteWaiting(ctx, qs)
+	mt.noteWaiting(qs)
 	mt.hook().scanned()
 	mt.exhausted = mt.m.sweepExhausted(ctx, qs, mt.exhausted)
 	mt.queue.sweep(ctx, qs, mt.hook())
@@ -223,16 +223,12 @@ func (mt *maintainer) maintain(ctx context.Context) {
 // noteWaiting keeps the number of jobs no worker has pulled, for the
 // chatfleet.queue.waiting gauge: the jobs in the stream but those the
 // queues' consumers hold for a worker.
-func (mt *maintainer) noteWaiting(ctx context.Context, qs queueState) {
-	info, err := mt.m.topo.Jobs.Info(ctx)
-	if err != nil {
-		return
-	}
+func (mt *maintainer) noteWaiting(qs queueState) {
 	held := uint64(0)
 	for _, c := range qs.byName {
 		held += uint64(c.NumAckPending)
 	}
-	mt.waiting.Store(int64(info.State.Msgs - min(held, info.State.Msgs)))
+	mt.waiting.Store(int64(qs.msgs - min(held, qs.msgs)))
 	mt.waitingKnown.Store(true)
 }
 

@@ -105,6 +105,9 @@ func (q *queueTimeouts) read(ctx context.Context, qs queueState) error {
 		if err != nil {
 			return err
 		}
+		if msg.Sequence > qs.lastSeq {
+			return nil // stored after qs was read: the next scan knows whether it was pulled
+		}
 		q.next = msg.Sequence + 1
 		if qs.pulled(msg.Subject, msg.Sequence) {
 			continue

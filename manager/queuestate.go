@@ -11,17 +11,29 @@ import (
 // own subject's jobs in stream order, so a job is still queued exactly
 // when its stream sequence is above its consumer's delivered sequence, or
 // when its queue has no consumer yet.
+//
+// The stream is read first: lastSeq is the last job stored before the
+// consumers were read, so their state tells of every job up to it. A job
+// stored later may have been pulled since, unknown to this reading: it
+// waits for the next scan.
 type queueState struct {
-	byName map[string]*jetstream.ConsumerInfo
-	m      *Manager
+	byName  map[string]*jetstream.ConsumerInfo
+	lastSeq uint64 // the stream's last sequence, read before the consumers
+	msgs    uint64 // jobs in the stream then
+	m       *Manager
 }
 
 func (m *Manager) readQueues(ctx context.Context) (queueState, error) {
+	stream, err := m.topo.Jobs.Info(ctx)
+	if err != nil {
+		return queueState{}, err
+	}
 	infos, err := m.topo.Queues(ctx)
 	if err != nil {
 		return queueState{}, err
 	}
-	s := queueState{byName: make(map[string]*jetstream.ConsumerInfo, len(infos)), m: m}
+	s := queueState{byName: make(map[string]*jetstream.ConsumerInfo, len(infos)), m: m,
+		lastSeq: stream.State.LastSeq, msgs: stream.State.Msgs}
 	for _, info := range infos {
 		s.byName[info.Name] = info
 	}

@@ -109,6 +109,10 @@ func (q *queueTimeouts) read(ctx context.Context, qs queueState) error {
 			return nil // stored after qs was read: the next scan knows whether it was pulled
 		}
 		q.next = msg.Sequence + 1
+		if _, ok := q.m.topo.QueueOf(msg.Subject); !ok {
+			q.m.dropStray(ctx, msg)
+			continue
+		}
 		if qs.pulled(msg.Subject, msg.Sequence) {
 			continue
 		}
@@ -234,4 +238,19 @@ func (m *Manager) queuedJob(msg *jetstream.RawStreamMsg) *protocol.Job {
 		return nil
 	}
 	return job
+}
+
+// dropStray dead-letters and deletes a job stored on a subject no queue
+// serves (chat.jobs.a.b, chat.pjobs.a.urgent: the stream takes them, no
+// consumer delivers them), which would otherwise wait forever. No reply
+// subject can be derived for it.
+func (m *Manager) dropStray(ctx context.Context, msg *jetstream.RawStreamMsg) {
+	perr := protocol.Invalid("", "published to %s, which no queue serves: want %s or %s", msg.Subject,
+		m.cfg.Names.Jobs("<tenant>"), m.cfg.Names.PriorityJobs("<tenant>", "high|low"))
+	m.cfg.Logger.Warn("maintenance: a job on a subject no queue serves; dead-lettered", "subject", msg.Subject, "seq", msg.Sequence)
+	m.deadLetter(deadLetter{data: msg.Data, header: msg.Header, subject: msg.Subject, id: guessID(msg.Header, msg.Data),
+		streamSeq: msg.Sequence, err: perr})
+	if err := m.topo.Jobs.DeleteMsg(ctx, msg.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		m.cfg.Logger.Warn("maintenance: cannot delete a stray job", "seq", msg.Sequence, "err", err)
+	}
 }

@@ -95,7 +95,13 @@ func QueueTotals(ctx context.Context, js jetstream.JetStream, names subjects.Nam
 		sum.Delivered.Consumer += info.Delivered.Consumer
 		sum.AckFloor.Consumer += info.AckFloor.Consumer
 	}
-	msgs := s.CachedInfo().State.Msgs
+	// The stream after the consumers: a job acked in between is then
+	// missing from both, not counted as waiting.
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("topology: stream %s: %w", names.JobsStream(), err)
+	}
+	msgs := info.State.Msgs
 	if held := uint64(sum.NumAckPending); msgs > held {
 		sum.NumPending = msgs - held
 	}

@@ -57,6 +57,10 @@ type Config struct {
 	// WorkersFresh is how long a check that workers are running is
 	// trusted before the next request checks again. Defaults to 2s.
 	WorkersFresh time.Duration
+	// WorkersWait is how long the check waits for a worker's first answer
+	// before it concludes none runs (a busy worker answers late).
+	// Defaults to 1s.
+	WorkersWait time.Duration
 	// Logger receives the gateway's logs. API keys, prompts and answers
 	// are never logged. Defaults to slog.Default().
 	Logger *slog.Logger
@@ -83,6 +87,7 @@ func (c Config) WithDefaults() Config {
 	defaults.Set(&c.IdleTimeout, 2*time.Minute)
 	defaults.Set(&c.ResumeTokenTTL, 15*time.Minute)
 	defaults.Set(&c.WorkersFresh, 2*time.Second)
+	defaults.Set(&c.WorkersWait, time.Second)
 	defaults.Set(&c.ResumeGrace, 10*time.Second)
 	defaults.Observers(&c.Logger, &c.TracerProvider, &c.MeterProvider)
 	return c

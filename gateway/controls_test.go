@@ -20,11 +20,12 @@ func TestControlHeaders(t *testing.T) {
 	b := setup(t, fleettest.Options{}, nil)
 	ctx := fleettest.Context(t, 30*time.Second)
 	jobs := make(chan *nats.Msg, 4)
-	sub, err := natsConn(t, b).ChanSubscribe(b.f.Topology.WithDefaults().Names.AllJobs(), jobs)
-	if err != nil {
-		t.Fatal(err)
+	nc, names := natsConn(t, b), b.f.Topology.WithDefaults().Names
+	for _, subject := range []string{names.AllJobs(), names.AllPriorityJobs()} { // normal, and high or low
+		if _, err := nc.ChanSubscribe(subject, jobs); err != nil {
+			t.Fatal(err)
+		}
 	}
-	defer sub.Unsubscribe()
 
 	client := b.sdk("")
 	if _, err := client.Chat.Completions.New(ctx, userParams("controlled"),
@@ -42,10 +43,15 @@ func TestControlHeaders(t *testing.T) {
 		if err := json.Unmarshal(m.Data, &job); err != nil {
 			t.Fatal(err)
 		}
+		if m.Subject != names.PriorityJobs(protocol.DefaultTenant, string(protocol.PriorityHigh)) {
+			t.Errorf("the job went to %s, not the tenant's high-priority subject", m.Subject)
+		}
 	case <-ctx.Done():
 		t.Fatal("no job published")
 	}
-	if job.ID != "controlled-1" || job.Priority != protocol.PriorityHigh || job.Dedupe == nil || *job.Dedupe ||
+	// The priority travels as the subject, never in the body (workers of
+	// before priorities would forward it upstream).
+	if job.ID != "controlled-1" || job.Priority != "" || job.Dedupe == nil || *job.Dedupe ||
 		job.Cache == nil || *job.Cache || job.TimeoutMS != 20000 || job.QueueTimeoutMS != 15000 {
 		t.Errorf("the published job does not carry the headers' controls: %+v", job)
 	}

@@ -23,6 +23,7 @@ type fleet struct {
 	nc     *nats.Conn
 	prefix string
 	fresh  time.Duration
+	wait   time.Duration // for the first answer of a ping
 
 	mu      sync.Mutex
 	checked time.Time
@@ -30,9 +31,9 @@ type fleet struct {
 }
 
 // workersRunning reports whether a worker of this fleet answered a ping:
-// the first answer ends the wait, which lasts up to a second (a busy
-// worker answers late, and a false "none" would refuse a request it would
-// serve). "Some" is trusted for the fresh interval, "none" for an eighth
+// the first answer ends the wait, which lasts up to wait (a second by
+// default: a busy worker answers late, and a false "none" would refuse a
+// request it would serve). "Some" is trusted for the fresh interval, "none" for an eighth
 // of it, so a fleet that comes back is seen soon.
 func (f *fleet) workersRunning(ctx context.Context) bool {
 	f.mu.Lock()
@@ -44,7 +45,7 @@ func (f *fleet) workersRunning(ctx context.Context) bool {
 	if time.Since(f.checked) < trusted {
 		return f.running
 	}
-	infos := f.ask(ctx, micro.PingVerb, time.Second, true)
+	infos := f.ask(ctx, micro.PingVerb, f.wait, true)
 	f.running, f.checked = len(infos) > 0, time.Now()
 	return f.running
 }

@@ -266,8 +266,12 @@ func TestMaxDeliveriesDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Stop()
+	queue, err := tp.Queue(ctx, "default", "normal")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 2 { // two deliveries, never acked
-		batch, err := tp.Consumer.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		batch, err := queue.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,8 +36,10 @@ type Config struct {
 	// Metrics, when set, is served at /metrics (see internal/telemetry).
 	// Defaults to nil: no /metrics.
 	Metrics http.Handler
-	// FetchWait is how long one pull request waits for jobs before it is
-	// renewed. Shorter means a quicker Stop. Defaults to 1s.
+	// FetchWait is how long an idle worker waits for the jobs stream to
+	// announce a job before it reads the stream's queues itself, and how
+	// often it reads them while busy (finding jobs handed back for another
+	// delivery, which are not announced). Defaults to 1s.
 	FetchWait time.Duration
 	// HardStopTimeout bounds Stop's hard stop: how long handing the jobs
 	// still running back to the queue may take once the grace period is

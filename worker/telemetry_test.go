@@ -255,6 +255,14 @@ func TestMetricsAfterARun(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// The only worker maintains the fleet: once it scanned, it reports the
+	// jobs waiting in the queue (none).
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, "chatfleet_queue_waiting 0"); body = scrape(t, url) {
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks chatfleet_queue_waiting 0:\n%s", body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	// The dashboard only queries series that exist.
 	assertDashboardSeries(t, body)
 }

@@ -28,7 +28,7 @@ type Worker struct {
 
 	mgr      *manager.Manager
 	js       jetstream.JetStream
-	consumer jetstream.Consumer
+	queues   *queues // the fetch loop's; listens to the stream's announcements
 	http     *http.Server
 	httpAddr net.Addr
 	service  micro.Service
@@ -98,13 +98,19 @@ func (w *Worker) start(ctx context.Context) error {
 	if err := w.mgr.Start(ctx); err != nil {
 		return err
 	}
-	w.consumer = top.Consumer
+	w.queues = newQueues(top, w.cfg.FetchWait)
+	if err := w.queues.listen(w.nc); err != nil {
+		_ = w.mgr.Stop(ctx)
+		return err
+	}
 	w.js = js
 	if err := w.serveHTTP(); err != nil {
+		w.queues.stop()
 		_ = w.mgr.Stop(ctx)
 		return err
 	}
 	if err := w.registerService(); err != nil {
+		w.queues.stop()
 		_ = w.mgr.Stop(ctx)
 		w.stopHTTP(ctx)
 		return err
@@ -147,6 +153,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.draining.Store(true)
 		w.stopFetch()
 		<-w.fetching
+		w.queues.stop()
 		w.mgr.Drain()
 		var errs []error
 		if werr := w.mgr.Slots().WaitIdle(ctx); werr != nil {

@@ -88,7 +88,7 @@ func (a *fleetAuth) workerPermissions() permissions {
 		pubAllow: []string{p + ".>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$SRV.INFO." + tools.ServiceName},
 		pubDeny:  []string{"$JS.EVENT.>"},
 		subAllow: []string{p + ".>", "_INBOX.>", "$SRV.>",
-			"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + n.JobsStream() + "." + n.WorkersConsumer()},
+			"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + n.JobsStream() + ".*"},
 		responses: true,
 	}
 }
@@ -118,7 +118,7 @@ func (a *fleetAuth) gatewayPermissions() permissions {
 	replies, keys := n.RepliesStream(), "KV_"+n.APIKeysBucket()
 	return permissions{
 		pubAllow: []string{
-			p + ".jobs.*", p + ".gateway.>",
+			p + ".jobs.*", p + ".pjobs.*.*", p + ".gateway.>",
 			"$JS.API.DIRECT.GET." + replies + ".>",
 			"$JS.API.CONSUMER.CREATE." + replies + ".>",
 			"$JS.API.CONSUMER.MSG.NEXT." + replies + ".*",
@@ -176,7 +176,7 @@ type tenantImport struct {
 }
 
 // tenantImports is everything one tenant's account reaches in the fleet:
-// its jobs subject (with the JetStream ack), its live replies, the direct
+// its jobs subjects, normal and by priority (with the JetStream ack), its live replies, the direct
 // get of its own stored reply events, consumers of the replies stream
 // filtered to its own events (the server refuses a create whose filter
 // differs from the subject's), pulling from them and deleting them (an
@@ -190,6 +190,7 @@ func (a *fleetAuth) tenantImports(tenant string) []tenantImport {
 	own := n.Prefix() + ".write." + tenant + ".>"
 	ims := []tenantImport{
 		{subject: n.Jobs(tenant)},
+		{subject: n.PriorityJobs(tenant, "*")},
 		{subject: n.Prefix() + ".reply." + tenant + ".>", stream: true},
 		{subject: "$JS.API.DIRECT.GET." + replies + "." + own, local: api + "DIRECT.GET." + replies + "." + own},
 		{subject: "$JS.API.CONSUMER.CREATE." + replies + ".*." + own, local: api + "CONSUMER.CREATE." + replies + ".*." + own},

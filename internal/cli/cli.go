@@ -35,7 +35,7 @@ func commands() []command {
 	return []command{
 		{"dev", "run NATS, workers and (without an upstream) a simulated model in one process", runDev},
 		{"worker", "run one worker against CHATFLEET_NATS_URL", runWorker},
-		{"init", "create (or check) the streams, consumer and buckets, then exit", runInit},
+		{"init", "create (or check) the streams and buckets, then exit; --migrate: migrate an older layout", runInit},
 		{"ask", "submit a job and print the answer as it streams: ask [flags] PROMPT", runAsk},
 		{"cancel", "cancel a request: cancel [--tenant T] ID", runCancel},
 		{"dlq", "dead-lettered jobs: dlq ls | show SEQ | replay SEQ", runDLQ},

@@ -232,7 +232,7 @@ func replayDeadLetter(ctx context.Context, js jetstream.JetStream, stream jetstr
 		return fmt.Errorf("dead letter %d is not a JSON object; fix the job and submit it yourself", seq)
 	}
 	subject := msg.Header.Get(protocol.DeadLetterSubject)
-	tenant, err := names.ParseJobs(subject)
+	tenant, _, err := names.ParseQueue(subject) // replayed on its priority's subject
 	if err != nil {
 		return fmt.Errorf("dead letter %d came from %q, not a jobs subject; fix the job and submit it yourself", seq, subject)
 	}

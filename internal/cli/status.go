@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/chatfleet/chatfleet/subjects"
+	"github.com/chatfleet/chatfleet/topology"
 	"github.com/chatfleet/chatfleet/worker"
 )
 
@@ -121,25 +122,8 @@ func collectStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n
 	if err != nil {
 		return nil, fmt.Errorf("jobs stream %s: %w (%s)", names.JobsStream(), err, topologyHint)
 	}
-	cons, err := jobs.Consumer(ctx, names.WorkersConsumer())
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w (%s)", names.WorkersConsumer(), err, topologyHint)
-	}
-	ci := cons.CachedInfo()
-	// Waiting is the consumer's pending count, not the stream's message
-	// count: pulled but unacked jobs are still in a work-queue stream.
-	st.Queue.Waiting, st.Queue.AckPending, st.Queue.Redelivered, st.Queue.Pulls = ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting
-	if st.Queue.Waiting > 0 {
-		// The first job after the last delivered one: no worker has seen it.
-		oldest, err := jobs.GetMsg(ctx, ci.Delivered.Stream+1, jetstream.WithGetMsgSubject(names.AllJobs()))
-		switch {
-		case err == nil:
-			since := oldest.Time.UTC()
-			st.Queue.OldestWaitingSince = &since
-			st.Queue.OldestWaitingS = max(0, st.Time.Sub(since).Seconds())
-		case !errors.Is(err, jetstream.ErrMsgNotFound): // pulled since the count: none waits
-			return nil, fmt.Errorf("oldest waiting job: %w", err)
-		}
+	if err := readQueueStatus(ctx, js, jobs, names, st); err != nil {
+		return nil, err
 	}
 	if dlq, err := js.Stream(ctx, names.DeadLetterStream()); err == nil {
 		st.DeadLetters = dlq.CachedInfo().State.Msgs
@@ -243,4 +227,41 @@ func printStatus(st *fleetStatus, io IO) error {
 			w.Upstreams.Breaker, state)
 	}
 	return tw.Flush()
+}
+
+// readQueueStatus fills st.Queue from the queue consumers (one per tenant and
+// priority): Waiting counts the jobs no worker has pulled, those of queues
+// whose consumer does not exist yet included, and the oldest of them.
+func readQueueStatus(ctx context.Context, js jetstream.JetStream, jobs jetstream.Stream, names subjects.Names, st *fleetStatus) error {
+	sum, err := topology.QueueTotals(ctx, js, names)
+	if err != nil {
+		return fmt.Errorf("%w (%s)", err, topologyHint)
+	}
+	st.Queue.Waiting, st.Queue.AckPending, st.Queue.Redelivered, st.Queue.Pulls = sum.NumPending, sum.NumAckPending, sum.NumRedelivered, sum.NumWaiting
+	if st.Queue.Waiting == 0 {
+		return nil
+	}
+	info, err := jobs.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		return fmt.Errorf("jobs per queue: %w", err)
+	}
+	for subject := range info.State.Subjects {
+		first := uint64(1)
+		if tenant, priority, err := names.ParseQueue(subject); err == nil {
+			if c, err := jobs.Consumer(ctx, names.QueueConsumer(tenant, priority)); err == nil {
+				first = c.CachedInfo().Delivered.Stream + 1 // the first job no worker has seen
+			}
+		}
+		oldest, err := jobs.GetMsg(ctx, first, jetstream.WithGetMsgSubject(subject))
+		switch {
+		case err == nil:
+			if since := oldest.Time.UTC(); st.Queue.OldestWaitingSince == nil || since.Before(*st.Queue.OldestWaitingSince) {
+				st.Queue.OldestWaitingSince = &since
+				st.Queue.OldestWaitingS = max(0, st.Time.Sub(since).Seconds())
+			}
+		case !errors.Is(err, jetstream.ErrMsgNotFound): // pulled since the count: none waits
+			return fmt.Errorf("oldest waiting job: %w", err)
+		}
+	}
+	return nil
 }

@@ -74,7 +74,7 @@ type Env struct {
 	ReplyMaxBytes   int64         `envconfig:"CHATFLEET_REPLY_MAX_BYTES" default:"1073741824" desc:"size cap of the replies stream"`
 	AckWait         time.Duration `envconfig:"CHATFLEET_ACK_WAIT" default:"30s" desc:"a job silent this long is redelivered (running jobs report progress)"`
 	MaxDeliver      int           `envconfig:"CHATFLEET_MAX_DELIVER" default:"5" desc:"deliveries of one job before it is given up"`
-	MaxAckPending   int           `envconfig:"CHATFLEET_MAX_ACK_PENDING" default:"20000" desc:"jobs in flight across the fleet"`
+	MaxAckPending   int           `envconfig:"CHATFLEET_MAX_ACK_PENDING" default:"20000" desc:"jobs of one queue (a tenant × priority) in flight across the fleet"`
 	Replicas        int           `envconfig:"CHATFLEET_REPLICAS" default:"1" desc:"replicas of every stream and bucket (1, 3 or 5)"`
 	LeaseTTL        time.Duration `envconfig:"CHATFLEET_LEASE_TTL" default:"10s" desc:"leader lease; a dead leader is replaced within about this long"`
 	CacheTTL        time.Duration `envconfig:"CHATFLEET_CACHE_TTL" default:"24h" desc:"how long finished answers are served from the cache"`

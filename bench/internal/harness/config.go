@@ -52,7 +52,7 @@ type Config struct {
 }
 
 // ScenarioNames are the scenarios, in the order they run.
-var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "memory", "large", "gateway", "peer"}
+var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "memory", "large", "gateway", "queues", "peer"}
 
 // Sizes sizes the scenarios.
 type Sizes struct {
@@ -116,6 +116,12 @@ type Sizes struct {
 	GatewayWarmup      int   // requests before each throughput run (and, up to 50, before the latency run)
 	GatewayConcurrency []int // HTTP clients (jobs in flight when direct), one run each
 
+	// Queues: priorities and fair share, one worker, a slow upstream.
+	QueuesBacklog    int           // jobs queued before the measured ones
+	QueuesMeasured   int           // jobs measured per case, submitted at once
+	QueuesDelay      time.Duration // per answer
+	QueuesLLMStreams int           // the worker's upstream slots (and request slots)
+
 	// Peer.
 	PeerJobs        int
 	PeerWorkers     []int
@@ -161,6 +167,10 @@ func DefaultSizes() Sizes {
 		GatewayJobs:           10_000,
 		GatewayWarmup:         500,
 		GatewayConcurrency:    []int{64, 256},
+		QueuesBacklog:         5000,
+		QueuesMeasured:        20,
+		QueuesDelay:           20 * time.Millisecond,
+		QueuesLLMStreams:      16,
 		PeerJobs:              20_000,
 		PeerWorkers:           []int{1, 2},
 		PeerLatencyJobs:       300,
@@ -204,6 +214,10 @@ func SmokeSizes() Sizes {
 		GatewayJobs:           6,
 		GatewayWarmup:         2,
 		GatewayConcurrency:    []int{3},
+		QueuesBacklog:         50,
+		QueuesMeasured:        4,
+		QueuesDelay:           5 * time.Millisecond,
+		QueuesLLMStreams:      4,
 		PeerJobs:              20,
 		PeerWorkers:           []int{1},
 		PeerLatencyJobs:       2,

@@ -29,6 +29,7 @@ type Report struct {
 	Memory      []MemoryResult     `json:"memory,omitempty"`
 	LargeAnswer *LargeAnswerResult `json:"large_answer,omitempty"`
 	Gateway     *GatewayResult     `json:"gateway,omitempty"`
+	Queues      *QueuesResult      `json:"queues,omitempty"`
 	Peer        *PeerResult        `json:"peer,omitempty"`
 
 	Ratios  []Ratio  `json:"ratios"`
@@ -183,6 +184,12 @@ func (rep *Report) scenarioRows(p func(format string, a ...any)) {
 	}
 	for _, mr := range rep.Memory {
 		p("memory\t%d %s\t\t\t\t%d\tRSS %s → %s: %s per stream %s", mr.N, mr.Kind, mr.Load.Errors, mib(mr.RSSBefore), mib(mr.RSSHolding), kib(mr.BytesPerStream), mr.Note)
+	}
+	if q := rep.Queues; q != nil {
+		for _, c := range q.Cases {
+			p("queues\t%s (%d queued first, 1 worker × %d slots, %.0f ms upstream)\t\t\t%s\t%d\tqueue wait of %d jobs: %s",
+				c.Name, q.Backlog, q.LLMStreams, q.DelayMS, dist(c.Done), c.Errors, q.Measured, dist(c.Queue))
+		}
 	}
 	if la := rep.LargeAnswer; la != nil {
 		p("large answer\t%s in %d B deltas\t\t\t%.0f ms\t0\t%d chunk events, largest %s (%s encoded); worker RSS %s → peak %s: growth %.2f× the answer; worker CPU %.1fs; upstream calls %d %s",

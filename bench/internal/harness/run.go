@@ -164,6 +164,8 @@ func (r *runner) scenario(ctx context.Context, name string) error {
 		return r.largeAnswer(ctx)
 	case "gateway":
 		return r.gateway(ctx)
+	case "queues":
+		return r.queues(ctx)
 	case "peer":
 		return r.peer(ctx)
 	}

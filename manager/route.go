@@ -71,13 +71,13 @@ func (h *hub) run() {
 		err: &protocol.Error{Code: protocol.CodeInternal, Message: "could not settle who generates this answer"}})
 }
 
-// route takes one step: cache, then the lease, then lead or follow.
+// route takes one step: cache and lease together, then lead or follow.
+// The cache read and the lease's Create go out at once, so a miss costs
+// one KV round trip before the upstream call, not two; a hit gives back
+// the lease it may have won meanwhile.
 func (h *hub) route() routeResult {
 	ctx := h.ctx
-	if a := h.cached(ctx); a != nil {
-		h.serveCached(a)
-		return routeEnded
-	}
+	cacheRead := h.cachedAsync(ctx)
 	genID := protocol.NewID()
 	// Create runs to completion even if the hub is cancelled
 	// meanwhile: a lease created under a cancelled request would otherwise
@@ -89,6 +89,13 @@ func (h *hub) route() routeResult {
 		Trace: natstrace.Traceparent(trace.SpanContextFromContext(h.traceCtx)),
 	}, h.m.leaseTTL())
 	cancel()
+	if a := <-cacheRead; a != nil {
+		if err == nil {
+			h.releaseLease(l)
+		}
+		h.serveCached(a)
+		return routeEnded
+	}
 	switch {
 	case err == nil:
 		// A leader may have finished between our cache read and our
@@ -115,6 +122,19 @@ func (h *hub) route() routeResult {
 		h.m.cfg.Logger.Warn("lease create failed", "key", h.dedupeKey, "err", err)
 		return routeAfterBackoff
 	}
+}
+
+// cachedAsync reads the cache (see cached) beside the caller; the
+// channel delivers the answer or nil, once. The read is bounded by ctx,
+// which outlives the caller's wait for it.
+func (h *hub) cachedAsync(ctx context.Context) <-chan *cachedAnswer {
+	out := make(chan *cachedAnswer, 1)
+	if !h.useCache {
+		out <- nil
+		return out
+	}
+	go func() { out <- h.cached(ctx) }() // owner: route, which always receives
+	return out
 }
 
 // cached returns the cached answer when the hub may use the cache.

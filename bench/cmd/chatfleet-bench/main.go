@@ -30,10 +30,14 @@ func run() int {
 		cfg       harness.Config
 		scenarios string
 		smoke     bool
+		rounds    int
 		env       multiFlag
 	)
 	flag.StringVar(&cfg.NATSURL, "nats", "", "use this NATS server (JetStream on) instead of starting one")
-	flag.StringVar(&scenarios, "scenarios", "", "comma-separated subset of: "+strings.Join(harness.ScenarioNames, ","))
+	flag.StringVar(&scenarios, "scenarios", "", "comma-separated subset of: "+strings.Join(harness.ScenarioNames, ",")+"; opt-in: "+strings.Join(harness.OptInScenarios, ","))
+	flag.StringVar(&cfg.BeforeBinary, "before", "", "a previous build's chatfleet binary, measured beside this one by the hotpath scenario")
+	flag.StringVar(&cfg.Binary, "binary", "", "run the workers with this chatfleet binary instead of building this tree's")
+	flag.IntVar(&rounds, "hotpath-rounds", 0, "rounds of the hotpath scenario (default: 3; 1 with --smoke)")
 	flag.BoolVar(&cfg.Peer, "peer", true, "run the asynq + Redis peer; skipped with a note when redis-server is not installed (apt-get install -y redis-server)")
 	flag.StringVar(&cfg.RedisServer, "redis-server", "", "redis-server binary (default: from PATH)")
 	flag.StringVar(&cfg.Out, "out", "", "write the JSON report here")
@@ -51,6 +55,9 @@ func run() int {
 	cfg.Sizes = harness.DefaultSizes()
 	if smoke {
 		cfg.Sizes = harness.SmokeSizes()
+	}
+	if rounds > 0 {
+		cfg.Sizes.HotpathRounds = rounds
 	}
 	if scenarios != "" {
 		cfg.Scenarios = strings.Split(scenarios, ",")

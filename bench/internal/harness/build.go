@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -32,7 +33,7 @@ func (r *runner) build(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, found := r.redisServer(); r.cfg.Peer && found {
+	if _, found := r.redisServer(); r.cfg.Peer && found && (slices.Contains(r.cfg.Scenarios, "peer") || slices.Contains(r.cfg.Scenarios, "hotpath")) {
 		r.peerBin = filepath.Join(bin, "asynqpeer")
 		if err := r.goBuild(ctx, filepath.Join(r.cfg.ModuleDir, "bench", "peers", "asynq"), r.peerBin, "."); err != nil {
 			return err

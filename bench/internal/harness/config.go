@@ -24,6 +24,10 @@ type Config struct {
 	// Binary is a chatfleet binary to run workers with. Defaults to ""
 	// (build ./cmd/chatfleet into WorkDir).
 	Binary string
+	// BeforeBinary is a previous build's chatfleet binary: the hotpath
+	// scenario measures it beside this one, interleaved, so a busy
+	// machine's noise affects both. Defaults to "" (this build only).
+	BeforeBinary string
 	// Scenarios to run, by name (see ScenarioNames). Defaults to all.
 	Scenarios []string
 	// Sizes of every scenario. Defaults to DefaultSizes().
@@ -53,6 +57,9 @@ type Config struct {
 
 // ScenarioNames are the scenarios, in the order they run.
 var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "memory", "large", "gateway", "queues", "peer"}
+
+// OptInScenarios run only when named: they compare builds and take long.
+var OptInScenarios = []string{"hotpath"}
 
 // Sizes sizes the scenarios.
 type Sizes struct {
@@ -127,6 +134,14 @@ type Sizes struct {
 	PeerWorkers     []int
 	PeerLatencyJobs int
 	PeerIdle        time.Duration // idle CPU measurement
+
+	// Hotpath: this build against BeforeBinary, interleaved.
+	HotpathRounds      int           // rounds, each measuring every build once
+	HotpathJobs        int           // unique jobs per throughput run
+	HotpathConcurrency int           // jobs in flight at the producer
+	HotpathWorkers     []int         // worker processes of the paced runs
+	HotpathDelay       time.Duration // between the paced upstream's tokens
+	HotpathLowJobs     int           // one-at-a-time jobs for time to first chunk
 }
 
 // DefaultSizes are the sizes of a full run (a few minutes on 2 cores).
@@ -175,6 +190,12 @@ func DefaultSizes() Sizes {
 		PeerWorkers:           []int{1, 2},
 		PeerLatencyJobs:       300,
 		PeerIdle:              5 * time.Second,
+		HotpathRounds:         3,
+		HotpathJobs:           4000,
+		HotpathConcurrency:    256,
+		HotpathWorkers:        []int{1, 2},
+		HotpathDelay:          6 * time.Millisecond,
+		HotpathLowJobs:        500,
 	}
 }
 
@@ -222,5 +243,11 @@ func SmokeSizes() Sizes {
 		PeerWorkers:           []int{1},
 		PeerLatencyJobs:       2,
 		PeerIdle:              500 * time.Millisecond,
+		HotpathRounds:         1,
+		HotpathJobs:           20,
+		HotpathConcurrency:    8,
+		HotpathWorkers:        []int{1},
+		HotpathDelay:          2 * time.Millisecond,
+		HotpathLowJobs:        5,
 	}
 }

@@ -81,6 +81,7 @@ type fleetSpec struct {
 	workers  int
 	upstream string            // base URL incl. /v1
 	env      map[string]string // CHATFLEET_* for every worker
+	bin      string            // the chatfleet binary; "" is this build's
 }
 
 // startFleet starts spec.workers `chatfleet worker` processes on a fresh
@@ -109,7 +110,11 @@ func (r *runner) startFleet(ctx context.Context, spec fleetSpec) (_ *fleet, err 
 		if r.cfg.ProfileDir != "" {
 			wenv = append(wenv, "CHATFLEET_BENCH_CPUPROFILE="+filepath.Join(r.cfg.ProfileDir, sanitizeFile(spec.name)+"-w"+strconv.Itoa(i+1)+".cpu.pprof"))
 		}
-		p, err := startProc(procSpec{name: sanitizeFile(spec.name) + "-" + id, bin: r.bin, args: []string{"worker"}, env: wenv, logDir: r.logDir, readyLine: `"worker started"`})
+		bin := r.bin
+		if spec.bin != "" {
+			bin = spec.bin
+		}
+		p, err := startProc(procSpec{name: sanitizeFile(spec.name) + "-" + id, bin: bin, args: []string{"worker"}, env: wenv, logDir: r.logDir, readyLine: `"worker started"`})
 		if err != nil {
 			return f, err
 		}

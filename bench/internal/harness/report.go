@@ -31,6 +31,7 @@ type Report struct {
 	Gateway     *GatewayResult     `json:"gateway,omitempty"`
 	Queues      *QueuesResult      `json:"queues,omitempty"`
 	Peer        *PeerResult        `json:"peer,omitempty"`
+	Hotpath     *HotpathResult     `json:"hotpath,omitempty"`
 
 	Ratios  []Ratio  `json:"ratios"`
 	Targets []Target `json:"targets"`

@@ -60,8 +60,8 @@ func prepare(ctx context.Context, cfg Config) (r *runner, cleanup func(), err er
 		cfg.Scenarios = slices.Clone(ScenarioNames)
 	}
 	for _, s := range cfg.Scenarios {
-		if !slices.Contains(ScenarioNames, s) {
-			return nil, cleanup, fmt.Errorf("bench: unknown scenario %q (have %s)", s, strings.Join(ScenarioNames, ", "))
+		if !slices.Contains(ScenarioNames, s) && !slices.Contains(OptInScenarios, s) {
+			return nil, cleanup, fmt.Errorf("bench: unknown scenario %q (have %s)", s, strings.Join(append(ScenarioNames, OptInScenarios...), ", "))
 		}
 	}
 	if cfg.ModuleDir == "" {
@@ -168,6 +168,8 @@ func (r *runner) scenario(ctx context.Context, name string) error {
 		return r.queues(ctx)
 	case "peer":
 		return r.peer(ctx)
+	case "hotpath":
+		return r.hotpath(ctx)
 	}
 	return fmt.Errorf("unknown scenario %q", name)
 }

@@ -29,8 +29,11 @@ type round struct {
 // from 0 among themselves, as if the fleet's were not there. A turn whose
 // fleet calls outgrow limit ends like an answer too large.
 func (rd *round) take(d *llm.Delta, limit int) error {
+	if rd.fleet == nil {
+		return nil // one turn: nothing to keep for a next one
+	}
 	rd.content.WriteString(d.Content)
-	if rd.fleet == nil || len(d.ToolCalls) == 0 {
+	if len(d.ToolCalls) == 0 {
 		return nil
 	}
 	rd.calls = protocol.MergeToolCalls(rd.calls, d.ToolCalls)

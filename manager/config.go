@@ -42,6 +42,11 @@ type Config struct {
 	MaxParkedJobs int
 	// MaxConcurrentLLMStreams caps concurrent upstream streams. Defaults to 16.
 	MaxConcurrentLLMStreams int
+	// FleetLimits are the default upstream's fleet-wide limits (streams at
+	// once, requests and tokens per minute) while the upstreams bucket
+	// holds none for it; the bucket's entry, once set, wins on every
+	// worker. Defaults to none.
+	FleetLimits protocol.UpstreamLimits
 	// MaxConcurrentFollowers caps requests that follow a generation or are
 	// served from the cache. Defaults to 1024.
 	MaxConcurrentFollowers int

@@ -45,6 +45,10 @@ type Manager struct {
 	tenants  *tenantView // the tenants bucket: limits and state (tenants.go)
 	shares   *shareTable // fleet-wide shares of tenants' in-flight limits (shares.go)
 	usage    *usage      // counters by tenant (usage.go)
+	// upstreams is the upstreams bucket: fleet-wide limits, windows and
+	// backoff (upstreams.go, fleetcap.go).
+	upstreams *upstreamView
+	held      heldBack // generations held at fleet-wide limits now, for metrics (fleetmetrics.go)
 
 	// life is cancelled (with errShutdown) by Stop: every request and
 	// hub derives from it.
@@ -73,6 +77,8 @@ type Manager struct {
 	tenantMirror *kvmirror.Mirror // the tenants bucket, once started
 	stopped      chan struct{}
 	stop         sync.Once
+	// upstreamMirror is the upstreams bucket's, once started.
+	upstreamMirror *kvmirror.Mirror
 
 	draining  chan struct{} // closed by Drain: the worker pulls no more (pause.go)
 	drainOnce sync.Once
@@ -115,12 +121,16 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, topo *topology.Topol
 	if m.metrics, err = newMetrics(cfg.MeterProvider, m); err == nil {
 		m.usage, err = newUsage(cfg.MeterProvider)
 	}
+	if err == nil {
+		err = registerFleetMetrics(cfg.MeterProvider, m)
+	}
 	if err != nil {
 		end(nil)
 		endHard()
 		return nil, fmt.Errorf("manager: metrics: %w", err)
 	}
 	m.tenants = newTenantView(m)
+	m.upstreams = newUpstreamView(m)
 	m.shares = &shareTable{m: m}
 	m.hubs = newHubTable(m)
 	m.maint = newMaintainer(m)
@@ -153,6 +163,13 @@ func (m *Manager) Start(ctx context.Context) error {
 	// Before the first pull, so every pause and limit is known.
 	if err := m.watchTenants(ctx); err != nil {
 		m.cancelMirror.Stop()
+		_ = sub.Unsubscribe()
+		_ = adv.Unsubscribe()
+		return err
+	}
+	if err := m.watchUpstreams(ctx); err != nil {
+		m.cancelMirror.Stop()
+		m.tenantMirror.Stop()
 		_ = sub.Unsubscribe()
 		_ = adv.Unsubscribe()
 		return err
@@ -198,7 +215,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 		}
 		m.callbacks.close()
 		m.handling.close()
-		for _, mirror := range []*kvmirror.Mirror{m.cancelMirror, m.tenantMirror} {
+		for _, mirror := range []*kvmirror.Mirror{m.cancelMirror, m.tenantMirror, m.upstreamMirror} {
 			if mirror != nil { // nil when never started
 				mirror.Stop()
 			}

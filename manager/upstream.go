@@ -48,6 +48,12 @@ func (h *hub) generate(ctx context.Context, gen int) (*streamed, error) {
 		return nil, err
 	}
 	defer sh.release()
+	// Then the upstream's, fleet-wide: waiting there holds no slot either.
+	fleet, err := h.admitFleet(ctx, gen)
+	if err != nil {
+		return nil, err
+	}
+	defer fleet.release()
 	waitStart := time.Now()
 	if !h.m.slots.llm.tryAcquire() {
 		// Wait without the request slot, so the worker keeps serving

@@ -87,14 +87,22 @@ func (w *Worker) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	up, err := llm.New(w.cfg.LLM)
+	// A 429 slows the whole fleet: the client tells the manager, which
+	// exists before the client's first call.
+	var mgr *manager.Manager
+	llmCfg := w.cfg.LLM
+	if llmCfg.OnRateLimited == nil {
+		llmCfg.OnRateLimited = func(d time.Duration) time.Duration { return mgr.RateLimited(d) }
+	}
+	up, err := llm.New(llmCfg)
 	if err != nil {
 		return err
 	}
-	w.mgr, err = manager.New(w.cfg.Manager, w.nc, js, top, up)
+	mgr, err = manager.New(w.cfg.Manager, w.nc, js, top, up)
 	if err != nil {
 		return err
 	}
+	w.mgr = mgr
 	if err := w.mgr.Start(ctx); err != nil {
 		return err
 	}

@@ -244,3 +244,113 @@ func workerOf(evs []protocol.Event) string {
 	}
 	return ""
 }
+
+// freshMinute waits, when the current UTC minute ends within margin, for
+// the next one: a test of a minute's limit then starts with room in it.
+func freshMinute(ctx context.Context, margin time.Duration) {
+	next := protocol.NextMinute(time.Now())
+	if time.Until(next) > margin {
+		return
+	}
+	t := time.NewTimer(time.Until(next))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// TestFleetRequestsPerMinute: two worker processes and a fleet-wide limit
+// of 3 upstream calls a minute: five jobs all complete, no UTC minute sees
+// more than 3 calls, and the jobs beyond them say they wait (fleet_rpm).
+// It waits for the next minute: skipped with -short.
+func TestFleetRequestsPerMinute(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the next minute")
+	}
+	t.Parallel()
+	calls := &callLog{}
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+		calls.note(r)
+		return llmtest.DefaultReply(r)
+	})}})
+	ctx := ctxFor(t, 3*time.Minute)
+	setUpstream(t, ctx, f, protocol.UpstreamLimits{RequestsPerMinute: 3})
+	for i := range 2 {
+		startChildWorker(t, f, fmt.Sprintf("rpm%d", i))
+	}
+	freshMinute(ctx, 15*time.Second)
+	var rs []*eventLog
+	for i := range 5 {
+		rs = append(rs, submitEvents(t, ctx, f.Pub, userJob(fmt.Sprintf("rpm-%d", i))))
+	}
+	waited := 0
+	for i, r := range rs {
+		if end := r.end(t); end.Type != protocol.EventDone {
+			t.Errorf("job %d: %v", i, describeEvents(r.sofar()))
+		}
+		if count(r.sofar(), progressOf(protocol.StageWaiting, protocol.ReasonFleetRPM)) > 0 {
+			waited++
+		}
+	}
+	perMinute := map[time.Time]int{}
+	for _, at := range calls.all() {
+		perMinute[at.UTC().Truncate(time.Minute)]++
+	}
+	t.Logf("upstream calls by minute: %v; %d jobs waited for the next minute", perMinute, waited)
+	for m, n := range perMinute {
+		if n > 3 {
+			t.Errorf("%d upstream calls in the minute from %s, over the fleet's 3", n, m.Format(time.TimeOnly))
+		}
+	}
+	if waited < 2 {
+		t.Errorf("%d jobs said they waited for the fleet's requests per minute, want 2", waited)
+	}
+}
+
+// TestFleetTokensPerMinute: two worker processes and a fleet-wide limit
+// of 1 token a minute: the first generation uses it up, and the jobs after
+// it wait for the next minute (fleet_tpm) on whichever worker pulls them,
+// then complete. Skipped with -short.
+func TestFleetTokensPerMinute(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the next minute")
+	}
+	t.Parallel()
+	calls := &callLog{}
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+		calls.note(r)
+		return llmtest.DefaultReply(r)
+	})}})
+	ctx := ctxFor(t, 3*time.Minute)
+	setUpstream(t, ctx, f, protocol.UpstreamLimits{TokensPerMinute: 1})
+	for i := range 2 {
+		startChildWorker(t, f, fmt.Sprintf("tpm%d", i))
+	}
+	freshMinute(ctx, 15*time.Second)
+	if _, err := f.Pub.Complete(ctx, userJob("tpm-first")); err != nil {
+		t.Fatal(err)
+	}
+	firstMinute := time.Now().UTC().Truncate(time.Minute)
+	var rs []*eventLog
+	for i := range 4 {
+		rs = append(rs, submitEvents(t, ctx, f.Pub, userJob(fmt.Sprintf("tpm-%d", i))))
+	}
+	for i, r := range rs {
+		if end := r.end(t); end.Type != protocol.EventDone {
+			t.Errorf("job %d: %v", i, describeEvents(r.sofar()))
+		}
+		if count(r.sofar(), progressOf(protocol.StageWaiting, protocol.ReasonFleetTPM)) == 0 {
+			t.Errorf("job %d did not say it waited for the fleet's tokens: %v", i, describeEvents(r.sofar()))
+		}
+	}
+	calls.mu.Lock()
+	defer calls.mu.Unlock()
+	for i := range 4 {
+		for _, at := range calls.times[fmt.Sprintf("tpm-%d", i)] {
+			if !at.UTC().Truncate(time.Minute).After(firstMinute) {
+				t.Errorf("job %d called the upstream in the minute whose tokens were used up", i)
+			}
+		}
+	}
+}

@@ -260,6 +260,23 @@ func freshMinute(ctx context.Context, margin time.Duration) {
 	}
 }
 
+// minuteFleet starts two worker processes (named after name) under limits,
+// an upstream that logs its calls, and waits for a fresh minute.
+func minuteFleet(t *testing.T, name string, limits protocol.UpstreamLimits) (*fleettest.Fleet, *callLog, context.Context) {
+	calls := &callLog{}
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+		calls.note(r)
+		return llmtest.DefaultReply(r)
+	})}})
+	ctx := ctxFor(t, 3*time.Minute)
+	setUpstream(t, ctx, f, limits)
+	for i := range 2 {
+		startChildWorker(t, f, fmt.Sprintf("%s%d", name, i))
+	}
+	freshMinute(ctx, 15*time.Second)
+	return f, calls, ctx
+}
+
 // TestFleetRequestsPerMinute: two worker processes and a fleet-wide limit
 // of 3 upstream calls a minute: five jobs all complete, no UTC minute sees
 // more than 3 calls, and the jobs beyond them say they wait (fleet_rpm).
@@ -269,17 +286,7 @@ func TestFleetRequestsPerMinute(t *testing.T) {
 		t.Skip("waits for the next minute")
 	}
 	t.Parallel()
-	calls := &callLog{}
-	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
-		calls.note(r)
-		return llmtest.DefaultReply(r)
-	})}})
-	ctx := ctxFor(t, 3*time.Minute)
-	setUpstream(t, ctx, f, protocol.UpstreamLimits{RequestsPerMinute: 3})
-	for i := range 2 {
-		startChildWorker(t, f, fmt.Sprintf("rpm%d", i))
-	}
-	freshMinute(ctx, 15*time.Second)
+	f, calls, ctx := minuteFleet(t, "rpm", protocol.UpstreamLimits{RequestsPerMinute: 3})
 	var rs []*eventLog
 	for i := range 5 {
 		rs = append(rs, submitEvents(t, ctx, f.Pub, userJob(fmt.Sprintf("rpm-%d", i))))
@@ -317,17 +324,7 @@ func TestFleetTokensPerMinute(t *testing.T) {
 		t.Skip("waits for the next minute")
 	}
 	t.Parallel()
-	calls := &callLog{}
-	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
-		calls.note(r)
-		return llmtest.DefaultReply(r)
-	})}})
-	ctx := ctxFor(t, 3*time.Minute)
-	setUpstream(t, ctx, f, protocol.UpstreamLimits{TokensPerMinute: 1})
-	for i := range 2 {
-		startChildWorker(t, f, fmt.Sprintf("tpm%d", i))
-	}
-	freshMinute(ctx, 15*time.Second)
+	f, calls, ctx := minuteFleet(t, "tpm", protocol.UpstreamLimits{TokensPerMinute: 1})
 	if _, err := f.Pub.Complete(ctx, userJob("tpm-first")); err != nil {
 		t.Fatal(err)
 	}

@@ -29,10 +29,9 @@ import (
 // The backoff's factor scales max_streams and requests_per_minute down
 // after 429s and lets them recover (protocol.UpstreamBackoff).
 
-// admitFleet waits until generation gen may call the upstream, and returns
+// admitFleet waits until generation gen may call upstream up, and returns
 // the stream share to release once the call is over (nil without a cap).
-func (h *hub) admitFleet(ctx context.Context, gen int) (*share, error) {
-	up := protocol.DefaultUpstream
+func (h *hub) admitFleet(ctx context.Context, gen int, up string) (*share, error) {
 	waiting := ""
 	defer func() {
 		if waiting != "" {
@@ -186,8 +185,7 @@ func (m *Manager) casUpstream(ctx context.Context, key string, change func([]byt
 // which the worker wires: a 429 any worker meets slows the whole fleet. It moves the upstream's backoff (its Until, and halves its
 // factor) with compare-and-swap, and returns how long the fleet now holds
 // new calls back, for the retry of the call that met it.
-func (m *Manager) RateLimited(retryAfter time.Duration) time.Duration {
-	up := protocol.DefaultUpstream
+func (m *Manager) RateLimited(up string, retryAfter time.Duration) time.Duration {
 	ctx, cancel := context.WithTimeout(m.hard, m.leaseTTL()/2)
 	defer cancel()
 	var until time.Time

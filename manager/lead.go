@@ -93,7 +93,7 @@ func (h *hub) succeeded(gen int, res *streamed) {
 		h.m.metrics.tokens.Add(h.traceCtx, int64(u.CompletionTokens), completionTokens)
 	}
 	h.m.usedTokens(h.traceCtx, h.job.Tenant, res.usage) // before the end: the next generation's check sees it
-	h.m.chargeUpstream(protocol.DefaultUpstream, res.usage)
+	h.m.chargeUpstream(res.upstream, res.usage)
 	if h.useCache {
 		h.cacheAnswer(gen, res)
 	}

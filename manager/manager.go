@@ -35,7 +35,7 @@ type Manager struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	topo     *topology.Topology
-	upstream *llm.Client
+	routes   *routeTable // the upstreams, default first (routes.go)
 	slots    *Slots
 	tracer   trace.Tracer
 	metrics  *metrics
@@ -77,8 +77,9 @@ type Manager struct {
 	tenantMirror *kvmirror.Mirror // the tenants bucket, once started
 	stopped      chan struct{}
 	stop         sync.Once
-	// upstreamMirror is the upstreams bucket's, once started.
-	upstreamMirror *kvmirror.Mirror
+	// upstreamMirror is the upstreams bucket's, once started; loadMirror
+	// follows the upstreams' stream shares, with more than one upstream.
+	upstreamMirror, loadMirror *kvmirror.Mirror
 
 	draining  chan struct{} // closed by Drain: the worker pulls no more (pause.go)
 	drainOnce sync.Once
@@ -104,7 +105,6 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, topo *topology.Topol
 		nc:       nc,
 		js:       js,
 		topo:     topo,
-		upstream: up,
 		slots:    newSlots(cfg),
 		requests: newRegistry(),
 		cancels:  newCancelSet(),
@@ -131,6 +131,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, topo *topology.Topol
 	}
 	m.tenants = newTenantView(m)
 	m.upstreams = newUpstreamView(m)
+	m.routes = newRouteTable(m, up)
 	m.shares = &shareTable{m: m}
 	m.hubs = newHubTable(m)
 	m.maint = newMaintainer(m)
@@ -167,9 +168,15 @@ func (m *Manager) Start(ctx context.Context) error {
 		_ = adv.Unsubscribe()
 		return err
 	}
-	if err := m.watchUpstreams(ctx); err != nil {
-		m.cancelMirror.Stop()
-		m.tenantMirror.Stop()
+	if err = m.watchUpstreams(ctx); err == nil {
+		err = m.watchLoad(ctx)
+	}
+	if err != nil {
+		for _, mirror := range []*kvmirror.Mirror{m.cancelMirror, m.tenantMirror, m.upstreamMirror} {
+			if mirror != nil {
+				mirror.Stop()
+			}
+		}
 		_ = sub.Unsubscribe()
 		_ = adv.Unsubscribe()
 		return err
@@ -215,7 +222,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 		}
 		m.callbacks.close()
 		m.handling.close()
-		for _, mirror := range []*kvmirror.Mirror{m.cancelMirror, m.tenantMirror, m.upstreamMirror} {
+		for _, mirror := range []*kvmirror.Mirror{m.cancelMirror, m.tenantMirror, m.upstreamMirror, m.loadMirror} {
 			if mirror != nil { // nil when never started
 				mirror.Stop()
 			}

@@ -29,6 +29,7 @@ type streamed struct {
 	bytes        int           // output bytes, counted as the chunk cap counts them
 	firstToken   time.Duration // request sent → first output delta; 0 without output
 	slotWait     time.Duration // waited for an upstream slot
+	upstream     string        // the upstream that answered
 }
 
 // answerTooLargeError ends a generation whose answer outgrew MaxAnswerBytes.
@@ -38,8 +39,10 @@ func (e *answerTooLargeError) Error() string {
 	return fmt.Sprintf("the answer grew past %d bytes, this worker's answer limit (CHATFLEET_MAX_ANSWER_BYTES); the upstream request was cancelled", e.limit)
 }
 
-// generate streams the answer into the log within a GenAI client span
-// (child of the leading job's span).
+// generate streams the answer into the log from one of the upstreams
+// serving the job's model: the least loaded healthy one, and the next one
+// when it cannot be reached before any output — one after the other, never
+// two at once.
 func (h *hub) generate(ctx context.Context, gen int) (*streamed, error) {
 	// The tenant's limits first: a generation waiting for its tenant holds
 	// no upstream slot.
@@ -48,8 +51,24 @@ func (h *hub) generate(ctx context.Context, gen int) (*streamed, error) {
 		return nil, err
 	}
 	defer sh.release()
-	// Then the upstream's, fleet-wide: waiting there holds no slot either.
-	fleet, err := h.admitFleet(ctx, gen)
+	var res *streamed
+	routes := h.m.routes.candidates(h.job.Model)
+	for i, r := range routes {
+		res, err = h.generateOn(ctx, gen, r)
+		if err == nil || i == len(routes)-1 || ctx.Err() != nil || !failsOver(err) {
+			break
+		}
+		h.m.cfg.Logger.Warn("upstream unreachable; failing over", "upstream", r.name, "next", routes[i+1].name,
+			"tenant", h.job.Tenant, "request", h.job.ID, "code", errorType(err))
+	}
+	return res, err
+}
+
+// generateOn streams the answer from upstream r within a GenAI client span
+// (child of the leading job's span).
+func (h *hub) generateOn(ctx context.Context, gen int, r *route) (*streamed, error) {
+	// The upstream's limits, fleet-wide: waiting there holds no slot either.
+	fleet, err := h.admitFleet(ctx, gen, r.name)
 	if err != nil {
 		return nil, err
 	}
@@ -70,9 +89,9 @@ func (h *hub) generate(ctx context.Context, gen int) (*streamed, error) {
 	h.m.countUpstreamCall(h.traceCtx)
 	spanCtx, span := h.m.tracer.Start(trace.ContextWithSpan(ctx, trace.SpanFromContext(h.traceCtx)), "chat "+h.job.Model,
 		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(genAIRequestAttributes(h.job)...))
-	res, err := h.readUpstream(spanCtx, gen, span)
+	res, err := h.readUpstream(spanCtx, gen, span, r)
 	if res != nil {
-		res.slotWait = slotWait
+		res.slotWait, res.upstream = slotWait, r.name
 	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
@@ -117,9 +136,11 @@ func errorType(err error) string {
 // ctx is done (lease lost, nobody interested, timeout) it appends nothing
 // more. An answer that outgrows MaxAnswerBytes ends it, and closing the
 // stream cancels the upstream request.
-func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span) (*streamed, error) {
+func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span, r *route) (*streamed, error) {
 	start := time.Now()
-	stream, err := h.m.upstream.Stream(ctx, h.job)
+	r.streams.Add(1)
+	defer r.streams.Add(-1)
+	stream, err := r.client.Stream(ctx, h.job)
 	if err != nil {
 		return nil, err
 	}

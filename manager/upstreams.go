@@ -22,7 +22,7 @@ import (
 // worker's configured defaults (Config.FleetLimits, from CHATFLEET_FLEET_*).
 type upstreamView struct {
 	m        *Manager
-	defaults protocol.UpstreamLimits
+	defaults map[string]protocol.UpstreamLimits // by upstream: its limits while the bucket holds none
 
 	mu      sync.Mutex
 	limits  map[string]protocol.UpstreamLimits
@@ -33,7 +33,11 @@ type upstreamView struct {
 }
 
 func newUpstreamView(m *Manager) *upstreamView {
-	return &upstreamView{m: m, defaults: m.cfg.FleetLimits, limits: map[string]protocol.UpstreamLimits{},
+	defaults := map[string]protocol.UpstreamLimits{protocol.DefaultUpstream: m.cfg.FleetLimits}
+	for _, u := range m.cfg.Upstreams {
+		defaults[u.Name] = u.Limits
+	}
+	return &upstreamView{m: m, defaults: defaults, limits: map[string]protocol.UpstreamLimits{},
 		windows: map[string]protocol.UpstreamWindow{}, backoff: map[string]protocol.UpstreamBackoff{},
 		changed: make(chan struct{}), bad: map[string]bool{}}
 }
@@ -61,7 +65,7 @@ func (v *upstreamView) get(name string) (upstreamState, <-chan struct{}) {
 	defer v.mu.Unlock()
 	limits, ok := v.limits[name]
 	if !ok {
-		limits = v.defaults
+		limits = v.defaults[name]
 	}
 	return upstreamState{limits: limits, window: v.windows[name], backoff: v.backoff[name]}, v.changed
 }

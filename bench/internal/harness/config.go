@@ -52,7 +52,7 @@ type Config struct {
 }
 
 // ScenarioNames are the scenarios, in the order they run.
-var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "memory", "large", "gateway", "peer"}
+var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "globalcap", "memory", "large", "gateway", "peer"}
 
 // Sizes sizes the scenarios.
 type Sizes struct {
@@ -98,6 +98,11 @@ type Sizes struct {
 	// ScalingWindows: chunk windows to run the scaling steps with too,
 	// besides the default (fewer, larger chunk events cost less CPU).
 	ScalingWindows []time.Duration
+	// Global cap: the scaling upstream, a fleet-wide cap of GlobalCap
+	// streams, GlobalCapJobs jobs on each of GlobalCapWorkers workers.
+	GlobalCapWorkers []int
+	GlobalCap        int
+	GlobalCapJobs    int
 
 	// Memory: streams held by one worker.
 	MemoryNs     []int
@@ -152,6 +157,9 @@ func DefaultSizes() Sizes {
 		ScalingDelay:          100 * time.Millisecond,
 		ScalingLLMStreams:     16,
 		ScalingWindows:        []time.Duration{25 * time.Millisecond},
+		GlobalCapWorkers:      []int{1, 2, 4},
+		GlobalCap:             8,
+		GlobalCapJobs:         1200,
 		MemoryNs:              []int{1000, 10_000},
 		MemoryWarmup:          200,
 		MemorySettle:          time.Second,
@@ -195,6 +203,9 @@ func SmokeSizes() Sizes {
 		ScalingDelay:          20 * time.Millisecond,
 		ScalingLLMStreams:     16,
 		ScalingWindows:        []time.Duration{25 * time.Millisecond},
+		GlobalCapWorkers:      []int{1, 2},
+		GlobalCap:             2,
+		GlobalCapJobs:         20,
 		MemoryNs:              []int{20},
 		MemoryWarmup:          20,
 		MemorySettle:          100 * time.Millisecond,

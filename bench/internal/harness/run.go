@@ -158,6 +158,8 @@ func (r *runner) scenario(ctx context.Context, name string) error {
 		return r.cache(ctx)
 	case "scaling":
 		return r.scaling(ctx)
+	case "globalcap":
+		return r.globalCap(ctx)
 	case "memory":
 		return r.memory(ctx)
 	case "large":
@@ -226,6 +228,8 @@ func (r *runner) startNATS(ctx context.Context) error {
 		"CHATFLEET_LOG_FORMAT=json",
 		// Keeps dev mode from starting its simulated model; nothing calls it.
 		"CHATFLEET_LLM_BASE_URL=http://127.0.0.1:1/v1",
+		// No gateway: nothing calls it, and 8080 may be taken.
+		"CHATFLEET_GATEWAY_ADDR=",
 	}
 	if r.cfg.ProfileDir != "" {
 		env = append(env, "CHATFLEET_BENCH_CPUPROFILE="+filepath.Join(r.cfg.ProfileDir, "nats.cpu.pprof"))

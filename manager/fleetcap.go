@@ -123,6 +123,9 @@ func sleepUntil(ctx context.Context, changed <-chan struct{}, t time.Time) error
 // starts (zero when counted, or without a limit).
 func (m *Manager) countUpstreamRequest(ctx context.Context, up string) (time.Time, error) {
 	var full time.Time
+	if st, _ := m.upstreams.get(up); st.limits.RequestsPerMinute <= 0 {
+		return full, nil // nothing to count: no round trip
+	}
 	err := m.changeWindow(ctx, up, func(w protocol.UpstreamWindow, now time.Time) (protocol.UpstreamWindow, bool) {
 		st, _ := m.upstreams.get(up)
 		limit := st.effective(now).RequestsPerMinute
@@ -142,7 +145,7 @@ func (m *Manager) countUpstreamRequest(ctx context.Context, up string) (time.Tim
 // window, when it has a tokens_per_minute. A failure is logged: the tokens
 // then do not count.
 func (m *Manager) chargeUpstream(up string, u *protocol.Usage) {
-	if u == nil || u.TotalTokens <= 0 {
+	if st, _ := m.upstreams.get(up); u == nil || u.TotalTokens <= 0 || st.limits.TokensPerMinute <= 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(m.hard, m.leaseTTL()/2)

@@ -193,8 +193,8 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 
-	if len(got.GlobalCap) != len(sz.GlobalCapWorkers) {
-		t.Errorf("%d global-cap steps, want %d", len(got.GlobalCap), len(sz.GlobalCapWorkers))
+	if len(got.GlobalCap) != 1+len(sz.GlobalCapWorkers) {
+		t.Errorf("%d global-cap steps, want %d", len(got.GlobalCap), 1+len(sz.GlobalCapWorkers))
 	}
 	for _, g := range got.GlobalCap {
 		noErrors("global cap", g.Load, sz.GlobalCapJobs)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -58,18 +59,23 @@ func upstreamStatuses(ctx context.Context, js jetstream.JetStream, env config.En
 			u.Breakers.add(r.Breaker)
 		}
 	}
+	// A fleet whose topology an older version made has no upstreams
+	// bucket (its workers ignore fleet-wide limits): breakers only.
 	kv, err := js.KeyValue(ctx, names.UpstreamsBucket())
-	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w (%s)", names.UpstreamsBucket(), err, topologyHint)
+	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("bucket %s: %w", names.UpstreamsBucket(), err)
 	}
 	out := []upstreamStatus{}
 	for _, name := range slices.Sorted(maps.Keys(by)) {
-		v, err := readUpstreamView(ctx, js, kv, env, names, name)
-		if err != nil {
-			return nil, fmt.Errorf("upstream %s: %w", name, err)
-		}
 		u := by[name]
-		u.upstreamView = *v
+		u.Name, u.Factor = name, 1
+		if kv != nil {
+			v, err := readUpstreamView(ctx, js, kv, env, names, name)
+			if err != nil {
+				return nil, fmt.Errorf("upstream %s: %w", name, err)
+			}
+			u.upstreamView = *v
+		}
 		out = append(out, *u)
 	}
 	return out, nil

@@ -351,3 +351,42 @@ func TestFleetTokensPerMinute(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetWaitKeepsTheJobAlive: a job that waits for the fleet's one
+// stream for three ack waits is not redelivered (it reports progress to
+// JetStream meanwhile), and is answered once the stream is free: one
+// meta, one upstream call for it.
+func TestFleetWaitKeepsTheJobAlive(t *testing.T) {
+	t.Parallel()
+	stall, release := stallTenants("H")
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{stall}, Topology: topology.Config{AckWait: time.Second}})
+	ctx := ctxFor(t, time.Minute)
+	f.StartWorker(func(c *worker.Config) { c.Manager.FleetLimits.MaxStreams = 1 })
+	f.StartWorker(func(c *worker.Config) { c.Manager.FleetLimits.MaxStreams = 1 })
+	first := submitEvents(t, ctx, f.Pub, tenantJob("H", 1))
+	if err := f.LLM.WaitActive(ctx, ofTenant("H"), 1); err != nil {
+		t.Fatal(err)
+	}
+	second := submitEvents(t, ctx, f.Pub, tenantJob("H", 2))
+	second.waitEvent(t, ctx, progressOf(protocol.StageWaiting, protocol.ReasonFleetStreams))
+	waitFor := time.NewTimer(3 * time.Second) // three ack waits
+	select {
+	case <-waitFor.C:
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	info, err := f.ConsumerInfo(ctx)
+	if err != nil || info.NumRedelivered != 0 || info.NumAckPending != 2 {
+		t.Errorf("consumer after three ack waits: %d redelivered, %d pending (%v); want 0 and 2", info.NumRedelivered, info.NumAckPending, err)
+	}
+	release()
+	for _, l := range []*eventLog{first, second} {
+		if end := l.end(t); end.Type != protocol.EventDone {
+			t.Errorf("job ended %v", describeEvents(l.sofar()))
+		}
+	}
+	if n := count(second.sofar(), func(ev protocol.Event) bool { return ev.Type == protocol.EventMeta }); n != 1 || f.LLM.Calls() != 2 {
+		t.Errorf("the waiting job: %d meta events, %d upstream calls in all; want 1 and 2 (never redelivered): %v",
+			n, f.LLM.Calls(), describeEvents(second.sofar()))
+	}
+}

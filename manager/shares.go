@@ -58,6 +58,7 @@ type fleetShares struct {
 type shareWaiter struct {
 	who     leaseValue    // written into the share's key: who holds it
 	rank    int           // its job's priority rank: lower goes first
+	since   time.Time     // when it began to wait: waiting ages it up
 	once    bool          // try one round only: do not wait
 	granted chan *share   // buffered; receives the share (nil once the limit is gone)
 	refused chan struct{} // closed when a once waiter found every share held
@@ -89,7 +90,7 @@ func (s *fleetShares) acquire(ctx context.Context, who leaseValue, wait bool, p 
 	if rank < 0 {
 		rank = protocol.PriorityNormal.Rank()
 	}
-	w := &shareWaiter{who: who, rank: rank, once: !wait, granted: make(chan *share, 1), refused: make(chan struct{})}
+	w := &shareWaiter{who: who, rank: rank, since: time.Now(), once: !wait, granted: make(chan *share, 1), refused: make(chan struct{})}
 	if !s.enqueue(w) {
 		return nil, errShutdown
 	}
@@ -378,19 +379,26 @@ func (s *fleetShares) hand(l *lease) {
 }
 
 // next is the index of the waiter the next share goes to: the best
-// priority; among those, the tenant served longest ago (round-robin, a
-// tenant never served first); then arrival order. The queue is not empty;
-// mu is held.
+// priority — each shareAging a waiter has waited counts as one priority
+// higher, so lower priorities still progress under a stream of higher
+// ones; among those, the tenant served longest ago (round-robin, a tenant
+// never served first); then arrival order. The queue is not empty; mu is
+// held.
 func (s *fleetShares) next() int {
+	now := time.Now()
+	rank := func(w *shareWaiter) int { return w.rank - int(now.Sub(w.since)/shareAging) }
 	best := 0
 	for i, w := range s.queue[1:] {
 		b := s.queue[best]
-		if w.rank < b.rank || (w.rank == b.rank && s.served[w.who.Tenant] < s.served[b.who.Tenant]) {
+		if rw, rb := rank(w), rank(b); rw < rb || (rw == rb && s.served[w.who.Tenant] < s.served[b.who.Tenant]) {
 			best = i + 1
 		}
 	}
 	return best
 }
+
+// shareAging is how long a waiter waits to count one priority higher.
+const shareAging = 10 * time.Second
 
 // noteServed records a grant to tenant, forgetting tenants nobody waits
 // for once the record outgrows the queue: a producer's tenant names must

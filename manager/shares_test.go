@@ -52,8 +52,9 @@ func TestHeldViewFree(t *testing.T) {
 // in arrival order; one tenant's burst does not hold another's job back.
 func TestSharesServeOrder(t *testing.T) {
 	t.Parallel()
+	now := time.Now()
 	w := func(tenant, id string, p protocol.Priority) *shareWaiter {
-		return &shareWaiter{who: leaseValue{Tenant: tenant, Request: id}, rank: p.Rank()}
+		return &shareWaiter{who: leaseValue{Tenant: tenant, Request: id}, rank: p.Rank(), since: now}
 	}
 	s := &fleetShares{queue: []*shareWaiter{
 		w("a", "a1", protocol.PriorityLow),
@@ -71,5 +72,21 @@ func TestSharesServeOrder(t *testing.T) {
 	want := []string{"c1", "a2", "b1", "a3", "b2", "a4", "a1"}
 	if !slices.Equal(got, want) {
 		t.Errorf("served %v, want %v", got, want)
+	}
+
+	// A low-priority job that waited twice the aging period goes before
+	// a normal one that just arrived; it ties with a high one that did,
+	// and arrival order decides.
+	s.served = nil
+	s.queue = []*shareWaiter{w("a", "fresh-normal", ""), w("b", "fresh-high", protocol.PriorityHigh), w("c", "old-low", protocol.PriorityLow)}
+	s.queue[2].since = now.Add(-2*shareAging - time.Second)
+	got = nil
+	for len(s.queue) > 0 {
+		i := s.next()
+		got = append(got, s.queue[i].who.Request)
+		s.queue = append(s.queue[:i], s.queue[i+1:]...)
+	}
+	if want := []string{"fresh-high", "old-low", "fresh-normal"}; !slices.Equal(got, want) {
+		t.Errorf("with aging: served %v, want %v", got, want)
 	}
 }

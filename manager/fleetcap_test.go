@@ -390,3 +390,50 @@ func TestFleetWaitKeepsTheJobAlive(t *testing.T) {
 			n, f.LLM.Calls(), describeEvents(second.sofar()))
 	}
 }
+
+// TestFleetCapacityByPriorityAcrossWorkers: the fleet's one stream is
+// busy on one worker, where a high-priority job waits for it; a
+// low-priority job waits on another, idle worker. When the stream is
+// freed, the high-priority job gets it, though the idle worker would be
+// quicker to take it: each worker advertises its best waiting priority.
+func TestFleetCapacityByPriorityAcrossWorkers(t *testing.T) {
+	t.Parallel()
+	stall, release := stallTenants("P")
+	defer release()
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{stall}})
+	ctx := ctxFor(t, time.Minute)
+	setUpstream(t, ctx, f, protocol.UpstreamLimits{MaxStreams: 1})
+	// Two request slots and no parking: the first worker holds the stream's
+	// job and the high-priority one, and pulls nothing more.
+	f.StartWorker(func(c *worker.Config) { c.Manager.MaxConcurrentRequests, c.Manager.MaxParkedJobs = 2, -1 })
+	busy := submitEvents(t, ctx, f.Pub, tenantJob("P", 0))
+	if err := f.LLM.WaitActive(ctx, ofTenant("P"), 1); err != nil {
+		t.Fatal(err)
+	}
+	high := tenantJob("H", 1)
+	high.Priority = protocol.PriorityHigh
+	highLog := submitEvents(t, ctx, f.Pub, high)
+	highLog.waitEvent(t, ctx, progressOf(protocol.StageWaiting, protocol.ReasonFleetStreams))
+	f.StartWorker(nil)
+	low := tenantJob("L", 2)
+	low.Priority = protocol.PriorityLow
+	lowLog := submitEvents(t, ctx, f.Pub, low)
+	lowLog.waitEvent(t, ctx, progressOf(protocol.StageWaiting, protocol.ReasonFleetStreams))
+	if w1, w2 := workerOf(highLog.sofar()), workerOf(lowLog.sofar()); w1 == w2 {
+		t.Fatalf("both jobs on worker %s; the test needs two", w1)
+	}
+	release() // P-0 ends: its share is free
+	for _, l := range []*eventLog{busy, highLog, lowLog} {
+		if end := l.end(t); end.Type != protocol.EventDone {
+			t.Errorf("job ended %v", describeEvents(l.sofar()))
+		}
+	}
+	reqs := f.LLM.Requests()
+	if len(reqs) != 3 || reqs[1].LastUserMessage() != "H-1" {
+		var order []string
+		for _, r := range reqs {
+			order = append(order, r.LastUserMessage())
+		}
+		t.Errorf("upstream calls in order %v; want the high-priority H-1 second", order)
+	}
+}

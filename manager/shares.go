@@ -239,13 +239,22 @@ func (s *fleetShares) run() {
 		defer func() { _ = w.Stop() }()
 		updates, synced = w.Updates(), false
 	}
+	// The other workers' best waiting ranks (sharerank.go).
+	ads := newRankAds(s)
+	var adUpdates <-chan jetstream.KeyValueEntry
+	if w, err := s.m.topo.Inflight.Watch(s.m.life, ads.pattern); err == nil {
+		defer func() { _ = w.Stop() }()
+		adUpdates = w.Updates()
+	}
+	defer ads.publish(ttl) // withdrawn once idle
 	timer := time.NewTimer(ttl / 3)
 	defer timer.Stop()
 	var idleSince time.Time
 	for {
 		if synced {
-			s.grant(view, ttl)
+			s.grant(view, ads, ttl)
 		}
+		ads.publish(ttl)
 		_, limitChanged := s.limit()
 		wait := view.nextExpiry(ttl)
 		if s.idle() {
@@ -261,6 +270,13 @@ func (s *fleetShares) run() {
 		}
 		timer.Reset(wait)
 		select {
+		case e, ok := <-adUpdates:
+			switch {
+			case !ok:
+				adUpdates = nil // no view of the others: serve by this worker's order only
+			case e != nil:
+				ads.note(e)
+			}
 		case e, ok := <-updates:
 			switch {
 			case !ok:
@@ -300,14 +316,18 @@ func (s *fleetShares) stopIfIdle() bool {
 	return true
 }
 
-// grant wins shares for the queue, in order, while any look free; then
-// refuses the waiters that would not wait.
-func (s *fleetShares) grant(view heldView, ttl time.Duration) {
+// grant wins shares for the queue, in order, while any look free and no
+// other worker waits with a better priority; then refuses the waiters that
+// would not wait.
+func (s *fleetShares) grant(view heldView, ads *rankAds, ttl time.Duration) {
 	for !s.idle() {
 		limit, _ := s.limit()
 		if limit <= 0 {
 			s.grantAll() // the limit is gone: nobody needs a share
 			return
+		}
+		if rank, ok := s.nextRank(); ok && ads.better(rank, ttl) {
+			break // another worker waits with a better priority: its share
 		}
 		i, ok := view.free(limit, ttl)
 		if !ok {
@@ -386,11 +406,10 @@ func (s *fleetShares) hand(l *lease) {
 // held.
 func (s *fleetShares) next() int {
 	now := time.Now()
-	rank := func(w *shareWaiter) int { return w.rank - int(now.Sub(w.since)/shareAging) }
 	best := 0
 	for i, w := range s.queue[1:] {
 		b := s.queue[best]
-		if rw, rb := rank(w), rank(b); rw < rb || (rw == rb && s.served[w.who.Tenant] < s.served[b.who.Tenant]) {
+		if rw, rb := agedRank(w, now), agedRank(b, now); rw < rb || (rw == rb && s.served[w.who.Tenant] < s.served[b.who.Tenant]) {
 			best = i + 1
 		}
 	}
@@ -399,6 +418,9 @@ func (s *fleetShares) next() int {
 
 // shareAging is how long a waiter waits to count one priority higher.
 const shareAging = 10 * time.Second
+
+// agedRank is w's priority rank at now, aged by its wait.
+func agedRank(w *shareWaiter, now time.Time) int { return w.rank - int(now.Sub(w.since)/shareAging) }
 
 // noteServed records a grant to tenant, forgetting tenants nobody waits
 // for once the record outgrows the queue: a producer's tenant names must

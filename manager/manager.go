@@ -222,11 +222,16 @@ func (m *Manager) Stop(ctx context.Context) error {
 		}
 		m.callbacks.close()
 		m.handling.close()
+		// At once: with NATS unreachable each watch's stop may wait for
+		// its request to time out, and one after the other they outlast
+		// the hard stop.
+		var mirrors sync.WaitGroup
 		for _, mirror := range []*kvmirror.Mirror{m.cancelMirror, m.tenantMirror, m.upstreamMirror, m.loadMirror} {
 			if mirror != nil { // nil when never started
-				mirror.Stop()
+				mirrors.Go(mirror.Stop)
 			}
 		}
+		mirrors.Wait()
 		go func() { // owned by Stop: it ends when the manager's goroutines have
 			m.background.Wait()
 			m.callbacks.wait()

@@ -42,6 +42,15 @@ type Config struct {
 	MaxParkedJobs int
 	// MaxConcurrentLLMStreams caps concurrent upstream streams. Defaults to 16.
 	MaxConcurrentLLMStreams int
+	// Upstreams are more upstreams, by model, besides the default one New
+	// takes: a job for a model they list goes to the least loaded of them
+	// that is healthy. Defaults to none.
+	Upstreams []Upstream
+	// FleetLimits are the default upstream's fleet-wide limits (streams at
+	// once, requests and tokens per minute) while the upstreams bucket
+	// holds none for it; the bucket's entry, once set, wins on every
+	// worker. Defaults to none.
+	FleetLimits protocol.UpstreamLimits
 	// MaxConcurrentFollowers caps requests that follow a generation or are
 	// served from the cache. Defaults to 1024.
 	MaxConcurrentFollowers int
@@ -168,6 +177,16 @@ func (c Config) validate() error {
 	}
 	if c.ProgressInterval <= 0 {
 		return fmt.Errorf("%w: ProgressInterval must be positive, got %s", ErrInvalidConfig, c.ProgressInterval)
+	}
+	seen := map[string]bool{protocol.DefaultUpstream: true}
+	for _, u := range c.Upstreams {
+		if err := subjects.ValidName("upstream", u.Name); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		if seen[u.Name] || u.Client == nil || len(u.Models) == 0 {
+			return fmt.Errorf("%w: upstream %s: a name of its own (not %s), a client and models are required", ErrInvalidConfig, u.Name, protocol.DefaultUpstream)
+		}
+		seen[u.Name] = true
 	}
 	if c.MaintenanceInterval < 0 {
 		return fmt.Errorf("%w: MaintenanceInterval must not be negative, got %s", ErrInvalidConfig, c.MaintenanceInterval)

@@ -104,6 +104,7 @@ func (h *hub) succeeded(gen int, res *streamed) {
 		h.m.metrics.tokens.Add(h.traceCtx, int64(u.CompletionTokens), completionTokens)
 	}
 	h.m.usedTokens(h.traceCtx, h.job.Tenant, res.usage) // before the end: the next generation's check sees it
+	h.m.chargeUpstream(res.upstream, res.charge)
 	if h.useCache {
 		h.cacheAnswer(gen, res)
 	}

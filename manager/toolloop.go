@@ -73,6 +73,9 @@ func (h *hub) generateRounds(ctx context.Context, gen int) (*streamed, error) {
 			total.finishReason = "tool_calls"
 			return total, nil
 		}
+		// The turn's tokens count against its upstream now; the last
+		// turn's when the generation succeeds.
+		h.m.chargeUpstream(res.upstream, res.charge)
 		rd = rd.next(calls, results)
 	}
 }
@@ -107,7 +110,7 @@ func withFleetTools(job *protocol.Job, offered map[string]tools.Info) *protocol.
 
 // add folds a turn's result into the generation's.
 func (s *streamed) add(turn *streamed) {
-	s.finishReason = turn.finishReason
+	s.finishReason, s.upstream, s.charge = turn.finishReason, turn.upstream, turn.charge
 	s.bytes += turn.bytes
 	s.slotWait += turn.slotWait
 	if s.firstToken == 0 {

@@ -111,3 +111,12 @@ func contentOrNull(s string) protocol.Content {
 	}
 	return protocol.TextContent(s)
 }
+
+// restart forgets what an attempt of the turn read: a failover to another
+// upstream reads the turn from its start.
+func (rd *round) restart() {
+	rd.content.Reset()
+	rd.calls, rd.fleetBytes = nil, 0
+	clear(rd.isFleet)
+	clear(rd.callerIdx)
+}

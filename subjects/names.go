@@ -109,7 +109,7 @@ func (n Names) APIKeysBucket() string { return n.res + "_api_keys" }
 
 // Buckets names every key-value bucket of the fleet.
 func (n Names) Buckets() []string {
-	return []string{n.InflightBucket(), n.CacheBucket(), n.CancelBucket(), n.APIKeysBucket(), n.TenantsBucket()}
+	return []string{n.InflightBucket(), n.CacheBucket(), n.CancelBucket(), n.APIKeysBucket(), n.TenantsBucket(), n.UpstreamsBucket()}
 }
 
 // CancelSubject is the subject a put of the cancel request of tenant/id

@@ -20,6 +20,7 @@ type Topology struct {
 	Cancels     jetstream.KeyValue
 	APIKeys     jetstream.KeyValue
 	Tenants     jetstream.KeyValue
+	Upstreams   jetstream.KeyValue
 }
 
 // Ensure creates what is missing and checks what exists. An existing
@@ -63,6 +64,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology,
 		{&t.Cancels, cancelBucket(cfg)},
 		{&t.APIKeys, apiKeysBucket(cfg)},
 		{&t.Tenants, tenantsBucket(cfg)},
+		{&t.Upstreams, upstreamsBucket(cfg)},
 	}
 	for _, b := range buckets {
 		if *b.dst, err = ensureBucket(ctx, js, b.cfg); err != nil {

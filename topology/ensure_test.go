@@ -127,30 +127,41 @@ func TestValidate(t *testing.T) {
 }
 
 // TestEnsureAddsMissingBucket: a fleet made before a bucket existed (the
-// API keys bucket, say) gets it from the first new process's Ensure, and
-// what it already had is kept as it is.
+// API keys bucket, the upstreams bucket) gets it from the first new
+// process's Ensure, and what it already had is kept as it is.
 func TestEnsureAddsMissingBucket(t *testing.T) {
 	t.Parallel()
-	js := setup(t)
-	ctx := context.Background()
-	old, err := Ensure(ctx, js, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := old.Cancels.PutString(ctx, "default.x", "cancel"); err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteKeyValue(ctx, "chat_api_keys"); err != nil {
-		t.Fatal(err)
-	}
-	top, err := Ensure(ctx, js, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := top.APIKeys.Status(ctx); err != nil {
-		t.Errorf("API keys bucket: %v", err)
-	}
-	if e, err := top.Cancels.Get(ctx, "default.x"); err != nil || string(e.Value()) != "cancel" {
-		t.Errorf("the cancel bucket lost its entry: %v", err)
+	for _, tc := range []struct {
+		bucket string
+		handle func(*Topology) jetstream.KeyValue
+	}{
+		{"chat_api_keys", func(top *Topology) jetstream.KeyValue { return top.APIKeys }},
+		{"chat_upstreams", func(top *Topology) jetstream.KeyValue { return top.Upstreams }},
+	} {
+		t.Run(tc.bucket, func(t *testing.T) {
+			t.Parallel()
+			js := setup(t)
+			ctx := context.Background()
+			old, err := Ensure(ctx, js, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := old.Cancels.PutString(ctx, "default.x", "cancel"); err != nil {
+				t.Fatal(err)
+			}
+			if err := js.DeleteKeyValue(ctx, tc.bucket); err != nil {
+				t.Fatal(err)
+			}
+			top, err := Ensure(ctx, js, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tc.handle(top).Status(ctx); err != nil {
+				t.Errorf("bucket %s: %v", tc.bucket, err)
+			}
+			if e, err := top.Cancels.Get(ctx, "default.x"); err != nil || string(e.Value()) != "cancel" {
+				t.Errorf("the cancel bucket lost its entry: %v", err)
+			}
+		})
 	}
 }

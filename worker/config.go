@@ -9,6 +9,7 @@ import (
 
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/manager"
+	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/subjects"
 	"github.com/chatfleet/chatfleet/topology"
 )
@@ -30,6 +31,9 @@ type Config struct {
 	Manager manager.Config
 	// LLM configures the upstream. Defaults to llm's defaults (OpenAI).
 	LLM llm.Config
+	// Upstreams are more upstreams, by model (manager.Upstream; the
+	// worker makes each one's client). Defaults to none.
+	Upstreams []UpstreamConfig
 	// HTTPAddr serves /healthz, /readyz and /metrics; empty disables it.
 	// Defaults to "".
 	HTTPAddr string
@@ -88,4 +92,20 @@ func (c Config) validate() error {
 		return err
 	}
 	return c.Topology.Validate()
+}
+
+// UpstreamConfig is one more upstream: manager.Upstream with the client's
+// configuration in place of the client.
+type UpstreamConfig struct {
+	// Name is its name (not "default"). Required.
+	Name string
+	// Models are the models it serves. Required.
+	Models []string
+	// Weight is its share of its models' load. Defaults to 1.
+	Weight int
+	// LLM configures its client. Defaults to llm's defaults.
+	LLM llm.Config
+	// Limits are its fleet-wide limits while the upstreams bucket holds
+	// none. Defaults to none.
+	Limits protocol.UpstreamLimits
 }

@@ -184,20 +184,24 @@ func hasEvent(s sdktrace.ReadOnlySpan, name string) bool {
 }
 
 // metricsFleet starts a fleet with one worker that serves its HTTP
-// endpoints, /metrics included, on a loopback port.
-func metricsFleet(t *testing.T, instance string) (*fleettest.Fleet, *worker.Worker) {
+// endpoints, /metrics included, on a loopback port; change (when not nil)
+// adjusts the worker's config, opts the upstream.
+func metricsFleet(t *testing.T, instance string, change func(*worker.Config), opts ...llmtest.Option) (*fleettest.Fleet, *worker.Worker) {
 	t.Helper()
 	tel, err := telemetry.Setup(context.Background(), "chatfleet-worker", instance)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	f := fleettest.New(t, fleettest.Options{})
+	f := fleettest.New(t, fleettest.Options{LLM: opts})
 	w := f.StartWorker(func(c *worker.Config) {
 		withModel(c)
 		c.HTTPAddr = "127.0.0.1:0"
 		c.Metrics = tel.Metrics
 		c.Manager.MeterProvider = tel.Meter
+		if change != nil {
+			change(c)
+		}
 	})
 	return f, w
 }
@@ -206,7 +210,7 @@ func metricsFleet(t *testing.T, instance string) (*fleettest.Fleet, *worker.Work
 // invalid job, /metrics has every chatfleet_* series with its labels.
 func TestMetricsAfterARun(t *testing.T) {
 	t.Parallel()
-	f, w := metricsFleet(t, "metrics-test")
+	f, w := metricsFleet(t, "metrics-test", nil)
 	ctx := fleettest.Context(t, 30*time.Second)
 	job := userJob("count me")
 	for range 2 { // a leader, then a cache hit

@@ -17,8 +17,19 @@ import (
 	"github.com/chatfleet/chatfleet/internal/gopool"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/manager"
+	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/topology"
 )
+
+// newUpstreamClient makes the client of upstream name. A 429 it meets
+// slows the whole fleet: it tells the manager *mgr, which exists before
+// the client's first call.
+func newUpstreamClient(cfg llm.Config, name string, mgr **manager.Manager) (*llm.Client, error) {
+	if cfg.OnRateLimited == nil {
+		cfg.OnRateLimited = func(d time.Duration) time.Duration { return (*mgr).RateLimited(name, d) }
+	}
+	return llm.New(cfg)
+}
 
 // Worker pulls jobs and answers them. Create it with New, then Start and
 // Stop it.
@@ -87,14 +98,24 @@ func (w *Worker) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	up, err := llm.New(w.cfg.LLM)
+	var mgr *manager.Manager
+	up, err := newUpstreamClient(w.cfg.LLM, protocol.DefaultUpstream, &mgr)
 	if err != nil {
 		return err
 	}
-	w.mgr, err = manager.New(w.cfg.Manager, w.nc, js, top, up)
+	mcfg := w.cfg.Manager
+	for _, u := range w.cfg.Upstreams {
+		c, err := newUpstreamClient(u.LLM, u.Name, &mgr)
+		if err != nil {
+			return fmt.Errorf("worker: upstream %s: %w", u.Name, err)
+		}
+		mcfg.Upstreams = append(mcfg.Upstreams, manager.Upstream{Name: u.Name, Client: c, Models: u.Models, Weight: u.Weight, Limits: u.Limits})
+	}
+	mgr, err = manager.New(mcfg, w.nc, js, top, up)
 	if err != nil {
 		return err
 	}
+	w.mgr = mgr
 	if err := w.mgr.Start(ctx); err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func commands() []command {
 		{"tenant", "tenants' limits and usage: tenant set | ls | show | pause | resume | cancel | rm NAME", runTenant},
 		{"cache", "the answer cache: cache purge [--tenant T] [--key K]", runCache},
 		{"status", "the fleet: queue, dead letters, workers and their slots [--json] [--watch]", runStatus},
-		{"upstream", "upstream check: probe the configured upstream and list what it supports", runUpstream},
+		{"upstream", "upstream check: probe the configured upstream and list what it supports; upstream limits set|show|rm: its fleet-wide limits", runUpstream},
 		{"gateway", "run the OpenAI-compatible HTTP gateway; gateway key|keys|revoke manage its API keys", runGateway},
 		{"simulate", "serve dev's simulated model alone on CHATFLEET_DEV_MODEL_LISTEN: an upstream for trying a fleet", runSimulate},
 		{"auth", "the nats-server configuration and identities of a fleet shared by tenants: auth --secrets DIR TENANT...", runAuth},

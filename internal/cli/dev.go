@@ -155,6 +155,10 @@ func (d *devWorkers) start(ctx context.Context, url string, llmCfg llm.Config, i
 	}
 	d.conns = append(d.conns, nc)
 	cfg := d.env.Worker(llmCfg, d.logger)
+	if cfg.Upstreams, err = d.env.Upstreams(); err != nil {
+		d.logger.Error("worker not started", "err", err)
+		return ExitUsage
+	}
 	if cfg.ID == "" || d.env.DevWorkers > 1 {
 		cfg.ID = fmt.Sprintf("dev-%d", i+1)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/chatfleet/chatfleet/internal/config"
 	"github.com/chatfleet/chatfleet/subjects"
 	"github.com/chatfleet/chatfleet/topology"
 	"github.com/chatfleet/chatfleet/worker"
@@ -28,6 +29,8 @@ type fleetStatus struct {
 	DeadLetters uint64          `json:"dead_letters"`
 	Workers     []worker.Status `json:"workers"`
 	Fleet       fleetTotals     `json:"fleet"`
+	// Upstreams are the fleet's upstreams: limits, load and breakers.
+	Upstreams []upstreamStatus `json:"upstreams"`
 }
 
 type queueStatus struct {
@@ -70,7 +73,7 @@ func runStatus(ctx context.Context, args []string, io IO) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	_, names, nc, code := connect(io, "status")
+	env, names, nc, code := connect(io, "status")
 	if code != ExitOK {
 		return code
 	}
@@ -81,7 +84,7 @@ func runStatus(ctx context.Context, args []string, io IO) int {
 		return ExitFailed
 	}
 	for {
-		st, err := collectStatus(ctx, nc, js, names, *wait)
+		st, err := collectStatus(ctx, nc, js, env, names, *wait)
 		if err != nil {
 			fmt.Fprintln(io.Err, "chatfleet status:", err)
 			return ExitFailed
@@ -114,7 +117,7 @@ func exitFor(err error) int {
 
 // collectStatus reads the queue from JetStream and the workers from their
 // micro-service stats, which every worker of this prefix answers.
-func collectStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, names subjects.Names, wait time.Duration) (*fleetStatus, error) {
+func collectStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, env config.Env, names subjects.Names, wait time.Duration) (*fleetStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	st := &fleetStatus{Time: time.Now().UTC(), Prefix: names.Prefix()}
@@ -132,6 +135,9 @@ func collectStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n
 		return nil, err
 	}
 	st.Fleet = totals(st.Workers)
+	if st.Upstreams, err = upstreamStatuses(ctx, js, env, names, st.Workers); err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 
@@ -226,7 +232,10 @@ func printStatus(st *fleetStatus, io IO) error {
 			w.InFlight["follower"], w.InFlight["cache"], slot("requests"), slot("waiting"), slot("parked"), slot("llm"), slot("followers"),
 			w.Upstreams.Breaker, state)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printUpstreams(st.Upstreams, io)
 }
 
 // readQueueStatus fills st.Queue from the queue consumers (one per tenant and

@@ -50,6 +50,7 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 			MaxConcurrentLLMStreams: e.MaxConcurrentLLMStreams,
 			MaxConcurrentFollowers:  e.MaxConcurrentFollowers,
 			MaxParkedJobs:           off(e.MaxParkedJobs),
+			FleetLimits:             e.FleetLimits(),
 			MaxWaitingLeaders:       offOrDefault(e.MaxWaitingLeaders),
 			DisableDedupe:           !e.Dedupe,
 			DisableCache:            !e.Cache,
@@ -70,6 +71,13 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 		HTTPAddr: e.HTTPAddr,
 		Logger:   logger,
 	}
+}
+
+// FleetLimits returns the default upstream's fleet-wide limits, for while
+// the upstreams bucket holds none.
+func (e Env) FleetLimits() protocol.UpstreamLimits {
+	return protocol.UpstreamLimits{MaxStreams: e.FleetMaxLLMStreams, RequestsPerMinute: e.FleetRequestsPerMinute,
+		TokensPerMinute: e.FleetTokensPerMinute}
 }
 
 // off maps a variable's 0, which switches a feature off (or means "none"),

@@ -46,6 +46,10 @@ type Env struct {
 
 	MaxConcurrentRequests   int           `envconfig:"CHATFLEET_MAX_CONCURRENT_REQUESTS" default:"64" desc:"jobs a worker leads or routes at once"`
 	MaxConcurrentLLMStreams int           `envconfig:"CHATFLEET_MAX_CONCURRENT_LLM_STREAMS" default:"16" desc:"upstream streams a worker runs at once"`
+	UpstreamsFile           string        `envconfig:"CHATFLEET_UPSTREAMS" desc:"JSON file of more upstreams by model (name, base_url, api_key_env or api_key_file, models, weight, max_streams, requests_per_minute, tokens_per_minute); models it does not list go to CHATFLEET_LLM_BASE_URL's upstream"`
+	FleetMaxLLMStreams      int           `envconfig:"CHATFLEET_FLEET_MAX_LLM_STREAMS" default:"0" desc:"upstream streams the whole fleet runs at once (fleet-wide, whatever the replicas); the upstreams bucket's limit (chatfleet upstream limits set) wins once set; 0: no cap"`
+	FleetRequestsPerMinute  int64         `envconfig:"CHATFLEET_FLEET_REQUESTS_PER_MINUTE" default:"0" desc:"upstream calls the whole fleet starts in one UTC minute; the upstreams bucket's limit wins once set; 0: none"`
+	FleetTokensPerMinute    int64         `envconfig:"CHATFLEET_FLEET_TOKENS_PER_MINUTE" default:"0" desc:"upstream tokens the whole fleet's generations use in one UTC minute; the upstreams bucket's limit wins once set; 0: none"`
 	MaxWaitingLeaders       *int          `envconfig:"CHATFLEET_MAX_WAITING_LEADERS" desc:"leaders that may wait for an upstream slot without holding a request slot, so cache hits and followers are still pulled (default: MAX_CONCURRENT_LLM_STREAMS; 0 turns the fast lane off)"`
 	MaxConcurrentFollowers  int           `envconfig:"CHATFLEET_MAX_CONCURRENT_FOLLOWERS" default:"1024" desc:"jobs a worker serves as follower or from the cache at once"`
 	MaxParkedJobs           int           `envconfig:"CHATFLEET_MAX_PARKED_JOBS" default:"1024" desc:"jobs a worker holds without a request slot while they wait for their tenant (paused, or at its in-flight or token limit), so it goes on pulling other tenants' jobs; 0 turns parking off"`

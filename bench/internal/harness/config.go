@@ -56,7 +56,7 @@ type Config struct {
 }
 
 // ScenarioNames are the scenarios, in the order they run.
-var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "memory", "large", "gateway", "queues", "peer"}
+var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "globalcap", "memory", "large", "gateway", "queues", "peer"}
 
 // OptInScenarios run only when named: they compare builds and take long.
 var OptInScenarios = []string{"hotpath"}
@@ -105,6 +105,11 @@ type Sizes struct {
 	// ScalingWindows: chunk windows to run the scaling steps with too,
 	// besides the default (fewer, larger chunk events cost less CPU).
 	ScalingWindows []time.Duration
+	// Global cap: the scaling upstream, a fleet-wide cap of GlobalCap
+	// streams, GlobalCapJobs jobs on each of GlobalCapWorkers workers.
+	GlobalCapWorkers []int
+	GlobalCap        int
+	GlobalCapJobs    int
 
 	// Memory: streams held by one worker.
 	MemoryNs     []int
@@ -173,6 +178,9 @@ func DefaultSizes() Sizes {
 		ScalingDelay:          100 * time.Millisecond,
 		ScalingLLMStreams:     16,
 		ScalingWindows:        []time.Duration{25 * time.Millisecond},
+		GlobalCapWorkers:      []int{1, 2, 4},
+		GlobalCap:             8,
+		GlobalCapJobs:         1200,
 		MemoryNs:              []int{1000, 10_000},
 		MemoryWarmup:          200,
 		MemorySettle:          time.Second,
@@ -226,6 +234,9 @@ func SmokeSizes() Sizes {
 		ScalingDelay:          20 * time.Millisecond,
 		ScalingLLMStreams:     16,
 		ScalingWindows:        []time.Duration{25 * time.Millisecond},
+		GlobalCapWorkers:      []int{1, 2},
+		GlobalCap:             2,
+		GlobalCapJobs:         20,
 		MemoryNs:              []int{20},
 		MemoryWarmup:          20,
 		MemorySettle:          100 * time.Millisecond,

@@ -158,6 +158,8 @@ func (r *runner) scenario(ctx context.Context, name string) error {
 		return r.cache(ctx)
 	case "scaling":
 		return r.scaling(ctx)
+	case "globalcap":
+		return r.globalCap(ctx)
 	case "memory":
 		return r.memory(ctx)
 	case "large":

@@ -36,7 +36,7 @@ type Manager struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	topo     *topology.Topology
-	routes   *routeTable // the upstreams, default first (routes.go)
+	routes   *routeTable   // the upstreams, default first (routes.go)
 	tools    *tools.Client // the fleet's tool and preparation services
 	slots    *Slots
 	tracer   trace.Tracer

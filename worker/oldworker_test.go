@@ -168,8 +168,10 @@ func TestOldWorkerNeverForwardsPriority(t *testing.T) {
 	if ans.Worker != w.ID() {
 		t.Errorf("after the migration the job was answered by %q, want the new worker %s", ans.Worker, w.ID())
 	}
+	// Three jobs, three calls at least: a loaded machine may add a retry,
+	// which must not carry the priority either.
 	reqs := f.LLM.Requests()
-	if len(reqs) != 3 {
+	if len(reqs) < 3 {
 		t.Fatalf("upstream requests %d, want 3", len(reqs))
 	}
 	for _, req := range reqs {

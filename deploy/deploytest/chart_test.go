@@ -27,7 +27,19 @@ nats:
   credentials: {user: chatfleet, password: placeholder-not-a-password, filesSecret: nats-files}
   tls: {secret: nats-tls, clientCertificate: true}
 otel: {endpoint: "http://otel-collector.monitoring:4318"}
-upstream: {apiKey: placeholder-not-a-key}
+upstream:
+  apiKey: placeholder-not-a-key
+  fleetLimits: {maxStreams: 50, requestsPerMinute: 3000, tokensPerMinute: 2000000}
+upstreams:
+  keysSecret: chatfleet-upstream-keys
+  list:
+    - {name: vllm-a, base_url: "http://vllm-a:8000/v1", models: [llama-70b], weight: 2, max_streams: 32}
+    - {name: vllm-b, base_url: "http://vllm-b:8001/v1", models: [llama-70b], max_streams: 16}
+    - name: fallback
+      base_url: https://api.example.com/v1
+      api_key_file: /etc/chatfleet/upstream-keys/fallback
+      models: [llama-70b]
+      requests_per_minute: 600
 operators:
   natsCredentials: {envSecret: chatfleet-operators-nats, filesSecret: chatfleet-operators-nkey}
 worker:
@@ -46,10 +58,13 @@ networkPolicy:
   enabled: true
   nats: {namespaceSelector: {kubernetes.io/metadata.name: nats}}
   gatewayFrom: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: apps}}}]
+  toolServers:
+    podSelector: {app: weather-tools}
+    toolEgress: [{ports: [{port: 443, protocol: TCP}]}]
 autoscaling:
   keda:
     enabled: true
-    queueLag: {enabled: true}
+    queueWaiting: {enabled: true}
     extraTriggers:
       - type: prometheus
         metadata:
@@ -60,7 +75,7 @@ autoscaling:
 
 // everythingOnSecrets are the Secrets everythingOn names: files the chart
 // cannot make from values.
-var everythingOnSecrets = []string{"nats-files", "nats-tls", "chatfleet-operators-nats", "chatfleet-operators-nkey", "chatfleet-upstreams"}
+var everythingOnSecrets = []string{"nats-files", "nats-tls", "chatfleet-operators-nats", "chatfleet-operators-nkey", "chatfleet-upstreams", "chatfleet-upstream-keys"}
 
 // chartCases are the renders every check runs on: the defaults, every
 // optional part on (with KEDA, then with an HPA instead), and every
@@ -153,6 +168,9 @@ func TestChartRefusesConflicts(t *testing.T) {
 		{"autoscaling: {keda: {enabled: true}, hpa: {enabled: true}}", "not both"},
 		{"fleet: {CHATFLEET_SHUTDOWN_GRACE: 60s}", "shutdownGraceSeconds"},
 		{"worker: {antiAffinity: sometimes}", "soft, hard or none"},
+		{"autoscaling: {keda: {queueLag: {enabled: true}}}", "queueWaiting"},
+		{"autoscaling: {hpa: {generationsPerWorker: 12}}", "demandPerWorker"},
+		{"upstreams: {list: [{name: a, base_url: 'http://a/v1', models: [m], api_key: sk-x}]}", "keysSecret"},
 	} {
 		_, err := tryRender(t, values(t, c.values))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

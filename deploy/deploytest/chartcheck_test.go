@@ -13,8 +13,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-
-	"github.com/chatfleet/chatfleet/subjects"
 )
 
 // handBack is how long a worker may take, past CHATFLEET_SHUTDOWN_GRACE,
@@ -55,6 +53,7 @@ func checkChart(t *testing.T, o objects, existing []string, given map[string]map
 		case "worker":
 			f.worker = c.deployment(d, handBack)
 			c.antiAffinity(d)
+			c.upstreams(d, f.worker.env)
 		case "gateway":
 			f.gateway = c.deployment(d, 0)
 			for _, ic := range d.Spec.Template.Spec.InitContainers {
@@ -292,6 +291,9 @@ func (c *chartCheck) selectors() {
 		}
 	}
 	for _, np := range c.o.networkPolicies {
+		if np.Labels["app.kubernetes.io/component"] == "tools" {
+			continue // the operator's own tool servers, not the chart's pods
+		}
 		d := c.pods(np.Spec.PodSelector.MatchLabels)
 		if d == nil {
 			c.t.Errorf("NetworkPolicy %s selects no pods", np.Name)
@@ -309,38 +311,48 @@ func (c *chartCheck) selectors() {
 
 var metricName = regexp.MustCompile(`chatfleet_[a-z_]+`)
 
+// The workers' autoscaling signals (README: Metrics): the demand more
+// workers would serve sooner, and the jobs nobody has pulled, which only
+// the worker that maintains the fleet reports.
+const (
+	demandMetric       = "chatfleet_scaling_demand"
+	queueWaitingMetric = "chatfleet_queue_waiting"
+)
+
 // autoscalers checks the ScaledObject and the HPA scale the workers on
-// the workers' own metrics, and returns the metric names they read.
+// the workers' own metrics — the chart's own trigger on the cap-aware
+// demand, per worker within its upstream slots — and returns the metric
+// names they read.
 func (c *chartCheck) autoscalers(worker deployed) []string {
 	t := c.t
 	workerName := c.pods(map[string]string{"app.kubernetes.io/component": "worker"}).Name
+	slots, _ := strconv.Atoi(worker.env["CHATFLEET_MAX_CONCURRENT_LLM_STREAMS"])
 	var names []string
 	for _, so := range c.o.scaledObjects {
 		if so.Spec.ScaleTargetRef == nil || so.Spec.ScaleTargetRef.Name != workerName {
 			t.Errorf("ScaledObject %s does not scale %s", so.Name, workerName)
 		}
-		for _, tr := range so.Spec.Triggers {
-			switch tr.Type {
-			case "prometheus":
-				names = append(names, metricName.FindAllString(tr.Metadata["query"], -1)...)
-				threshold, err := strconv.Atoi(tr.Metadata["threshold"])
-				slots, _ := strconv.Atoi(worker.env["CHATFLEET_MAX_CONCURRENT_LLM_STREAMS"])
-				if err != nil || threshold <= 0 || threshold > slots {
-					t.Errorf("ScaledObject %s: threshold %q, want generations per worker within its %d upstream slots", so.Name, tr.Metadata["threshold"], slots)
-				}
-			case "nats-jetstream":
-				n, err := subjects.New(worker.env["CHATFLEET_PREFIX"])
-				if err != nil {
-					t.Fatal(err)
-				}
-				if fleet := fleetAccount(t, n.Prefix()); tr.Metadata["account"] != fleet && tr.Metadata["account"] != "$G" {
-					t.Errorf("ScaledObject %s reads the lag in account %q, want %s (chatfleet auth's) or $G", so.Name, tr.Metadata["account"], fleet)
-				}
-				if tr.Metadata["stream"] != n.JobsStream() || tr.Metadata["consumer"] != n.WorkersConsumer() {
-					t.Errorf("ScaledObject %s reads the lag of %s/%s, want %s/%s", so.Name, tr.Metadata["stream"], tr.Metadata["consumer"], n.JobsStream(), n.WorkersConsumer())
-				}
-			default:
+		for i, tr := range so.Spec.Triggers {
+			if tr.Type != "prometheus" {
 				t.Errorf("ScaledObject %s: trigger %s", so.Name, tr.Type)
+				continue
+			}
+			query := tr.Metadata["query"]
+			read := metricName.FindAllString(query, -1)
+			names = append(names, read...)
+			if i == 0 && !slices.Equal(read, []string{demandMetric}) {
+				t.Errorf("ScaledObject %s scales first on %q, want %s: more workers do not help work waiting at the fleet's cap", so.Name, query, demandMetric)
+			}
+			threshold, err := strconv.Atoi(tr.Metadata["threshold"])
+			switch {
+			case err != nil || threshold <= 0:
+				t.Errorf("ScaledObject %s: threshold %q, want a positive number", so.Name, tr.Metadata["threshold"])
+			case slices.Contains(read, queueWaitingMetric):
+				if !strings.HasPrefix(query, "max(") {
+					t.Errorf("ScaledObject %s: %q: one worker reports %s, and a handover may leave two: take the max", so.Name, query, queueWaitingMetric)
+				}
+			case threshold > slots:
+				t.Errorf("ScaledObject %s: threshold %d, want generations per worker within its %d upstream slots", so.Name, threshold, slots)
 			}
 		}
 	}
@@ -354,6 +366,9 @@ func (c *chartCheck) autoscalers(worker deployed) []string {
 				continue
 			}
 			names = append(names, m.Pods.Metric.Name)
+			if target := m.Pods.Target.AverageValue; target == nil || target.Value() <= 0 || target.Value() > int64(slots) {
+				t.Errorf("HPA %s: target %v, want generations per worker within its %d upstream slots", h.Name, target, slots)
+			}
 		}
 	}
 	if len(c.o.scaledObjects)+len(c.o.hpas) > 1 {

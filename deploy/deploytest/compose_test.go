@@ -112,6 +112,7 @@ func TestCompose(t *testing.T) {
 	checkComposeIdentities(t, cf)
 	checkComposeGrace(t, cf)
 	checkComposeUpstream(t, p, cf["worker"])
+	checkComposeUpstreams(t, p, cf)
 	checkComposeGateway(t, p, cf["gateway"])
 	checkComposeObservability(t, p, cf)
 	checkComposeImages(t, p)

@@ -19,6 +19,7 @@ type objects struct {
 	deployments     []*appsv1.Deployment
 	services        []*corev1.Service
 	secrets         []*corev1.Secret
+	configMaps      []*corev1.ConfigMap
 	pdbs            []*policyv1.PodDisruptionBudget
 	networkPolicies []*networkingv1.NetworkPolicy
 	hpas            []*autoscalingv2.HorizontalPodAutoscaler
@@ -45,6 +46,8 @@ func decodeObjects(t *testing.T, docs []string) objects {
 			o.services, err = appendStrict(o.services, doc)
 		case "v1 Secret":
 			o.secrets, err = appendStrict(o.secrets, doc)
+		case "v1 ConfigMap":
+			o.configMaps, err = appendStrict(o.configMaps, doc)
 		case "policy/v1 PodDisruptionBudget":
 			o.pdbs, err = appendStrict(o.pdbs, doc)
 		case "networking.k8s.io/v1 NetworkPolicy":

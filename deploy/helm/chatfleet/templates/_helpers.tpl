@@ -177,3 +177,68 @@ topologyKey: kubernetes.io/hostname
     - port: http
       protocol: TCP
 {{- end -}}
+
+{{/* The ConfigMap holding the upstreams file, and where workers mount it and its keys. */}}
+{{- define "chatfleet.upstreamsConfigMap" -}}
+{{- printf "%s-upstreams" (include "chatfleet.fullname" .) -}}
+{{- end -}}
+
+{{/*
+chatfleet.upstreamsEnv / upstreamsVolumeMounts / upstreamsVolumes: the
+upstream's fleet-wide limits, and the upstreams file with its keys.
+*/}}
+{{- define "chatfleet.upstreamsEnv" -}}
+{{- $limits := .Values.upstream.fleetLimits }}
+- name: CHATFLEET_FLEET_MAX_LLM_STREAMS
+  value: {{ $limits.maxStreams | int64 | quote }}
+- name: CHATFLEET_FLEET_REQUESTS_PER_MINUTE
+  value: {{ $limits.requestsPerMinute | int64 | quote }}
+- name: CHATFLEET_FLEET_TOKENS_PER_MINUTE
+  value: {{ $limits.tokensPerMinute | int64 | quote }}
+{{- if .Values.upstreams.list }}
+- name: CHATFLEET_UPSTREAMS
+  value: /etc/chatfleet/upstreams/upstreams.json
+{{- end }}
+{{- end -}}
+
+{{- define "chatfleet.upstreamsVolumeMounts" -}}
+{{- if .Values.upstreams.list }}
+- name: upstreams
+  mountPath: /etc/chatfleet/upstreams
+  readOnly: true
+{{- end }}
+{{- if .Values.upstreams.keysSecret }}
+- name: upstream-keys
+  mountPath: /etc/chatfleet/upstream-keys
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "chatfleet.upstreamsVolumes" -}}
+{{- if .Values.upstreams.list }}
+- name: upstreams
+  configMap:
+    name: {{ include "chatfleet.upstreamsConfigMap" . }}
+{{- end }}
+{{- with .Values.upstreams.keysSecret }}
+- name: upstream-keys
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+chatfleet.upstreamsPorts: the ports of the upstreams file's base URLs (an
+explicit port, else 443 or 80 by scheme), as a JSON list: what the
+workers' NetworkPolicy opens for them.
+*/}}
+{{- define "chatfleet.upstreamsPorts" -}}
+{{- $ports := list -}}
+{{- range .Values.upstreams.list -}}
+{{- $url := urlParse .base_url -}}
+{{- $port := ternary "443" "80" (eq $url.scheme "https") -}}
+{{- if contains ":" $url.host }}{{ $port = last (splitList ":" $url.host) }}{{ end -}}
+{{- $ports = append $ports ($port | int) -}}
+{{- end -}}
+{{- $ports | uniq | toJson -}}
+{{- end -}}

@@ -70,7 +70,7 @@ func TestTraceFromPublisherToWorker(t *testing.T) {
 		}
 	}
 	// The job spans end when the jobs are settled, just after the reply.
-	spans := waitSpans(rec, ended, 10) // 2 × (send, process, queue_wait, route, relay) + chat
+	spans := waitSpans(rec, ended, 11) // 2 × (send, process, queue_wait, route, relay) + chat
 
 	byName := func(name, id string) sdktrace.ReadOnlySpan {
 		for _, s := range spans {

@@ -36,15 +36,14 @@ func (rd *round) take(d *llm.Delta, limit int) error {
 	if len(d.ToolCalls) == 0 {
 		return nil
 	}
-	rd.calls = protocol.MergeToolCalls(rd.calls, d.ToolCalls)
 	var caller []protocol.ToolCall
 	for _, tc := range d.ToolCalls {
-		i := len(rd.calls) - 1
-		if tc.Index != nil {
-			i = *tc.Index
-		}
+		// i is where the merge put the delta, which is the delta's
+		// index only when that index is valid (the upstream's word).
+		var i int
+		rd.calls, i = protocol.MergeToolCall(rd.calls, tc)
 		if tc.Function.Name != "" {
-			if _, ok := rd.fleet[rd.calls[min(i, len(rd.calls)-1)].Function.Name]; ok {
+			if _, ok := rd.fleet[rd.calls[i].Function.Name]; ok {
 				rd.isFleet[i] = true
 			}
 		}

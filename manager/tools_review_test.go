@@ -3,13 +3,20 @@ package manager_test
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/micro"
+
 	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natstest"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/subjects"
+	"github.com/chatfleet/chatfleet/tools"
 	"github.com/chatfleet/chatfleet/tools/devtools"
+	"github.com/chatfleet/chatfleet/worker"
 )
 
 // rawToolCallTurn is an SSE body whose one delta calls the calculator
@@ -47,5 +54,50 @@ func TestFleetCallWithOddIndex(t *testing.T) {
 		if r.err != nil || r.answer.Content != "tools said: 391" || len(r.answer.Tools) != 1 || len(r.answer.ToolCalls) != 0 {
 			t.Errorf("index %d: %s", index, describe(r))
 		}
+	}
+}
+
+// TestToolReplyCutAtTheLimit: a tool server that ignores the request's
+// max_output_bytes (written in another language, or a stranger) cannot
+// make the model read, or the listeners receive, more than
+// MaxToolOutputBytes of its output.
+func TestToolReplyCutAtTheLimit(t *testing.T) {
+	t.Parallel()
+	const limit = 1 << 10
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{toolModel(func(string) []protocol.ToolCall {
+		return []protocol.ToolCall{call("call_big", "big", `{}`)}
+	})}})
+	names, err := subjects.New(subjects.DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := micro.AddService(natstest.Connect(t, f.NATS.ClientURL()), micro.Config{
+		Name: tools.ServiceName, Version: "1.0.0", QueueGroup: tools.ServiceName,
+		Metadata: map[string]string{tools.MetadataPrefix: names.Prefix()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	big := strings.Repeat("x", 200<<10)
+	if err := svc.AddEndpoint("big", micro.HandlerFunc(func(r micro.Request) {
+		_ = r.RespondJSON(tools.Reply{Output: big}) // whatever max_output_bytes said
+	}), micro.WithEndpointSubject(names.Tool("big")), micro.WithEndpointMetadata(map[string]string{
+		tools.MetadataParameters: `{"type":"object"}`,
+	})); err != nil {
+		t.Fatal(err)
+	}
+	f.StartWorker(func(c *worker.Config) { c.Manager.MaxToolOutputBytes = limit })
+	ctx := ctxFor(t, time.Minute)
+
+	r := submit(t, ctx, f.Pub, toolJob("call big", "big")).wait(t)
+	if r.err != nil || len(r.answer.Tools) != 1 {
+		t.Fatalf("%s tools %d", describe(r), len(r.answer.Tools))
+	}
+	if got := r.answer.Tools[0]; len(got.Output) > limit || !got.Truncated {
+		t.Errorf("the done event carries %d bytes of output (truncated %v), want at most %d, truncated", len(got.Output), got.Truncated, limit)
+	}
+	if read := strings.TrimPrefix(r.answer.Content, "tools said: "); len(read) > limit {
+		t.Errorf("the model read %d bytes of the tool's output, want at most %d", len(read), limit)
 	}
 }

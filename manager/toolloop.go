@@ -77,6 +77,7 @@ func (h *hub) generateRounds(ctx context.Context, gen int) (*streamed, error) {
 		// turn's when the generation succeeds.
 		h.m.chargeUpstream(res.upstream, res.charge)
 		rd = rd.next(calls, results)
+		rd.before = total.bytes
 	}
 }
 

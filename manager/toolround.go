@@ -12,9 +12,12 @@ import (
 // what the turn's stream said that the tool loop needs. Without fleet
 // tools a generation is one round that passes every delta on.
 type round struct {
-	job   *protocol.Job
-	n     int                   // from 1
-	fleet map[string]tools.Info // the job's fleet tools; nil without
+	job *protocol.Job
+	n   int // from 1
+	// before is the output of the generation's earlier turns, in bytes:
+	// the answer cap holds for all the turns together.
+	before int
+	fleet  map[string]tools.Info // the job's fleet tools; nil without
 
 	content    strings.Builder     // the turn's text, for the assistant message of the next round
 	calls      []protocol.ToolCall // every call of the turn, merged, by the model's index

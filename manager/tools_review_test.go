@@ -101,3 +101,33 @@ func TestToolReplyCutAtTheLimit(t *testing.T) {
 		t.Errorf("the model read %d bytes of the tool's output, want at most %d", len(read), limit)
 	}
 }
+
+// TestAnswerCapCoversEveryTurn: CHATFLEET_MAX_ANSWER_BYTES bounds the
+// whole answer, all of the tool loop's turns together: two turns of 60%
+// of it each end with answer_too_large (each turn was held to the cap
+// alone).
+func TestAnswerCapCoversEveryTurn(t *testing.T) {
+	t.Parallel()
+	const limit = 4 << 10
+	part := strings.Repeat("a", limit*6/10)
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+		b := upstreamBody{}
+		_ = json.Unmarshal(r.Body, &b)
+		if b.Messages[len(b.Messages)-1].Role == protocol.RoleTool {
+			return llmtest.Reply{Tokens: []string{part}}
+		}
+		return llmtest.Reply{Tokens: []string{part}, ToolCalls: calculatorCall("")}
+	})}})
+	serveTools(t, f, devtools.Calculator())
+	f.StartWorker(func(c *worker.Config) { c.Manager.MaxAnswerBytes = limit })
+	ctx := ctxFor(t, time.Minute)
+
+	r := submit(t, ctx, f.Pub, toolJob("long", "calculator")).wait(t)
+	if code := jobErrorCode(r.err); code != protocol.CodeAnswerTooLarge {
+		got := 0
+		if r.answer != nil {
+			got = len(r.answer.Content)
+		}
+		t.Errorf("err %v, an answer of %d bytes: want %s", r.err, got, protocol.CodeAnswerTooLarge)
+	}
+}

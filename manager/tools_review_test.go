@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,5 +130,34 @@ func TestAnswerCapCoversEveryTurn(t *testing.T) {
 			got = len(r.answer.Content)
 		}
 		t.Errorf("err %v, an answer of %d bytes: want %s", r.err, got, protocol.CodeAnswerTooLarge)
+	}
+}
+
+// TestFleetCallWithHugeArguments: a fleet call whose arguments are larger
+// than one event may carry is not run; the model reads why and answers,
+// and the started event carries the arguments cut. (The started event
+// carried them whole, the reply stream refused it, and the job was
+// dead-lettered.)
+func TestFleetCallWithHugeArguments(t *testing.T) {
+	t.Parallel()
+	args := `{"expression":"` + strings.Repeat("1", 1200<<10) + `"}`
+	var calls atomic.Int64
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{toolModel(func(string) []protocol.ToolCall {
+		return []protocol.ToolCall{call("call_huge", "calculator", args)}
+	})}})
+	serveTools(t, f, counted(devtools.Calculator(), &calls))
+	f.StartWorker(nil)
+	ctx := ctxFor(t, time.Minute)
+
+	r := submit(t, ctx, f.Pub, toolJob("huge", "calculator")).wait(t)
+	if r.err != nil || len(r.answer.Tools) != 1 {
+		t.Fatalf("err %v", r.err)
+	}
+	got := r.answer.Tools[0]
+	if got.State != protocol.ToolFailed || len(got.Arguments) >= 100<<10 || !strings.HasPrefix(r.answer.Content, "tools said: error: ") {
+		t.Errorf("state %s, %d bytes of arguments, error %q, answer %.40q", got.State, len(got.Arguments), got.Error, r.answer.Content)
+	}
+	if calls.Load() != 0 {
+		t.Errorf("the tool was called %d times", calls.Load())
 	}
 }

@@ -164,14 +164,14 @@ func holdReply(r Reply, err error, limit int) (Reply, error) {
 		return r, err
 	}
 	if len(r.Output) > limit {
-		r.Output, r.Truncated = cutAt(r.Output, limit), true
+		r.Output, r.Truncated = CutAt(r.Output, limit), true
 	}
 	if len(r.Error) > limit {
-		r.Error = cutAt(r.Error, limit)
+		r.Error = CutAt(r.Error, limit)
 	}
 	var ce *CallError
 	if errors.As(err, &ce) && len(ce.Msg) > limit {
-		ce.Msg = cutAt(ce.Msg, limit)
+		ce.Msg = CutAt(ce.Msg, limit)
 	}
 	return r, err
 }

@@ -61,6 +61,7 @@ func (h *hub) generateRounds(ctx context.Context, gen int) (*streamed, error) {
 			return total, nil
 		}
 		if rd.n > h.m.cfg.MaxToolRounds {
+			h.m.chargeUpstream(res.upstream, res.charge) // spent, though the answer fails
 			return nil, &toolRoundsError{limit: h.m.cfg.MaxToolRounds}
 		}
 		results := h.runTools(ctx, gen, rd.n, calls, offered)

@@ -161,3 +161,45 @@ func TestFleetCallWithHugeArguments(t *testing.T) {
 		t.Errorf("the tool was called %d times", calls.Load())
 	}
 }
+
+// TestToolRoundsExceededChargesTheLastTurn: a generation that ends with
+// tool_rounds_exceeded counts its last turn's tokens against the
+// upstream's tokens per minute too — the upstream spent them.
+func TestToolRoundsExceededChargesTheLastTurn(t *testing.T) {
+	t.Parallel()
+	turn2, release := make(chan struct{}), make(chan struct{})
+	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+		if r.N == 2 {
+			close(turn2)
+			<-release
+		}
+		return llmtest.Reply{ToolCalls: []protocol.ToolCall{call(fmt.Sprintf("call_%d", r.N), "calculator", `{"expression":"1+1"}`)}}
+	})}})
+	ctx := ctxFor(t, time.Minute)
+	setUpstream(t, ctx, f, protocol.UpstreamLimits{TokensPerMinute: 1 << 30})
+	top := ensureTopology(t, ctx, f)
+	serveTools(t, f, devtools.Calculator())
+	f.StartWorker(func(c *worker.Config) { c.Manager.MaxToolRounds = 1 })
+	freshMinute(ctx, 10*time.Second) // both turns' tokens in one minute's window
+	tokens := func() int64 {
+		e, err := top.Upstreams.Get(ctx, f.Topology.Names.UpstreamWindowKey(protocol.DefaultUpstream))
+		if err != nil {
+			return 0
+		}
+		var w protocol.UpstreamWindow
+		_ = json.Unmarshal(e.Value(), &w)
+		return w.Tokens
+	}
+
+	s := submit(t, ctx, f.Pub, toolJob("again", "calculator"))
+	<-turn2
+	first := tokens() // the first turn's, counted as it ended
+	close(release)
+	r := s.wait(t)
+	if code := jobErrorCode(r.err); code != protocol.CodeToolRounds {
+		t.Fatalf("%v: want %s", r.err, protocol.CodeToolRounds)
+	}
+	if first == 0 || tokens() <= first {
+		t.Errorf("tokens counted: %d after the first turn, %d after the second", first, tokens())
+	}
+}

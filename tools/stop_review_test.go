@@ -25,7 +25,7 @@ func TestStopWhileCalled(t *testing.T) {
 		quit, done := make(chan struct{}), make(chan struct{})
 		go func() { // owner: this iteration, which closes quit and waits
 			defer close(done)
-			for {
+			for range 5000 { // a bounded flood: the machine is shared
 				select {
 				case <-quit:
 					return

@@ -61,6 +61,7 @@ func (h *hub) generateRounds(ctx context.Context, gen int) (*streamed, error) {
 			return total, nil
 		}
 		if rd.n > h.m.cfg.MaxToolRounds {
+			h.m.chargeUpstream(res.upstream, res.charge) // spent, though the answer fails
 			return nil, &toolRoundsError{limit: h.m.cfg.MaxToolRounds}
 		}
 		results := h.runTools(ctx, gen, rd.n, calls, offered)
@@ -77,6 +78,7 @@ func (h *hub) generateRounds(ctx context.Context, gen int) (*streamed, error) {
 		// turn's when the generation succeeds.
 		h.m.chargeUpstream(res.upstream, res.charge)
 		rd = rd.next(calls, results)
+		rd.before = total.bytes
 	}
 }
 
@@ -153,6 +155,16 @@ func (h *hub) runTools(ctx context.Context, gen, n int, calls []protocol.ToolCal
 // runTool runs one call and returns what the model reads of it.
 func (h *hub) runTool(ctx context.Context, gen, n int, c protocol.ToolCall, info tools.Info) string {
 	name := c.Function.Name
+	if limit := h.m.chunkLimit(); len(c.Function.Arguments) > limit {
+		// One event carries the arguments, and the reply stream refuses
+		// an event past max_payload: the call is not made, and the model
+		// reads why.
+		h.appendEntry(gen, entry{kind: entryTool, tool: &protocol.ToolEvent{CallID: c.ID, Name: name, State: protocol.ToolStarted,
+			Round: n, Arguments: tools.CutAt(c.Function.Arguments, limit), Truncated: true}})
+		msg := fmt.Sprintf("not called: the arguments are longer than %d bytes", limit)
+		h.appendEntry(gen, entry{kind: entryTool, tool: &protocol.ToolEvent{CallID: c.ID, Name: name, State: protocol.ToolFailed, Round: n, Error: msg}})
+		return "error: " + msg
+	}
 	h.appendEntry(gen, entry{kind: entryTool, tool: &protocol.ToolEvent{CallID: c.ID, Name: name, State: protocol.ToolStarted,
 		Round: n, Arguments: c.Function.Arguments, NotIdempotent: !info.Idempotent}})
 	limit := min(h.m.cfg.MaxToolOutputBytes, h.m.chunkLimit())

@@ -12,9 +12,12 @@ import (
 // what the turn's stream said that the tool loop needs. Without fleet
 // tools a generation is one round that passes every delta on.
 type round struct {
-	job   *protocol.Job
-	n     int                   // from 1
-	fleet map[string]tools.Info // the job's fleet tools; nil without
+	job *protocol.Job
+	n   int // from 1
+	// before is the output of the generation's earlier turns, in bytes:
+	// the answer cap holds for all the turns together.
+	before int
+	fleet  map[string]tools.Info // the job's fleet tools; nil without
 
 	content    strings.Builder     // the turn's text, for the assistant message of the next round
 	calls      []protocol.ToolCall // every call of the turn, merged, by the model's index
@@ -36,15 +39,14 @@ func (rd *round) take(d *llm.Delta, limit int) error {
 	if len(d.ToolCalls) == 0 {
 		return nil
 	}
-	rd.calls = protocol.MergeToolCalls(rd.calls, d.ToolCalls)
 	var caller []protocol.ToolCall
 	for _, tc := range d.ToolCalls {
-		i := len(rd.calls) - 1
-		if tc.Index != nil {
-			i = *tc.Index
-		}
+		// i is where the merge put the delta, which is the delta's
+		// index only when that index is valid (the upstream's word).
+		var i int
+		rd.calls, i = protocol.MergeToolCall(rd.calls, tc)
 		if tc.Function.Name != "" {
-			if _, ok := rd.fleet[rd.calls[min(i, len(rd.calls)-1)].Function.Name]; ok {
+			if _, ok := rd.fleet[rd.calls[i].Function.Name]; ok {
 				rd.isFleet[i] = true
 			}
 		}

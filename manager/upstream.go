@@ -176,7 +176,7 @@ func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span, r *rou
 				if err := rd.take(&r.delta, h.m.cfg.MaxAnswerBytes); err != nil {
 					return nil, err
 				}
-				if err := h.take(&r.delta, res, &window, time.Since(start), span); err != nil {
+				if err := h.take(&r.delta, res, rd.before, &window, time.Since(start), span); err != nil {
 					return nil, err
 				}
 				select {
@@ -199,14 +199,15 @@ func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span, r *rou
 
 // take adds one delta, which arrived after elapsed, to the answer: its
 // output to the chunk window, its finish and usage to res. An answer that
-// grows past MaxAnswerBytes ends here.
-func (h *hub) take(d *llm.Delta, res *streamed, window *chunkWindow, elapsed time.Duration, span trace.Span) error {
+// grows past MaxAnswerBytes ends here, earlier turns' output (before)
+// included.
+func (h *hub) take(d *llm.Delta, res *streamed, before int, window *chunkWindow, elapsed time.Duration, span trace.Span) error {
 	if res.firstToken == 0 && d.HasOutput() {
 		res.firstToken = max(elapsed, time.Nanosecond)
 		span.AddEvent("gen_ai.first_token")
 		span.SetAttributes(attribute.Float64("chatfleet.time_to_first_token_ms", ms(res.firstToken)))
 	}
-	if res.bytes += outputBytes(d); res.bytes > h.m.cfg.MaxAnswerBytes {
+	if res.bytes += outputBytes(d); before+res.bytes > h.m.cfg.MaxAnswerBytes {
 		return &answerTooLargeError{limit: h.m.cfg.MaxAnswerBytes}
 	}
 	if d.FinishReason != "" {

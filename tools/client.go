@@ -148,11 +148,32 @@ func (c *Client) Call(ctx context.Context, name string, req Request, onChunk fun
 			for len(chunks) > 0 {
 				relay(<-chunks)
 			}
-			return readReply(m)
+			r, err := readReply(m)
+			return holdReply(r, err, req.MaxOutputBytes)
 		case <-ctx.Done():
 			return Reply{}, ctx.Err()
 		}
 	}
+}
+
+// holdReply holds a reply to the limit the request asked for: a server
+// may ignore it (it is a stranger), and what it sends goes to the model
+// and into events. A limit of 0 is none.
+func holdReply(r Reply, err error, limit int) (Reply, error) {
+	if limit <= 0 {
+		return r, err
+	}
+	if len(r.Output) > limit {
+		r.Output, r.Truncated = CutAt(r.Output, limit), true
+	}
+	if len(r.Error) > limit {
+		r.Error = CutAt(r.Error, limit)
+	}
+	var ce *CallError
+	if errors.As(err, &ce) && len(ce.Msg) > limit {
+		ce.Msg = CutAt(ce.Msg, limit)
+	}
+	return r, err
 }
 
 // readReply reads a tool's reply, a failure or the server's "no

@@ -39,7 +39,7 @@ func (o *Output) WriteString(s string) (int, error) {
 		return n, nil
 	}
 	if room := o.limit - o.buf.Len(); len(s) > room {
-		s = cutAt(s, room)
+		s = CutAt(s, room)
 		o.truncated = true
 	}
 	if s == "" {
@@ -63,11 +63,14 @@ func (o *Output) close() (string, bool) {
 	return o.buf.String(), o.truncated
 }
 
-// cutAt returns the longest prefix of s of at most n bytes that does not
+// CutAt returns the longest prefix of s of at most n bytes that does not
 // split a character.
-func cutAt(s string, n int) string {
+func CutAt(s string, n int) string {
 	if n <= 0 {
 		return ""
+	}
+	if n >= len(s) {
+		return s
 	}
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--

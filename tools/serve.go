@@ -81,7 +81,11 @@ type Server struct {
 
 	ctx    context.Context // ends when Stop gives up waiting
 	cancel context.CancelFunc
-	calls  sync.WaitGroup
+	// mu orders dispatch's calls.Add before Stop's calls.Wait: a handler
+	// may still run after the service stopped, and then answers busy.
+	mu      sync.Mutex
+	stopped bool
+	calls   sync.WaitGroup
 }
 
 // Serve registers tools on nc and serves their calls until Stop.
@@ -201,6 +205,12 @@ func ValidName(name string) error {
 // dispatch runs a request in a goroutine of its own (a slow tool must not
 // hold up the endpoint's other calls), or answers busy.
 func (s *Server) dispatch(r micro.Request, run func(micro.Request)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		respondError(r, "503", "the tool server is stopping", "")
+		return
+	}
 	select {
 	case s.slots <- struct{}{}:
 	default:
@@ -267,6 +277,9 @@ func respondError(r micro.Request, code, msg, output string) {
 // then it cancels them and waits for them to return.
 func (s *Server) Stop(ctx context.Context) error {
 	err := s.svc.Stop()
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.calls.Wait(); close(done) }()
 	select {

@@ -56,19 +56,25 @@ func (h *hub) prepare(ctx context.Context, gen int) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	// why is what an operator may read in the logs: never the service's
+	// own message, which may quote the request.
 	var ce *tools.CallError
+	why := "its answer could not be used"
 	switch {
 	case errors.Is(err, tools.ErrNoTool):
 		err = errors.New("no preparation service answers for the tenant")
+		why = err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		err = fmt.Errorf("no answer within %s", h.m.cfg.PrepareTimeout)
+		why = err.Error()
 	case errors.As(err, &ce):
 		err = errors.New(ce.Msg)
+		why = "the service answered an error (code " + ce.Code + ")"
 	}
 	if h.m.cfg.Prepare == PrepareRequired {
 		return &prepareError{err: err}
 	}
-	h.m.cfg.Logger.Warn("preparation failed; the job goes on unprepared", "tenant", h.job.Tenant, "request", h.job.ID, "key", h.dedupeKey, "err", err)
+	h.m.cfg.Logger.Warn("preparation failed; the job goes on unprepared", "tenant", h.job.Tenant, "request", h.job.ID, "key", h.dedupeKey, "why", why)
 	return nil
 }
 

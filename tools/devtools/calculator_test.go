@@ -3,6 +3,8 @@ package devtools
 import (
 	"strings"
 	"testing"
+
+	"github.com/chatfleet/chatfleet/tools"
 )
 
 func TestEvaluate(t *testing.T) {
@@ -15,5 +17,16 @@ func TestEvaluate(t *testing.T) {
 		if got, err := Evaluate(bad); err == nil {
 			t.Errorf("%q = %v, want an error", bad, got)
 		}
+	}
+}
+
+// TestClock: the clock answers in the zone asked for, and refuses one it
+// does not know as bad arguments.
+func TestClock(t *testing.T) {
+	h := Clock().Handler
+	if err := h(t.Context(), tools.Call{Arguments: `{"time_zone":"Mars/Olympus"}`}, nil); err == nil {
+		t.Error("an unknown time zone was accepted")
+	} else if _, ok := err.(*tools.ArgumentError); !ok {
+		t.Errorf("unknown time zone: %v, want an ArgumentError", err)
 	}
 }

@@ -110,6 +110,13 @@ func (w *Worker) registerService() error {
 		_ = svc.Stop()
 		return fmt.Errorf("worker: add status endpoint: %w", err)
 	}
+	// Once Start returns, the server knows the service: a ping sent next
+	// (a gateway asking whether any worker runs) is answered, not lost
+	// before the subscription reached the server.
+	if err := w.nc.FlushTimeout(10 * time.Second); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("worker: register micro service: %w", err)
+	}
 	w.service = svc
 	return nil
 }

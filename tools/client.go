@@ -84,6 +84,11 @@ func (c *Client) Lookup(ctx context.Context, names ...string) map[string]Info {
 		}
 		return true
 	})
+	if ctx.Err() != nil {
+		// Cut short by the caller, not by the wait: not what the fleet
+		// offers, so not kept for the worker's other jobs.
+		return known
+	}
 	c.known, c.checked = known, time.Now()
 	return known
 }

@@ -161,7 +161,7 @@ func migrateUnderLoad(t *testing.T, f *fleettest.Fleet, stopOld func()) {
 	)
 	submitted := make(chan struct{})
 	defer func() { <-submitted }() // a test that failed early still waits: t.Errorf after it returned panics
-	go func() { // owned by the test: it waits on submitted
+	go func() {                    // owned by the test: it waits on submitted
 		defer close(submitted)
 		for i := range total {
 			j := userJob(fmt.Sprintf("job %d", i))

@@ -160,8 +160,9 @@ func migrateUnderLoad(t *testing.T, f *fleettest.Fleet, stopOld func()) {
 		jobs    []protocol.Job
 	)
 	submitted := make(chan struct{})
-	defer func() { <-submitted }() // a test that failed early still waits: t.Errorf after it returned panics
-	go func() {                    // owned by the test: it waits on submitted
+	// A test that failed early still waits: t.Errorf after it returned panics.
+	defer func() { <-submitted }()
+	go func() { // owned by the test: it waits on submitted
 		defer close(submitted)
 		for i := range total {
 			j := userJob(fmt.Sprintf("job %d", i))

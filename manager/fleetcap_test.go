@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
-	"github.com/chatfleet/chatfleet/internal/natstest"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/topology"
@@ -20,7 +19,7 @@ import (
 // `chatfleet upstream limits set` does.
 func setUpstream(t *testing.T, ctx context.Context, f *fleettest.Fleet, limits protocol.UpstreamLimits) {
 	t.Helper()
-	top := ensureTopology(t, ctx, f)
+	top := jobs(t, f)
 	limits.V = protocol.UpstreamVersion
 	b, err := json.Marshal(limits)
 	if err != nil {
@@ -29,18 +28,6 @@ func setUpstream(t *testing.T, ctx context.Context, f *fleettest.Fleet, limits p
 	if _, err := top.Upstreams.Put(ctx, protocol.DefaultUpstream, b); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// ensureTopology creates the fleet's streams and buckets, as `chatfleet
-// init` does, and returns them.
-func ensureTopology(t *testing.T, ctx context.Context, f *fleettest.Fleet) *topology.Topology {
-	t.Helper()
-	_, js := natstest.JetStream(t, f.NATS.ClientURL())
-	top, err := topology.Ensure(ctx, js, f.Topology)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return top
 }
 
 // TestFleetStreamCapAcrossFleet: four worker processes, each allowed 16
@@ -55,7 +42,7 @@ func TestFleetStreamCapAcrossFleet(t *testing.T) {
 	defer release()
 	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{stall}})
 	ctx := ctxFor(t, time.Minute)
-	ensureTopology(t, ctx, f)
+	jobs(t, f)
 	for i := range 4 { // 8 request slots in all
 		startChildWorker(t, f, fmt.Sprintf("cap%d", i), "CHATFLEET_FLEET_MAX_LLM_STREAMS=3", "CHATFLEET_MAX_CONCURRENT_REQUESTS=2")
 	}
@@ -67,15 +54,7 @@ func TestFleetStreamCapAcrossFleet(t *testing.T) {
 	for i := range 12 {
 		as = append(as, submitEvents(t, ctx, f.Pub, tenantJob("A", i)))
 	}
-	waited := 0
-	for _, a := range as {
-		ev := a.waitEvent(t, ctx, func(ev protocol.Event) bool {
-			return ev.Type == protocol.EventProgress && (ev.Stage == protocol.StageGenerating || ev.Reason == protocol.ReasonFleetStreams)
-		})
-		if ev.Stage == protocol.StageWaiting {
-			waited++
-		}
-	}
+	waited := countWaiting(t, ctx, as, protocol.ReasonFleetStreams)
 	if waited < 9 || f.LLM.Active(ofTenant("A")) != 3 {
 		t.Errorf("%d jobs wait for the fleet's streams, %d at the upstream; want 9 and 3", waited, f.LLM.Active(ofTenant("A")))
 	}
@@ -114,15 +93,7 @@ func TestFleetStreamCapFromBucket(t *testing.T) {
 	if err := f.LLM.WaitActive(ctx, ofTenant("B"), 1); err != nil {
 		t.Fatal(err)
 	}
-	waiting := 0
-	for _, b := range bs {
-		b.waitEvent(t, ctx, func(ev protocol.Event) bool {
-			return ev.Type == protocol.EventProgress && (ev.Stage == protocol.StageGenerating || ev.Reason == protocol.ReasonFleetStreams)
-		})
-		if count(b.sofar(), progressOf(protocol.StageWaiting, protocol.ReasonFleetStreams)) > 0 {
-			waiting++
-		}
-	}
+	waiting := countWaiting(t, ctx, bs, protocol.ReasonFleetStreams)
 	if waiting != 3 || f.LLM.Active(ofTenant("B")) != 1 {
 		t.Errorf("%d wait, %d at the upstream; want 3 and 1 (the bucket's limit, not the environment's 5)", waiting, f.LLM.Active(ofTenant("B")))
 	}
@@ -205,7 +176,7 @@ func TestFleetBacksOffOn429(t *testing.T) {
 	first := submitEvents(t, ctx, f.Pub, userJob("R-first"))
 	// The 429's backoff is in the bucket, for every worker; then a job
 	// for each worker (each takes one at a time).
-	top := ensureTopology(t, ctx, f)
+	top := jobs(t, f)
 	fleettest.Poll(t, ctx, "the fleet's backoff stored", func() bool {
 		_, err := top.Upstreams.Get(ctx, protocol.DefaultUpstream+".backoff")
 		return err == nil
@@ -359,6 +330,7 @@ func TestFleetTokensPerMinute(t *testing.T) {
 func TestFleetWaitKeepsTheJobAlive(t *testing.T) {
 	t.Parallel()
 	stall, release := stallTenants("H")
+	defer release()
 	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{stall}, Topology: topology.Config{AckWait: time.Second}})
 	ctx := ctxFor(t, time.Minute)
 	f.StartWorker(func(c *worker.Config) { c.Manager.FleetLimits.MaxStreams = 1 })

@@ -39,7 +39,8 @@ func stallsByPrompt(stalls map[string]chan struct{}) []llmtest.Option {
 	})}
 }
 
-// jobs gives a test the fleet's streams and consumer.
+// jobs creates the fleet's streams and buckets, as `chatfleet init` does,
+// and gives a test them.
 func jobs(t *testing.T, f *fleettest.Fleet) *topology.Topology {
 	t.Helper()
 	_, js := natstest.JetStream(t, f.NATS.ClientURL())

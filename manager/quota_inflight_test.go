@@ -34,15 +34,7 @@ func TestTenantInflightAcrossFleet(t *testing.T) {
 	}
 	// Each job either generates (stalled at the upstream) or waits for
 	// A's share, and says which.
-	waited := 0
-	for _, a := range as {
-		ev := a.waitEvent(t, ctx, func(ev protocol.Event) bool {
-			return ev.Type == protocol.EventProgress && (ev.Stage == protocol.StageGenerating || ev.Reason == protocol.ReasonTenantInflight)
-		})
-		if ev.Stage == protocol.StageWaiting {
-			waited++
-		}
-	}
+	waited := countWaiting(t, ctx, as, protocol.ReasonTenantInflight)
 	// (At least 9: a job whose first try failed on a transient error
 	// waits, and may then take a share.)
 	if waited < 9 || f.LLM.Active(ofTenant("A")) != 3 {

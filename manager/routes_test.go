@@ -33,7 +33,7 @@ func TestTwoUpstreamsOneKilled(t *testing.T) {
 	if err := os.WriteFile(file, routes, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ensureTopology(t, ctx, f)
+	jobs(t, f)
 	for i := range 2 {
 		startChildWorker(t, f, fmt.Sprintf("route%d", i), "CHATFLEET_UPSTREAMS="+file, "CHATFLEET_LLM_MAX_RETRIES=1")
 	}

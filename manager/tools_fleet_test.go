@@ -62,6 +62,34 @@ func watchTools(ctx context.Context, r *publisher.Reply) *toolWatch {
 	return w
 }
 
+// firstMeta is the reply's meta event; a reply that ends without one (its
+// context ended, or an error came first) fails the test.
+func (w *toolWatch) firstMeta(t *testing.T) protocol.Event {
+	t.Helper()
+	select {
+	case m := <-w.meta:
+		return m
+	case <-w.done:
+		select {
+		case m := <-w.meta:
+			return m
+		default:
+		}
+		t.Fatalf("the reply ended without a meta event: %v", w.err)
+	}
+	return protocol.Event{}
+}
+
+// reached waits until ch is closed, or fails the test when ctx ends first.
+func reached(t *testing.T, ctx context.Context, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		t.Fatalf("%s: never happened (%v)", what, ctx.Err())
+	}
+}
+
 // TestStreamedToolOutputReachesRemoteFollowers: a tool's streamed output
 // reaches the leader's producer and two followers on other workers, in
 // order, as it is written.
@@ -90,8 +118,8 @@ func TestStreamedToolOutputReachesRemoteFollowers(t *testing.T) {
 		t.Fatal(err)
 	}
 	leader := watchTools(ctx, r)
-	<-started
-	leaderMeta := <-leader.meta
+	reached(t, ctx, started, "the tool called")
+	leaderMeta := leader.firstMeta(t)
 	f.StartWorker(nil)
 	f.StartWorker(nil)
 	var followers []*toolWatch
@@ -101,7 +129,7 @@ func TestStreamedToolOutputReachesRemoteFollowers(t *testing.T) {
 			t.Fatal(err)
 		}
 		w := watchTools(ctx, r)
-		if m := <-w.meta; m.Role != protocol.RoleFollower || m.Worker == leaderMeta.Worker {
+		if m := w.firstMeta(t); m.Role != protocol.RoleFollower || m.Worker == leaderMeta.Worker {
 			t.Fatalf("meta %+v: want a follower on another worker than %s", m, leaderMeta.Worker)
 		}
 		followers = append(followers, w)

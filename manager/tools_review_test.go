@@ -177,7 +177,7 @@ func TestToolRoundsExceededChargesTheLastTurn(t *testing.T) {
 	})}})
 	ctx := ctxFor(t, time.Minute)
 	setUpstream(t, ctx, f, protocol.UpstreamLimits{TokensPerMinute: 1 << 30})
-	top := ensureTopology(t, ctx, f)
+	top := jobs(t, f)
 	serveTools(t, f, devtools.Calculator())
 	f.StartWorker(func(c *worker.Config) { c.Manager.MaxToolRounds = 1 })
 	freshMinute(ctx, 10*time.Second) // both turns' tokens in one minute's window

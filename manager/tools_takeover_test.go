@@ -48,8 +48,8 @@ func killDuringToolCall(t *testing.T, notIdempotent bool) ([]*toolWatch, int64, 
 		t.Fatal(err)
 	}
 	leader := watchTools(ctx, r)
-	<-first
-	if m := <-leader.meta; m.Worker != "doomed" || m.Role != protocol.RoleLeader {
+	reached(t, ctx, first, "the tool called")
+	if m := leader.firstMeta(t); m.Worker != "doomed" || m.Role != protocol.RoleLeader {
 		t.Fatalf("leader meta %+v", m)
 	}
 	f.StartWorker(nil)
@@ -61,7 +61,7 @@ func killDuringToolCall(t *testing.T, notIdempotent bool) ([]*toolWatch, int64, 
 			t.Fatal(err)
 		}
 		w := watchTools(ctx, r)
-		if m := <-w.meta; m.Role != protocol.RoleFollower {
+		if m := w.firstMeta(t); m.Role != protocol.RoleFollower {
 			t.Fatalf("follower meta %+v", m)
 		}
 		all = append(all, w)

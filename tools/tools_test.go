@@ -35,6 +35,16 @@ func serve(t testing.TB, cfg tools.Config, ts ...tools.Tool) (*tools.Client, *na
 	return tools.NewClient(nc, names), nc
 }
 
+// reached waits for a send on ch, or fails the test when ctx ends first.
+func reached(t *testing.T, ctx context.Context, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		t.Fatalf("%s: never happened (%v)", what, ctx.Err())
+	}
+}
+
 func cmpOr(a, b string) string {
 	if a != "" {
 		return a
@@ -148,7 +158,7 @@ func TestFailures(t *testing.T) {
 		}
 		done <- err
 	}()
-	<-started
+	reached(t, ctx, started, "the slow tool called")
 	var ce *tools.CallError
 	if _, err := client.Call(ctx, "calculator", tools.Request{Arguments: `{"expression":"1"}`}, nil); !errors.As(err, &ce) || ce.Code != "503" {
 		t.Errorf("busy: %v", err)
@@ -165,7 +175,7 @@ func TestFailures(t *testing.T) {
 	if _, err := client.Call(short, "stuck", tools.Request{}, nil); !errors.Is(err, context.DeadlineExceeded) && !errors.As(err, &ce) {
 		t.Errorf("timeout: %v", err)
 	}
-	<-started
+	reached(t, ctx, started, "the stuck tool's context ended")
 	fleettest.Poll(t, ctx, "the slow call gave its slot back", func() bool {
 		r, err := client.Call(ctx, "calculator", tools.Request{Arguments: `{"expression":"2^10"}`}, nil)
 		return err == nil && r.Output == "1024"

@@ -28,9 +28,7 @@ func TestScalingDemandAtTheFleetCap(t *testing.T) {
 		defer r.Stop()
 	}
 	url := "http://" + w.HTTPAddr().String() + "/metrics"
-	var body string
-	fleettest.Poll(t, ctx, "two generations waiting for the fleet's streams", func() bool {
-		body = scrape(t, url)
+	body := scrapeUntil(t, ctx, url, "two generations waiting for the fleet's streams", func(body string) bool {
 		return strings.Contains(body, `chatfleet_jobs_waiting_fleet_capacity{reason="fleet_streams"} 2`)
 	})
 	for _, want := range []string{

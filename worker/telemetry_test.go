@@ -222,14 +222,9 @@ func TestMetricsAfterARun(t *testing.T) {
 	// The reply goes out before the job is dead-lettered and settled:
 	// wait (with a deadline) for the worker to count it.
 	url := "http://" + w.HTTPAddr().String() + "/metrics"
-	body := scrape(t, url)
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, `chatfleet_dead_letters_total 1`) ||
-		!strings.Contains(body, `code="invalid_request"`); body = scrape(t, url) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the invalid job was never counted:\n%s", body)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	body := scrapeUntil(t, ctx, url, "the invalid job counted", func(body string) bool {
+		return strings.Contains(body, `chatfleet_dead_letters_total 1`) && strings.Contains(body, `code="invalid_request"`)
+	})
 	for _, want := range []string{
 		`chatfleet_jobs_total{code="",outcome="done",role="leader"} 1`,
 		`chatfleet_jobs_total{code="",outcome="done",role="cache"} 1`,
@@ -261,12 +256,9 @@ func TestMetricsAfterARun(t *testing.T) {
 	}
 	// The only worker maintains the fleet: once it scanned, it reports the
 	// jobs waiting in the queue (none).
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, "chatfleet_queue_waiting 0"); body = scrape(t, url) {
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics lacks chatfleet_queue_waiting 0:\n%s", body)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	body = scrapeUntil(t, ctx, url, "chatfleet_queue_waiting 0", func(body string) bool {
+		return strings.Contains(body, "chatfleet_queue_waiting 0")
+	})
 	// The dashboard only queries series that exist.
 	assertDashboardSeries(t, body)
 }
@@ -280,6 +272,23 @@ func scrape(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// scrapeUntil scrapes url until its body satisfies cond (what, in the
+// failure) or ctx ends, and returns the last body.
+func scrapeUntil(t *testing.T, ctx context.Context, url, what string, cond func(body string) bool) string {
+	t.Helper()
+	for {
+		body := scrape(t, url)
+		if cond(body) {
+			return body
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("/metrics: %s never happened (%v):\n%s", what, ctx.Err(), body)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 var seriesName = regexp.MustCompile(`chatfleet_[a-z_]+`)

@@ -160,6 +160,8 @@ func migrateUnderLoad(t *testing.T, f *fleettest.Fleet, stopOld func()) {
 		jobs    []protocol.Job
 	)
 	submitted := make(chan struct{})
+	// A test that failed early still waits: t.Errorf after it returned panics.
+	defer func() { <-submitted }()
 	go func() { // owned by the test: it waits on submitted
 		defer close(submitted)
 		for i := range total {

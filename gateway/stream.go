@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/chatfleet/chatfleet/protocol"
 )
@@ -48,7 +49,8 @@ func parsePos(s string) (eventPos, bool) {
 type sse struct {
 	w            http.ResponseWriter
 	rc           *http.ResponseController
-	id           string // chatcmpl-<request id>
+	stall        time.Duration // the longest one write may wait for the client
+	id           string        // chatcmpl-<request id>
 	model        string
 	created      int64
 	includeUsage bool
@@ -82,6 +84,10 @@ func (s *sse) start() error {
 // end of the stream (after done, error, cancelled, or a reset the client
 // cannot be shown).
 func (s *sse) event(ev *protocol.Event) (done bool, err error) {
+	if s.stall > 0 {
+		// A client that stopped reading fails this write: it went away.
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.stall))
+	}
 	done, err = s.write(ev)
 	if err != nil {
 		return done, err

@@ -58,4 +58,3 @@ func TestClientThatNeverReads(t *testing.T) {
 		return found && ev.Type == protocol.EventCancelled
 	})
 }
-

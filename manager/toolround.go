@@ -20,7 +20,8 @@ type round struct {
 	fleet  map[string]tools.Info // the job's fleet tools; nil without
 
 	content    strings.Builder     // the turn's text, for the assistant message of the next round
-	calls      []protocol.ToolCall // every call of the turn, merged, by the model's index
+	calls      []protocol.ToolCall // every call of the turn, merged, by the model's index, without its arguments
+	args       [][]byte            // by the model's index: the call's arguments (merging them as strings copied them whole per delta)
 	isFleet    map[int]bool        // by the model's index: a call of a fleet tool
 	callerIdx  map[int]int         // by the model's index: the index the producer sees
 	fleetBytes int
@@ -44,7 +45,13 @@ func (rd *round) take(d *llm.Delta, limit int) error {
 		// i is where the merge put the delta, which is the delta's
 		// index only when that index is valid (the upstream's word).
 		var i int
-		rd.calls, i = protocol.MergeToolCall(rd.calls, tc)
+		head := tc
+		head.Function.Arguments = ""
+		rd.calls, i = protocol.MergeToolCall(rd.calls, head)
+		for len(rd.args) <= i {
+			rd.args = append(rd.args, nil)
+		}
+		rd.args[i] = append(rd.args[i], tc.Function.Arguments...)
 		if tc.Function.Name != "" {
 			if _, ok := rd.fleet[rd.calls[i].Function.Name]; ok {
 				rd.isFleet[i] = true
@@ -79,7 +86,7 @@ func (rd *round) fleetCalls() []protocol.ToolCall {
 		if c.ID == "" { // some servers send none; the tool message needs one
 			c.ID = "call_fleet_" + protocol.NewID()
 		}
-		c.Type, c.Index = "function", nil
+		c.Type, c.Index, c.Function.Arguments = "function", nil, string(rd.args[i])
 		out = append(out, c)
 	}
 	return out
@@ -118,7 +125,7 @@ func contentOrNull(s string) protocol.Content {
 // upstream reads the turn from its start.
 func (rd *round) restart() {
 	rd.content.Reset()
-	rd.calls, rd.fleetBytes = nil, 0
+	rd.calls, rd.args, rd.fleetBytes = nil, nil, 0
 	clear(rd.isFleet)
 	clear(rd.callerIdx)
 }

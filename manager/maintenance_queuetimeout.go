@@ -145,15 +145,7 @@ func (q *queueTimeouts) expire(ctx context.Context, seq uint64, h *maintenanceHo
 	limit := queueTimeout(m.topo.Config.QueueTimeout, job.QueueTimeoutMS)
 	ev := protocol.Event{Type: protocol.EventError, Error: &protocol.Error{Code: protocol.CodeQueueTimeout,
 		Message: fmt.Sprintf("the job was still queued after %s, its queue timeout, with every worker busy; it was removed from the queue", limit)}}
-	key := m.cfg.Names.RequestKey(job.Tenant, job.ID)
-	if m.cancels.has(key) {
-		ev = protocol.Event{Type: protocol.EventCancelled}
-	}
-	count := m.countQueueEnding(ev, 1) // before the producer can hear of it
 	stored, ended, err := m.endQueued(ctx, msg, job, ev)
-	if !stored {
-		m.countQueueEnding(ev, -1)
-	}
 	switch {
 	case err != nil:
 		m.cfg.Logger.Warn("maintenance: cannot end a job queued past its timeout", "tenant", job.Tenant, "request", job.ID, "err", err)
@@ -165,8 +157,6 @@ func (q *queueTimeouts) expire(ctx context.Context, seq uint64, h *maintenanceHo
 		return true
 	case stored:
 		h.ended(seq)
-		m.metrics.jobs.Add(ctx, 1, count)
-		m.countTenantEnding(ctx, job.Tenant, ev)
 		m.cfg.Logger.Info("job queued past its queue timeout ended and removed from the queue", "tenant", job.Tenant,
 			"request", job.ID, "seq", seq, "waited", time.Since(msg.Time).Round(time.Millisecond), "limit", limit)
 	}
@@ -190,12 +180,32 @@ func (m *Manager) countQueueEnding(ev protocol.Event, n int64) metric.Measuremen
 	return jobSet(string(ev.Type), "none", string(ev.Error.Code))
 }
 
-// endQueued stores ev as the first event of the reply of job (msg in the
-// jobs stream), only if the reply is still empty (the single-writer rule,
-// as reject does). When it is not empty, ended reports whether the reply
-// has ended anyway; a reply an earlier job with the same ID ended gets the
-// job's duplicate_id error instead (endDuplicate), and counts as ended.
+// endQueued ends job (msg in the jobs stream), still queued, with ev — or
+// as cancelled when its producer cancelled it — and counts the ending it
+// stored. The counters move before the store, so a producer hearing of the
+// ending finds it counted, and back when the store did not happen.
 func (m *Manager) endQueued(ctx context.Context, msg *jetstream.RawStreamMsg, job *protocol.Job, ev protocol.Event) (stored, ended bool, err error) {
+	if m.cancels.has(m.cfg.Names.RequestKey(job.Tenant, job.ID)) {
+		ev = protocol.Event{Type: protocol.EventCancelled}
+	}
+	count := m.countQueueEnding(ev, 1)
+	stored, ended, err = m.storeQueuedEnding(ctx, msg, job, ev)
+	if !stored {
+		m.countQueueEnding(ev, -1)
+		return stored, ended, err
+	}
+	m.metrics.jobs.Add(ctx, 1, count)
+	m.countTenantEnding(ctx, job.Tenant, ev)
+	return stored, ended, err
+}
+
+// storeQueuedEnding stores ev as the first event of the reply of job (msg
+// in the jobs stream), only if the reply is still empty (the single-writer
+// rule, as reject does). When it is not empty, ended reports whether the
+// reply has ended anyway; a reply an earlier job with the same ID ended
+// gets the job's duplicate_id error instead (endDuplicate), and counts as
+// ended.
+func (m *Manager) storeQueuedEnding(ctx context.Context, msg *jetstream.RawStreamMsg, job *protocol.Job, ev protocol.Event) (stored, ended bool, err error) {
 	ev.V, ev.ID, ev.Seq = protocol.Version, job.ID, 1
 	b, err := ev.Marshal()
 	if err != nil {

@@ -107,14 +107,7 @@ func (m *Manager) endOverQueued(ctx context.Context, seq uint64, n, limit int64)
 	}
 	ev := protocol.Event{Type: protocol.EventError, Error: &protocol.Error{Code: protocol.CodeQuotaExceeded, Limit: protocol.LimitMaxQueued,
 		Message: fmt.Sprintf("tenant %s had %d jobs queued, over its max_queued of %d; the newest were removed from the queue", job.Tenant, n, limit)}}
-	if m.cancels.has(m.cfg.Names.RequestKey(job.Tenant, job.ID)) {
-		ev = protocol.Event{Type: protocol.EventCancelled}
-	}
-	count := m.countQueueEnding(ev, 1) // before the producer can hear of it
 	stored, ended, err := m.endQueued(ctx, msg, job, ev)
-	if !stored {
-		m.countQueueEnding(ev, -1)
-	}
 	switch {
 	case err != nil:
 		m.cfg.Logger.Warn("maintenance: cannot end a job over its tenant's max_queued", "tenant", job.Tenant, "request", job.ID, "err", err)
@@ -122,8 +115,6 @@ func (m *Manager) endOverQueued(ctx context.Context, seq uint64, n, limit int64)
 	case !ended:
 		return // a worker pulled it and began its reply: it is the worker's
 	case stored:
-		m.metrics.jobs.Add(ctx, 1, count)
-		m.countTenantEnding(ctx, job.Tenant, ev)
 		m.cfg.Logger.Info("job over its tenant's max_queued ended and removed from the queue", "tenant", job.Tenant,
 			"request", job.ID, "seq", seq, "queued", n, "max_queued", limit)
 	}

@@ -20,11 +20,17 @@ type round struct {
 	fleet  map[string]tools.Info // the job's fleet tools; nil without
 
 	content    strings.Builder     // the turn's text, for the assistant message of the next round
-	calls      []protocol.ToolCall // every call of the turn, merged, by the model's index
+	calls      []protocol.ToolCall // every call of the turn, merged, by the model's index, without its name and arguments
+	text       []callText          // by the model's index: the call's name and arguments
 	isFleet    map[int]bool        // by the model's index: a call of a fleet tool
 	callerIdx  map[int]int         // by the model's index: the index the producer sees
 	fleetBytes int
 }
+
+// callText is a call's name and arguments as the turn's deltas brought
+// them: appended in place, where merging them as strings copied each whole
+// at every delta (1 MiB of arguments in 8-byte deltas: 26 s).
+type callText struct{ name, args []byte }
 
 // take reads a delta of the turn before it goes to listeners: fleet tool
 // calls are the leader's business, so their deltas are taken out (their
@@ -44,9 +50,17 @@ func (rd *round) take(d *llm.Delta, limit int) error {
 		// i is where the merge put the delta, which is the delta's
 		// index only when that index is valid (the upstream's word).
 		var i int
-		rd.calls, i = protocol.MergeToolCall(rd.calls, tc)
+		head := tc
+		head.Function = protocol.FunctionCall{}
+		rd.calls, i = protocol.MergeToolCall(rd.calls, head)
+		for len(rd.text) <= i {
+			rd.text = append(rd.text, callText{})
+		}
+		t := &rd.text[i]
+		t.name = append(t.name, tc.Function.Name...)
+		t.args = append(t.args, tc.Function.Arguments...)
 		if tc.Function.Name != "" {
-			if _, ok := rd.fleet[rd.calls[i].Function.Name]; ok {
+			if _, ok := rd.fleet[string(t.name)]; ok {
 				rd.isFleet[i] = true
 			}
 		}
@@ -80,6 +94,7 @@ func (rd *round) fleetCalls() []protocol.ToolCall {
 			c.ID = "call_fleet_" + protocol.NewID()
 		}
 		c.Type, c.Index = "function", nil
+		c.Function = protocol.FunctionCall{Name: string(rd.text[i].name), Arguments: string(rd.text[i].args)}
 		out = append(out, c)
 	}
 	return out
@@ -118,7 +133,7 @@ func contentOrNull(s string) protocol.Content {
 // upstream reads the turn from its start.
 func (rd *round) restart() {
 	rd.content.Reset()
-	rd.calls, rd.fleetBytes = nil, 0
+	rd.calls, rd.text, rd.fleetBytes = nil, nil, 0
 	clear(rd.isFleet)
 	clear(rd.callerIdx)
 }

@@ -28,7 +28,7 @@ type upstreamView struct {
 	limits  map[string]protocol.UpstreamLimits
 	windows map[string]protocol.UpstreamWindow
 	backoff map[string]protocol.UpstreamBackoff
-	changed chan struct{} // closed and replaced on every change: upstreams are few
+	changed chan struct{} // closed and replaced on every change that may free a waiter
 	bad     map[string]bool
 }
 
@@ -114,6 +114,12 @@ func (v *upstreamView) apply(e jetstream.KeyValueEntry) {
 		delete(v.backoff, name)
 	default:
 		v.backoff[name] = backoff
+	}
+	if kind == "window" && !deleted {
+		// Every generation writes a window, and a fuller window frees no
+		// waiter (one waiting for the next minute has its timer): waking
+		// every waiter of every worker for it would be waste.
+		return
 	}
 	close(v.changed)
 	v.changed = make(chan struct{})

@@ -84,6 +84,11 @@ func (c *Client) Lookup(ctx context.Context, names ...string) map[string]Info {
 		}
 		return true
 	})
+	if ctx.Err() != nil {
+		// Cut short by the caller (a cancelled job): what arrived is not
+		// the fleet's tools, so it is not kept for the jobs after.
+		return known
+	}
 	c.known, c.checked = known, time.Now()
 	return known
 }

@@ -206,3 +206,18 @@ func TestServeRefusesBadTools(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelledLookupKeepsDiscovery: a job cancelled while the client asks
+// the tool servers does not leave its empty, cut-short discovery for every
+// later job (which would then see no tool, or a not-idempotent tool as
+// absent).
+func TestCancelledLookupKeepsDiscovery(t *testing.T) {
+	t.Parallel()
+	client, _ := serve(t, tools.Config{}, devtools.Calculator())
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	client.Lookup(cancelled, "calculator")
+	if _, ok := client.Tools(fleettest.Context(t, 10*time.Second))["calculator"]; !ok {
+		t.Error("the calculator is not found after a cancelled lookup")
+	}
+}

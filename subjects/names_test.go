@@ -211,3 +211,15 @@ func TestParse(t *testing.T) {
 		}
 	})
 }
+
+func TestParseToolOutput(t *testing.T) {
+	n := Default()
+	if call, err := n.ParseToolOutput(n.ToolOutput("abc123")); err != nil || call != "abc123" {
+		t.Errorf("own subject: %q %v", call, err)
+	}
+	for _, s := range []string{n.Jobs("t"), n.ToolOutput("a.b"), n.ToolOutput("*"), n.ToolOutput(">"), n.ToolOutput(""), "other.toolout.x"} {
+		if _, err := n.ParseToolOutput(s); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}

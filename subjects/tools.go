@@ -1,5 +1,7 @@
 package subjects
 
+import "strings"
+
 // Tool is the subject fleet tool name answers calls on:
 // <prefix>.tool.<name>.
 func (n Names) Tool(name string) string { return n.prefix + ".tool." + name }
@@ -20,3 +22,17 @@ func (n Names) Prepare(tenant string) string { return n.prefix + ".prepare." + t
 
 // AllPrepares matches every tenant's preparation subject: <prefix>.prepare.>.
 func (n Names) AllPrepares() string { return n.prefix + ".prepare.>" }
+
+// ParseToolOutput returns the call token of a ToolOutput subject: a tool
+// server streams only on subjects of this shape, never on one a caller
+// names elsewhere (a job's or a reply's).
+func (n Names) ParseToolOutput(subject string) (call string, err error) {
+	call, ok := strings.CutPrefix(subject, n.prefix+".toolout.")
+	if !ok {
+		return "", &NameError{Field: "output subject", Value: subject, Reason: "want prefix " + n.prefix + ".toolout."}
+	}
+	if err := ValidName("output subject", call); err != nil {
+		return "", err
+	}
+	return call, nil
+}

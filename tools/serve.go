@@ -75,6 +75,7 @@ type Config struct {
 // run as many servers of a tool as its load needs.
 type Server struct {
 	cfg   Config
+	names subjects.Names
 	nc    *nats.Conn
 	svc   micro.Service
 	slots chan struct{}
@@ -113,7 +114,7 @@ func newServer(nc *nats.Conn, cfg Config, name, description string) (*Server, su
 	if err != nil {
 		return nil, names, err
 	}
-	s := &Server{cfg: cfg, nc: nc, slots: make(chan struct{}, cfg.MaxConcurrent)}
+	s := &Server{cfg: cfg, names: names, nc: nc, slots: make(chan struct{}, cfg.MaxConcurrent)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	svc, err := micro.AddService(nc, micro.Config{
 		Name: name, Version: Version, QueueGroup: name, Description: description,
@@ -230,6 +231,14 @@ func (s *Server) run(t Tool, r micro.Request) {
 	if err := json.Unmarshal(r.Data(), &req); err != nil {
 		respondError(r, "400", "the request is not a tool call: "+err.Error(), "")
 		return
+	}
+	if req.Output != "" {
+		// The caller is a stranger: the server publishes with its own
+		// permissions, so only on the fleet's tool output subjects.
+		if _, err := s.names.ParseToolOutput(req.Output); err != nil {
+			respondError(r, "400", "the request's output subject is not a tool output subject: "+err.Error(), "")
+			return
+		}
 	}
 	timeout := s.cfg.MaxTimeout
 	if d := time.Duration(req.TimeoutMS) * time.Millisecond; d > 0 && d < timeout {

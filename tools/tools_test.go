@@ -216,3 +216,42 @@ func TestServeRefusesBadTools(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelledLookupKeepsDiscovery: a job cancelled while the client asks
+// the tool servers does not leave its empty, cut-short discovery for every
+// later job (which would then see no tool, or a not-idempotent tool as
+// absent).
+func TestCancelledLookupKeepsDiscovery(t *testing.T) {
+	t.Parallel()
+	client, _ := serve(t, tools.Config{}, devtools.Calculator())
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	client.Lookup(cancelled, "calculator")
+	if _, ok := client.Tools(fleettest.Context(t, 10*time.Second))["calculator"]; !ok {
+		t.Error("the calculator is not found after a cancelled lookup")
+	}
+}
+
+// TestOutputOnlyOnToolOutputSubjects: a caller naming any other subject
+// for the output (a job's, say) gets bad arguments, and nothing is
+// published there.
+func TestOutputOnlyOnToolOutputSubjects(t *testing.T) {
+	t.Parallel()
+	client, nc := serve(t, tools.Config{}, streamer(3))
+	victim := subjects.Default().Jobs("acme")
+	sub, err := nc.SubscribeSync(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Call(fleettest.Context(t, 10*time.Second), "lines", tools.Request{ID: "c", Output: victim}, nil)
+	var ce *tools.CallError
+	if !errors.As(err, &ce) || ce.Code != "400" {
+		t.Errorf("output on %s: %v, want code 400", victim, err)
+	}
+	if n, _, _ := sub.Pending(); n != 0 {
+		t.Errorf("%d messages published on %s", n, victim)
+	}
+}

@@ -20,8 +20,10 @@ func Ask(ctx context.Context, nc *nats.Conn, verb micro.Verb, service string, wa
 		return nil
 	}
 	inbox := nc.NewInbox()
-	ch := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanSubscribe(inbox, ch)
+	// A sync subscription queues up to the connection's SubChanLen answers
+	// (65536 by default); a small channel of our own would drop a large
+	// fleet's answers arriving while accept is busy with the first ones.
+	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil
 	}
@@ -33,16 +35,15 @@ func Ask(ctx context.Context, nc *nats.Conn, verb micro.Verb, service string, wa
 	defer cancel()
 	var out []*nats.Msg
 	for {
-		select {
-		case msg := <-ch:
-			if accept != nil && !accept(msg) {
-				continue
-			}
-			out = append(out, msg)
-			if first {
-				return out
-			}
-		case <-ctx.Done():
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return out
+		}
+		if accept != nil && !accept(msg) {
+			continue
+		}
+		out = append(out, msg)
+		if first {
 			return out
 		}
 	}

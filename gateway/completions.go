@@ -41,7 +41,7 @@ func (g *Gateway) handleCompletions(ctx context.Context, rec *recorder, r *http.
 	if req.stream {
 		tok := resumeToken{Tenant: tenant, ID: reply.ID(), IncludeUsage: req.includeUsage, Expires: time.Now().Add(g.cfg.ResumeTokenTTL)}
 		rec.Header().Set(HeaderResumeToken, tok.sign(g.secret))
-		s := &sse{w: rec, rc: http.NewResponseController(rec), id: "chatcmpl-" + reply.ID(), model: req.job.Model,
+		s := &sse{w: rec, rc: http.NewResponseController(rec), stall: g.cfg.WriteStall, id: "chatcmpl-" + reply.ID(), model: req.job.Model,
 			created: time.Now().Unix(), includeUsage: req.includeUsage}
 		g.stream(ctx, rec, s, reply, tenant)
 		return

@@ -54,9 +54,18 @@ type Config struct {
 	// keeps running, waiting for the client to resume it (on any replica)
 	// before it is cancelled. Negative cancels at once. Defaults to 10s.
 	ResumeGrace time.Duration
+	// WriteStall bounds one write of a stream to its client: a client
+	// that stops reading (its connection open, its buffers full) is
+	// treated as gone once a write waits this long, so it holds no
+	// handler and no reply subscription for ever. Defaults to 30s.
+	WriteStall time.Duration
 	// WorkersFresh is how long a check that workers are running is
 	// trusted before the next request checks again. Defaults to 2s.
 	WorkersFresh time.Duration
+	// WorkersWait is how long the check waits for a worker's first answer
+	// before it concludes none runs (a busy worker answers late).
+	// Defaults to 1s.
+	WorkersWait time.Duration
 	// Logger receives the gateway's logs. API keys, prompts and answers
 	// are never logged. Defaults to slog.Default().
 	Logger *slog.Logger
@@ -83,7 +92,9 @@ func (c Config) WithDefaults() Config {
 	defaults.Set(&c.IdleTimeout, 2*time.Minute)
 	defaults.Set(&c.ResumeTokenTTL, 15*time.Minute)
 	defaults.Set(&c.WorkersFresh, 2*time.Second)
+	defaults.Set(&c.WorkersWait, time.Second)
 	defaults.Set(&c.ResumeGrace, 10*time.Second)
+	defaults.Set(&c.WriteStall, 30*time.Second)
 	defaults.Observers(&c.Logger, &c.TracerProvider, &c.MeterProvider)
 	return c
 }

@@ -86,7 +86,7 @@ func TestNoWorkers(t *testing.T) {
 	if _, err := topology.Ensure(fleettest.Context(t, 10*time.Second), jsOf(t, f), f.Topology); err != nil {
 		t.Fatal(err)
 	}
-	b := bundle{f: f}.withGateway(t, nil)
+	b := bundle{f: f}.withGateway(t, func(c *gateway.Config) { c.WorkersWait = 200 * time.Millisecond })
 	client := b.sdk("")
 	_, err := client.Chat.Completions.New(fleettest.Context(t, 10*time.Second), userParams("anyone?"))
 	if e := apiError(t, err); e.StatusCode != 503 || e.Code != "no_workers" || e.Response.Header.Get("Retry-After") == "" {

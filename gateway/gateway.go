@@ -57,7 +57,7 @@ func New(cfg Config, nc *nats.Conn) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{cfg: cfg, nc: nc, pub: pub, secret: cfg.ResumeSecret, served: make(chan struct{}), keys: cfg.Keys,
-		fleet:  &fleet{nc: nc, prefix: cfg.Names.Prefix(), fresh: cfg.WorkersFresh},
+		fleet:  &fleet{nc: nc, prefix: cfg.Names.Prefix(), fresh: cfg.WorkersFresh, wait: cfg.WorkersWait},
 		tracer: cfg.TracerProvider.Tracer("github.com/chatfleet/chatfleet/gateway")}
 	if len(g.secret) == 0 {
 		g.secret = make([]byte, 32)

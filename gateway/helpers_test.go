@@ -41,7 +41,10 @@ func setup(t *testing.T, opts fleettest.Options, change func(*gateway.Config)) *
 // withGateway starts another gateway on b's fleet.
 func (b bundle) withGateway(t *testing.T, change func(*gateway.Config)) *bundle {
 	t.Helper()
-	cfg := gateway.Config{Addr: "127.0.0.1:0", Names: b.f.Topology.WithDefaults().Names, Logger: fleettest.Logger(), ResumeSecret: []byte("test secret")}
+	// A loaded test machine may keep a worker from answering the ping
+	// within the default second: a false "no workers" is not under test.
+	cfg := gateway.Config{Addr: "127.0.0.1:0", Names: b.f.Topology.WithDefaults().Names, Logger: fleettest.Logger(), ResumeSecret: []byte("test secret"),
+		WorkersWait: 10 * time.Second}
 	if change != nil {
 		change(&cfg)
 	}

@@ -28,6 +28,8 @@ const (
 	HeaderTimeoutMS = "X-Chatfleet-Timeout-Ms"
 	// HeaderQueueTimeoutMS shortens the fleet's queue timeout for the job.
 	HeaderQueueTimeoutMS = "X-Chatfleet-Queue-Timeout-Ms"
+	// HeaderPriority is the job's priority: high, normal or low.
+	HeaderPriority = "X-Chatfleet-Priority"
 	// HeaderResumeToken, on a stream's response, is the token that
 	// resumes it without an Authorization header (?token=).
 	HeaderResumeToken = "X-Chatfleet-Resume-Token"
@@ -89,6 +91,13 @@ func applyControls(h http.Header, job *protocol.Job) *httpError {
 			return newError(http.StatusBadRequest, "invalid_request_error", "invalid_request", HeaderRequestID, err.Error())
 		}
 		job.ID = id
+	}
+	if v := h.Get(HeaderPriority); v != "" {
+		p := protocol.Priority(strings.ToLower(strings.TrimSpace(v)))
+		if p.Rank() < 0 {
+			return newError(http.StatusBadRequest, "invalid_request_error", "invalid_request", HeaderPriority, "want high, normal or low, got "+strconv.Quote(v))
+		}
+		job.Priority = p
 	}
 	for _, b := range []struct {
 		header string

@@ -48,7 +48,7 @@ func (g *Gateway) handleResume(ctx context.Context, rec *recorder, r *http.Reque
 	}
 	defer reply.Stop()
 	rec.Header().Set(HeaderRequestID, id)
-	s := &sse{w: rec, rc: http.NewResponseController(rec), id: "chatcmpl-" + id, created: time.Now().Unix(),
+	s := &sse{w: rec, rc: http.NewResponseController(rec), stall: g.cfg.WriteStall, id: "chatcmpl-" + id, created: time.Now().Unix(),
 		includeUsage: includeUsage, after: after}
 	if err := s.start(); err != nil {
 		return

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/chatfleet/chatfleet/protocol"
 )
@@ -48,7 +49,8 @@ func parsePos(s string) (eventPos, bool) {
 type sse struct {
 	w            http.ResponseWriter
 	rc           *http.ResponseController
-	id           string // chatcmpl-<request id>
+	stall        time.Duration // the longest one write may wait for the client
+	id           string        // chatcmpl-<request id>
 	model        string
 	created      int64
 	includeUsage bool
@@ -82,6 +84,10 @@ func (s *sse) start() error {
 // end of the stream (after done, error, cancelled, or a reset the client
 // cannot be shown).
 func (s *sse) event(ev *protocol.Event) (done bool, err error) {
+	if s.stall > 0 {
+		// A client that stopped reading fails this write: it went away.
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.stall))
+	}
 	done, err = s.write(ev)
 	if err != nil {
 		return done, err
@@ -107,6 +113,13 @@ func (s *sse) write(ev *protocol.Event) (done bool, err error) {
 		}
 		s.output = true
 		return false, s.chunks(ev.Seq, s.chunk(d, nil, nil))
+	case protocol.EventTool:
+		// OpenAI's stream has no place for a tool the server runs: a
+		// comment keeps the connection alive, and SDKs skip it.
+		if t := ev.Tool; t != nil && t.Final() {
+			return false, s.comment(fmt.Sprintf("tool %s %s", t.Name, t.State))
+		}
+		return false, nil
 	case protocol.EventProgress:
 		// A comment: the connection is alive, and SDKs skip it.
 		return false, s.comment(fmt.Sprintf("progress %s %s", ev.Stage, ev.Reason))

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/chatfleet/chatfleet/internal/microask"
 	"github.com/chatfleet/chatfleet/worker"
 )
 
@@ -22,6 +23,7 @@ type fleet struct {
 	nc     *nats.Conn
 	prefix string
 	fresh  time.Duration
+	wait   time.Duration // for the first answer of a ping
 
 	mu      sync.Mutex
 	checked time.Time
@@ -29,9 +31,9 @@ type fleet struct {
 }
 
 // workersRunning reports whether a worker of this fleet answered a ping:
-// the first answer ends the wait, which lasts up to a second (a busy
-// worker answers late, and a false "none" would refuse a request it would
-// serve). "Some" is trusted for the fresh interval, "none" for an eighth
+// the first answer ends the wait, which lasts up to wait (a second by
+// default: a busy worker answers late, and a false "none" would refuse a
+// request it would serve). "Some" is trusted for the fresh interval, "none" for an eighth
 // of it, so a fleet that comes back is seen soon.
 func (f *fleet) workersRunning(ctx context.Context) bool {
 	f.mu.Lock()
@@ -43,7 +45,7 @@ func (f *fleet) workersRunning(ctx context.Context) bool {
 	if time.Since(f.checked) < trusted {
 		return f.running
 	}
-	infos := f.ask(ctx, micro.PingVerb, time.Second, true)
+	infos := f.ask(ctx, micro.PingVerb, f.wait, true)
 	f.running, f.checked = len(infos) > 0, time.Now()
 	return f.running
 }
@@ -76,35 +78,14 @@ type serviceInfo struct {
 // ask sends verb to every worker and collects the answers of this
 // fleet's (by prefix) for up to wait; first stops at the first.
 func (f *fleet) ask(ctx context.Context, verb micro.Verb, wait time.Duration, first bool) []serviceInfo {
-	subject, err := micro.ControlSubject(verb, worker.ServiceName, "")
-	if err != nil {
-		return nil
-	}
-	inbox := f.nc.NewInbox()
-	ch := make(chan *nats.Msg, 64)
-	sub, err := f.nc.ChanSubscribe(inbox, ch)
-	if err != nil {
-		return nil
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := f.nc.PublishRequest(subject, inbox, nil); err != nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
 	var out []serviceInfo
-	for {
-		select {
-		case msg := <-ch:
-			var info serviceInfo
-			if json.Unmarshal(msg.Data, &info) == nil && info.Metadata["prefix"] == f.prefix {
-				out = append(out, info)
-				if first {
-					return out
-				}
-			}
-		case <-ctx.Done():
-			return out
+	microask.Ask(ctx, f.nc, verb, worker.ServiceName, wait, first, func(msg *nats.Msg) bool {
+		var info serviceInfo
+		if json.Unmarshal(msg.Data, &info) != nil || info.Metadata["prefix"] != f.prefix {
+			return false
 		}
-	}
+		out = append(out, info)
+		return true
+	})
+	return out
 }

@@ -55,6 +55,13 @@ type Config struct {
 	// BreakerCooldown is how long the breaker stays open before it lets one
 	// trial request through. Defaults to 10s.
 	BreakerCooldown time.Duration
+
+	// OnRateLimited, when set, hears of every attempt the upstream answers
+	// with a rate limit (429, or a rate_limit error before the first
+	// delta), with the Retry-After it gave (0: none), and returns how long
+	// the caller's own rate control holds new calls back (the fleet's
+	// backoff): the retry waits at least that long. Defaults to nil.
+	OnRateLimited func(retryAfter time.Duration) time.Duration
 }
 
 // Defaults of Config.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"time"
+
+	"github.com/chatfleet/chatfleet/protocol"
 )
 
 // retry opens the stream's next connection: after prev (when not nil) it
@@ -11,12 +13,13 @@ import (
 // an attempt opens a stream (nil) or the last error is final.
 func (s *Stream) retry(prev *Error) *Error {
 	c := s.c
+	hold := c.rateLimited(prev)
 	for {
 		if prev != nil {
 			if !prev.Retryable || s.retries >= c.cfg.MaxRetries {
 				return prev
 			}
-			d := max(c.backoff(s.retries), prev.RetryAfter)
+			d := max(c.backoff(s.retries), prev.RetryAfter, hold)
 			if dl, ok := s.ctx.Deadline(); ok && time.Until(dl) < d {
 				return prev // the retry could not finish in time: say why now
 			}
@@ -36,8 +39,17 @@ func (s *Stream) retry(prev *Error) *Error {
 			}
 			return err // fail fast, without waiting
 		}
-		prev = err
+		prev, hold = err, c.rateLimited(err)
 	}
+}
+
+// rateLimited tells OnRateLimited of a rate-limited attempt's error e and
+// returns how long its answer holds calls back (0 for any other error).
+func (c *Client) rateLimited(e *Error) time.Duration {
+	if e == nil || e.Code != protocol.CodeRateLimited || c.cfg.OnRateLimited == nil {
+		return 0
+	}
+	return c.cfg.OnRateLimited(e.RetryAfter)
 }
 
 // backoff returns the wait before retry n (from 0): full jitter over

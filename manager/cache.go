@@ -20,7 +20,15 @@ import (
 // misses here: the leader that answers the request instead overwrites
 // them. Workers of before version 1 ignore "v" and serve the new entries
 // as they are, which is right: they hold nothing but whole answers.
-const cacheVersion = 1
+//
+// Version 2 is an answer that ran fleet tools: it holds their calls and
+// results (Tools), replayed as tool events. Workers that know only
+// version 1 read it as a miss; answers without tools stay version 1, so
+// they serve them.
+const (
+	cacheVersion      = 1
+	cacheVersionTools = 2
+)
 
 // cacheableFinishes are the finish reasons of an answer that may be
 // cached: one that ended as the model meant it to, and that an identical
@@ -34,22 +42,33 @@ var cacheableFinishes = map[string]bool{"stop": true, "tool_calls": true, "lengt
 
 // cachedAnswer is a finished answer in the cache bucket.
 type cachedAnswer struct {
-	Version      int                 `json:"v"`
-	Content      string              `json:"content,omitempty"`
-	ToolCalls    []protocol.ToolCall `json:"tool_calls,omitempty"`
-	Refusal      string              `json:"refusal,omitempty"`
-	Reasoning    string              `json:"reasoning_content,omitempty"`
-	FinishReason string              `json:"finish_reason"`
-	Usage        *protocol.Usage     `json:"usage,omitempty"`
-	Model        string              `json:"model"`
-	Created      time.Time           `json:"created"`
+	Version   int                 `json:"v"`
+	Content   string              `json:"content,omitempty"`
+	ToolCalls []protocol.ToolCall `json:"tool_calls,omitempty"`
+	Refusal   string              `json:"refusal,omitempty"`
+	Reasoning string              `json:"reasoning_content,omitempty"`
+	// Tools are the fleet tool calls the answer ran, each as its final
+	// tool event with the call's arguments (version 2).
+	Tools        []protocol.ToolEvent `json:"tools,omitempty"`
+	FinishReason string               `json:"finish_reason"`
+	Usage        *protocol.Usage      `json:"usage,omitempty"`
+	Model        string               `json:"model"`
+	Created      time.Time            `json:"created"`
 }
 
 // cacheable reports whether an answer may be cached and served: of this
 // format, with a cacheable finish, never an empty one.
 func (a *cachedAnswer) cacheable() bool {
-	return a.Version == cacheVersion && cacheableFinishes[a.FinishReason] &&
+	return a.Version == a.version() && cacheableFinishes[a.FinishReason] &&
 		(a.Content != "" || len(a.ToolCalls) > 0 || a.Refusal != "")
+}
+
+// version is the format a's content needs.
+func (a *cachedAnswer) version() int {
+	if len(a.Tools) > 0 {
+		return cacheVersionTools
+	}
+	return cacheVersion
 }
 
 // readCache returns the cached answer for key, or nil.
@@ -90,7 +109,7 @@ func (h *hub) cacheAnswer(gen int, res *streamed) {
 	if a == nil {
 		return
 	}
-	a.Version, a.FinishReason, a.Usage, a.Model, a.Created = cacheVersion, res.finishReason, res.usage, h.job.Model, time.Now().UTC()
+	a.Version, a.FinishReason, a.Usage, a.Model, a.Created = a.version(), res.finishReason, res.usage, h.job.Model, time.Now().UTC()
 	if !a.cacheable() {
 		return
 	}
@@ -121,8 +140,19 @@ func (h *hub) answer(gen int) *cachedAnswer {
 	h.mu.Unlock()
 	var content, refusal, reasoning strings.Builder
 	a := &cachedAnswer{}
+	args := map[string]string{} // by call ID: the arguments of a started call
 	for i := range entries {
 		e := &entries[i]
+		if e.kind == entryTool {
+			switch t := e.tool; {
+			case t.State == protocol.ToolStarted:
+				args[t.CallID] = t.Arguments
+			case t.Final():
+				final := *t
+				final.Arguments = args[t.CallID]
+				a.Tools = append(a.Tools, final)
+			}
+		}
 		if e.kind != entryChunk {
 			continue
 		}

@@ -42,6 +42,15 @@ type Config struct {
 	MaxParkedJobs int
 	// MaxConcurrentLLMStreams caps concurrent upstream streams. Defaults to 16.
 	MaxConcurrentLLMStreams int
+	// Upstreams are more upstreams, by model, besides the default one New
+	// takes: a job for a model they list goes to the least loaded of them
+	// that is healthy. Defaults to none.
+	Upstreams []Upstream
+	// FleetLimits are the default upstream's fleet-wide limits (streams at
+	// once, requests and tokens per minute) while the upstreams bucket
+	// holds none for it; the bucket's entry, once set, wins on every
+	// worker. Defaults to none.
+	FleetLimits protocol.UpstreamLimits
 	// MaxConcurrentFollowers caps requests that follow a generation or are
 	// served from the cache. Defaults to 1024.
 	MaxConcurrentFollowers int
@@ -74,6 +83,24 @@ type Config struct {
 	// after that the requests end with the upstream's error. Negative
 	// disables retrying. Defaults to 1.
 	MidStreamRetries int
+	// ToolTimeout bounds one fleet tool call; past it the model reads that
+	// the tool timed out. Defaults to 30s.
+	ToolTimeout time.Duration
+	// MaxToolRounds bounds the model's turns that call fleet tools in one
+	// generation; past it the generation ends with tool_rounds_exceeded.
+	// Defaults to 8.
+	MaxToolRounds int
+	// MaxToolOutputBytes bounds one tool call's output: what the model
+	// reads and what listeners see; more is cut. It is also held under the
+	// chunk cap, so a call's whole output fits one event. Defaults to 32 KiB.
+	MaxToolOutputBytes int
+	// Prepare says whether a leader calls the tenant's preparation
+	// service before generating, and what a failure does: PrepareOff,
+	// PrepareRequired (the job fails with prepare_failed) or
+	// PrepareOptional (the job goes on unprepared). Defaults to PrepareOff.
+	Prepare PrepareMode
+	// PrepareTimeout bounds the preparation call. Defaults to 10s.
+	PrepareTimeout time.Duration
 	// JanitorInterval is how often the janitor sweeps for requests past
 	// their deadline and stale entries. Defaults to 1s.
 	JanitorInterval time.Duration
@@ -114,6 +141,11 @@ func (c Config) WithDefaults() Config {
 	defaults.Set(&c.ProgressInterval, 5*time.Second)
 	defaults.Set(&c.ProcessingTimeout, 10*time.Minute)
 	defaults.Set(&c.MidStreamRetries, 1)
+	defaults.Set(&c.ToolTimeout, 30*time.Second)
+	defaults.Set(&c.MaxToolRounds, 8)
+	defaults.Set(&c.MaxToolOutputBytes, 32<<10)
+	defaults.Set(&c.Prepare, PrepareOff)
+	defaults.Set(&c.PrepareTimeout, 10*time.Second)
 	defaults.Set(&c.JanitorInterval, time.Second)
 	defaults.Set(&c.MaintenanceInterval, time.Second)
 	defaults.Set(&c.JoinTimeout, 2*time.Second)
@@ -128,6 +160,11 @@ func (c Config) validate() error {
 	if err := subjects.ValidName("worker", c.WorkerID); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	switch c.Prepare {
+	case PrepareOff, PrepareRequired, PrepareOptional:
+	default:
+		return fmt.Errorf("%w: Prepare must be off, required or optional, got %q", ErrInvalidConfig, c.Prepare)
+	}
 	for name, v := range map[string]int{
 		"MaxConcurrentRequests":   c.MaxConcurrentRequests,
 		"MaxConcurrentLLMStreams": c.MaxConcurrentLLMStreams,
@@ -140,6 +177,16 @@ func (c Config) validate() error {
 	}
 	if c.ProgressInterval <= 0 {
 		return fmt.Errorf("%w: ProgressInterval must be positive, got %s", ErrInvalidConfig, c.ProgressInterval)
+	}
+	seen := map[string]bool{protocol.DefaultUpstream: true}
+	for _, u := range c.Upstreams {
+		if err := subjects.ValidName("upstream", u.Name); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		if seen[u.Name] || u.Client == nil || len(u.Models) == 0 {
+			return fmt.Errorf("%w: upstream %s: a name of its own (not %s), a client and models are required", ErrInvalidConfig, u.Name, protocol.DefaultUpstream)
+		}
+		seen[u.Name] = true
 	}
 	if c.MaintenanceInterval < 0 {
 		return fmt.Errorf("%w: MaintenanceInterval must not be negative, got %s", ErrInvalidConfig, c.MaintenanceInterval)

@@ -49,9 +49,16 @@
 //   - share: one unit of a fleet-wide limit, a key of the in-flight bucket
 //     created with compare-and-swap and kept alive like a lease
 //     (shares.go); a leader holds one of its tenant's while it calls the
-//     upstream, when the tenant has a max_inflight.
-//   - parked: a job waiting for its tenant (paused, or at a limit) holds a
-//     parked slot instead of its request slot.
+//     upstream, when the tenant has a max_inflight, and one of the
+//     upstream's, when it has a max_streams.
+//   - upstream limits: an upstream's fleet-wide limits (max_streams,
+//     requests and tokens per minute) and its backoff after a 429, in the
+//     upstreams bucket, mirrored on every worker (upstreams.go) and
+//     applied after the tenant's (fleetcap.go); route: one upstream a
+//     leader may pick for a model (routes.go).
+//   - parked: a job waiting for its tenant (paused, or at a limit) or for
+//     the fleet's capacity holds a parked slot instead of its request
+//     slot.
 //   - superseded: another delivery of the same job now writes the reply;
 //     unwanted: a hub no request, here or elsewhere, reads any more; given
 //     up: a job the consumer delivered MaxDeliver times, dead-lettered.

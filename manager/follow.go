@@ -132,6 +132,10 @@ func (h *hub) readGeneration(ctx context.Context, holder leaseValue, gen int, ga
 		}
 		want++
 		switch ev.Type {
+		case protocol.EventTool:
+			if ev.Tool != nil {
+				h.appendEntry(gen, entryFromEvent(&ev))
+			}
 		case protocol.EventChunk, protocol.EventReset, protocol.EventProgress, protocol.EventDone, protocol.EventError, protocol.EventCancelled:
 			h.appendEntry(gen, entryFromEvent(&ev))
 		}

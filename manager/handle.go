@@ -125,7 +125,7 @@ func (r *request) afterPanic(p any) {
 // derived, dead-lettered and terminated: it is never redelivered.
 func (r *request) decode() bool {
 	names := r.m.cfg.Names
-	tenant, err := names.ParseJobs(r.msg.Subject())
+	tenant, priority, err := names.ParseQueue(r.msg.Subject())
 	if err != nil {
 		r.reject("", "", protocol.Invalid("", "published to an invalid jobs subject"))
 		return false
@@ -144,6 +144,17 @@ func (r *request) decode() bool {
 			"this error is on tenant %q's reply subject %s", job.Tenant, r.msg.Subject(), tenant, tenant, names.Reply(tenant, job.ID)))
 		return false
 	}
+	// The queue decides the priority: the publisher sends it as the
+	// subject, not in the body, so a worker of a version before
+	// priorities never sees one to forward upstream (see the README's
+	// Upgrades). A body that says otherwise was not sent by it.
+	if job.Priority != "" && job.Priority.Rank() != protocol.Priority(priority).Rank() {
+		r.reject(tenant, job.ID, protocol.Invalid("priority", "the job says priority %q but was published to %s, "+
+			"the %s queue; publish a job's priority as its subject (%s)", job.Priority, r.msg.Subject(), priority,
+			names.PriorityJobs(tenant, string(job.Priority))))
+		return false
+	}
+	job.Priority = protocol.Priority(priority)
 	r.job = job
 	r.reqKey = names.RequestKey(job.Tenant, job.ID)
 	r.subject = names.ReplyWrite(job.Tenant, job.ID)

@@ -39,6 +39,9 @@ type hub struct {
 	creatorPermit *Permit
 	useCache      bool
 	traceCtx      context.Context // the creator's job span: parent of the upstream span
+	// prepared is the job as the preparation service made it, for the
+	// generation led now (prepare.go); run's goroutine alone uses it.
+	prepared *protocol.Job
 
 	ctx    context.Context // cancelled when no request is interested, or on shutdown
 	cancel context.CancelCauseFunc
@@ -189,7 +192,7 @@ func (h *hub) appendLocked(gen int, e entry) (subject string, mirror protocol.Ev
 	}
 	h.log.append(e)
 	switch e.kind {
-	case entryChunk:
+	case entryChunk, entryTool:
 		h.chunks++
 	case entryReset:
 		h.chunks = 0

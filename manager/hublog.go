@@ -14,6 +14,7 @@ const (
 	entryReset                         // discard the output so far: a new generation (or a restart) follows
 	entryEnd                           // the hub's answer is over
 	entryProgress                      // what the hub waits for: a stage change, no output
+	entryTool                          // a step of a fleet tool call the leader runs (toolloop.go)
 )
 
 // entry is one step of a hub's answer, as every subscriber sees it.
@@ -26,6 +27,7 @@ type entry struct {
 	end       *ending
 	stage     string // of a progress entry: protocol.StageWaiting, …
 	reason    string // of a waiting stage: protocol.ReasonLLMSlot, …
+	tool      *protocol.ToolEvent
 }
 
 // ending is how a hub's answer ended.
@@ -91,6 +93,8 @@ func (e *entry) event(genID string, seq uint64) protocol.Event {
 		ev.Type = protocol.EventReset
 	case entryProgress:
 		ev.Type, ev.Stage, ev.Reason = protocol.EventProgress, e.stage, e.reason
+	case entryTool:
+		ev.Type, ev.Tool = protocol.EventTool, e.tool
 	case entryEnd:
 		ev.Type, ev.FinishReason, ev.Usage, ev.Cached, ev.Error = e.end.typ, e.end.finishReason, e.end.usage, e.end.cached, e.end.err
 		ev.Timings = e.end.timings()
@@ -107,6 +111,8 @@ func entryFromEvent(ev *protocol.Event) entry {
 		return entry{kind: entryReset}
 	case protocol.EventProgress:
 		return entry{kind: entryProgress, stage: ev.Stage, reason: ev.Reason}
+	case protocol.EventTool:
+		return entry{kind: entryTool, tool: ev.Tool}
 	default:
 		end := &ending{typ: ev.Type, finishReason: ev.FinishReason, usage: ev.Usage, cached: ev.Cached, err: ev.Error}
 		if t := ev.Timings; t != nil {

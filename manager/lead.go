@@ -39,7 +39,14 @@ func (h *hub) lead(l *lease, genID string) routeResult {
 	ctx, cancelTimeout := context.WithTimeoutCause(ctx, h.m.cfg.ProcessingTimeout, errTimeout)
 	defer cancelTimeout()
 
-	res, err := h.generateWithRestarts(ctx, gen)
+	var res *streamed
+	err := h.checkRestartable()
+	if err == nil {
+		err = h.prepare(ctx, gen)
+	}
+	if err == nil {
+		res, err = h.generateWithRestarts(ctx, gen)
+	}
 	if err == nil && l != nil && l.isLost() {
 		err = errLeaseLost // fenced just as the stream ended: not ours to publish
 	}
@@ -65,17 +72,21 @@ func (h *hub) lead(l *lease, genID string) routeResult {
 // reset when the upstream stream breaks after partial output (up to
 // MidStreamRetries times, and only for failures another call may not meet).
 func (h *hub) generateWithRestarts(ctx context.Context, gen int) (*streamed, error) {
-	res, err := h.generate(ctx, gen)
+	res, err := h.generateRounds(ctx, gen)
 	for retry := 0; err != nil && retry < h.m.cfg.MidStreamRetries && ctx.Err() == nil; retry++ {
 		var broke *midStreamError
 		if !errors.As(err, &broke) || !restartable(broke.err) {
+			break
+		}
+		if h.calledNotIdempotent() {
+			err = errNotIdempotent
 			break
 		}
 		// Everyone discards the partial output (reset), and the answer
 		// starts again.
 		h.m.cfg.Logger.Warn("upstream stream broke mid-answer; starting it again", "key", h.dedupeKey, "err", broke.err)
 		h.appendEntry(gen, entry{kind: entryReset})
-		res, err = h.generate(ctx, gen)
+		res, err = h.generateRounds(ctx, gen)
 	}
 	var broke *midStreamError
 	if errors.As(err, &broke) {
@@ -93,6 +104,7 @@ func (h *hub) succeeded(gen int, res *streamed) {
 		h.m.metrics.tokens.Add(h.traceCtx, int64(u.CompletionTokens), completionTokens)
 	}
 	h.m.usedTokens(h.traceCtx, h.job.Tenant, res.usage) // before the end: the next generation's check sees it
+	h.m.chargeUpstream(res.upstream, res.charge)
 	if h.useCache {
 		h.cacheAnswer(gen, res)
 	}
@@ -139,6 +151,21 @@ func errorFor(err error, cause error) *protocol.Error {
 	var tooLarge *answerTooLargeError
 	if errors.As(err, &tooLarge) {
 		return &protocol.Error{Code: protocol.CodeAnswerTooLarge, Message: tooLarge.Error()}
+	}
+	var rounds *toolRoundsError
+	if errors.As(err, &rounds) {
+		return &protocol.Error{Code: protocol.CodeToolRounds, Message: rounds.Error()}
+	}
+	var unknown *unknownToolError
+	if errors.As(err, &unknown) {
+		return &protocol.Error{Code: protocol.CodeUnknownTool, Field: "fleet_tools", Message: unknown.Error()}
+	}
+	if errors.Is(err, errNotIdempotent) {
+		return &protocol.Error{Code: protocol.CodeToolNotIdempotent, Message: err.Error()}
+	}
+	var prep *prepareError
+	if errors.As(err, &prep) {
+		return &protocol.Error{Code: protocol.CodePrepareFailed, Message: prep.Error()}
 	}
 	if errors.Is(err, errToolCallHeader) {
 		return &protocol.Error{Code: protocol.CodeUpstreamError, Message: "the upstream sent a malformed stream: " + err.Error()}

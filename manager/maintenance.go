@@ -40,6 +40,9 @@ type maintainer struct {
 	queue     *queueTimeouts
 	exhausted map[uint64]bool // jobs the last scan found given up by the consumer (maxdeliver.go)
 
+	waiting      atomic.Int64 // jobs no worker has pulled, at the last scan
+	waitingKnown atomic.Bool  // a scan counted them
+
 	mu      sync.Mutex
 	leading bool
 	changed chan struct{} // closed and replaced whenever leading changes
@@ -201,17 +204,39 @@ func (mt *maintainer) resign(l *lease) {
 	mt.setLeading(false)
 }
 
-// maintain runs every task once, from one reading of the consumer's state.
+// maintain runs every task once, from one reading of the queues' state.
 func (mt *maintainer) maintain(ctx context.Context) {
-	info, err := mt.m.topo.Consumer.Info(ctx)
+	qs, err := mt.m.readQueues(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			mt.m.cfg.Logger.Warn("maintenance: cannot read the jobs consumer", "err", err)
+			mt.m.cfg.Logger.Warn("maintenance: cannot read the queue consumers", "err", err)
 		}
 		return
 	}
+	mt.noteWaiting(qs)
 	mt.hook().scanned()
-	mt.exhausted = mt.m.sweepExhausted(ctx, info, mt.exhausted)
-	mt.queue.sweep(ctx, info, mt.hook())
-	mt.m.enforceMaxQueued(ctx, info)
+	mt.exhausted = mt.m.sweepExhausted(ctx, qs, mt.exhausted)
+	mt.queue.sweep(ctx, qs, mt.hook())
+	mt.m.enforceMaxQueued(ctx, qs)
+}
+
+// noteWaiting keeps the number of jobs no worker has pulled, for the
+// chatfleet.queue.waiting gauge: the jobs in the stream but those the
+// queues' consumers hold for a worker.
+func (mt *maintainer) noteWaiting(qs queueState) {
+	held := uint64(0)
+	for _, c := range qs.byName {
+		held += uint64(c.NumAckPending)
+	}
+	mt.waiting.Store(int64(qs.msgs - min(held, qs.msgs)))
+	mt.waitingKnown.Store(true)
+}
+
+// queueWaiting is the last scan's count of waiting jobs, while this worker
+// maintains the fleet.
+func (mt *maintainer) queueWaiting() (int64, bool) {
+	if leading, _ := mt.state(); !leading || !mt.waitingKnown.Load() {
+		return 0, false
+	}
+	return mt.waiting.Load(), true
 }

@@ -44,42 +44,41 @@ func queueTimeout(fleet time.Duration, jobMS int64) time.Duration {
 // queue timeout. It keeps the deadline of every queued job it has read,
 // so each job's body is read once per maintainer term, not once per scan.
 type queueTimeouts struct {
-	m         *Manager
-	next      uint64               // the first stream sequence not read yet
-	delivered uint64               // the consumer's delivered stream sequence at the last scan
-	due       map[uint64]time.Time // deadlines of jobs read and not delivered, by stream sequence
+	m    *Manager
+	next uint64              // the first stream sequence not read yet
+	due  map[uint64]queueDue // jobs read and not delivered, by stream sequence
+}
+
+// queueDue is a queued job's deadline and the subject (queue) it waits on.
+type queueDue struct {
+	deadline time.Time
+	subject  string
 }
 
 func newQueueTimeouts(m *Manager) *queueTimeouts {
-	return &queueTimeouts{m: m, due: map[uint64]time.Time{}}
+	return &queueTimeouts{m: m, due: map[uint64]queueDue{}}
 }
 
 // sweep reads the jobs queued since the last sweep and ends those past
-// their deadline. A job counts as queued until its first delivery: every
-// job above the consumer's delivered sequence (one consumer, delivering in
-// stream order). A job handed back after a delivery is not queued: its
-// reply has begun, and its worker's processing timeout applies.
-func (q *queueTimeouts) sweep(ctx context.Context, info *jetstream.ConsumerInfo, h *maintenanceHooks) {
-	delivered := info.Delivered.Stream
-	if delivered < q.delivered { // the consumer was created again: start over
-		q.next, q.due = 0, map[uint64]time.Time{}
-	}
-	q.delivered = delivered
-	for seq := range q.due {
-		if seq <= delivered {
+// their deadline. A job counts as queued until its first delivery: until
+// its queue's consumer delivered it (queueState.pulled). A job handed
+// back after a delivery is not queued: its reply has begun, and its
+// worker's processing timeout applies.
+func (q *queueTimeouts) sweep(ctx context.Context, qs queueState, h *maintenanceHooks) {
+	for seq, d := range q.due {
+		if qs.pulled(d.subject, seq) {
 			delete(q.due, seq) // pulled since: its worker checks it
 		}
 	}
-	q.next = max(q.next, delivered+1)
-	if err := q.read(ctx); err != nil {
+	if err := q.read(ctx, qs); err != nil {
 		if ctx.Err() == nil {
 			q.m.cfg.Logger.Warn("maintenance: cannot read queued jobs", "err", err)
 		}
 	}
 	now := h.now()
 	var overdue []uint64
-	for seq, deadline := range q.due {
-		if !now.Before(deadline) {
+	for seq, d := range q.due {
+		if !now.Before(d.deadline) {
 			overdue = append(overdue, seq)
 		}
 	}
@@ -94,24 +93,35 @@ func (q *queueTimeouts) sweep(ctx context.Context, info *jetstream.ConsumerInfo,
 	}
 }
 
-// read notes the deadline of every job from q.next on.
-func (q *queueTimeouts) read(ctx context.Context) error {
+// read notes the deadline of every job from q.next on that is still
+// queued.
+func (q *queueTimeouts) read(ctx context.Context, qs queueState) error {
 	fleet := q.m.topo.Config.QueueTimeout
 	for {
-		msg, err := q.m.topo.Jobs.GetMsg(ctx, q.next, jetstream.WithGetMsgSubject(q.m.cfg.Names.AllJobs()))
+		msg, err := q.m.topo.Jobs.GetMsg(ctx, q.next, jetstream.WithGetMsgSubject(">"))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
+		if msg.Sequence > qs.lastSeq {
+			return nil // stored after qs was read: the next scan knows whether it was pulled
+		}
 		q.next = msg.Sequence + 1
+		if _, ok := q.m.topo.QueueOf(msg.Subject); !ok {
+			q.m.dropStray(ctx, msg)
+			continue
+		}
+		if qs.pulled(msg.Subject, msg.Sequence) {
+			continue
+		}
 		var own struct {
 			QueueTimeoutMS int64 `json:"queue_timeout_ms"`
 		}
 		_ = json.Unmarshal(msg.Data, &own) // a job that does not decode has the fleet's timeout
 		if limit := queueTimeout(fleet, own.QueueTimeoutMS); limit > 0 {
-			q.due[msg.Sequence] = msg.Time.Add(limit)
+			q.due[msg.Sequence] = queueDue{deadline: msg.Time.Add(limit), subject: msg.Subject}
 		}
 	}
 }
@@ -135,15 +145,7 @@ func (q *queueTimeouts) expire(ctx context.Context, seq uint64, h *maintenanceHo
 	limit := queueTimeout(m.topo.Config.QueueTimeout, job.QueueTimeoutMS)
 	ev := protocol.Event{Type: protocol.EventError, Error: &protocol.Error{Code: protocol.CodeQueueTimeout,
 		Message: fmt.Sprintf("the job was still queued after %s, its queue timeout, with every worker busy; it was removed from the queue", limit)}}
-	key := m.cfg.Names.RequestKey(job.Tenant, job.ID)
-	if m.cancels.has(key) {
-		ev = protocol.Event{Type: protocol.EventCancelled}
-	}
-	count := m.countQueueEnding(ev, 1) // before the producer can hear of it
 	stored, ended, err := m.endQueued(ctx, msg, job, ev)
-	if !stored {
-		m.countQueueEnding(ev, -1)
-	}
 	switch {
 	case err != nil:
 		m.cfg.Logger.Warn("maintenance: cannot end a job queued past its timeout", "tenant", job.Tenant, "request", job.ID, "err", err)
@@ -155,8 +157,6 @@ func (q *queueTimeouts) expire(ctx context.Context, seq uint64, h *maintenanceHo
 		return true
 	case stored:
 		h.ended(seq)
-		m.metrics.jobs.Add(ctx, 1, count)
-		m.countTenantEnding(ctx, job.Tenant, ev)
 		m.cfg.Logger.Info("job queued past its queue timeout ended and removed from the queue", "tenant", job.Tenant,
 			"request", job.ID, "seq", seq, "waited", time.Since(msg.Time).Round(time.Millisecond), "limit", limit)
 	}
@@ -180,12 +180,32 @@ func (m *Manager) countQueueEnding(ev protocol.Event, n int64) metric.Measuremen
 	return jobSet(string(ev.Type), "none", string(ev.Error.Code))
 }
 
-// endQueued stores ev as the first event of the reply of job (msg in the
-// jobs stream), only if the reply is still empty (the single-writer rule,
-// as reject does). When it is not empty, ended reports whether the reply
-// has ended anyway; a reply an earlier job with the same ID ended gets the
-// job's duplicate_id error instead (endDuplicate), and counts as ended.
+// endQueued ends job (msg in the jobs stream), still queued, with ev — or
+// as cancelled when its producer cancelled it — and counts the ending it
+// stored. The counters move before the store, so a producer hearing of the
+// ending finds it counted, and back when the store did not happen.
 func (m *Manager) endQueued(ctx context.Context, msg *jetstream.RawStreamMsg, job *protocol.Job, ev protocol.Event) (stored, ended bool, err error) {
+	if m.cancels.has(m.cfg.Names.RequestKey(job.Tenant, job.ID)) {
+		ev = protocol.Event{Type: protocol.EventCancelled}
+	}
+	count := m.countQueueEnding(ev, 1)
+	stored, ended, err = m.storeQueuedEnding(ctx, msg, job, ev)
+	if !stored {
+		m.countQueueEnding(ev, -1)
+		return stored, ended, err
+	}
+	m.metrics.jobs.Add(ctx, 1, count)
+	m.countTenantEnding(ctx, job.Tenant, ev)
+	return stored, ended, err
+}
+
+// storeQueuedEnding stores ev as the first event of the reply of job (msg
+// in the jobs stream), only if the reply is still empty (the single-writer
+// rule, as reject does). When it is not empty, ended reports whether the
+// reply has ended anyway; a reply an earlier job with the same ID ended
+// gets the job's duplicate_id error instead (endDuplicate), and counts as
+// ended.
+func (m *Manager) storeQueuedEnding(ctx context.Context, msg *jetstream.RawStreamMsg, job *protocol.Job, ev protocol.Event) (stored, ended bool, err error) {
 	ev.V, ev.ID, ev.Seq = protocol.Version, job.ID, 1
 	b, err := ev.Marshal()
 	if err != nil {
@@ -219,7 +239,7 @@ func queuedDeadLetter(msg *jetstream.RawStreamMsg, job *protocol.Job) deadLetter
 // writes, so nothing else does (an ID header naming another request's
 // reply, say).
 func (m *Manager) queuedJob(msg *jetstream.RawStreamMsg) *protocol.Job {
-	tenant, err := m.cfg.Names.ParseJobs(msg.Subject)
+	tenant, _, err := m.cfg.Names.ParseQueue(msg.Subject)
 	if err != nil {
 		return nil
 	}
@@ -228,4 +248,19 @@ func (m *Manager) queuedJob(msg *jetstream.RawStreamMsg) *protocol.Job {
 		return nil
 	}
 	return job
+}
+
+// dropStray dead-letters and deletes a job stored on a subject no queue
+// serves (chat.jobs.a.b, chat.pjobs.a.urgent: the stream takes them, no
+// consumer delivers them), which would otherwise wait forever. No reply
+// subject can be derived for it.
+func (m *Manager) dropStray(ctx context.Context, msg *jetstream.RawStreamMsg) {
+	perr := protocol.Invalid("", "published to %s, which no queue serves: want %s or %s", msg.Subject,
+		m.cfg.Names.Jobs("<tenant>"), m.cfg.Names.PriorityJobs("<tenant>", "high|low"))
+	m.cfg.Logger.Warn("maintenance: a job on a subject no queue serves; dead-lettered", "subject", msg.Subject, "seq", msg.Sequence)
+	m.deadLetter(deadLetter{data: msg.Data, header: msg.Header, subject: msg.Subject, id: guessID(msg.Header, msg.Data),
+		streamSeq: msg.Sequence, err: perr})
+	if err := m.topo.Jobs.DeleteMsg(ctx, msg.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		m.cfg.Logger.Warn("maintenance: cannot delete a stray job", "seq", msg.Sequence, "err", err)
+	}
 }

@@ -39,7 +39,8 @@ func stallsByPrompt(stalls map[string]chan struct{}) []llmtest.Option {
 	})}
 }
 
-// jobs gives a test the fleet's streams and consumer.
+// jobs creates the fleet's streams and buckets, as `chatfleet init` does,
+// and gives a test them.
 func jobs(t *testing.T, f *fleettest.Fleet) *topology.Topology {
 	t.Helper()
 	_, js := natstest.JetStream(t, f.NATS.ClientURL())
@@ -53,7 +54,7 @@ func jobs(t *testing.T, f *fleettest.Fleet) *topology.Topology {
 // lastJobSeq is the stream sequence of the job submitted last.
 func lastJobSeq(t *testing.T, top *topology.Topology) uint64 {
 	t.Helper()
-	m, err := top.Jobs.GetLastMsgForSubject(ctxFor(t, 10*time.Second), top.Config.Names.AllJobs())
+	m, err := top.Jobs.GetLastMsgForSubject(ctxFor(t, 10*time.Second), ">") // every queue
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,11 @@ func TestQueueTimeoutWhileQueued(t *testing.T) {
 	if err := f.LLM.WaitCalls(ctx, 2); err != nil { // each leads its own generation, one per worker
 		t.Fatal(err)
 	}
-	queued := submit(t, ctx, f.Pub, userJob("nobody is free"))
+	// A high-priority job: its queue has no consumer yet (no worker was
+	// free to pull from it), and it is still found queued.
+	urgent := userJob("nobody is free")
+	urgent.Priority = protocol.PriorityHigh
+	queued := submit(t, ctx, f.Pub, urgent)
 	seq := lastJobSeq(t, top)
 
 	r := queued.wait(t)
@@ -265,7 +270,7 @@ func TestQueueTimeoutRaceWorkerFirst(t *testing.T) {
 func TestQueueTimeoutRaceMaintainerFirst(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t, time.Minute)
-	_, w, top, queued, seq, stalls, late := raceSetup(t, ctx)
+	f, w, top, queued, seq, stalls, late := raceSetup(t, ctx)
 	defer close(stalls["second"])
 	ended, resume := make(chan uint64, 1), make(chan struct{})
 	var once sync.Once
@@ -292,7 +297,7 @@ func TestQueueTimeoutRaceMaintainerFirst(t *testing.T) {
 	defer cancel()
 	eventually(t, settled, "the worker settles the job it cannot answer", func() bool {
 		info, err := top.Jobs.Info(settled)
-		ci, cerr := top.Consumer.Info(settled)
+		ci, cerr := f.ConsumerInfo(settled)
 		return err == nil && cerr == nil && info.State.Msgs == 0 && ci.NumAckPending == 0
 	})
 	resumeOnce()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,14 +23,14 @@ import (
 // deletes them from the stream. Jobs already pulled are never ended for
 // it. Until the next scan (MaintenanceInterval) a tenant may be over.
 
-// enforceMaxQueued ends the jobs over their tenants' max_queued; info is
-// the consumer's state of this scan.
-func (m *Manager) enforceMaxQueued(ctx context.Context, info *jetstream.ConsumerInfo) {
+// enforceMaxQueued ends the jobs over their tenants' max_queued, counted
+// over all their priorities; qs is the queues' state of this scan.
+func (m *Manager) enforceMaxQueued(ctx context.Context, qs queueState) {
 	caps := m.tenants.maxQueued()
 	if len(caps) == 0 {
 		return
 	}
-	st, err := m.topo.Jobs.Info(ctx, jetstream.WithSubjectFilter(m.cfg.Names.AllJobs()))
+	st, err := m.topo.Jobs.Info(ctx, jetstream.WithSubjectFilter(">"))
 	if err != nil {
 		if ctx.Err() == nil {
 			m.cfg.Logger.Warn("maintenance: cannot count the jobs per tenant", "err", err)
@@ -37,11 +38,14 @@ func (m *Manager) enforceMaxQueued(ctx context.Context, info *jetstream.Consumer
 		return
 	}
 	for tenant, limit := range caps {
-		n := int64(st.State.Subjects[m.cfg.Names.Jobs(tenant)])
+		var n int64
+		for _, subject := range m.queueSubjects(tenant) {
+			n += int64(st.State.Subjects[subject])
+		}
 		if n <= limit {
 			continue
 		}
-		queued, err := m.queuedOf(ctx, tenant, info.Delivered.Stream+1)
+		queued, err := m.queuedOf(ctx, tenant, qs)
 		if err != nil {
 			if ctx.Err() == nil {
 				m.cfg.Logger.Warn("maintenance: cannot read a tenant's queued jobs", "tenant", tenant, "err", err)
@@ -58,21 +62,35 @@ func (m *Manager) enforceMaxQueued(ctx context.Context, info *jetstream.Consumer
 	}
 }
 
-// queuedOf returns the stream sequences of tenant's jobs from seq on (the
-// first one no worker has pulled), oldest first.
-func (m *Manager) queuedOf(ctx context.Context, tenant string, seq uint64) ([]uint64, error) {
+// queueSubjects are the subjects of tenant's queues, one per priority.
+func (m *Manager) queueSubjects(tenant string) []string {
+	n := m.cfg.Names
+	return []string{n.PriorityJobs(tenant, string(protocol.PriorityHigh)), n.Jobs(tenant), n.PriorityJobs(tenant, string(protocol.PriorityLow))}
+}
+
+// queuedOf returns the stream sequences of tenant's jobs no worker has
+// pulled, of every priority, oldest first.
+func (m *Manager) queuedOf(ctx context.Context, tenant string, qs queueState) ([]uint64, error) {
 	var out []uint64
-	for {
-		msg, err := m.topo.Jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(m.cfg.Names.Jobs(tenant)))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return out, nil
+	for _, subject := range m.queueSubjects(tenant) {
+		seq := uint64(1)
+		if info := qs.consumerOf(subject); info != nil {
+			seq = info.Delivered.Stream + 1
 		}
-		if err != nil {
-			return nil, err
+		for {
+			msg, err := m.topo.Jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, msg.Sequence)
+			seq = msg.Sequence + 1
 		}
-		out = append(out, msg.Sequence)
-		seq = msg.Sequence + 1
 	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // endOverQueued ends the queued job at seq, one of n of its tenant's jobs
@@ -89,14 +107,7 @@ func (m *Manager) endOverQueued(ctx context.Context, seq uint64, n, limit int64)
 	}
 	ev := protocol.Event{Type: protocol.EventError, Error: &protocol.Error{Code: protocol.CodeQuotaExceeded, Limit: protocol.LimitMaxQueued,
 		Message: fmt.Sprintf("tenant %s had %d jobs queued, over its max_queued of %d; the newest were removed from the queue", job.Tenant, n, limit)}}
-	if m.cancels.has(m.cfg.Names.RequestKey(job.Tenant, job.ID)) {
-		ev = protocol.Event{Type: protocol.EventCancelled}
-	}
-	count := m.countQueueEnding(ev, 1) // before the producer can hear of it
 	stored, ended, err := m.endQueued(ctx, msg, job, ev)
-	if !stored {
-		m.countQueueEnding(ev, -1)
-	}
 	switch {
 	case err != nil:
 		m.cfg.Logger.Warn("maintenance: cannot end a job over its tenant's max_queued", "tenant", job.Tenant, "request", job.ID, "err", err)
@@ -104,8 +115,6 @@ func (m *Manager) endOverQueued(ctx context.Context, seq uint64, n, limit int64)
 	case !ended:
 		return // a worker pulled it and began its reply: it is the worker's
 	case stored:
-		m.metrics.jobs.Add(ctx, 1, count)
-		m.countTenantEnding(ctx, job.Tenant, ev)
 		m.cfg.Logger.Info("job over its tenant's max_queued ended and removed from the queue", "tenant", job.Tenant,
 			"request", job.ID, "seq", seq, "queued", n, "max_queued", limit)
 	}

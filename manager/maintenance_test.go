@@ -2,13 +2,16 @@ package manager_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
+	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/topology"
+	"github.com/chatfleet/chatfleet/worker"
 )
 
 // TestMaintenanceFailover: one worker maintains the fleet; when it stops,
@@ -49,5 +52,40 @@ func TestMaintenanceFailover(t *testing.T) {
 	}
 	if st := w2.Manager().Stats(); st.QueueTimeouts != 1 {
 		t.Errorf("queue timeouts on w2 = %d, want 1", st.QueueTimeouts)
+	}
+}
+
+// TestStrayJobsDeadLettered: jobs the stream stores on subjects no queue
+// serves (a token too many, a priority that is none) are delivered by no
+// consumer; the maintainer dead-letters them and removes them from the
+// queue, and a valid job beside them is answered.
+func TestStrayJobsDeadLettered(t *testing.T) {
+	t.Parallel()
+	f := fleettest.New(t, fleettest.Options{})
+	f.StartWorker(func(c *worker.Config) { c.Manager.MaintenanceInterval = 50 * time.Millisecond })
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	ctx := ctxFor(t, 30*time.Second)
+	for _, subject := range []string{"chat.jobs.acme.extra", "chat.pjobs.acme.urgent"} {
+		if _, err := js.Publish(ctx, subject, []byte(`{"id":"stray","messages":[{"role":"user","content":"lost?"}]}`)); err != nil {
+			t.Fatalf("publish on %s: %v", subject, err)
+		}
+	}
+	if _, err := f.Pub.Complete(ctx, userJob("beside the strays")); err != nil {
+		t.Fatal(err)
+	}
+	top := jobs(t, f)
+	eventually(t, ctx, "the strays leave the queue", func() bool {
+		info, err := top.Jobs.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	dl := deadLetters(t, f)
+	if len(dl) != 2 {
+		t.Fatalf("dead letters %d, want the 2 strays", len(dl))
+	}
+	for _, d := range dl {
+		if d.Header.Get(protocol.DeadLetterCode) != string(protocol.CodeInvalidRequest) ||
+			!strings.Contains(d.Header.Get(protocol.DeadLetterReason), "no queue serves") {
+			t.Errorf("dead letter of %s: %v", d.Header.Get(protocol.DeadLetterSubject), d.Header)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/chatfleet/chatfleet/internal/kvmirror"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/tools"
 	"github.com/chatfleet/chatfleet/topology"
 )
 
@@ -35,7 +36,8 @@ type Manager struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	topo     *topology.Topology
-	upstream *llm.Client
+	routes   *routeTable   // the upstreams, default first (routes.go)
+	tools    *tools.Client // the fleet's tool and preparation services
 	slots    *Slots
 	tracer   trace.Tracer
 	metrics  *metrics
@@ -45,6 +47,10 @@ type Manager struct {
 	tenants  *tenantView // the tenants bucket: limits and state (tenants.go)
 	shares   *shareTable // fleet-wide shares of tenants' in-flight limits (shares.go)
 	usage    *usage      // counters by tenant (usage.go)
+	// upstreams is the upstreams bucket: fleet-wide limits, windows and
+	// backoff (upstreams.go, fleetcap.go).
+	upstreams *upstreamView
+	held      heldBack // generations held at fleet-wide limits now, for metrics (fleetmetrics.go)
 
 	// life is cancelled (with errShutdown) by Stop: every request and
 	// hub derives from it.
@@ -73,6 +79,9 @@ type Manager struct {
 	tenantMirror *kvmirror.Mirror // the tenants bucket, once started
 	stopped      chan struct{}
 	stop         sync.Once
+	// upstreamMirror is the upstreams bucket's, once started; loadMirror
+	// follows the upstreams' stream shares, with more than one upstream.
+	upstreamMirror, loadMirror *kvmirror.Mirror
 
 	draining  chan struct{} // closed by Drain: the worker pulls no more (pause.go)
 	drainOnce sync.Once
@@ -98,7 +107,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, topo *topology.Topol
 		nc:       nc,
 		js:       js,
 		topo:     topo,
-		upstream: up,
+		tools:    tools.NewClient(nc, cfg.Names),
 		slots:    newSlots(cfg),
 		requests: newRegistry(),
 		cancels:  newCancelSet(),
@@ -115,12 +124,17 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, topo *topology.Topol
 	if m.metrics, err = newMetrics(cfg.MeterProvider, m); err == nil {
 		m.usage, err = newUsage(cfg.MeterProvider)
 	}
+	if err == nil {
+		err = registerFleetMetrics(cfg.MeterProvider, m)
+	}
 	if err != nil {
 		end(nil)
 		endHard()
 		return nil, fmt.Errorf("manager: metrics: %w", err)
 	}
 	m.tenants = newTenantView(m)
+	m.upstreams = newUpstreamView(m)
+	m.routes = newRouteTable(m, up)
 	m.shares = &shareTable{m: m}
 	m.hubs = newHubTable(m)
 	m.maint = newMaintainer(m)
@@ -153,6 +167,19 @@ func (m *Manager) Start(ctx context.Context) error {
 	// Before the first pull, so every pause and limit is known.
 	if err := m.watchTenants(ctx); err != nil {
 		m.cancelMirror.Stop()
+		_ = sub.Unsubscribe()
+		_ = adv.Unsubscribe()
+		return err
+	}
+	if err = m.watchUpstreams(ctx); err == nil {
+		err = m.watchLoad(ctx)
+	}
+	if err != nil {
+		for _, mirror := range []*kvmirror.Mirror{m.cancelMirror, m.tenantMirror, m.upstreamMirror} {
+			if mirror != nil {
+				mirror.Stop()
+			}
+		}
 		_ = sub.Unsubscribe()
 		_ = adv.Unsubscribe()
 		return err
@@ -198,11 +225,16 @@ func (m *Manager) Stop(ctx context.Context) error {
 		}
 		m.callbacks.close()
 		m.handling.close()
-		for _, mirror := range []*kvmirror.Mirror{m.cancelMirror, m.tenantMirror} {
+		// At once: with NATS unreachable each watch's stop may wait for
+		// its request to time out, and one after the other they outlast
+		// the hard stop.
+		var mirrors sync.WaitGroup
+		for _, mirror := range []*kvmirror.Mirror{m.cancelMirror, m.tenantMirror, m.upstreamMirror, m.loadMirror} {
 			if mirror != nil { // nil when never started
-				mirror.Stop()
+				mirrors.Go(mirror.Stop)
 			}
 		}
+		mirrors.Wait()
 		go func() { // owned by Stop: it ends when the manager's goroutines have
 			m.background.Wait()
 			m.callbacks.wait()

@@ -29,9 +29,10 @@ import (
 // every scan (sweepExhausted), which catches an advisory nobody heard, and
 // one the server's state could not confirm yet.
 
+// maxDeliveriesSubject matches the advisories of every consumer of the
+// jobs stream: there is one per tenant and priority.
 func (m *Manager) maxDeliveriesSubject() string {
-	return fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s",
-		m.cfg.Names.JobsStream(), m.cfg.Names.WorkersConsumer())
+	return fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.*", m.cfg.Names.JobsStream())
 }
 
 // maxDeliveries is the part of the advisory's payload we read
@@ -52,9 +53,26 @@ func (m *Manager) handleMaxDeliveries(msg *nats.Msg) {
 }
 
 // checkMaxDeliveries gives up the job at seq if the server confirms the
-// consumer gave up on it; it reports whether it did.
+// consumer of its queue gave up on it; it reports whether it did. The
+// consumer is the one the job's subject names, not the advisory's.
 func (m *Manager) checkMaxDeliveries(ctx context.Context, seq uint64) bool {
-	info, err := m.topo.Consumer.Info(ctx)
+	job, err := m.topo.Jobs.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false // acked or removed meanwhile
+	}
+	if err != nil {
+		m.cfg.Logger.Error("cannot check a max-deliveries advisory", "seq", seq, "err", err)
+		return false
+	}
+	name, ok := m.topo.QueueOf(job.Subject)
+	if !ok {
+		return false // no queue's: no consumer delivered it
+	}
+	var info *jetstream.ConsumerInfo
+	c, err := m.topo.Jobs.Consumer(ctx, name)
+	if err == nil {
+		info, err = c.Info(ctx)
+	}
 	if err != nil {
 		m.cfg.Logger.Error("cannot check a max-deliveries advisory", "seq", seq, "err", err)
 		return false
@@ -100,27 +118,37 @@ func (m *Manager) runningHere(seq uint64) (deliveries uint64, ok bool) {
 	return 0, false
 }
 
-// sweepExhausted gives up the jobs the consumer gave up on, for the
-// maintainer: every job for which gaveUp holds.
+// sweepExhausted gives up the jobs the queues' consumers gave up on, for
+// the maintainer: every job for which gaveUp holds.
 // It acts on a job only at the second scan in a row that finds it there,
 // so a job whose ack the server is still applying is never taken for one;
 // seen is what the last scan found, and it returns what this one found.
-func (m *Manager) sweepExhausted(ctx context.Context, info *jetstream.ConsumerInfo, seen map[uint64]bool) map[uint64]bool {
+func (m *Manager) sweepExhausted(ctx context.Context, qs queueState, seen map[uint64]bool) map[uint64]bool {
+	found := map[uint64]bool{}
+	for _, info := range qs.byName {
+		if !m.sweepConsumer(ctx, info, seen, found) {
+			for seq := range seen { // try again next scan
+				found[seq] = true
+			}
+		}
+	}
+	return found
+}
+
+// sweepConsumer is sweepExhausted for one consumer; found gains what it
+// found. It reports false when it could not read the jobs.
+func (m *Manager) sweepConsumer(ctx context.Context, info *jetstream.ConsumerInfo, seen, found map[uint64]bool) bool {
 	bound := info.AckFloor.Stream // the last job that may be one
 	if info.NumAckPending == 0 {
 		bound = info.Delivered.Stream
 	}
 	if info.Config.MaxDeliver <= 0 || info.NumRedelivered == 0 || bound == 0 {
-		return nil
+		return true
 	}
-	found := map[uint64]bool{}
 	for seq := uint64(1); ; {
-		job, err := m.topo.Jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(m.cfg.Names.AllJobs()))
+		job, err := m.topo.Jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(info.Config.FilterSubject))
 		if err != nil || job.Sequence > bound {
-			if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-				return seen // try again next scan
-			}
-			return found
+			return err == nil || errors.Is(err, jetstream.ErrMsgNotFound)
 		}
 		seq = job.Sequence + 1
 		switch {
@@ -149,7 +177,7 @@ func (m *Manager) giveUp(ctx context.Context, seq uint64, deliveries int) bool {
 		m.cfg.Logger.Error("cannot read a job that exhausted its deliveries", "seq", seq, "err", err)
 		return false
 	}
-	tenant, _ := m.cfg.Names.ParseJobs(job.Subject)
+	tenant, _, _ := m.cfg.Names.ParseQueue(job.Subject)
 	id := guessID(job.Header, job.Data) // labels the dead letter; the reply is the decoded job's
 	queued := m.queuedJob(job)
 	if queued != nil {

@@ -49,9 +49,10 @@ func TestForgedMaxDeliveriesAdvisory(t *testing.T) {
 	stranger := natstest.Connect(t, f.NATS.ClientURL())
 	names := top.Config.Names
 	for _, seq := range []uint64{runningSeq, queuedSeq} {
+		queue := names.QueueConsumer("default", "normal")
 		forged := fmt.Sprintf(`{"type":"io.nats.jetstream.advisory.v1.max_deliver","stream":%q,"consumer":%q,"stream_seq":%d,"deliveries":5}`,
-			names.JobsStream(), names.WorkersConsumer(), seq)
-		subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + names.JobsStream() + "." + names.WorkersConsumer()
+			names.JobsStream(), queue, seq)
+		subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + names.JobsStream() + "." + queue
 		if err := stranger.Publish(subject, []byte(forged)); err != nil {
 			t.Fatal(err)
 		}
@@ -107,8 +108,12 @@ func TestMaxDeliveriesWithoutAdvisory(t *testing.T) {
 	// Two deliveries, never acked; the pulls after them find the job's
 	// deliveries exhausted once its ack wait is over: the server gives it
 	// up and says so, with no worker there to hear it.
+	queue, err := top.Queue(ctx, "default", "normal")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for deliveries := 0; ; {
-		batch, err := top.Consumer.Fetch(1, jetstream.FetchMaxWait(250*time.Millisecond))
+		batch, err := queue.Fetch(1, jetstream.FetchMaxWait(250*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}

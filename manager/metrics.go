@@ -70,6 +70,10 @@ func newMetrics(mp metric.MeterProvider, m *Manager) (*metrics, error) {
 	gens, err := meter.Int64ObservableGauge("chatfleet.generations.in_flight",
 		metric.WithDescription("Unique generations this worker leads now: the autoscaling signal (followers and cache hits cost no upstream slot)."))
 	errs = append(errs, err)
+	waiting, err := meter.Int64ObservableGauge("chatfleet.queue.waiting",
+		metric.WithDescription("Jobs in the queue no worker has pulled, every tenant and priority, as of the last maintenance scan; "+
+			"only the worker that maintains the fleet reports it (take the max across workers): the queue signal for autoscaling."))
+	errs = append(errs, err)
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for name, u := range m.slots.Usage() {
 			pool := metric.WithAttributes(attribute.String("pool", name))
@@ -77,8 +81,13 @@ func newMetrics(mp metric.MeterProvider, m *Manager) (*metrics, error) {
 			o.ObserveInt64(slotsTotal, u.Total, pool)
 		}
 		o.ObserveInt64(gens, m.stats.leading.Load())
+		if m.maint != nil {
+			if n, ok := m.maint.queueWaiting(); ok {
+				o.ObserveInt64(waiting, n)
+			}
+		}
 		return nil
-	}, slotsUsed, slotsTotal, gens)
+	}, slotsUsed, slotsTotal, gens, waiting)
 	errs = append(errs, err)
 	for _, err := range errs {
 		if err != nil {

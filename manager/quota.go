@@ -56,6 +56,7 @@ func (h *hub) admit(ctx context.Context, gen int) (*share, error) {
 	defer func() {
 		if waiting != "" {
 			h.m.countTenantWaiting(waitingLabel, waiting, -1)
+			h.m.held.tenant.Add(-1)
 		}
 	}()
 	wait := func(reason string) {
@@ -65,6 +66,7 @@ func (h *hub) admit(ctx context.Context, gen int) (*share, error) {
 		if waiting == "" {
 			h.creatorPermit.parkForTenant()
 			waitingLabel = h.m.tenantLabel(tenant)
+			h.m.held.tenant.Add(1)
 		} else {
 			h.m.countTenantWaiting(waitingLabel, waiting, -1)
 		}
@@ -119,7 +121,7 @@ func (h *hub) share(ctx context.Context, limits protocol.Tenant, wait func(strin
 	}
 	shares := h.m.shares.tenant(h.job.Tenant)
 	who := leaseValue{Tenant: h.job.Tenant, Worker: h.m.cfg.WorkerID, Request: h.job.ID, Since: time.Now().UTC()}
-	sh, err := shares.acquire(ctx, who, false)
+	sh, err := shares.acquire(ctx, who, false, h.job.Priority)
 	if !errors.Is(err, errNoShare) {
 		return sh, err
 	}
@@ -128,7 +130,7 @@ func (h *hub) share(ctx context.Context, limits protocol.Tenant, wait func(strin
 			detail: fmt.Sprintf("%d generations in flight across the fleet", limits.MaxInflight)}
 	}
 	wait(protocol.ReasonTenantInflight)
-	return shares.acquire(ctx, who, true)
+	return shares.acquire(ctx, who, true, h.job.Priority)
 }
 
 // tokensOver names the token limit the tenant has used up at now ("" for

@@ -9,21 +9,15 @@ import (
 	"testing"
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
-	"github.com/chatfleet/chatfleet/internal/natstest"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
 	"github.com/chatfleet/chatfleet/protocol"
-	"github.com/chatfleet/chatfleet/topology"
 )
 
 // setTenant writes tenant's entry in the tenants bucket, as `chatfleet
 // tenant set` does, creating the topology first if no worker has.
 func setTenant(t *testing.T, ctx context.Context, f *fleettest.Fleet, tenant string, limits protocol.Tenant) {
 	t.Helper()
-	_, js := natstest.JetStream(t, f.NATS.ClientURL())
-	top, err := topology.Ensure(ctx, js, f.Topology)
-	if err != nil {
-		t.Fatal(err)
-	}
+	top := jobs(t, f)
 	limits.V = protocol.TenantVersion
 	b, err := json.Marshal(limits)
 	if err != nil {
@@ -107,4 +101,20 @@ func describeEvents(evs []protocol.Event) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// countWaiting waits until each of logs either generates or waits for
+// reason, and returns how many waited first.
+func countWaiting(t *testing.T, ctx context.Context, logs []*eventLog, reason string) int {
+	t.Helper()
+	waited := 0
+	for _, l := range logs {
+		ev := l.waitEvent(t, ctx, func(ev protocol.Event) bool {
+			return ev.Type == protocol.EventProgress && (ev.Stage == protocol.StageGenerating || ev.Reason == reason)
+		})
+		if ev.Stage == protocol.StageWaiting {
+			waited++
+		}
+	}
+	return waited
 }

@@ -1,6 +1,7 @@
 package manager_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -33,15 +34,7 @@ func TestTenantInflightAcrossFleet(t *testing.T) {
 	}
 	// Each job either generates (stalled at the upstream) or waits for
 	// A's share, and says which.
-	waited := 0
-	for _, a := range as {
-		ev := a.waitEvent(t, ctx, func(ev protocol.Event) bool {
-			return ev.Type == protocol.EventProgress && (ev.Stage == protocol.StageGenerating || ev.Reason == protocol.ReasonTenantInflight)
-		})
-		if ev.Stage == protocol.StageWaiting {
-			waited++
-		}
-	}
+	waited := countWaiting(t, ctx, as, protocol.ReasonTenantInflight)
 	// (At least 9: a job whose first try failed on a transient error
 	// waits, and may then take a share.)
 	if waited < 9 || f.LLM.Active(ofTenant("A")) != 3 {
@@ -108,13 +101,24 @@ func TestTenantInflightLimitChangedLive(t *testing.T) {
 // never reach the upstream at once.
 func TestTenantShareOfDeadWorker(t *testing.T) {
 	t.Parallel()
+	testShareOfDeadWorker(t, protocol.ReasonTenantInflight, func(ctx context.Context, f *fleettest.Fleet) {
+		setTenant(t, ctx, f, "K", protocol.Tenant{MaxInflight: 1})
+	})
+}
+
+// testShareOfDeadWorker kills (SIGKILL) a worker process holding the only
+// share of a fleet-wide limit that limit sets, for tenant K's jobs: the
+// share comes back within the lease TTL, and a job waiting for it (for
+// reason) on another worker runs. The two never reach the upstream at
+// once.
+func testShareOfDeadWorker(t *testing.T, reason string, limit func(context.Context, *fleettest.Fleet)) {
 	stall, release := stallTenants("K")
 	defer release()
 	ttl := 2 * time.Second
 	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{stall},
 		Topology: topology.Config{LeaseTTL: ttl, AckWait: 2 * time.Second}})
 	ctx := ctxFor(t, time.Minute)
-	setTenant(t, ctx, f, "K", protocol.Tenant{MaxInflight: 1})
+	limit(ctx, f)
 	// One request slot and no parking: the doomed worker takes K's first
 	// job and no other.
 	child, _ := startChildWorker(t, f, "doomed", "CHATFLEET_MAX_CONCURRENT_REQUESTS=1", "CHATFLEET_MAX_PARKED_JOBS=0")
@@ -124,7 +128,7 @@ func TestTenantShareOfDeadWorker(t *testing.T) {
 	}
 	f.StartWorker(nil)
 	second := submitEvents(t, ctx, f.Pub, tenantJob("K", 2))
-	second.waitEvent(t, ctx, progressOf(protocol.StageWaiting, protocol.ReasonTenantInflight))
+	second.waitEvent(t, ctx, progressOf(protocol.StageWaiting, reason))
 
 	if err := child.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)

@@ -65,9 +65,22 @@ func TestTenantPaused(t *testing.T) {
 // TestTenantMaxQueued: a tenant's own max_queued, below the fleet's cap:
 // the maintainer ends its newest queued jobs beyond it with
 // quota_exceeded and removes them from the queue; the oldest ones are
-// answered once a worker is free.
+// answered once a worker is free. It counts the tenant's jobs of every
+// priority (each waits in a queue of its own).
 func TestTenantMaxQueued(t *testing.T) {
 	t.Parallel()
+	for name, prios := range map[string][]protocol.Priority{
+		"normal":           {"", "", "", "", ""},
+		"mixed priorities": {protocol.PriorityHigh, protocol.PriorityLow, protocol.PriorityNormal, protocol.PriorityHigh, protocol.PriorityLow},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			tenantMaxQueued(t, prios)
+		})
+	}
+}
+
+func tenantMaxQueued(t *testing.T, prios []protocol.Priority) {
 	stall, release := stallTenants("X")
 	defer release()
 	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{stall}})
@@ -79,8 +92,10 @@ func TestTenantMaxQueued(t *testing.T) {
 		t.Fatal(err)
 	}
 	var as []*eventLog
-	for i := range 5 {
-		as = append(as, submitEvents(t, ctx, f.Pub, tenantJob("A", i)))
+	for i, p := range prios {
+		j := tenantJob("A", i)
+		j.Priority = p
+		as = append(as, submitEvents(t, ctx, f.Pub, j))
 	}
 	for i, a := range as[2:] {
 		end := a.end(t)

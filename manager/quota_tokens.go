@@ -44,22 +44,35 @@ func (m *Manager) chargeTokens(tenant string, u *protocol.Usage) {
 
 // addTokens adds n tokens to tenant's windows with compare-and-swap.
 func (m *Manager) addTokens(ctx context.Context, tenant string, n int64) error {
-	kv, key := m.topo.Tenants, m.cfg.Names.TenantTokensKey(tenant)
+	return casUpdate(ctx, m.topo.Tenants, m.cfg.Names.TenantTokensKey(tenant), func(b []byte) ([]byte, bool, error) {
+		var cur protocol.TenantTokens
+		if b != nil {
+			_ = json.Unmarshal(b, &cur) // unreadable: start the windows afresh
+		}
+		out, err := json.Marshal(cur.Add(n, m.tenants.clock()))
+		return out, true, err
+	})
+}
+
+// casUpdate changes key of kv with compare-and-swap: change gets the value
+// now (nil when none) and returns the new one and whether to write it.
+// Each lost race means another worker's change went in; it tries
+// chargeAttempts times.
+func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, change func([]byte) ([]byte, bool, error)) error {
 	var err error
 	for range chargeAttempts {
-		var cur protocol.TenantTokens
+		var cur []byte
 		var rev uint64
 		e, gerr := kv.Get(ctx, key)
 		switch {
 		case gerr == nil:
-			rev = e.Revision()
-			_ = json.Unmarshal(e.Value(), &cur) // unreadable: start the windows afresh
+			cur, rev = e.Value(), e.Revision()
 		case !errors.Is(gerr, jetstream.ErrKeyNotFound):
 			return gerr
 		}
-		b, merr := json.Marshal(cur.Add(n, m.tenants.clock()))
-		if merr != nil {
-			return merr
+		b, write, cerr := change(cur)
+		if cerr != nil || !write {
+			return cerr
 		}
 		if rev == 0 {
 			_, err = kv.Create(ctx, key, b)

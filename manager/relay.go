@@ -73,6 +73,9 @@ func (r *request) relayEntry(e *entry, p *progressReport) bool {
 		ev := protocol.Event{Type: protocol.EventChunk}
 		e.fillChunk(&ev)
 		return r.publish(ev) == nil
+	case entryTool:
+		r.chunks++
+		return r.publish(protocol.Event{Type: protocol.EventTool, Tool: e.tool}) == nil
 	case entryReset:
 		if r.chunks > 0 {
 			r.chunks = 0

@@ -50,9 +50,14 @@ func TestQueueTimeout(t *testing.T) {
 	if errorCode(err) != protocol.CodeQueueTimeout || !errors.Is(err, publisher.ErrTimeout) {
 		t.Fatalf("err = %v, want queue_timeout", err)
 	}
-	if f.LLM.Calls() != 0 || w.Manager().Stats().QueueTimeouts != 1 {
-		t.Errorf("calls %d, queue timeouts %d; want 0 and 1", f.LLM.Calls(), w.Manager().Stats().QueueTimeouts)
+	if f.LLM.Calls() != 0 {
+		t.Errorf("upstream calls %d; want 0", f.LLM.Calls())
 	}
+	// The worker's pull and the maintainer's sweep (the same worker here)
+	// both count a queue timeout before they store it, and the one whose
+	// store is refused takes its count back a moment after the producer
+	// heard: the count settles at 1.
+	fleettest.Poll(t, ctx, "one queue timeout counted", func() bool { return w.Manager().Stats().QueueTimeouts == 1 })
 }
 
 func TestProcessingTimeout(t *testing.T) {
@@ -261,8 +266,12 @@ func TestMaxDeliveriesDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Stop()
+	queue, err := tp.Queue(ctx, "default", "normal")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 2 { // two deliveries, never acked
-		batch, err := tp.Consumer.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		batch, err := queue.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

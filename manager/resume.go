@@ -45,6 +45,13 @@ func (r *request) resume() bool {
 		// one: our reset takes its seq, and its reader drops what it
 		// showed (live.go).
 		r.seq, r.lastStored = ev.Seq, last.Sequence
+		if r.offersNotIdempotentTool() {
+			// Its first delivery may have called the tool: running the
+			// generation again could call it twice.
+			r.endWithError(&protocol.Error{Code: protocol.CodeToolNotIdempotent,
+				Message: "the job was handed over after its answer began, and it offers a fleet tool that is not idempotent"})
+			return false
+		}
 		if r.resumeWith() {
 			return true
 		}

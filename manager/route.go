@@ -154,9 +154,12 @@ func (h *hub) serveCached(a *cachedAnswer) {
 	if !ok {
 		return
 	}
+	emit := func(e entry) { h.appendEntry(gen, e) }
+	for i := range a.Tools {
+		replayTool(&a.Tools[i], emit)
+	}
 	// The whole answer as one delta, cut at the chunk cap like a live one.
 	b := chunkBuilder{limit: h.m.chunkLimit()}
-	emit := func(e entry) { h.appendEntry(gen, e) }
 	d := llm.Delta{ReasoningContent: a.Reasoning, Content: a.Content, Refusal: a.Refusal, ToolCalls: a.ToolCalls}
 	if err := b.add(&d, emit); err != nil {
 		h.end(ending{typ: protocol.EventError, err: &protocol.Error{Code: protocol.CodeInternal, Message: "the cached answer cannot be served: " + err.Error()}})

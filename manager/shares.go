@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatfleet/chatfleet/protocol"
 )
 
 // fleetShares is a counting semaphore shared by every worker of the fleet:
@@ -20,10 +22,11 @@ import (
 // that dies stops renewing, and its shares expire with the bucket's TTL:
 // they come back within LEASE_TTL, never leak.
 //
-// A worker has one fleetShares per scope (a tenant's max_inflight; a
-// fleet-wide cap on an upstream's streams would be another scope with
-// keys of its own). Requests waiting here queue in arrival order, and one
-// goroutine, the acquirer, wins shares for them: it watches the scope's
+// A worker has one fleetShares per scope (a tenant's max_inflight, an
+// upstream's max_streams). Requests waiting here are served by priority
+// (high, normal, low), round-robin between tenants within a priority, in
+// arrival order within a tenant (next); one goroutine, the acquirer, wins
+// shares for them: it watches the scope's
 // keys, so it knows which are held (renewals keep them fresh in its view;
 // one not renewed for a TTL has expired) and tries only those that look
 // free. It wakes when a share is released anywhere in the fleet, when the
@@ -45,13 +48,17 @@ type fleetShares struct {
 
 	mu      sync.Mutex
 	queue   []*shareWaiter
-	running bool          // the acquirer runs
-	wake    chan struct{} // buffered: a waiter arrived, or a share was released here
+	running bool              // the acquirer runs
+	wake    chan struct{}     // buffered: a waiter arrived, or a share was released here
+	grants  uint64            // shares handed out, numbering them for served
+	served  map[string]uint64 // by tenant: the grant it got last, for round-robin
 }
 
 // shareWaiter is one request for a share.
 type shareWaiter struct {
 	who     leaseValue    // written into the share's key: who holds it
+	rank    int           // its job's priority rank: lower goes first
+	since   time.Time     // when it began to wait: waiting ages it up
 	once    bool          // try one round only: do not wait
 	granted chan *share   // buffered; receives the share (nil once the limit is gone)
 	refused chan struct{} // closed when a once waiter found every share held
@@ -70,16 +77,20 @@ func newFleetShares(m *Manager, scope string, keyOf func(int) string, pattern st
 	return &fleetShares{m: m, scope: scope, keyOf: keyOf, pattern: pattern, limit: limit, wake: make(chan struct{}, 1)}
 }
 
-// acquire takes a share for who, waiting for one if wait (until ctx
-// ends), or trying one round only (errNoShare then). Without a limit it
+// acquire takes a share for who, a job of priority p, waiting for one if
+// wait (until ctx ends), or trying one round only (errNoShare then). Without a limit it
 // returns nil, which release accepts. It may only be called from a
 // goroutine the manager's background group counts (a hub's), since it may
 // start the acquirer in that group.
-func (s *fleetShares) acquire(ctx context.Context, who leaseValue, wait bool) (*share, error) {
+func (s *fleetShares) acquire(ctx context.Context, who leaseValue, wait bool, p protocol.Priority) (*share, error) {
 	if n, _ := s.limit(); n <= 0 {
 		return nil, nil
 	}
-	w := &shareWaiter{who: who, once: !wait, granted: make(chan *share, 1), refused: make(chan struct{})}
+	rank := p.Rank()
+	if rank < 0 {
+		rank = protocol.PriorityNormal.Rank()
+	}
+	w := &shareWaiter{who: who, rank: rank, since: time.Now(), once: !wait, granted: make(chan *share, 1), refused: make(chan struct{})}
 	if !s.enqueue(w) {
 		return nil, errShutdown
 	}
@@ -228,13 +239,22 @@ func (s *fleetShares) run() {
 		defer func() { _ = w.Stop() }()
 		updates, synced = w.Updates(), false
 	}
+	// The other workers' best waiting ranks (sharerank.go).
+	ads := newRankAds(s)
+	var adUpdates <-chan jetstream.KeyValueEntry
+	if w, err := s.m.topo.Inflight.Watch(s.m.life, ads.pattern); err == nil {
+		defer func() { _ = w.Stop() }()
+		adUpdates = w.Updates()
+	}
+	defer ads.publish(ttl) // withdrawn once idle
 	timer := time.NewTimer(ttl / 3)
 	defer timer.Stop()
 	var idleSince time.Time
 	for {
 		if synced {
-			s.grant(view, ttl)
+			s.grant(view, ads, ttl)
 		}
+		ads.publish(ttl)
 		_, limitChanged := s.limit()
 		wait := view.nextExpiry(ttl)
 		if s.idle() {
@@ -250,6 +270,13 @@ func (s *fleetShares) run() {
 		}
 		timer.Reset(wait)
 		select {
+		case e, ok := <-adUpdates:
+			switch {
+			case !ok:
+				adUpdates = nil // no view of the others: serve by this worker's order only
+			case e != nil:
+				ads.note(e)
+			}
 		case e, ok := <-updates:
 			switch {
 			case !ok:
@@ -289,14 +316,18 @@ func (s *fleetShares) stopIfIdle() bool {
 	return true
 }
 
-// grant wins shares for the queue, in order, while any look free; then
-// refuses the waiters that would not wait.
-func (s *fleetShares) grant(view heldView, ttl time.Duration) {
+// grant wins shares for the queue, in order, while any look free and no
+// other worker waits with a better priority; then refuses the waiters that
+// would not wait.
+func (s *fleetShares) grant(view heldView, ads *rankAds, ttl time.Duration) {
 	for !s.idle() {
 		limit, _ := s.limit()
 		if limit <= 0 {
 			s.grantAll() // the limit is gone: nobody needs a share
 			return
+		}
+		if rank, ok := s.nextRank(); ok && ads.better(rank, ttl) {
+			break // another worker waits with a better priority: its share
 		}
 		i, ok := view.free(limit, ttl)
 		if !ok {
@@ -327,7 +358,7 @@ func (s *fleetShares) create(i int) (*lease, error) {
 	s.mu.Lock()
 	var who leaseValue
 	if len(s.queue) > 0 {
-		who = s.queue[0].who
+		who = s.queue[s.next()].who
 	}
 	s.mu.Unlock()
 	b, err := json.Marshal(who)
@@ -351,8 +382,10 @@ func (s *fleetShares) create(i int) (*lease, error) {
 func (s *fleetShares) hand(l *lease) {
 	s.mu.Lock()
 	if len(s.queue) > 0 {
-		w := s.queue[0]
-		s.queue = s.queue[1:]
+		i := s.next()
+		w := s.queue[i]
+		s.queue = append(s.queue[:i], s.queue[i+1:]...)
+		s.noteServed(w.who.Tenant)
 		l.keep(func() { // on the lease's timer, under its lock: only log
 			s.m.cfg.Logger.Warn("share lost: not renewed in time; another worker may take it while this generation goes on",
 				"scope", s.scope, "key", l.key)
@@ -363,6 +396,52 @@ func (s *fleetShares) hand(l *lease) {
 	}
 	s.mu.Unlock()
 	(&share{s: s, l: l}).release()
+}
+
+// next is the index of the waiter the next share goes to: the best
+// priority — each shareAging a waiter has waited counts as one priority
+// higher, so lower priorities still progress under a stream of higher
+// ones; among those, the tenant served longest ago (round-robin, a tenant
+// never served first); then arrival order. The queue is not empty; mu is
+// held.
+func (s *fleetShares) next() int {
+	now := time.Now()
+	best := 0
+	for i, w := range s.queue[1:] {
+		b := s.queue[best]
+		if rw, rb := agedRank(w, now), agedRank(b, now); rw < rb || (rw == rb && s.served[w.who.Tenant] < s.served[b.who.Tenant]) {
+			best = i + 1
+		}
+	}
+	return best
+}
+
+// shareAging is how long a waiter waits to count one priority higher.
+const shareAging = 10 * time.Second
+
+// agedRank is w's priority rank at now, aged by its wait.
+func agedRank(w *shareWaiter, now time.Time) int { return w.rank - int(now.Sub(w.since)/shareAging) }
+
+// noteServed records a grant to tenant, forgetting tenants nobody waits
+// for once the record outgrows the queue: a producer's tenant names must
+// not grow it. mu is held.
+func (s *fleetShares) noteServed(tenant string) {
+	if s.served == nil {
+		s.served = map[string]uint64{}
+	}
+	s.grants++
+	s.served[tenant] = s.grants
+	if len(s.served) > 2*len(s.queue)+64 {
+		waiting := map[string]bool{}
+		for _, w := range s.queue {
+			waiting[w.who.Tenant] = true
+		}
+		for t := range s.served {
+			if !waiting[t] {
+				delete(s.served, t)
+			}
+		}
+	}
 }
 
 // grantAll lets every waiter go without a share.
@@ -397,23 +476,42 @@ type shareTable struct {
 	by map[string]*fleetShares
 }
 
-// tenant returns the shares of tenant's max_inflight.
-func (t *shareTable) tenant(tenant string) *fleetShares {
+// upstream returns the shares of the upstream's fleet-wide max_streams,
+// scaled down by its backoff.
+func (t *shareTable) upstream(up string) *fleetShares {
+	names := t.m.cfg.Names
+	return t.scope("upstream "+up, func() *fleetShares {
+		return newFleetShares(t.m, "upstream "+up, func(i int) string { return names.UpstreamShareKey(up, i) }, names.UpstreamShares(up),
+			func() (int, <-chan struct{}) {
+				st, changed := t.m.upstreams.get(up)
+				return st.effective(time.Now()).MaxStreams, changed
+			})
+	})
+}
+
+// scope returns the shares of scope, made by make the first time.
+func (t *shareTable) scope(scope string, make func() *fleetShares) *fleetShares {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	scope := "tenant " + tenant
 	if s := t.by[scope]; s != nil {
 		return s
 	}
-	names := t.m.cfg.Names
-	s := newFleetShares(t.m, scope, func(i int) string { return names.TenantShareKey(tenant, i) }, names.TenantShares(tenant),
-		func() (int, <-chan struct{}) {
-			limits, _, changed := t.m.tenants.get(tenant)
-			return limits.MaxInflight, changed
-		})
+	s := make()
 	if t.by == nil {
 		t.by = map[string]*fleetShares{}
 	}
 	t.by[scope] = s
 	return s
+}
+
+// tenant returns the shares of tenant's max_inflight.
+func (t *shareTable) tenant(tenant string) *fleetShares {
+	names := t.m.cfg.Names
+	return t.scope("tenant "+tenant, func() *fleetShares {
+		return newFleetShares(t.m, "tenant "+tenant, func(i int) string { return names.TenantShareKey(tenant, i) }, names.TenantShares(tenant),
+			func() (int, <-chan struct{}) {
+				limits, _, changed := t.m.tenants.get(tenant)
+				return limits.MaxInflight, changed
+			})
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/chatfleet/chatfleet/protocol"
 )
 
 // TestHeldViewFree: the acquirer tries a share only below the limit, only
@@ -42,5 +44,49 @@ func TestHeldViewFree(t *testing.T) {
 	}
 	if d := (heldView{}).nextExpiry(ttl); d != ttl/3 {
 		t.Errorf("nextExpiry of an empty view = %s, want a third of the TTL", d)
+	}
+}
+
+// TestSharesServeOrder: waiters for a share are served by priority, then
+// round-robin between tenants (a tenant served least recently first), then
+// in arrival order; one tenant's burst does not hold another's job back.
+func TestSharesServeOrder(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	w := func(tenant, id string, p protocol.Priority) *shareWaiter {
+		return &shareWaiter{who: leaseValue{Tenant: tenant, Request: id}, rank: p.Rank(), since: now}
+	}
+	s := &fleetShares{queue: []*shareWaiter{
+		w("a", "a1", protocol.PriorityLow),
+		w("a", "a2", ""), w("a", "a3", ""), w("a", "a4", ""),
+		w("b", "b1", ""), w("b", "b2", ""),
+		w("c", "c1", protocol.PriorityHigh),
+	}}
+	var got []string
+	for len(s.queue) > 0 {
+		i := s.next()
+		got = append(got, s.queue[i].who.Request)
+		s.noteServed(s.queue[i].who.Tenant)
+		s.queue = append(s.queue[:i], s.queue[i+1:]...)
+	}
+	want := []string{"c1", "a2", "b1", "a3", "b2", "a4", "a1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("served %v, want %v", got, want)
+	}
+
+	// A low-priority job that waited twice the aging period goes before
+	// a normal one that just arrived; it ties with a high one that did,
+	// and arrival order decides.
+	s.served = nil
+	s.queue = []*shareWaiter{w("a", "fresh-normal", ""), w("b", "fresh-high", protocol.PriorityHigh), w("c", "old-low", protocol.PriorityLow)}
+	s.queue[2].since = now.Add(-2*shareAging - time.Second)
+	got = nil
+	for len(s.queue) > 0 {
+		i := s.next()
+		got = append(got, s.queue[i].who.Request)
+		s.queue = append(s.queue[:i], s.queue[i+1:]...)
+	}
+	if want := []string{"fresh-high", "old-low", "fresh-normal"}; !slices.Equal(got, want) {
+		t.Errorf("with aging: served %v, want %v", got, want)
 	}
 }

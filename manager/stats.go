@@ -65,20 +65,6 @@ func (m *Manager) InFlight() map[string]int64 {
 	return out
 }
 
-// UpstreamStats describes this worker's upstream.
-type UpstreamStats struct {
-	Calls   uint64 `json:"calls"`   // HTTP attempts
-	Retries uint64 `json:"retries"` // of them, retries
-	Errors  uint64 `json:"errors"`  // failed attempts
-	Breaker string `json:"breaker"` // closed, open or half-open
-}
-
-// Upstream returns the upstream client's counters.
-func (m *Manager) Upstream() UpstreamStats {
-	s := m.upstream.Stats()
-	return UpstreamStats{Calls: s.Calls, Retries: s.Retries, Errors: s.Failures, Breaker: s.BreakerState}
-}
-
 func roleIndex(label string) int {
 	for i, name := range roleNames {
 		if name == label {

@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -98,7 +97,7 @@ func (v *tenantView) apply(e jetstream.KeyValueEntry) {
 	var err error
 	if !deleted {
 		if isTokens {
-			err = decodeTokens(e.Value(), &tokens)
+			err = decodeVersioned(e.Value(), &tokens, &tokens.V)
 		} else {
 			limits, err = protocol.DecodeTenant(e.Value())
 		}
@@ -132,16 +131,6 @@ func (v *tenantView) apply(e jetstream.KeyValueEntry) {
 		close(v.unknown) // a waiter may have got it before this tenant had entries
 		v.unknown = make(chan struct{})
 	}
-}
-
-func decodeTokens(b []byte, u *protocol.TenantTokens) error {
-	if err := json.Unmarshal(b, u); err != nil {
-		return err
-	}
-	if u.V < 1 {
-		return fmt.Errorf("token windows of version %d", u.V)
-	}
-	return nil
 }
 
 // watchTenants mirrors the tenants bucket into m.tenants and keeps it up

@@ -29,6 +29,10 @@ type streamed struct {
 	bytes        int           // output bytes, counted as the chunk cap counts them
 	firstToken   time.Duration // request sent → first output delta; 0 without output
 	slotWait     time.Duration // waited for an upstream slot
+	upstream     string        // the upstream that answered (the last turn)
+	// charge is the usage still to count against upstream's tokens per
+	// minute: the last turn's; earlier turns were counted as they ended.
+	charge *protocol.Usage
 }
 
 // answerTooLargeError ends a generation whose answer outgrew MaxAnswerBytes.
@@ -38,9 +42,11 @@ func (e *answerTooLargeError) Error() string {
 	return fmt.Sprintf("the answer grew past %d bytes, this worker's answer limit (CHATFLEET_MAX_ANSWER_BYTES); the upstream request was cancelled", e.limit)
 }
 
-// generate streams the answer into the log within a GenAI client span
-// (child of the leading job's span).
-func (h *hub) generate(ctx context.Context, gen int) (*streamed, error) {
+// generate streams one model turn, rd, into the log from one of the
+// upstreams serving the job's model: the least loaded healthy one, and the
+// next one when it cannot be reached before any output — one after the
+// other, never two at once.
+func (h *hub) generate(ctx context.Context, gen int, rd *round) (*streamed, error) {
 	// The tenant's limits first: a generation waiting for its tenant holds
 	// no upstream slot.
 	sh, err := h.admit(ctx, gen)
@@ -48,6 +54,28 @@ func (h *hub) generate(ctx context.Context, gen int) (*streamed, error) {
 		return nil, err
 	}
 	defer sh.release()
+	var res *streamed
+	routes := h.m.routes.candidates(h.job.Model)
+	for i, r := range routes {
+		res, err = h.generateOn(ctx, gen, r, rd)
+		if err == nil || i == len(routes)-1 || ctx.Err() != nil || !failsOver(err) {
+			break
+		}
+		h.m.cfg.Logger.Warn("upstream unreachable; failing over", "upstream", r.name, "next", routes[i+1].name,
+			"tenant", h.job.Tenant, "request", h.job.ID, "code", errorType(err))
+	}
+	return res, err
+}
+
+// generateOn streams the answer from upstream r within a GenAI client span
+// (child of the leading job's span).
+func (h *hub) generateOn(ctx context.Context, gen int, r *route, rd *round) (*streamed, error) {
+	// The upstream's limits, fleet-wide: waiting there holds no slot either.
+	fleet, err := h.admitFleet(ctx, gen, r.name)
+	if err != nil {
+		return nil, err
+	}
+	defer fleet.release()
 	waitStart := time.Now()
 	if !h.m.slots.llm.tryAcquire() {
 		// Wait without the request slot, so the worker keeps serving
@@ -64,9 +92,9 @@ func (h *hub) generate(ctx context.Context, gen int) (*streamed, error) {
 	h.m.countUpstreamCall(h.traceCtx)
 	spanCtx, span := h.m.tracer.Start(trace.ContextWithSpan(ctx, trace.SpanFromContext(h.traceCtx)), "chat "+h.job.Model,
 		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(genAIRequestAttributes(h.job)...))
-	res, err := h.readUpstream(spanCtx, gen, span)
+	res, err := h.readUpstream(spanCtx, gen, span, r, rd)
 	if res != nil {
-		res.slotWait = slotWait
+		res.slotWait, res.upstream, res.charge = slotWait, r.name, res.usage
 	}
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
@@ -111,9 +139,12 @@ func errorType(err error) string {
 // ctx is done (lease lost, nobody interested, timeout) it appends nothing
 // more. An answer that outgrows MaxAnswerBytes ends it, and closing the
 // stream cancels the upstream request.
-func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span) (*streamed, error) {
+func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span, r *route, rd *round) (*streamed, error) {
 	start := time.Now()
-	stream, err := h.m.upstream.Stream(ctx, h.job)
+	r.streams.Add(1)
+	defer r.streams.Add(-1)
+	rd.restart() // a failover reads the turn anew
+	stream, err := r.client.Stream(ctx, rd.job)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +173,10 @@ func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span) (*stre
 					}
 					return nil, r.err
 				}
-				if err := h.take(&r.delta, res, &window, time.Since(start), span); err != nil {
+				if err := rd.take(&r.delta, h.m.cfg.MaxAnswerBytes); err != nil {
+					return nil, err
+				}
+				if err := h.take(&r.delta, res, rd.before, &window, time.Since(start), span); err != nil {
 					return nil, err
 				}
 				select {
@@ -165,14 +199,15 @@ func (h *hub) readUpstream(ctx context.Context, gen int, span trace.Span) (*stre
 
 // take adds one delta, which arrived after elapsed, to the answer: its
 // output to the chunk window, its finish and usage to res. An answer that
-// grows past MaxAnswerBytes ends here.
-func (h *hub) take(d *llm.Delta, res *streamed, window *chunkWindow, elapsed time.Duration, span trace.Span) error {
+// grows past MaxAnswerBytes ends here, earlier turns' output (before)
+// included.
+func (h *hub) take(d *llm.Delta, res *streamed, before int, window *chunkWindow, elapsed time.Duration, span trace.Span) error {
 	if res.firstToken == 0 && d.HasOutput() {
 		res.firstToken = max(elapsed, time.Nanosecond)
 		span.AddEvent("gen_ai.first_token")
 		span.SetAttributes(attribute.Float64("chatfleet.time_to_first_token_ms", ms(res.firstToken)))
 	}
-	if res.bytes += outputBytes(d); res.bytes > h.m.cfg.MaxAnswerBytes {
+	if res.bytes += outputBytes(d); before+res.bytes > h.m.cfg.MaxAnswerBytes {
 		return &answerTooLargeError{limit: h.m.cfg.MaxAnswerBytes}
 	}
 	if d.FinishReason != "" {

@@ -40,6 +40,19 @@ const (
 	// that does not wait at its limits. RetryAfterMS, when set, says when
 	// to try again.
 	CodeQuotaExceeded Code = "quota_exceeded"
+	// CodeUnknownTool: the job names a fleet tool no tool service of the
+	// fleet offers (Field is "fleet_tools").
+	CodeUnknownTool Code = "unknown_tool"
+	// CodeToolRounds: the model kept calling fleet tools past the
+	// worker's limit on rounds (CHATFLEET_TOOL_MAX_ROUNDS).
+	CodeToolRounds Code = "tool_rounds_exceeded"
+	// CodeToolNotIdempotent: the generation must start again (its leader
+	// died, or the upstream broke off) after it called a tool marked not
+	// idempotent, which must not run twice.
+	CodeToolNotIdempotent Code = "tool_not_idempotent"
+	// CodePrepareFailed: the preparation service failed or timed out, and
+	// the worker's policy is to fail the job (CHATFLEET_PREPARE=required).
+	CodePrepareFailed Code = "prepare_failed"
 	// CodeInternal: a fault inside chatfleet.
 	CodeInternal Code = "internal"
 )

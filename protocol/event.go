@@ -24,6 +24,10 @@ const (
 	// (Stage, Reason): sent when the stage changes, and again after a quiet
 	// spell until the first chunk. It carries no output.
 	EventProgress EventType = "progress"
+	// EventTool is a step of a fleet tool call the leader runs (Tool): its
+	// start, a piece of streamed output, its end. It carries no answer
+	// text; the model reads the tool's output and answers after it.
+	EventTool EventType = "tool"
 )
 
 // Stages of a progress event. New stages may appear; a client treats an
@@ -33,6 +37,8 @@ const (
 	StageWaiting = "waiting"
 	// StageGenerating: the upstream has the request; no output yet.
 	StageGenerating = "generating"
+	// StagePreparing: the leader waits for the preparation service.
+	StagePreparing = "preparing"
 )
 
 // Reasons of a waiting stage.
@@ -116,6 +122,9 @@ type Event struct {
 	// ReasoningContent is a reasoning model's thinking, separate from the
 	// answer ("reasoning_content", as DeepSeek and vLLM send it).
 	ReasoningContent string `json:"reasoning_content,omitempty"`
+
+	// tool
+	Tool *ToolEvent `json:"tool,omitempty"`
 
 	// done
 	FinishReason string   `json:"finish_reason,omitempty"`

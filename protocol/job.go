@@ -37,6 +37,11 @@ type Job struct {
 	QueueTimeoutMS int64 `json:"queue_timeout_ms,omitempty"`
 	// Priority orders the job where it waits; empty is normal.
 	Priority Priority `json:"priority,omitempty"`
+	// FleetTools names the fleet's tools (tool services on NATS) the
+	// leader offers the model and runs itself; part of the dedupe key,
+	// never sent upstream. Workers older than the field forward it to the
+	// upstream: set it only once every worker understands it.
+	FleetTools []string `json:"fleet_tools,omitempty"`
 
 	Model               string          `json:"model,omitempty"`
 	Messages            []Message       `json:"messages"`

@@ -9,23 +9,30 @@ const maxToolCalls = 1024
 // to the arguments. A delta without a valid index starts a new call.
 func MergeToolCalls(calls []ToolCall, deltas []ToolCall) []ToolCall {
 	for _, d := range deltas {
-		i := len(calls)
-		if d.Index != nil && *d.Index >= 0 && *d.Index <= maxToolCalls {
-			i = *d.Index
-		}
-		for len(calls) <= i {
-			idx := len(calls)
-			calls = append(calls, ToolCall{Index: &idx})
-		}
-		c := &calls[i]
-		if d.ID != "" {
-			c.ID = d.ID
-		}
-		if d.Type != "" {
-			c.Type = d.Type
-		}
-		c.Function.Name += d.Function.Name
-		c.Function.Arguments += d.Function.Arguments
+		calls, _ = MergeToolCall(calls, d)
 	}
 	return calls
+}
+
+// MergeToolCall folds one delta into calls as MergeToolCalls does and
+// returns where: the position in calls of the call it belongs to.
+func MergeToolCall(calls []ToolCall, d ToolCall) ([]ToolCall, int) {
+	i := len(calls)
+	if d.Index != nil && *d.Index >= 0 && *d.Index <= maxToolCalls {
+		i = *d.Index
+	}
+	for len(calls) <= i {
+		idx := len(calls)
+		calls = append(calls, ToolCall{Index: &idx})
+	}
+	c := &calls[i]
+	if d.ID != "" {
+		c.ID = d.ID
+	}
+	if d.Type != "" {
+		c.Type = d.Type
+	}
+	c.Function.Name += d.Function.Name
+	c.Function.Arguments += d.Function.Arguments
+	return calls, i
 }

@@ -46,6 +46,11 @@ func (j *Job) Normalize(defaultModel string) {
 	if j.Model == "" {
 		j.Model = defaultModel
 	}
+	if len(j.FleetTools) > 0 {
+		// One spelling of one set: the order of the names never matters.
+		slices.Sort(j.FleetTools)
+		j.FleetTools = slices.Compact(j.FleetTools)
+	}
 }
 
 // Validate checks a normalized job against the protocol and lim. The error
@@ -69,6 +74,9 @@ func (j *Job) Validate(lim Limits) error {
 	}
 	if j.Priority.Rank() < 0 {
 		return Invalid("priority", "%q is not a priority: want high, normal or low", j.Priority)
+	}
+	if err := j.validateFleetTools(); err != nil {
+		return err
 	}
 	if j.Model == "" {
 		return Invalid("model", "required (no default model is configured)")

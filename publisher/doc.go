@@ -34,8 +34,9 @@
 // the README's "Security and tenants"; RES is the replies stream, e.g.
 // CHAT_REPLIES):
 //
-//   - Submit publishes on <prefix>.jobs.<tenant>, with a JetStream ack,
-//     and subscribes to <prefix>.reply.<tenant>.<id>;
+//   - Submit publishes on <prefix>.jobs.<tenant> (a high or low job on
+//     <prefix>.pjobs.<tenant>.<priority>), with a JetStream ack, and
+//     subscribes to <prefix>.reply.<tenant>.<id>;
 //   - LastEvent and the checks after a quiet spell send a direct get of
 //     the last stored event, $JS.API.DIRECT.GET.RES.<prefix>.write.<tenant>.<id>;
 //   - Attach and gap recovery read the stored reply with an ordered

@@ -31,6 +31,11 @@ const jsErrStoreFailed jetstream.ErrorCode = 10077
 //
 // Submitting the same ID again within the duplicate window stores the job
 // once; the second Reply reads the first one's events.
+//
+// A job's priority (high or low) is sent as its subject (PriorityJobs), not
+// in its body. A fleet whose jobs stream has the layout before priorities
+// does not store that subject: Submit then sends the job as a normal one,
+// which workers of every version serve (see the README's Upgrades).
 func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error) {
 	if job.ID == "" {
 		job.ID = protocol.NewID()
@@ -38,6 +43,11 @@ func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error
 	if err := validateForSubmit(&job); err != nil {
 		return nil, err
 	}
+	subject := p.names.Jobs(job.Tenant)
+	if job.Priority.Rank() != protocol.PriorityNormal.Rank() {
+		subject = p.names.PriorityJobs(job.Tenant, string(job.Priority))
+	}
+	job.Priority = "" // the subject carries it
 	data, err := json.Marshal(job)
 	if err != nil {
 		return nil, err
@@ -46,7 +56,6 @@ func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error
 	if err != nil {
 		return nil, err
 	}
-	subject := p.names.Jobs(job.Tenant)
 	ctx, span := p.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "nats"),
@@ -62,6 +71,11 @@ func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error
 	msg.Header.Set(protocol.HeaderLive, "1") // Next follows HeaderEpoch's rules
 	natstrace.Inject(ctx, msg.Header)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(p.names.JobsStream()))
+	if subject != p.names.Jobs(job.Tenant) && (errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)) {
+		// The fleet has not migrated to priorities yet: a normal job.
+		msg.Subject = p.names.Jobs(job.Tenant)
+		ack, err = p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(p.names.JobsStream()))
+	}
 	if err != nil {
 		r.Stop()
 		err = p.publishError(&job, err)

@@ -8,7 +8,9 @@
 //
 // # Subjects
 //
-//	chat.jobs.<tenant>           jobs (JetStream, work queue)
+//	chat.jobs.<tenant>           jobs (JetStream, work queue), normal priority
+//	chat.pjobs.<tenant>.<prio>   high and low priority jobs
+//	chat.queued.<job subject>    the jobs stream's announcement of a stored job (headers only)
 //	chat.write.<tenant>.<id>     where a worker writes a request's events (stored by a stream)
 //	chat.reply.<tenant>.<id>     reply events of one request: the stored ones, republished in order
 //	chat.gen.<tenant>.<gen>      events of one shared generation (leader → followers)

@@ -21,6 +21,31 @@ func FuzzParseJobs(f *testing.F) {
 	})
 }
 
+// FuzzParseQueue: a subject ParseQueue accepts is the queue subject of
+// the tenant and priority it returns, and nothing else.
+func FuzzParseQueue(f *testing.F) {
+	for _, s := range []string{"chat.jobs.acme", "chat.pjobs.acme.high", "chat.pjobs.acme.normal", "chat.pjobs.a.low.x", "chat.pjobs.*.*", "x"} {
+		f.Add(s)
+	}
+	n := Default()
+	f.Fuzz(func(t *testing.T, s string) {
+		tenant, priority, err := n.ParseQueue(s)
+		if err != nil {
+			return
+		}
+		want := n.Jobs(tenant)
+		if priority != "normal" {
+			want = n.PriorityJobs(tenant, priority)
+		}
+		if want != s || (priority != "high" && priority != "normal" && priority != "low") {
+			t.Fatalf("ParseQueue(%q) = %q, %q; rebuilds as %q", s, tenant, priority, want)
+		}
+		if job, ok := n.ParseQueued(n.Prefix() + ".queued." + s); !ok || job != s {
+			t.Fatalf("ParseQueued of %q's announcement = %q, %v", s, job, ok)
+		}
+	})
+}
+
 func FuzzParseReply(f *testing.F) {
 	n := Default()
 	fuzzPair(f, "ParseReply", n.ParseReply, n.Reply, "chat.reply.acme.r1", "chat.reply.acme", "chat.reply.a.b.c", "chat.reply.a. ", "chat.reply.>")

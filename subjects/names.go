@@ -109,7 +109,7 @@ func (n Names) APIKeysBucket() string { return n.res + "_api_keys" }
 
 // Buckets names every key-value bucket of the fleet.
 func (n Names) Buckets() []string {
-	return []string{n.InflightBucket(), n.CacheBucket(), n.CancelBucket(), n.APIKeysBucket(), n.TenantsBucket()}
+	return []string{n.InflightBucket(), n.CacheBucket(), n.CancelBucket(), n.APIKeysBucket(), n.TenantsBucket(), n.UpstreamsBucket()}
 }
 
 // CancelSubject is the subject a put of the cancel request of tenant/id
@@ -160,3 +160,39 @@ func (n Names) GatewayResumed(tenant, id string) string {
 // <tenant>.<hash>. The hash already covers the tenant; the prefix keeps
 // a tenant's keys together for operators.
 func (n Names) DedupeKey(tenant, hash string) string { return tenant + "." + hash }
+
+// PriorityJobs is the subject a tenant's high- or low-priority jobs are
+// published to: <prefix>.pjobs.<tenant>.<priority>. Normal jobs stay on
+// Jobs. A separate root, not Jobs plus a token: a jobs stream of the
+// layout before priorities does not store it, so a producer publishing
+// there is refused at once (no responders) instead of having a worker
+// that knows nothing of priorities take the job (see the README's
+// Upgrades).
+func (n Names) PriorityJobs(tenant, priority string) string {
+	return n.prefix + ".pjobs." + tenant + "." + priority
+}
+
+// AllPriorityJobs matches every PriorityJobs subject: <prefix>.pjobs.*.*.
+func (n Names) AllPriorityJobs() string { return n.prefix + ".pjobs.*.*" }
+
+// QueuedJobs is where the jobs stream announces each job it stored, headers
+// only: <prefix>.queued.<the job's subject>. Workers listen to learn which
+// tenant's queue has work without polling every queue.
+func (n Names) QueuedJobs() string { return n.prefix + ".queued.>" }
+
+// QueueConsumer names the durable pull consumer of one tenant's jobs of
+// one priority ("high", "normal" or "low"), e.g. "chat_q_acme_normal".
+// Workers create these as jobs arrive; the priority is always the last
+// part, so two tenants' names never collide.
+func (n Names) QueueConsumer(tenant, priority string) string {
+	return n.res + "_q_" + tenant + "_" + priority
+}
+
+// QueueConsumerPrefix starts every QueueConsumer name, e.g. "chat_q_".
+func (n Names) QueueConsumerPrefix() string { return n.res + "_q_" }
+
+// TenantJobs are the filters matching every job of a tenant, of every
+// priority: Jobs and PriorityJobs(tenant, "*").
+func (n Names) TenantJobs(tenant string) []string {
+	return []string{n.Jobs(tenant), n.PriorityJobs(tenant, "*")}
+}

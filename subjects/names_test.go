@@ -66,6 +66,11 @@ func TestBuilders(t *testing.T) {
 		{n.RepliesStream(), "ACME_CHAT_REPLIES"},
 		{n.DeadLetterStream(), "ACME_CHAT_DLQ"},
 		{n.WorkersConsumer(), "acme_chat_workers"},
+		{n.PriorityJobs("t1", "high"), "acme.chat.pjobs.t1.high"},
+		{n.AllPriorityJobs(), "acme.chat.pjobs.*.*"},
+		{n.QueuedJobs(), "acme.chat.queued.>"},
+		{n.QueueConsumer("t1", "low"), "acme_chat_q_t1_low"},
+		{n.QueueConsumerPrefix(), "acme_chat_q_"},
 		{n.CacheBucket(), "acme_chat_cache"},
 		{n.CancelBucket(), "acme_chat_cancels"},
 		{n.APIKeysBucket(), "acme_chat_api_keys"},
@@ -205,4 +210,16 @@ func TestParse(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestParseToolOutput(t *testing.T) {
+	n := Default()
+	if call, err := n.ParseToolOutput(n.ToolOutput("abc123")); err != nil || call != "abc123" {
+		t.Errorf("own subject: %q %v", call, err)
+	}
+	for _, s := range []string{n.Jobs("t"), n.ToolOutput("a.b"), n.ToolOutput("*"), n.ToolOutput(">"), n.ToolOutput(""), "other.toolout.x"} {
+		if _, err := n.ParseToolOutput(s); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
 }

@@ -87,3 +87,24 @@ func (n Names) split(subject, kind string, want int) ([]string, error) {
 	}
 	return toks, nil
 }
+
+// ParseQueue returns the tenant and priority ("high", "normal" or "low")
+// of a jobs subject: Jobs (normal) or PriorityJobs.
+func (n Names) ParseQueue(subject string) (tenant, priority string, err error) {
+	if tenant, err := n.ParseJobs(subject); err == nil {
+		return tenant, "normal", nil
+	}
+	toks, err := n.split(subject, "pjobs", 2)
+	if err != nil {
+		return "", "", err
+	}
+	if toks[1] != "high" && toks[1] != "low" {
+		return "", "", &NameError{Field: "priority", Value: toks[1], Reason: "want high or low"}
+	}
+	return toks[0], toks[1], nil
+}
+
+// ParseQueued returns the job subject a QueuedJobs announcement is about.
+func (n Names) ParseQueued(subject string) (jobSubject string, ok bool) {
+	return strings.CutPrefix(subject, n.prefix+".queued.")
+}

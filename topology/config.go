@@ -41,8 +41,9 @@ type Config struct {
 	// MaxDeliver is how often a job is delivered before it is given up.
 	// Defaults to 5.
 	MaxDeliver int
-	// MaxAckPending caps jobs in flight across the fleet (followers count).
-	// Defaults to 20000.
+	// MaxAckPending caps the jobs of one queue (a tenant's jobs of one
+	// priority) in flight across the fleet (followers count). Defaults to
+	// 20000.
 	MaxAckPending int
 	// QueueTimeout ends a job still waiting in the queue after this long
 	// with queue_timeout (a job's queue_timeout_ms may shorten it). One

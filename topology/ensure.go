@@ -15,19 +15,21 @@ type Topology struct {
 	Jobs        jetstream.Stream
 	Replies     jetstream.Stream
 	DeadLetters jetstream.Stream
-	Consumer    jetstream.Consumer
 	Inflight    jetstream.KeyValue
 	Cache       jetstream.KeyValue
 	Cancels     jetstream.KeyValue
 	APIKeys     jetstream.KeyValue
 	Tenants     jetstream.KeyValue
+	Upstreams   jetstream.KeyValue
 }
 
 // Ensure creates what is missing and checks what exists. An existing
 // resource with a different configuration is an error (*MismatchError)
 // naming every difference; Ensure never changes it, except to add the
 // fleet's queue timeout and per-tenant cap to a jobs stream created
-// without them.
+// without them. A jobs stream of an older layout is a *LayoutError:
+// PlanMigration migrates it. The consumers of the jobs come later, one
+// per tenant and priority, as jobs arrive (Queue).
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -44,13 +46,13 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology,
 	if t.Jobs, err = ensureMaxQueuedPerTenant(ctx, js, t.Jobs, cfg.MaxQueuedPerTenant); err != nil {
 		return nil, err
 	}
+	if err := t.checkQueues(ctx); err != nil {
+		return nil, err
+	}
 	if t.Replies, err = ensureStream(ctx, js, repliesStream(cfg)); err != nil {
 		return nil, err
 	}
 	if t.DeadLetters, err = ensureStream(ctx, js, deadLetterStream(cfg)); err != nil {
-		return nil, err
-	}
-	if t.Consumer, err = ensureConsumer(ctx, t.Jobs, workersConsumer(cfg)); err != nil {
 		return nil, err
 	}
 	buckets := []struct {
@@ -62,6 +64,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology,
 		{&t.Cancels, cancelBucket(cfg)},
 		{&t.APIKeys, apiKeysBucket(cfg)},
 		{&t.Tenants, tenantsBucket(cfg)},
+		{&t.Upstreams, upstreamsBucket(cfg)},
 	}
 	for _, b := range buckets {
 		if *b.dst, err = ensureBucket(ctx, js, b.cfg); err != nil {
@@ -74,8 +77,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Topology,
 func jobsStream(c Config) jetstream.StreamConfig {
 	s := jetstream.StreamConfig{
 		Name:        c.Names.JobsStream(),
-		Description: "chatfleet jobs, one per request; workers share one consumer",
-		Subjects:    []string{c.Names.AllJobs()},
+		Description: "chatfleet jobs, one per request; a consumer per tenant and priority",
+		Subjects:    []string{c.Names.AllJobs(), c.Names.AllPriorityJobs()},
+		// Headers only, so a worker learns which queue has work without
+		// polling them all, and without receiving every job's body.
+		RePublish:   &jetstream.RePublish{Source: ">", Destination: c.Names.QueuedJobs(), HeadersOnly: true},
 		Retention:   jetstream.WorkQueuePolicy,
 		MaxMsgs:     c.QueueLimit,
 		MaxMsgSize:  c.MaxJobBytes,
@@ -87,6 +93,7 @@ func jobsStream(c Config) jetstream.StreamConfig {
 		Metadata: map[string]string{
 			MetadataQueueTimeout:       formatQueueTimeout(c.QueueTimeout),
 			MetadataMaxQueuedPerTenant: formatMaxQueued(c.MaxQueuedPerTenant),
+			MetadataLayout:             LayoutQueues,
 		},
 	}
 	setMaxQueuedPerTenant(&s, c.MaxQueuedPerTenant)
@@ -128,19 +135,6 @@ func deadLetterStream(c Config) jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 		AllowDirect: true,
-	}
-}
-
-func workersConsumer(c Config) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       c.Names.WorkersConsumer(),
-		Description:   "chatfleet workers",
-		FilterSubject: c.Names.AllJobs(),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       c.AckWait,
-		MaxDeliver:    c.MaxDeliver,
-		MaxAckPending: c.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 }
 
@@ -197,6 +191,11 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	s, err = js.Stream(ctx, want.Name)
 	if err != nil {
 		return nil, fmt.Errorf("topology: stream %s: %w", want.Name, err)
+	}
+	if want.Metadata[MetadataLayout] != "" {
+		if err := checkLayout(s.CachedInfo().Config); err != nil {
+			return nil, err
+		}
 	}
 	if err := streamDiffs(s.CachedInfo().Config, want); err != nil {
 		return nil, err

@@ -43,7 +43,12 @@ func TestEnsureIdempotent(t *testing.T) {
 	if err != nil || st.TTL() != 10*time.Second {
 		t.Errorf("inflight TTL = %v, %v", st.TTL(), err)
 	}
-	if c := first.Consumer.CachedInfo().Config; c.AckPolicy != jetstream.AckExplicitPolicy || c.MaxDeliver != 5 {
+	q, err := first.Queue(ctx, "acme", "high")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := q.CachedInfo().Config; c.AckPolicy != jetstream.AckExplicitPolicy || c.MaxDeliver != 5 || c.FilterSubject != "chat.pjobs.acme.high" ||
+		c.Durable != "chat_q_acme_high" {
 		t.Errorf("consumer config = %+v", c)
 	}
 }
@@ -52,7 +57,11 @@ func TestEnsureReportsMismatch(t *testing.T) {
 	t.Parallel()
 	js := setup(t)
 	ctx := context.Background()
-	if _, err := Ensure(ctx, js, Config{}); err != nil {
+	top, err := Ensure(ctx, js, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := top.Queue(ctx, "acme", "normal"); err != nil {
 		t.Fatal(err)
 	}
 	// Each case differs in exactly one setting, and the error names only
@@ -67,7 +76,7 @@ func TestEnsureReportsMismatch(t *testing.T) {
 		{"queue limit", Config{QueueLimit: 5}, []string{"stream CHAT_JOBS", "max_msgs is 10000, want 5"}, FieldDiff{"max_msgs", "10000", "5"}},
 		{"reply age", Config{ReplyMaxAge: 5 * time.Minute}, []string{"stream CHAT_REPLIES", "max_age is 15m0s, want 5m0s"}, FieldDiff{"max_age", "15m0s", "5m0s"}},
 		{"duplicate window", Config{DuplicateWindow: time.Minute}, []string{"stream CHAT_JOBS", "duplicate_window is 2m0s, want 1m0s"}, FieldDiff{"duplicate_window", "2m0s", "1m0s"}},
-		{"ack wait", Config{AckWait: 5 * time.Second}, []string{"consumer chat_workers", "ack_wait is 30s, want 5s"}, FieldDiff{"ack_wait", "30s", "5s"}},
+		{"ack wait", Config{AckWait: 5 * time.Second}, []string{"consumer chat_q_acme_normal", "ack_wait is 30s, want 5s"}, FieldDiff{"ack_wait", "30s", "5s"}},
 		{"lease ttl", Config{LeaseTTL: 3 * time.Second}, []string{"bucket chat_inflight", "ttl is 10s, want 3s"}, FieldDiff{"ttl", "10s", "3s"}},
 	}
 	for _, tt := range tests {
@@ -100,7 +109,7 @@ func TestEnsurePrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := top.Jobs.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != "acme.chat.jobs.>" {
+	if got := top.Jobs.CachedInfo().Config.Subjects; len(got) != 2 || got[0] != "acme.chat.jobs.>" || got[1] != "acme.chat.pjobs.*.*" {
 		t.Errorf("subjects = %v", got)
 	}
 	if top.Cache.Bucket() != "acme_chat_cache" {
@@ -118,30 +127,41 @@ func TestValidate(t *testing.T) {
 }
 
 // TestEnsureAddsMissingBucket: a fleet made before a bucket existed (the
-// API keys bucket, say) gets it from the first new process's Ensure, and
-// what it already had is kept as it is.
+// API keys bucket, the upstreams bucket) gets it from the first new
+// process's Ensure, and what it already had is kept as it is.
 func TestEnsureAddsMissingBucket(t *testing.T) {
 	t.Parallel()
-	js := setup(t)
-	ctx := context.Background()
-	old, err := Ensure(ctx, js, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := old.Cancels.PutString(ctx, "default.x", "cancel"); err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteKeyValue(ctx, "chat_api_keys"); err != nil {
-		t.Fatal(err)
-	}
-	top, err := Ensure(ctx, js, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := top.APIKeys.Status(ctx); err != nil {
-		t.Errorf("API keys bucket: %v", err)
-	}
-	if e, err := top.Cancels.Get(ctx, "default.x"); err != nil || string(e.Value()) != "cancel" {
-		t.Errorf("the cancel bucket lost its entry: %v", err)
+	for _, tc := range []struct {
+		bucket string
+		handle func(*Topology) jetstream.KeyValue
+	}{
+		{"chat_api_keys", func(top *Topology) jetstream.KeyValue { return top.APIKeys }},
+		{"chat_upstreams", func(top *Topology) jetstream.KeyValue { return top.Upstreams }},
+	} {
+		t.Run(tc.bucket, func(t *testing.T) {
+			t.Parallel()
+			js := setup(t)
+			ctx := context.Background()
+			old, err := Ensure(ctx, js, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := old.Cancels.PutString(ctx, "default.x", "cancel"); err != nil {
+				t.Fatal(err)
+			}
+			if err := js.DeleteKeyValue(ctx, tc.bucket); err != nil {
+				t.Fatal(err)
+			}
+			top, err := Ensure(ctx, js, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tc.handle(top).Status(ctx); err != nil {
+				t.Errorf("bucket %s: %v", tc.bucket, err)
+			}
+			if e, err := top.Cancels.Get(ctx, "default.x"); err != nil || string(e.Value()) != "cancel" {
+				t.Errorf("the cancel bucket lost its entry: %v", err)
+			}
+		})
 	}
 }

@@ -80,7 +80,7 @@ func TestMaxQueuedPerTenantMigration(t *testing.T) {
 	oldStream := func(t *testing.T) (jetstream.JetStream, jetstream.StreamConfig) {
 		js := setup(t)
 		old := jobsStream(Config{}.WithDefaults())
-		old.Metadata = nil // as versions before the fleet's stored settings created it
+		old.Metadata = map[string]string{MetadataLayout: LayoutQueues} // as versions before the fleet's stored settings created it (but migrated to queues)
 		setMaxQueuedPerTenant(&old, 0)
 		if _, err := js.CreateStream(ctx, old); err != nil {
 			t.Fatal(err)

@@ -51,7 +51,7 @@ func TestQueueTimeoutMigration(t *testing.T) {
 	js := setup(t)
 	ctx := context.Background()
 	old := jobsStream(Config{}.WithDefaults())
-	old.Metadata = nil // as versions before the fleet queue timeout created it
+	old.Metadata = map[string]string{MetadataLayout: LayoutQueues} // as versions before the fleet queue timeout created it (but migrated to queues)
 	if _, err := js.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}
@@ -129,13 +129,13 @@ func TestQueueTimeoutMigrationRace(t *testing.T) {
 	js := setup(t)
 	ctx := context.Background()
 	old := jobsStream(Config{}.WithDefaults())
-	old.Metadata = nil
+	old.Metadata = map[string]string{MetadataLayout: LayoutQueues}
 	if _, err := js.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}
 	racing := racingJS{JetStream: js, other: func(ctx context.Context, js jetstream.JetStream) {
 		cfg := old
-		cfg.Metadata = map[string]string{MetadataQueueTimeout: "2m0s"} // the other worker's
+		cfg.Metadata = map[string]string{MetadataLayout: LayoutQueues, MetadataQueueTimeout: "2m0s"} // the other worker's
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
 			t.Error(err)
 		}

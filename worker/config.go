@@ -9,6 +9,7 @@ import (
 
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/manager"
+	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/subjects"
 	"github.com/chatfleet/chatfleet/topology"
 )
@@ -30,14 +31,19 @@ type Config struct {
 	Manager manager.Config
 	// LLM configures the upstream. Defaults to llm's defaults (OpenAI).
 	LLM llm.Config
+	// Upstreams are more upstreams, by model (manager.Upstream; the
+	// worker makes each one's client). Defaults to none.
+	Upstreams []UpstreamConfig
 	// HTTPAddr serves /healthz, /readyz and /metrics; empty disables it.
 	// Defaults to "".
 	HTTPAddr string
 	// Metrics, when set, is served at /metrics (see internal/telemetry).
 	// Defaults to nil: no /metrics.
 	Metrics http.Handler
-	// FetchWait is how long one pull request waits for jobs before it is
-	// renewed. Shorter means a quicker Stop. Defaults to 1s.
+	// FetchWait is how long an idle worker waits for the jobs stream to
+	// announce a job before it reads the stream's queues itself, and how
+	// often it reads them while busy (finding jobs handed back for another
+	// delivery, which are not announced). Defaults to 1s.
 	FetchWait time.Duration
 	// HardStopTimeout bounds Stop's hard stop: how long handing the jobs
 	// still running back to the queue may take once the grace period is
@@ -86,4 +92,20 @@ func (c Config) validate() error {
 		return err
 	}
 	return c.Topology.Validate()
+}
+
+// UpstreamConfig is one more upstream: manager.Upstream with the client's
+// configuration in place of the client.
+type UpstreamConfig struct {
+	// Name is its name (not "default"). Required.
+	Name string
+	// Models are the models it serves. Required.
+	Models []string
+	// Weight is its share of its models' load. Defaults to 1.
+	Weight int
+	// LLM configures its client. Defaults to llm's defaults.
+	LLM llm.Config
+	// Limits are its fleet-wide limits while the upstreams bucket holds
+	// none. Defaults to none.
+	Limits protocol.UpstreamLimits
 }

@@ -17,7 +17,7 @@ import (
 // prompt, its answer or its request ID.
 func TestHTTPServesNoPromptsOrAnswers(t *testing.T) {
 	t.Parallel()
-	f, w := metricsFleet(t, "http-test")
+	f, w := metricsFleet(t, "http-test", nil)
 	if host, _, _ := net.SplitHostPort(w.HTTPAddr().String()); host != "127.0.0.1" {
 		t.Fatalf("listening on %s, want the loopback address configured", w.HTTPAddr())
 	}

@@ -40,6 +40,9 @@ type Status struct {
 	Leading   int64                        `json:"leading"`   // unique generations led now
 	Totals    manager.Stats                `json:"totals"`
 	Upstreams manager.UpstreamStats        `json:"upstream"`
+	// Routes are every upstream's counters and breaker, the default
+	// first.
+	Routes []manager.UpstreamStats `json:"upstreams"`
 	// Tenants is this worker's usage by tenant since it started, by name:
 	// the tenants in the tenants bucket, the rest as manager.OtherTenants.
 	Tenants []TenantStatus `json:"tenants"`
@@ -78,7 +81,8 @@ func (w *Worker) Status() Status {
 	return Status{
 		Worker: w.cfg.ID, Prefix: w.cfg.Prefix, Started: w.started, UptimeS: time.Since(w.started).Seconds(),
 		Draining: w.draining.Load(), InFlight: w.mgr.InFlight(), Slots: w.mgr.Slots().Usage(),
-		Leading: st.Generations, Totals: st, Upstreams: w.mgr.Upstream(), Tenants: w.tenants(),
+		Leading: st.Generations, Totals: st, Upstreams: w.mgr.Upstream(), Routes: w.mgr.Upstreams(),
+		Tenants: w.tenants(),
 	}
 }
 
@@ -105,6 +109,13 @@ func (w *Worker) registerService() error {
 	if err != nil {
 		_ = svc.Stop()
 		return fmt.Errorf("worker: add status endpoint: %w", err)
+	}
+	// Once Start returns, the server knows the service: a ping sent next
+	// (a gateway asking whether any worker runs) is answered, not lost
+	// before the subscription reached the server.
+	if err := w.nc.FlushTimeout(10 * time.Second); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("worker: register micro service: %w", err)
 	}
 	w.service = svc
 	return nil

@@ -70,7 +70,7 @@ func TestTraceFromPublisherToWorker(t *testing.T) {
 		}
 	}
 	// The job spans end when the jobs are settled, just after the reply.
-	spans := waitSpans(rec, ended, 10) // 2 × (send, process, queue_wait, route, relay) + chat
+	spans := waitSpans(rec, ended, 11) // 2 × (send, process, queue_wait, route, relay) + chat
 
 	byName := func(name, id string) sdktrace.ReadOnlySpan {
 		for _, s := range spans {
@@ -184,20 +184,24 @@ func hasEvent(s sdktrace.ReadOnlySpan, name string) bool {
 }
 
 // metricsFleet starts a fleet with one worker that serves its HTTP
-// endpoints, /metrics included, on a loopback port.
-func metricsFleet(t *testing.T, instance string) (*fleettest.Fleet, *worker.Worker) {
+// endpoints, /metrics included, on a loopback port; change (when not nil)
+// adjusts the worker's config, opts the upstream.
+func metricsFleet(t *testing.T, instance string, change func(*worker.Config), opts ...llmtest.Option) (*fleettest.Fleet, *worker.Worker) {
 	t.Helper()
 	tel, err := telemetry.Setup(context.Background(), "chatfleet-worker", instance)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	f := fleettest.New(t, fleettest.Options{})
+	f := fleettest.New(t, fleettest.Options{LLM: opts})
 	w := f.StartWorker(func(c *worker.Config) {
 		withModel(c)
 		c.HTTPAddr = "127.0.0.1:0"
 		c.Metrics = tel.Metrics
 		c.Manager.MeterProvider = tel.Meter
+		if change != nil {
+			change(c)
+		}
 	})
 	return f, w
 }
@@ -206,7 +210,7 @@ func metricsFleet(t *testing.T, instance string) (*fleettest.Fleet, *worker.Work
 // invalid job, /metrics has every chatfleet_* series with its labels.
 func TestMetricsAfterARun(t *testing.T) {
 	t.Parallel()
-	f, w := metricsFleet(t, "metrics-test")
+	f, w := metricsFleet(t, "metrics-test", nil)
 	ctx := fleettest.Context(t, 30*time.Second)
 	job := userJob("count me")
 	for range 2 { // a leader, then a cache hit
@@ -218,14 +222,9 @@ func TestMetricsAfterARun(t *testing.T) {
 	// The reply goes out before the job is dead-lettered and settled:
 	// wait (with a deadline) for the worker to count it.
 	url := "http://" + w.HTTPAddr().String() + "/metrics"
-	body := scrape(t, url)
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, `chatfleet_dead_letters_total 1`) ||
-		!strings.Contains(body, `code="invalid_request"`); body = scrape(t, url) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the invalid job was never counted:\n%s", body)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	body := scrapeUntil(t, ctx, url, "the invalid job counted", func(body string) bool {
+		return strings.Contains(body, `chatfleet_dead_letters_total 1`) && strings.Contains(body, `code="invalid_request"`)
+	})
 	for _, want := range []string{
 		`chatfleet_jobs_total{code="",outcome="done",role="leader"} 1`,
 		`chatfleet_jobs_total{code="",outcome="done",role="cache"} 1`,
@@ -255,6 +254,11 @@ func TestMetricsAfterARun(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// The only worker maintains the fleet: once it scanned, it reports the
+	// jobs waiting in the queue (none).
+	body = scrapeUntil(t, ctx, url, "chatfleet_queue_waiting 0", func(body string) bool {
+		return strings.Contains(body, "chatfleet_queue_waiting 0")
+	})
 	// The dashboard only queries series that exist.
 	assertDashboardSeries(t, body)
 }
@@ -268,6 +272,23 @@ func scrape(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// scrapeUntil scrapes url until its body satisfies cond (what, in the
+// failure) or ctx ends, and returns the last body.
+func scrapeUntil(t *testing.T, ctx context.Context, url, what string, cond func(body string) bool) string {
+	t.Helper()
+	for {
+		body := scrape(t, url)
+		if cond(body) {
+			return body
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("/metrics: %s never happened (%v):\n%s", what, ctx.Err(), body)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 var seriesName = regexp.MustCompile(`chatfleet_[a-z_]+`)

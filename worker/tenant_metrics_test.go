@@ -48,14 +48,10 @@ func TestTenantMetrics(t *testing.T) {
 		}
 	}
 	url := "http://" + w.HTTPAddr().String() + "/metrics"
-	body := scrape(t, url)
 	// Each request is counted once it is settled, just after its reply.
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, `chatfleet_tenant_jobs_total{code="",outcome="done",tenant="(other)"} 2`); body = scrape(t, url) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the jobs were never counted:\n%s", body)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	body := scrapeUntil(t, ctx, url, "the jobs counted", func(body string) bool {
+		return strings.Contains(body, `chatfleet_tenant_jobs_total{code="",outcome="done",tenant="(other)"} 2`)
+	})
 	for _, want := range []string{
 		`chatfleet_tenant_jobs_total{code="",outcome="done",tenant="acme"} 2`,
 		`chatfleet_tenant_tokens_total{kind="prompt",tenant="acme"}`,

@@ -17,8 +17,19 @@ import (
 	"github.com/chatfleet/chatfleet/internal/gopool"
 	"github.com/chatfleet/chatfleet/llm"
 	"github.com/chatfleet/chatfleet/manager"
+	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/topology"
 )
+
+// newUpstreamClient makes the client of upstream name. A 429 it meets
+// slows the whole fleet: it tells the manager *mgr, which exists before
+// the client's first call.
+func newUpstreamClient(cfg llm.Config, name string, mgr **manager.Manager) (*llm.Client, error) {
+	if cfg.OnRateLimited == nil {
+		cfg.OnRateLimited = func(d time.Duration) time.Duration { return (*mgr).RateLimited(name, d) }
+	}
+	return llm.New(cfg)
+}
 
 // Worker pulls jobs and answers them. Create it with New, then Start and
 // Stop it.
@@ -28,7 +39,7 @@ type Worker struct {
 
 	mgr      *manager.Manager
 	js       jetstream.JetStream
-	consumer jetstream.Consumer
+	queues   *queues // the fetch loop's; listens to the stream's announcements
 	http     *http.Server
 	httpAddr net.Addr
 	service  micro.Service
@@ -87,24 +98,40 @@ func (w *Worker) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	up, err := llm.New(w.cfg.LLM)
+	var mgr *manager.Manager
+	up, err := newUpstreamClient(w.cfg.LLM, protocol.DefaultUpstream, &mgr)
 	if err != nil {
 		return err
 	}
-	w.mgr, err = manager.New(w.cfg.Manager, w.nc, js, top, up)
+	mcfg := w.cfg.Manager
+	for _, u := range w.cfg.Upstreams {
+		c, err := newUpstreamClient(u.LLM, u.Name, &mgr)
+		if err != nil {
+			return fmt.Errorf("worker: upstream %s: %w", u.Name, err)
+		}
+		mcfg.Upstreams = append(mcfg.Upstreams, manager.Upstream{Name: u.Name, Client: c, Models: u.Models, Weight: u.Weight, Limits: u.Limits})
+	}
+	mgr, err = manager.New(mcfg, w.nc, js, top, up)
 	if err != nil {
 		return err
 	}
+	w.mgr = mgr
 	if err := w.mgr.Start(ctx); err != nil {
 		return err
 	}
-	w.consumer = top.Consumer
+	w.queues = newQueues(top, w.cfg.FetchWait)
+	if err := w.queues.listen(w.nc); err != nil {
+		_ = w.mgr.Stop(ctx)
+		return err
+	}
 	w.js = js
 	if err := w.serveHTTP(); err != nil {
+		w.queues.stop()
 		_ = w.mgr.Stop(ctx)
 		return err
 	}
 	if err := w.registerService(); err != nil {
+		w.queues.stop()
 		_ = w.mgr.Stop(ctx)
 		w.stopHTTP(ctx)
 		return err
@@ -147,6 +174,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.draining.Store(true)
 		w.stopFetch()
 		<-w.fetching
+		w.queues.stop()
 		w.mgr.Drain()
 		var errs []error
 		if werr := w.mgr.Slots().WaitIdle(ctx); werr != nil {

@@ -122,7 +122,13 @@ func Example_manager() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	batch, err := top.Consumer.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+	// Jobs wait in a queue per tenant and priority; this one is the default
+	// tenant's, normal priority.
+	queue, err := top.Queue(ctx, "default", "normal")
+	if err != nil {
+		log.Fatal(err)
+	}
+	batch, err := queue.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
 	if err != nil {
 		log.Fatal(err)
 	}

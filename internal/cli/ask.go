@@ -17,6 +17,7 @@ import (
 
 type askFlags struct {
 	model, tenant, system, id string
+	tools                     string // --tools: fleet tools, comma-separated
 	temperature               float64
 	maxTokens                 int
 	noDedupe, noCache, json   bool
@@ -91,6 +92,7 @@ func (f *askFlags) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.system, "system", "", "system prompt")
 	fs.Float64Var(&f.temperature, "temperature", 0, "sampling temperature 0-2 (default: the upstream's)")
 	fs.IntVar(&f.maxTokens, "max-tokens", 0, "most tokens to generate, at least 1 (default: the upstream's)")
+	fs.StringVar(&f.tools, "tools", "", "fleet tools the model may call, comma-separated (e.g. calculator,clock: `chatfleet dev` serves these)")
 	fs.BoolVar(&f.noDedupe, "no-dedupe", false, "do not share a generation with identical requests")
 	fs.BoolVar(&f.noCache, "no-cache", false, "neither read nor write the answer cache")
 	fs.StringVar(&f.id, "id", "", "request ID (default: a fresh random one); the reply of an ID that already ran is shown, not asked again")
@@ -122,7 +124,7 @@ func checkJob(job protocol.Job) error {
 	if !errors.As(err, &perr) {
 		return err
 	}
-	flags := map[string]string{"tenant": "--tenant", "id": "--id", "model": "--model", "temperature": "--temperature", "max_tokens": "--max-tokens"}
+	flags := map[string]string{"tenant": "--tenant", "id": "--id", "model": "--model", "temperature": "--temperature", "max_tokens": "--max-tokens", "fleet_tools": "--tools"}
 	if name, ok := flags[perr.Field]; ok {
 		return fmt.Errorf("%s: %s", name, perr.Message)
 	}
@@ -145,6 +147,11 @@ func (f *askFlags) job(prompt string) protocol.Job {
 	}
 	if f.set["max-tokens"] {
 		job.MaxTokens = protocol.Int(f.maxTokens)
+	}
+	for name := range strings.SplitSeq(f.tools, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			job.FleetTools = append(job.FleetTools, name)
+		}
 	}
 	if f.noDedupe {
 		job.Dedupe = protocol.Bool(false)

@@ -177,6 +177,7 @@ func (a *asker) stderr(msg string) {
 // the protocol's extension policy asks; --json prints every event.
 func (a *asker) print(ctx context.Context, reply *publisher.Reply) (code int, err error) {
 	var toolCalls []protocol.ToolCall
+	var fleetTools toolLines
 	for ev, err := range reply.Events(ctx) {
 		if err != nil {
 			return ExitFailed, err
@@ -192,8 +193,16 @@ func (a *asker) print(ctx context.Context, reply *publisher.Reply) (code int, er
 				// reasoning is not the answer (--json shows it).
 				fmt.Fprint(a.out, ev.Content, ev.Refusal)
 			}
+		case protocol.EventTool:
+			// The fleet's tool calls go to stderr, as the other notes do:
+			// stdout stays the answer.
+			if line := fleetTools.line(ev.Tool); line != "" && !a.f.json {
+				a.out.endLine()
+				fmt.Fprintln(a.io.Err, line)
+			}
 		case protocol.EventReset:
 			toolCalls = nil
+			fleetTools.reset()
 			if !a.f.json {
 				a.out.endLine()
 				fmt.Fprintln(a.io.Err, "[reset: a worker failed over; the answer starts again]")

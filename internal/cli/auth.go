@@ -25,6 +25,7 @@ type authFlags struct {
 	nkeys                     bool
 	workersNKey, opsNKey      string
 	gatewayNKey               string
+	toolsNKey, prepareNKey    string
 }
 
 func newAuthFlags(io IO) *authFlags {
@@ -44,10 +45,13 @@ func newAuthFlags(io IO) *authFlags {
 	fs.StringVar(&f.workersNKey, "workers-nkey", "", "the workers' public nkey, when they hold their seed already")
 	fs.StringVar(&f.opsNKey, "operators-nkey", "", "the operators' public nkey, when they hold their seed already")
 	fs.StringVar(&f.gatewayNKey, "gateway-nkey", "", "the gateways' public nkey, when they hold their seed already")
+	fs.StringVar(&f.toolsNKey, "tools-nkey", "", "the tool servers' public nkey, when they hold their seed already")
+	fs.StringVar(&f.prepareNKey, "prepare-nkey", "", "the preparation services' public nkey, when they hold their seed already")
 	fs.Usage = func() {
 		fmt.Fprintln(io.Err, "Usage: chatfleet auth --secrets DIR [flags] [TENANT[=NKEY] ...]")
 		fmt.Fprintln(io.Err, "Writes the nats-server configuration of a fleet shared by tenants (the prefix is CHATFLEET_PREFIX),")
-		fmt.Fprintln(io.Err, "and each identity's settings, secret included, to DIR: workers.env, operators.env, gateway.env, tenant-NAME.env.")
+		fmt.Fprintln(io.Err, "and each identity's settings, secret included, to DIR: workers.env, operators.env, gateway.env,")
+		fmt.Fprintln(io.Err, "tools.env (tool servers), prepare.env (preparation services), tenant-NAME.env.")
 		fs.PrintDefaults()
 	}
 	return f
@@ -114,10 +118,12 @@ func (f *authFlags) build() (*fleetAuth, error) {
 	a.workers = identity{file: "workers", role: "the workers", user: names.Prefix() + "-workers"}
 	a.operators = identity{file: "operators", role: "the operators", user: names.Prefix() + "-operators"}
 	a.gateway = identity{file: "gateway", role: "the gateways", user: names.Prefix() + "-gateway"}
+	a.tools = identity{file: "tools", role: "the tool servers", user: names.Prefix() + "-tools"}
+	a.prepare = identity{file: "prepare", role: "the preparation services", user: names.Prefix() + "-prepare"}
 	for _, k := range []struct {
 		id  *identity
 		key string
-	}{{&a.workers, f.workersNKey}, {&a.operators, f.opsNKey}, {&a.gateway, f.gatewayNKey}} {
+	}{{&a.workers, f.workersNKey}, {&a.operators, f.opsNKey}, {&a.gateway, f.gatewayNKey}, {&a.tools, f.toolsNKey}, {&a.prepare, f.prepareNKey}} {
 		if k.key != "" && !nkeys.IsValidPublicUserKey(k.key) {
 			return nil, fmt.Errorf("%s: %q is not a public user nkey (U…)", k.id.role, k.key)
 		}
@@ -194,7 +200,7 @@ func readTenantsFile(path string) ([]string, error) {
 
 // identities are every identity, the fleet account's first.
 func (a *fleetAuth) identities() []*identity {
-	ids := []*identity{&a.workers, &a.operators, &a.gateway}
+	ids := []*identity{&a.workers, &a.operators, &a.gateway, &a.tools, &a.prepare}
 	for i := range a.tenants {
 		ids = append(ids, &a.tenants[i])
 	}

@@ -53,7 +53,7 @@ func TestAuthGeneratesAServerConfigAndKeepsSecrets(t *testing.T) {
 	}
 
 	s := natstest.RunServerFromConfig(t, conf)
-	for _, name := range []string{"workers.env", "operators.env", "tenant-alpha.env"} {
+	for _, name := range []string{"workers.env", "operators.env", "tools.env", "prepare.env", "tenant-alpha.env"} {
 		env, _ := readSettings(t, filepath.Join(secrets, name))
 		env.NATSURL = s.ClientURL()
 		nc, err := env.Connect("auth test", false)
@@ -99,7 +99,7 @@ func checkSettingsFiles(t *testing.T, secrets, conf string, res result) map[stri
 		t.Fatal(err)
 	}
 	passwords := map[string]string{}
-	for _, name := range []string{"workers.env", "operators.env", "tenant-alpha.env", "tenant-beta.env"} {
+	for _, name := range []string{"workers.env", "operators.env", "gateway.env", "tools.env", "prepare.env", "tenant-alpha.env", "tenant-beta.env"} {
 		path := filepath.Join(secrets, name)
 		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v; want mode 0600", name, err)
@@ -164,6 +164,7 @@ func TestAuthRefusesBadInput(t *testing.T) {
 		{[]string{"--secrets", "S", "al.pha"}, "contains '.'"},
 		{[]string{"--secrets", "S", "alpha", "alpha"}, "tenant alpha is named twice"},
 		{[]string{"--secrets", "S", "alpha=SUAKEY"}, "not a public user nkey"},
+		{[]string{"--secrets", "S", "--tools-nkey", "SUAKEY", "alpha"}, "the tool servers: \"SUAKEY\" is not a public user nkey"},
 		{[]string{"--secrets", "S", "--tls-cert", "c.pem", "alpha"}, "--tls-cert and --tls-key go together"},
 		{[]string{"--secrets", "S", "--tls-ca", "ca.pem", "alpha"}, "--tls-ca needs --tls-cert"},
 	} {

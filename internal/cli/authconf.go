@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/chatfleet/chatfleet/subjects"
+	"github.com/chatfleet/chatfleet/tools"
 	"github.com/chatfleet/chatfleet/worker"
 )
 
@@ -28,6 +29,8 @@ type fleetAuth struct {
 	workers   identity
 	operators identity
 	gateway   identity
+	tools     identity // the fleet's tool servers
+	prepare   identity // the tenants' preparation services
 	tenants   []identity
 	listen    string
 	storeDir  string
@@ -73,16 +76,19 @@ type permissions struct {
 	responses                   bool // allow_responses: answer requests it received
 }
 
-// workerPermissions: everything a worker does in the fleet account. The
+// workerPermissions: everything a worker does in the fleet account,
+// calling the fleet's tools and preparation services included (on
+// <prefix>.tool.> and <prefix>.prepare.>, their streamed output on
+// <prefix>.toolout.>, and asking the tool servers what they serve). The
 // fleet account holds nothing but this fleet, so $KV.> is its buckets,
 // today's and those added later.
 func (a *fleetAuth) workerPermissions() permissions {
 	p, n := a.names.Prefix(), a.names
 	return permissions{
-		pubAllow: []string{p + ".>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>"},
+		pubAllow: []string{p + ".>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$SRV.INFO." + tools.ServiceName},
 		pubDeny:  []string{"$JS.EVENT.>"},
 		subAllow: []string{p + ".>", "_INBOX.>", "$SRV.>",
-			"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + n.JobsStream() + "." + n.WorkersConsumer()},
+			"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + n.JobsStream() + ".*"},
 		responses: true,
 	}
 }
@@ -112,7 +118,7 @@ func (a *fleetAuth) gatewayPermissions() permissions {
 	replies, keys := n.RepliesStream(), "KV_"+n.APIKeysBucket()
 	return permissions{
 		pubAllow: []string{
-			p + ".jobs.*", p + ".gateway.>",
+			p + ".jobs.*", p + ".pjobs.*.*", p + ".gateway.>",
 			"$JS.API.DIRECT.GET." + replies + ".>",
 			"$JS.API.CONSUMER.CREATE." + replies + ".>",
 			"$JS.API.CONSUMER.MSG.NEXT." + replies + ".*",
@@ -128,6 +134,39 @@ func (a *fleetAuth) gatewayPermissions() permissions {
 	}
 }
 
+// toolPermissions: a tool server takes the calls of the fleet's tools
+// in the tool servers' queue group (never a plain subscription, which
+// would see every call), answers them (allow_responses), streams their
+// output on <prefix>.toolout.>, and serves micro's PING, INFO and STATS
+// of its service. Nothing else: no JetStream, no job, no reply.
+func (a *fleetAuth) toolPermissions() permissions {
+	p := a.names.Prefix()
+	return permissions{
+		pubAllow:  []string{p + ".toolout.>"},
+		subAllow:  append([]string{p + ".tool.> " + tools.ServiceName}, microSubjects(tools.ServiceName)...),
+		responses: true,
+	}
+}
+
+// preparePermissions: a preparation service takes the tenants'
+// preparation requests in its queue group, answers them, and serves
+// micro's PING, INFO and STATS of its service. It publishes nothing but
+// its answers.
+func (a *fleetAuth) preparePermissions() permissions {
+	return permissions{
+		pubDeny:   []string{">"},
+		subAllow:  append([]string{a.names.AllPrepares() + " " + tools.PrepareServiceName}, microSubjects(tools.PrepareServiceName)...),
+		responses: true,
+	}
+}
+
+// microSubjects are the subjects a NATS micro service named service
+// subscribes to answer discovery: $SRV.<verb>, $SRV.<verb>.<service> and
+// $SRV.<verb>.<service>.<id> for PING, INFO and STATS.
+func microSubjects(service string) []string {
+	return []string{"$SRV.PING", "$SRV.INFO", "$SRV.STATS", "$SRV.*." + service, "$SRV.*." + service + ".*"}
+}
+
 // tenantImport is one subject the fleet exports to a tenant and the
 // tenant imports: a service (a request the fleet answers) or a stream.
 type tenantImport struct {
@@ -137,7 +176,7 @@ type tenantImport struct {
 }
 
 // tenantImports is everything one tenant's account reaches in the fleet:
-// its jobs subject (with the JetStream ack), its live replies, the direct
+// its jobs subjects, normal and by priority (with the JetStream ack), its live replies, the direct
 // get of its own stored reply events, consumers of the replies stream
 // filtered to its own events (the server refuses a create whose filter
 // differs from the subject's), pulling from them and deleting them (an
@@ -151,6 +190,7 @@ func (a *fleetAuth) tenantImports(tenant string) []tenantImport {
 	own := n.Prefix() + ".write." + tenant + ".>"
 	ims := []tenantImport{
 		{subject: n.Jobs(tenant)},
+		{subject: n.PriorityJobs(tenant, "*")},
 		{subject: n.Prefix() + ".reply." + tenant + ".>", stream: true},
 		{subject: "$JS.API.DIRECT.GET." + replies + "." + own, local: api + "DIRECT.GET." + replies + "." + own},
 		{subject: "$JS.API.CONSUMER.CREATE." + replies + ".*." + own, local: api + "CONSUMER.CREATE." + replies + ".*." + own},
@@ -228,7 +268,8 @@ func (a *fleetAuth) writeFleet(c *confWriter) {
 	writeUser(c, a.workers, a.workerPermissions())
 	writeUser(c, a.operators, a.operatorPermissions())
 	writeUser(c, a.gateway, a.gatewayPermissions())
-	c.line("# More services of the fleet (tools) join here, each with its own user and permissions.")
+	writeUser(c, a.tools, a.toolPermissions())
+	writeUser(c, a.prepare, a.preparePermissions())
 	c.close("]")
 	c.open("exports: [")
 	var tenantAccounts []string
@@ -285,11 +326,16 @@ func writeUser(c *confWriter, id identity, p permissions) {
 	} else {
 		c.open("{ user: %s, password: %s, permissions: {", quote(id.user), quote(id.hash))
 	}
-	deny := ""
-	if len(p.pubDeny) > 0 {
-		deny = ", deny: " + list(p.pubDeny)
+	// No allow list allows everything: a user that may publish nothing
+	// but its answers has a deny list alone.
+	var pub []string
+	if len(p.pubAllow) > 0 {
+		pub = append(pub, "allow: "+list(p.pubAllow))
 	}
-	c.line("publish: { allow: %s%s }", list(p.pubAllow), deny)
+	if len(p.pubDeny) > 0 {
+		pub = append(pub, "deny: "+list(p.pubDeny))
+	}
+	c.line("publish: { %s }", strings.Join(pub, ", "))
 	c.line("subscribe: { allow: %s }", list(p.subAllow))
 	if p.responses {
 		c.line("allow_responses: true")

@@ -1,5 +1,5 @@
 // Package cli implements the chatfleet command: dev, worker, init, ask,
-// cancel, dlq, tenant, cache, status, upstream, gateway, auth and env.
+// cancel, dlq, tenant, cache, status, upstream, gateway, simulate, auth and env.
 package cli
 
 import (
@@ -35,15 +35,16 @@ func commands() []command {
 	return []command{
 		{"dev", "run NATS, workers and (without an upstream) a simulated model in one process", runDev},
 		{"worker", "run one worker against CHATFLEET_NATS_URL", runWorker},
-		{"init", "create (or check) the streams, consumer and buckets, then exit", runInit},
+		{"init", "create (or check) the streams and buckets, then exit; --migrate: migrate an older layout", runInit},
 		{"ask", "submit a job and print the answer as it streams: ask [flags] PROMPT", runAsk},
 		{"cancel", "cancel a request: cancel [--tenant T] ID", runCancel},
 		{"dlq", "dead-lettered jobs: dlq ls | show SEQ | replay SEQ", runDLQ},
 		{"tenant", "tenants' limits and usage: tenant set | ls | show | pause | resume | cancel | rm NAME", runTenant},
 		{"cache", "the answer cache: cache purge [--tenant T] [--key K]", runCache},
 		{"status", "the fleet: queue, dead letters, workers and their slots [--json] [--watch]", runStatus},
-		{"upstream", "upstream check: probe the configured upstream and list what it supports", runUpstream},
+		{"upstream", "upstream check: probe the configured upstream and list what it supports; upstream limits set|show|rm: its fleet-wide limits", runUpstream},
 		{"gateway", "run the OpenAI-compatible HTTP gateway; gateway key|keys|revoke manage its API keys", runGateway},
+		{"simulate", "serve dev's simulated model alone on CHATFLEET_DEV_MODEL_LISTEN: an upstream for trying a fleet", runSimulate},
 		{"auth", "the nats-server configuration and identities of a fleet shared by tenants: auth --secrets DIR TENANT...", runAuth},
 		{"env", "print every configuration variable with its default", runEnv},
 	}

@@ -31,7 +31,7 @@ func TestUsage(t *testing.T) {
 		if !strings.Contains(res.err, "Usage: chatfleet COMMAND") || !strings.Contains(res.err, tc.err) {
 			t.Errorf("%q: stderr = %q, want the usage and %q", tc.args, res.err, tc.err)
 		}
-		for _, cmd := range []string{"dev", "worker", "init", "ask", "cancel", "dlq", "status", "upstream", "env"} {
+		for _, cmd := range []string{"dev", "worker", "init", "ask", "cancel", "dlq", "status", "upstream", "simulate", "env"} {
 			if !strings.Contains(res.err, "\n  "+cmd+" ") {
 				t.Errorf("%q: usage does not list %s", tc.args, cmd)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/nats-io/nats.go"
@@ -22,8 +23,8 @@ import (
 
 // runDev runs everything on one machine with no set-up: an embedded NATS
 // server with JetStream that other processes can join, the topology, the
-// in-process workers, and a simulated model when no upstream is
-// configured.
+// in-process workers, the example fleet tools, and a simulated model
+// (which calls the tools a job offers) when no upstream is configured.
 func runDev(ctx context.Context, args []string, io IO) int {
 	env, logger, code := loadServerEnv(io, "dev", args)
 	if code != ExitOK {
@@ -54,6 +55,13 @@ func runDev(ctx context.Context, args []string, io IO) int {
 	if !createDevTopology(ctx, env, names, ns.ClientURL(), logger) {
 		return ExitFailed
 	}
+	// The example tools stop after the workers (deferred before them),
+	// which may be waiting for a call.
+	toolServer := startDevTools(ns.ClientURL(), names.Prefix(), logger)
+	if toolServer == nil {
+		return ExitFailed
+	}
+	defer toolServer.stop(env.ShutdownGrace)
 	llmCfg, sim, code := devUpstream(env, logger)
 	if code != ExitOK {
 		return code
@@ -81,8 +89,9 @@ func runDev(ctx context.Context, args []string, io IO) int {
 		defer stop() // before the workers stop: open streams finish first
 		gatewayURL = "http://" + gw.Addr().String() + "/v1"
 	}
-	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(ws.workers), "data", env.DevDataDir, "gateway", gatewayURL)
-	fmt.Fprint(io.Err, devBanner(env, ns.ClientURL(), llmCfg.BaseURL, gatewayURL, simulated))
+	logger.Info("chatfleet dev is up", "nats", ns.ClientURL(), "workers", len(ws.workers), "data", env.DevDataDir, "gateway", gatewayURL,
+		"tools", strings.Join(toolServer.names, ","))
+	fmt.Fprint(io.Err, devBanner(env, ns.ClientURL(), llmCfg.BaseURL, gatewayURL, simulated, toolServer.names))
 	<-ctx.Done()
 	return ws.stop()
 }
@@ -116,10 +125,8 @@ func devUpstream(env config.Env, logger *slog.Logger) (cfg llm.Config, sim *llmt
 	if env.UpstreamConfigured() {
 		return env.LLM(), nil, ExitOK
 	}
-	sim, err := llmtest.Listen(env.DevModelListen, llmtest.WithTokens(env.DevTokens),
-		llmtest.WithDelay(env.DevTokenDelay, env.DevTokenDelay))
-	if err != nil {
-		logger.Error("cannot start the simulated model", "listen", env.DevModelListen, "err", err, inUse(err, "CHATFLEET_DEV_MODEL_LISTEN"))
+	sim, ok := listenSimulated(env, logger)
+	if !ok {
 		return llm.Config{}, nil, ExitFailed
 	}
 	logger.Warn("SIMULATED MODEL: no upstream is configured (set CHATFLEET_LLM_BASE_URL or OPENAI_API_KEY); " +
@@ -148,6 +155,10 @@ func (d *devWorkers) start(ctx context.Context, url string, llmCfg llm.Config, i
 	}
 	d.conns = append(d.conns, nc)
 	cfg := d.env.Worker(llmCfg, d.logger)
+	if cfg.Upstreams, err = d.env.Upstreams(); err != nil {
+		d.logger.Error("worker not started", "err", err)
+		return ExitUsage
+	}
 	if cfg.ID == "" || d.env.DevWorkers > 1 {
 		cfg.ID = fmt.Sprintf("dev-%d", i+1)
 	}

@@ -12,12 +12,13 @@ import (
 	"github.com/chatfleet/chatfleet/subjects"
 )
 
-// devBanner tells the user, with the ports dev actually uses, how to ask
-// and how to start another worker against this dev server: configured as
-// dev's workers are (every topology setting that differs from its
-// default, the default model), on the same upstream. The upstream's API
+// devBanner tells the user, with the ports dev actually uses, how to ask,
+// how to let the model use the fleet tools dev serves, and how to start
+// another worker against this dev server: configured as dev's workers
+// are (every topology setting that differs from its default, the default
+// model), on the same upstream. The upstream's API
 // key is never printed: the command says to add it.
-func devBanner(env config.Env, natsURL, modelURL, gatewayURL string, simulated bool) string {
+func devBanner(env config.Env, natsURL, modelURL, gatewayURL string, simulated bool, tools []string) string {
 	self := selfCommand()
 	var join []string // what a process needs to join this dev server
 	if natsURL != config.Default("CHATFLEET_NATS_URL") {
@@ -59,6 +60,10 @@ func devBanner(env config.Env, natsURL, modelURL, gatewayURL string, simulated b
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nchatfleet dev: NATS at %s. In another terminal:\n", natsURL)
 	fmt.Fprintf(&b, "  %s ask \"hello\"\n", strings.Join(append(join, self), " "))
+	if len(tools) > 0 {
+		fmt.Fprintf(&b, "Fleet tools served here: %s. Let the model use one:\n", strings.Join(tools, ", "))
+		fmt.Fprintf(&b, "  %s ask --tools calculator \"what is 17*23?\"\n", strings.Join(append(join, self), " "))
+	}
 	fmt.Fprintf(&b, "Another worker on %s%s:\n", upstream, plus)
 	fmt.Fprintf(&b, "  %s worker\n", strings.Join(append(worker, self), " "))
 	if gatewayURL != "" {

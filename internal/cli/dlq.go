@@ -164,25 +164,10 @@ func listDeadLetters(ctx context.Context, js jetstream.JetStream, names subjects
 			return err
 		}
 	}
-	if asJSON {
-		enc := json.NewEncoder(io.Out)
-		for _, r := range rows {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if len(rows) == 0 {
-		fmt.Fprintln(io.Out, "no dead letters")
-		return nil
-	}
-	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tTENANT\tREQUEST\tCODE\tFIELD\tDELIVERIES\tREASON")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Seq, r.Time, r.Tenant, r.Request, r.Code, r.Field, r.Deliveries, r.Reason)
-	}
-	return tw.Flush()
+	return printRows(io, rows, asJSON, "no dead letters", "SEQ\tTIME\tTENANT\tREQUEST\tCODE\tFIELD\tDELIVERIES\tREASON",
+		func(r deadLetterRow) string {
+			return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s", r.Seq, r.Time, r.Tenant, r.Request, r.Code, r.Field, r.Deliveries, r.Reason)
+		})
 }
 
 func getDeadLetter(ctx context.Context, stream jetstream.Stream, seq uint64) (*jetstream.RawStreamMsg, error) {
@@ -232,7 +217,7 @@ func replayDeadLetter(ctx context.Context, js jetstream.JetStream, stream jetstr
 		return fmt.Errorf("dead letter %d is not a JSON object; fix the job and submit it yourself", seq)
 	}
 	subject := msg.Header.Get(protocol.DeadLetterSubject)
-	tenant, err := names.ParseJobs(subject)
+	tenant, _, err := names.ParseQueue(subject) // replayed on its priority's subject
 	if err != nil {
 		return fmt.Errorf("dead letter %d came from %q, not a jobs subject; fix the job and submit it yourself", seq, subject)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/topology"
 )
 
 // TestInit: before any worker, a producer is told to run one or
@@ -32,7 +33,7 @@ func TestInit(t *testing.T) {
 			t.Fatalf("init: %v", res)
 		}
 		for _, name := range []string{"prefix acme.chat", "ACME_CHAT_JOBS", "ACME_CHAT_REPLIES", "ACME_CHAT_DLQ",
-			"acme_chat_workers", "acme_chat_inflight", "acme_chat_cache", "acme_chat_cancels", "acme_chat_api_keys", "acme_chat_tenants"} {
+			"acme_chat_q_", "acme_chat_inflight", "acme_chat_cache", "acme_chat_cancels", "acme_chat_api_keys", "acme_chat_tenants"} {
 			if !strings.Contains(res.out, name) {
 				t.Errorf("init output does not name %s: %q", name, res.out)
 			}
@@ -43,9 +44,6 @@ func TestInit(t *testing.T) {
 		if _, err := js.Stream(ctx, s); err != nil {
 			t.Errorf("stream %s: %v", s, err)
 		}
-	}
-	if _, err := js.Consumer(ctx, "ACME_CHAT_JOBS", "acme_chat_workers"); err != nil {
-		t.Errorf("consumer: %v", err)
 	}
 
 	// A producer before any worker: the job is stored and waits.
@@ -92,5 +90,50 @@ func TestInitMismatch(t *testing.T) {
 	_, js := natstest.JetStream(t, f.NATS.ClientURL())
 	if s, err := js.Stream(ctx, "CHAT_REPLIES"); err != nil || s.CachedInfo().Config.MaxAge != 15*time.Minute {
 		t.Errorf("the replies stream was changed: %v", err)
+	}
+}
+
+// TestInitMigrate: a fleet of the layout before priorities is refused by
+// init, naming init --migrate; --dry-run shows the steps and changes
+// nothing; --migrate applies them (the shared consumer goes, the stream
+// gains the priority subjects, its queued job stays); a second run has
+// nothing to do.
+func TestInitMigrate(t *testing.T) {
+	f := fleettest.New(t, fleettest.Options{})
+	useNATS(t, f.NATS.ClientURL())
+	ctx := fleettest.Context(t, 30*time.Second)
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	s, err := js.CreateStream(ctx, topology.LegacyJobsStream(topology.Config{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, "CHAT_JOBS", topology.LegacyWorkersConsumer(topology.Config{})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "chat.jobs.t1", []byte(`{"id":"queued"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(ctx, "", "init"); res.code != 1 || !strings.Contains(res.err, "chatfleet init --migrate") {
+		t.Errorf("init on the older layout: %v; want a refusal naming init --migrate", res)
+	}
+	res := run(ctx, "", "init", "--migrate", "--dry-run")
+	if res.code != 0 || !strings.Contains(res.out, "delete consumer chat_workers") || !strings.Contains(res.out, "chat.pjobs.*.*") {
+		t.Errorf("dry run: %v", res)
+	}
+	if _, err := js.Consumer(ctx, "CHAT_JOBS", "chat_workers"); err != nil {
+		t.Errorf("the dry run changed the consumer: %v", err)
+	}
+	if res := run(ctx, "", "init", "--migrate"); res.code != 0 || !strings.Contains(res.out, "migration done") || !strings.Contains(res.out, "topology ready") {
+		t.Errorf("migrate: %v", res)
+	}
+	if _, err := js.Consumer(ctx, "CHAT_JOBS", "chat_workers"); err == nil {
+		t.Error("the shared consumer is still there")
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Msgs != 1 || info.Config.Metadata[topology.MetadataLayout] != topology.LayoutQueues {
+		t.Errorf("after the migration: %v msgs, metadata %v (%v); want the queued job kept and the layout stored", info.State.Msgs, info.Config.Metadata, err)
+	}
+	if res := run(ctx, "", "init", "--migrate"); res.code != 0 || !strings.Contains(res.out, "nothing to change") {
+		t.Errorf("second migrate: %v", res)
 	}
 }

@@ -15,7 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/chatfleet/chatfleet/internal/config"
 	"github.com/chatfleet/chatfleet/subjects"
+	"github.com/chatfleet/chatfleet/topology"
 	"github.com/chatfleet/chatfleet/worker"
 )
 
@@ -27,6 +29,8 @@ type fleetStatus struct {
 	DeadLetters uint64          `json:"dead_letters"`
 	Workers     []worker.Status `json:"workers"`
 	Fleet       fleetTotals     `json:"fleet"`
+	// Upstreams are the fleet's upstreams: limits, load and breakers.
+	Upstreams []upstreamStatus `json:"upstreams"`
 }
 
 type queueStatus struct {
@@ -69,7 +73,7 @@ func runStatus(ctx context.Context, args []string, io IO) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	_, names, nc, code := connect(io, "status")
+	env, names, nc, code := connect(io, "status")
 	if code != ExitOK {
 		return code
 	}
@@ -80,7 +84,7 @@ func runStatus(ctx context.Context, args []string, io IO) int {
 		return ExitFailed
 	}
 	for {
-		st, err := collectStatus(ctx, nc, js, names, *wait)
+		st, err := collectStatus(ctx, nc, js, env, names, *wait)
 		if err != nil {
 			fmt.Fprintln(io.Err, "chatfleet status:", err)
 			return ExitFailed
@@ -113,7 +117,7 @@ func exitFor(err error) int {
 
 // collectStatus reads the queue from JetStream and the workers from their
 // micro-service stats, which every worker of this prefix answers.
-func collectStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, names subjects.Names, wait time.Duration) (*fleetStatus, error) {
+func collectStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, env config.Env, names subjects.Names, wait time.Duration) (*fleetStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	st := &fleetStatus{Time: time.Now().UTC(), Prefix: names.Prefix()}
@@ -121,25 +125,8 @@ func collectStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n
 	if err != nil {
 		return nil, fmt.Errorf("jobs stream %s: %w (%s)", names.JobsStream(), err, topologyHint)
 	}
-	cons, err := jobs.Consumer(ctx, names.WorkersConsumer())
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w (%s)", names.WorkersConsumer(), err, topologyHint)
-	}
-	ci := cons.CachedInfo()
-	// Waiting is the consumer's pending count, not the stream's message
-	// count: pulled but unacked jobs are still in a work-queue stream.
-	st.Queue.Waiting, st.Queue.AckPending, st.Queue.Redelivered, st.Queue.Pulls = ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting
-	if st.Queue.Waiting > 0 {
-		// The first job after the last delivered one: no worker has seen it.
-		oldest, err := jobs.GetMsg(ctx, ci.Delivered.Stream+1, jetstream.WithGetMsgSubject(names.AllJobs()))
-		switch {
-		case err == nil:
-			since := oldest.Time.UTC()
-			st.Queue.OldestWaitingSince = &since
-			st.Queue.OldestWaitingS = max(0, st.Time.Sub(since).Seconds())
-		case !errors.Is(err, jetstream.ErrMsgNotFound): // pulled since the count: none waits
-			return nil, fmt.Errorf("oldest waiting job: %w", err)
-		}
+	if err := readQueueStatus(ctx, js, jobs, names, st); err != nil {
+		return nil, err
 	}
 	if dlq, err := js.Stream(ctx, names.DeadLetterStream()); err == nil {
 		st.DeadLetters = dlq.CachedInfo().State.Msgs
@@ -148,6 +135,9 @@ func collectStatus(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n
 		return nil, err
 	}
 	st.Fleet = totals(st.Workers)
+	if st.Upstreams, err = upstreamStatuses(ctx, js, env, names, st.Workers); err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 
@@ -242,5 +232,45 @@ func printStatus(st *fleetStatus, io IO) error {
 			w.InFlight["follower"], w.InFlight["cache"], slot("requests"), slot("waiting"), slot("parked"), slot("llm"), slot("followers"),
 			w.Upstreams.Breaker, state)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printUpstreams(st.Upstreams, io)
+}
+
+// readQueueStatus fills st.Queue from the queue consumers (one per tenant and
+// priority): Waiting counts the jobs no worker has pulled, those of queues
+// whose consumer does not exist yet included, and the oldest of them.
+func readQueueStatus(ctx context.Context, js jetstream.JetStream, jobs jetstream.Stream, names subjects.Names, st *fleetStatus) error {
+	sum, err := topology.QueueTotals(ctx, js, names)
+	if err != nil {
+		return fmt.Errorf("%w (%s)", err, topologyHint)
+	}
+	st.Queue.Waiting, st.Queue.AckPending, st.Queue.Redelivered, st.Queue.Pulls = sum.NumPending, sum.NumAckPending, sum.NumRedelivered, sum.NumWaiting
+	if st.Queue.Waiting == 0 {
+		return nil
+	}
+	info, err := jobs.Info(ctx, jetstream.WithSubjectFilter(">"))
+	if err != nil {
+		return fmt.Errorf("jobs per queue: %w", err)
+	}
+	for subject := range info.State.Subjects {
+		first := uint64(1)
+		if tenant, priority, err := names.ParseQueue(subject); err == nil {
+			if c, err := jobs.Consumer(ctx, names.QueueConsumer(tenant, priority)); err == nil {
+				first = c.CachedInfo().Delivered.Stream + 1 // the first job no worker has seen
+			}
+		}
+		oldest, err := jobs.GetMsg(ctx, first, jetstream.WithGetMsgSubject(subject))
+		switch {
+		case err == nil:
+			if since := oldest.Time.UTC(); st.Queue.OldestWaitingSince == nil || since.Before(*st.Queue.OldestWaitingSince) {
+				st.Queue.OldestWaitingSince = &since
+				st.Queue.OldestWaitingS = max(0, st.Time.Sub(since).Seconds())
+			}
+		case !errors.Is(err, jetstream.ErrMsgNotFound): // pulled since the count: none waits
+			return fmt.Errorf("oldest waiting job: %w", err)
+		}
+	}
+	return nil
 }

@@ -57,6 +57,12 @@ func TestStatus(t *testing.T) {
 			Workers       int     `json:"workers"`
 			CacheHitRatio float64 `json:"cache_hit_ratio"`
 		} `json:"fleet"`
+		Upstreams []struct {
+			Name     string `json:"name"`
+			Breakers struct {
+				Closed int `json:"closed"`
+			} `json:"breakers"`
+		} `json:"upstreams"`
 	}
 	if err := json.Unmarshal([]byte(res.out), &st); err != nil {
 		t.Fatalf("%v in %s", err, res.out)
@@ -72,13 +78,17 @@ func TestStatus(t *testing.T) {
 		requests += w.Totals.Requests
 		hits += w.Totals.CacheHits
 	}
+	if len(st.Upstreams) != 1 || st.Upstreams[0].Name != protocol.DefaultUpstream || st.Upstreams[0].Breakers.Closed != 3 {
+		t.Errorf("upstreams = %+v, want the default with 3 closed breakers", st.Upstreams)
+	}
 	if requests != 2 || hits != 1 || st.Fleet.CacheHitRatio != 0.5 {
 		t.Errorf("requests %d, cache hits %d, ratio %v", requests, hits, st.Fleet.CacheHitRatio)
 	}
 
 	res = run(ctx, "", "status", "--wait", "2s")
 	if res.code != 0 || !strings.Contains(res.out, "3 workers") || !strings.Contains(res.out, "cache hits 50.0%") ||
-		!strings.Contains(res.out, "w1") || !strings.Contains(res.out, "0/64") {
+		!strings.Contains(res.out, "w1") || !strings.Contains(res.out, "0/64") ||
+		!strings.Contains(res.out, "closed 3, open 0, half-open 0") {
 		t.Errorf("status: %v\n%s", res, res.out)
 	}
 }

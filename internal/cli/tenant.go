@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -292,23 +291,6 @@ func listTenants(ctx context.Context, s tenantStore, asJSON bool, io IO) error {
 		}
 	}
 	slices.SortFunc(rows, func(a, b tenantRow) int { return strings.Compare(a.Name, b.Name) })
-	if asJSON {
-		enc := json.NewEncoder(io.Out)
-		for _, r := range rows {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if len(rows) == 0 {
-		fmt.Fprintln(io.Out, "no tenants in the tenants bucket: every tenant runs without limits")
-		return nil
-	}
-	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENANT\tLIMITS")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\n", r.Name, describeLimits(r.Limits))
-	}
-	return tw.Flush()
+	return printRows(io, rows, asJSON, "no tenants in the tenants bucket: every tenant runs without limits", "TENANT\tLIMITS",
+		func(r tenantRow) string { return r.Name + "\t" + describeLimits(r.Limits) })
 }

@@ -121,16 +121,19 @@ func TestTenantCommands(t *testing.T) {
 }
 
 // TestTenantCancel: cancelling a tenant ends every request of it, queued
-// or running (a follower and its leader both), while another tenant's
-// queued job goes on.
+// (of every priority) or running (a follower and its leader both), while
+// another tenant's queued job goes on.
 func TestTenantCancel(t *testing.T) {
 	stall, release := fleettest.Stalled()
 	defer release()
 	f := newFleet(t, func(c *worker.Config) { c.Manager.MaxConcurrentRequests = 2 }, stall)
 	ctx := fleettest.Context(t, time.Minute)
-	submit := func(tenant, id, prompt string) *replyWatch {
+	submit := func(tenant, id, prompt string, p ...protocol.Priority) *replyWatch {
 		j := userJob(tenant, id, prompt)
 		j.Model = testModel
+		if len(p) > 0 {
+			j.Priority = p[0]
+		}
 		r, err := f.Pub.Submit(ctx, j)
 		if err != nil {
 			t.Fatal(err)
@@ -147,7 +150,10 @@ func TestTenantCancel(t *testing.T) {
 	if err := f.LLM.WaitCalls(ctx, 2); err != nil { // the worker's two request slots are taken
 		t.Fatal(err)
 	}
-	queued := []*replyWatch{submit("acme", "q-1", "three"), submit("acme", "q-2", "four")}
+	queued := []*replyWatch{submit("acme", "q-1", "three", protocol.PriorityLow), submit("acme", "q-2", "four", protocol.PriorityHigh)}
+	if res := run(ctx, "", "tenant", "show", "--json", "acme"); res.code != 0 || !strings.Contains(res.out, `"queued":5`) {
+		t.Errorf("tenant show: %v; want its 5 jobs of every priority counted", res)
+	}
 	other := submit("other", "o-1", "five")
 
 	res := run(ctx, "", "tenant", "cancel", "acme")

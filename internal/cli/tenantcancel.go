@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,22 +30,33 @@ func cancelTenant(ctx context.Context, js jetstream.JetStream, names subjects.Na
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w (%s)", names.CancelBucket(), err, topologyHint)
 	}
-	var ids []string
+	type queued struct {
+		seq uint64
+		id  string
+	}
+	var found []queued
 	skipped := 0
-	for seq := uint64(1); ; {
-		msg, err := jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(names.Jobs(tenant)))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
+	for _, filter := range names.TenantJobs(tenant) { // every priority
+		for seq := uint64(1); ; {
+			msg, err := jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			seq = msg.Sequence + 1
+			if id := jobID(msg); id != "" {
+				found = append(found, queued{msg.Sequence, id})
+			} else {
+				skipped++ // no valid ID: its worker rejects it anyway
+			}
 		}
-		if err != nil {
-			return err
-		}
-		seq = msg.Sequence + 1
-		if id := jobID(msg); id != "" {
-			ids = append(ids, id)
-		} else {
-			skipped++ // no valid ID: its worker rejects it anyway
-		}
+	}
+	slices.SortFunc(found, func(a, b queued) int { return cmp.Compare(a.seq, b.seq) })
+	ids := make([]string, len(found))
+	for i, q := range found {
+		ids[i] = q.id
 	}
 	// Newest first: workers see the cancels in this order, so a queued
 	// job's is known before a running job's cancel frees the slot it

@@ -82,11 +82,15 @@ func collectTenant(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, s
 	if err != nil {
 		return nil, fmt.Errorf("jobs stream %s: %w (%s)", names.JobsStream(), err, topologyHint)
 	}
-	info, err := jobs.Info(ctx, jetstream.WithSubjectFilter(names.Jobs(name)))
-	if err != nil {
-		return nil, err
+	for _, filter := range names.TenantJobs(name) { // every priority
+		info, err := jobs.Info(ctx, jetstream.WithSubjectFilter(filter))
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range info.State.Subjects {
+			rep.Queued += n
+		}
 	}
-	rep.Queued = info.State.Msgs
 	if e, err := s.kv.Get(ctx, names.TenantTokensKey(name)); err == nil {
 		var u protocol.TenantTokens
 		if json.Unmarshal(e.Value(), &u) == nil {

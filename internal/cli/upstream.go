@@ -26,13 +26,17 @@ const (
 )
 
 func runUpstream(ctx context.Context, args []string, io IO) int {
+	if len(args) > 0 && args[0] == "limits" {
+		return runUpstreamLimits(ctx, args[1:], io)
+	}
 	fs := flag.NewFlagSet("upstream check", flag.ContinueOnError)
 	fs.SetOutput(io.Err)
 	model := fs.String("model", "", "the model to probe (default: CHATFLEET_MODEL)")
 	timeout := fs.Duration("timeout", time.Minute, "how long each probe may take")
 	fs.Usage = func() {
 		fmt.Fprintln(io.Err, "Usage: chatfleet upstream check [--model M] [--timeout 1m]\n\n"+
-			"Probes the configured upstream (CHATFLEET_LLM_BASE_URL) with two tiny requests and lists what it supports.")
+			"Probes the configured upstream (CHATFLEET_LLM_BASE_URL) with two tiny requests and lists what it supports.\n\n"+
+			"chatfleet upstream limits set|show|rm: the upstream's fleet-wide limits (chatfleet upstream limits for more).")
 		fs.PrintDefaults()
 	}
 	if len(args) == 0 || args[0] != "check" {

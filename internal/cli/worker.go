@@ -34,6 +34,12 @@ func runWorker(ctx context.Context, args []string, io IO) int {
 			return ExitUsage
 		}
 	}
+	cfg := env.Worker(env.LLM(), logger)
+	var err error
+	if cfg.Upstreams, err = env.Upstreams(); err != nil {
+		logger.Error("worker not started", "err", err)
+		return ExitUsage
+	}
 	wait := newNATSWait()
 	nc, err := env.Connect("chatfleet worker", true, wait.options()...)
 	if err != nil {
@@ -44,7 +50,7 @@ func runWorker(ctx context.Context, args []string, io IO) int {
 	if connected, code := waitForNATS(ctx, logger, env, nc, wait); !connected {
 		return code
 	}
-	w, tel, code := startWorker(ctx, env, logger, env.Worker(env.LLM(), logger), nc)
+	w, tel, code := startWorker(ctx, env, logger, cfg, nc)
 	if code != ExitOK {
 		return code
 	}
@@ -204,11 +210,19 @@ func logUpstream(logger *slog.Logger, cfg worker.Config) {
 	if base == "" {
 		base = llm.DefaultBaseURL
 	}
-	key := "none"
-	if cfg.LLM.APIKey != "" {
-		key = "set"
+	logger.Info("upstream", "worker", cfg.ID, "base_url", config.RedactURL(base), "model", cfg.Manager.DefaultModel, "api_key", keyState(cfg.LLM.APIKey))
+	for _, u := range cfg.Upstreams {
+		logger.Info("upstream", "worker", cfg.ID, "name", u.Name, "base_url", config.RedactURL(u.LLM.BaseURL), "models", u.Models,
+			"weight", max(u.Weight, 1), "api_key", keyState(u.LLM.APIKey))
 	}
-	logger.Info("upstream", "worker", cfg.ID, "base_url", config.RedactURL(base), "model", cfg.Manager.DefaultModel, "api_key", key)
+}
+
+// keyState says whether an API key is set, never what it is.
+func keyState(key string) string {
+	if key == "" {
+		return "none"
+	}
+	return "set"
 }
 
 // stopWorkers stops workers gracefully within grace, all at once.

@@ -50,6 +50,7 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 			MaxConcurrentLLMStreams: e.MaxConcurrentLLMStreams,
 			MaxConcurrentFollowers:  e.MaxConcurrentFollowers,
 			MaxParkedJobs:           off(e.MaxParkedJobs),
+			FleetLimits:             e.FleetLimits(),
 			MaxWaitingLeaders:       offOrDefault(e.MaxWaitingLeaders),
 			DisableDedupe:           !e.Dedupe,
 			DisableCache:            !e.Cache,
@@ -59,12 +60,24 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 			ProcessingTimeout:       e.ProcessingTimeout,
 			MidStreamRetries:        off(e.MidStreamRetries),
 			JanitorInterval:         e.JanitorInterval,
+			ToolTimeout:             e.ToolTimeout,
+			MaxToolRounds:           e.ToolMaxRounds,
+			MaxToolOutputBytes:      e.ToolMaxOutputBytes,
+			Prepare:                 manager.PrepareMode(e.Prepare),
+			PrepareTimeout:          e.PrepareTimeout,
 			LogPrompts:              e.LogPrompts,
 		},
 		LLM:      llmCfg,
 		HTTPAddr: e.HTTPAddr,
 		Logger:   logger,
 	}
+}
+
+// FleetLimits returns the default upstream's fleet-wide limits, for while
+// the upstreams bucket holds none.
+func (e Env) FleetLimits() protocol.UpstreamLimits {
+	return protocol.UpstreamLimits{MaxStreams: e.FleetMaxLLMStreams, RequestsPerMinute: e.FleetRequestsPerMinute,
+		TokensPerMinute: e.FleetTokensPerMinute}
 }
 
 // off maps a variable's 0, which switches a feature off (or means "none"),

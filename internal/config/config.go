@@ -46,6 +46,10 @@ type Env struct {
 
 	MaxConcurrentRequests   int           `envconfig:"CHATFLEET_MAX_CONCURRENT_REQUESTS" default:"64" desc:"jobs a worker leads or routes at once"`
 	MaxConcurrentLLMStreams int           `envconfig:"CHATFLEET_MAX_CONCURRENT_LLM_STREAMS" default:"16" desc:"upstream streams a worker runs at once"`
+	UpstreamsFile           string        `envconfig:"CHATFLEET_UPSTREAMS" desc:"JSON file of more upstreams by model (name, base_url, api_key_env or api_key_file, models, weight, max_streams, requests_per_minute, tokens_per_minute); models it does not list go to CHATFLEET_LLM_BASE_URL's upstream"`
+	FleetMaxLLMStreams      int           `envconfig:"CHATFLEET_FLEET_MAX_LLM_STREAMS" default:"0" desc:"upstream streams the whole fleet runs at once (fleet-wide, whatever the replicas); the upstreams bucket's limit (chatfleet upstream limits set) wins once set; 0: no cap"`
+	FleetRequestsPerMinute  int64         `envconfig:"CHATFLEET_FLEET_REQUESTS_PER_MINUTE" default:"0" desc:"upstream calls the whole fleet starts in one UTC minute; the upstreams bucket's limit wins once set; 0: none"`
+	FleetTokensPerMinute    int64         `envconfig:"CHATFLEET_FLEET_TOKENS_PER_MINUTE" default:"0" desc:"upstream tokens the whole fleet's generations use in one UTC minute; the upstreams bucket's limit wins once set; 0: none"`
 	MaxWaitingLeaders       *int          `envconfig:"CHATFLEET_MAX_WAITING_LEADERS" desc:"leaders that may wait for an upstream slot without holding a request slot, so cache hits and followers are still pulled (default: MAX_CONCURRENT_LLM_STREAMS; 0 turns the fast lane off)"`
 	MaxConcurrentFollowers  int           `envconfig:"CHATFLEET_MAX_CONCURRENT_FOLLOWERS" default:"1024" desc:"jobs a worker serves as follower or from the cache at once"`
 	MaxParkedJobs           int           `envconfig:"CHATFLEET_MAX_PARKED_JOBS" default:"1024" desc:"jobs a worker holds without a request slot while they wait for their tenant (paused, or at its in-flight or token limit), so it goes on pulling other tenants' jobs; 0 turns parking off"`
@@ -61,6 +65,11 @@ type Env struct {
 	MaxJobBytes             int32         `envconfig:"CHATFLEET_MAX_JOB_BYTES" default:"1048576" desc:"largest job accepted"`
 	MaxMessages             int           `envconfig:"CHATFLEET_MAX_MESSAGES" default:"256" desc:"most messages in one job"`
 	ShutdownGrace           time.Duration `envconfig:"CHATFLEET_SHUTDOWN_GRACE" default:"30s" desc:"on SIGTERM, how long in-flight jobs may finish before they are handed back"`
+	ToolTimeout             time.Duration `envconfig:"CHATFLEET_TOOL_TIMEOUT" default:"30s" desc:"longest a fleet tool call may take; past it the model reads that the tool timed out"`
+	ToolMaxRounds           int           `envconfig:"CHATFLEET_TOOL_MAX_ROUNDS" default:"8" desc:"model turns that call fleet tools in one generation; past it the job ends with tool_rounds_exceeded"`
+	ToolMaxOutputBytes      int           `envconfig:"CHATFLEET_TOOL_MAX_OUTPUT_BYTES" default:"32768" desc:"most output of one fleet tool call the model reads and listeners see; more is cut"`
+	Prepare                 string        `envconfig:"CHATFLEET_PREPARE" default:"off" desc:"call the tenant's preparation service (<prefix>.prepare.<tenant>) once per generation before it starts: off, required (a failure fails the job with prepare_failed) or optional (a failure sends the job's own messages)"`
+	PrepareTimeout          time.Duration `envconfig:"CHATFLEET_PREPARE_TIMEOUT" default:"10s" desc:"longest a leader waits for the preparation service"`
 
 	QueueLimit      int64         `envconfig:"CHATFLEET_QUEUE_LIMIT" default:"10000" desc:"most jobs waiting; beyond it submits fail with queue_full"`
 	QueuePerTenant  int64         `envconfig:"CHATFLEET_MAX_QUEUED_PER_TENANT" default:"0" desc:"most jobs one tenant may have in the jobs stream (waiting or running); beyond it its submits fail with quota_exceeded; one value for the fleet, stored with the jobs stream; 0: no cap"`
@@ -69,7 +78,7 @@ type Env struct {
 	ReplyMaxBytes   int64         `envconfig:"CHATFLEET_REPLY_MAX_BYTES" default:"1073741824" desc:"size cap of the replies stream"`
 	AckWait         time.Duration `envconfig:"CHATFLEET_ACK_WAIT" default:"30s" desc:"a job silent this long is redelivered (running jobs report progress)"`
 	MaxDeliver      int           `envconfig:"CHATFLEET_MAX_DELIVER" default:"5" desc:"deliveries of one job before it is given up"`
-	MaxAckPending   int           `envconfig:"CHATFLEET_MAX_ACK_PENDING" default:"20000" desc:"jobs in flight across the fleet"`
+	MaxAckPending   int           `envconfig:"CHATFLEET_MAX_ACK_PENDING" default:"20000" desc:"jobs of one queue (a tenant × priority) in flight across the fleet"`
 	Replicas        int           `envconfig:"CHATFLEET_REPLICAS" default:"1" desc:"replicas of every stream and bucket (1, 3 or 5)"`
 	LeaseTTL        time.Duration `envconfig:"CHATFLEET_LEASE_TTL" default:"10s" desc:"leader lease; a dead leader is replaced within about this long"`
 	CacheTTL        time.Duration `envconfig:"CHATFLEET_CACHE_TTL" default:"24h" desc:"how long finished answers are served from the cache"`

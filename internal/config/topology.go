@@ -87,9 +87,15 @@ func topologyVar(n subjects.Names, kind, name, field string) (topologySetting, b
 	if field == "replicas" {
 		return replicas, true
 	}
+	if kind == "consumer" && strings.HasPrefix(name, n.QueueConsumerPrefix()) {
+		name = queueConsumers // one tenant's queue stands for all
+	}
 	v, ok := topologySettings(n)[kind+" "+name][field]
 	return v, ok
 }
+
+// queueConsumers is the key of every queue consumer's settings.
+const queueConsumers = "queues"
 
 // replicas sets the replicas of every stream and bucket.
 var replicas = topologySetting{"CHATFLEET_REPLICAS", same}
@@ -113,7 +119,7 @@ func topologySettings(n subjects.Names) map[string]map[string]topologySetting {
 		"stream " + n.DeadLetterStream(): {
 			"max_age": {"CHATFLEET_DLQ_MAX_AGE", same},
 		},
-		"consumer " + n.WorkersConsumer(): {
+		"consumer " + queueConsumers: {
 			"ack_wait":        {"CHATFLEET_ACK_WAIT", same},
 			"max_deliver":     {"CHATFLEET_MAX_DELIVER", same},
 			"max_ack_pending": {"CHATFLEET_MAX_ACK_PENDING", same},

@@ -24,7 +24,11 @@ func TestExplainTopology(t *testing.T) {
 	defer cancel()
 	base := Env{Prefix: "chat", QueueLimit: 10000, DuplicateWindow: 2 * time.Minute, ReplyMaxAge: 15 * time.Minute,
 		AckWait: 30 * time.Second, MaxDeliver: 5, LeaseTTL: 10 * time.Second, CacheTTL: 24 * time.Hour, MaxJobBytes: 1 << 20}
-	if _, err := topology.Ensure(ctx, js, base.Topology()); err != nil {
+	top, err := topology.Ensure(ctx, js, base.Topology())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := top.Queue(ctx, "acme", "normal"); err != nil { // queue consumers come with jobs
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -35,7 +39,7 @@ func TestExplainTopology(t *testing.T) {
 		{"reply age", func(e *Env) { e.ReplyMaxAge = 5 * time.Minute },
 			[]string{"max_age is 15m0s, want 5m0s", "set CHATFLEET_REPLY_MAX_AGE=15m0s", "edit the stream CHAT_REPLIES"}},
 		{"ack wait and max deliver", func(e *Env) { e.AckWait, e.MaxDeliver = 10*time.Second, 3 },
-			[]string{"set CHATFLEET_ACK_WAIT=30s, CHATFLEET_MAX_DELIVER=5", "consumer chat_workers"}},
+			[]string{"set CHATFLEET_ACK_WAIT=30s, CHATFLEET_MAX_DELIVER=5", "consumer chat_q_acme_normal"}},
 		{"cache ttl", func(e *Env) { e.CacheTTL = time.Hour }, []string{"set CHATFLEET_CACHE_TTL=24h0m0s", "bucket chat_cache"}},
 		{"job size", func(e *Env) { e.MaxJobBytes = 8 << 20 }, []string{"max_msg_size is 8388608, want 16777216", "set CHATFLEET_MAX_JOB_BYTES ≤ 4194304"}},
 		{"queue timeout", func(e *Env) { e.QueueTimeout = time.Minute }, []string{"set CHATFLEET_QUEUE_TIMEOUT=0s", "edit the stream CHAT_JOBS"}},

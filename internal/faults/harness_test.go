@@ -510,9 +510,9 @@ func (f *fleet) waitDrained(ctx context.Context) error {
 		s, err := f.js.Stream(cctx, names.JobsStream())
 		if err == nil {
 			msgs = s.CachedInfo().State.Msgs
-			var c jetstream.Consumer
-			if c, err = s.Consumer(cctx, names.WorkersConsumer()); err == nil {
-				pending = c.CachedInfo().NumAckPending
+			var sum *jetstream.ConsumerInfo
+			if sum, err = topology.QueueTotals(cctx, f.js, names); err == nil {
+				pending = sum.NumAckPending
 				if msgs == 0 && pending == 0 {
 					cancel()
 					return nil

@@ -158,17 +158,13 @@ func Context(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// ConsumerInfo returns the workers' consumer state.
+// ConsumerInfo returns the state of the workers' queue consumers, summed
+// (topology.QueueTotals).
 func (f *Fleet) ConsumerInfo(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	cfg := f.Topology.WithDefaults()
-	c, err := f.js.Consumer(ctx, cfg.Names.JobsStream(), cfg.Names.WorkersConsumer())
-	if err != nil {
-		return nil, err
-	}
-	return c.Info(ctx)
+	return topology.QueueTotals(ctx, f.js, f.Topology.WithDefaults().Names)
 }
 
-// WaitConsumer polls the workers' consumer until ok holds for its state
+// WaitConsumer polls the workers' queue consumers until ok holds for its state
 // and returns that state; it fails the test, naming what was awaited, when
 // ctx ends first. Consumer state has no change notification to wait on.
 func (f *Fleet) WaitConsumer(t testing.TB, ctx context.Context, what string, ok func(*jetstream.ConsumerInfo) bool) *jetstream.ConsumerInfo {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/tools"
 )
 
 // refusedAttack is something tenant B tries against tenant A, or against
@@ -36,23 +37,7 @@ func attacksRefused(t *testing.T, f *fleet) {
 	victim, victimPrompt := f.held(t, f.pubA, tenantA, "a-victim")
 	untilType(t, victim, protocol.EventChunk)
 	var got answers
-	for _, a := range refusedAttacks(f, f.cacheKeyOf(t, tenantA)) {
-		t.Run(a.name, func(t *testing.T) {
-			errs := make(errorsOf, 8)
-			nc := f.connect(t, "tenant-"+tenantB, errs.handler())
-			if err := a.try(nc); err != nil {
-				t.Fatalf("the client refused to send it: %v", err)
-			}
-			if err := nc.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			refusal := errs.refusal(t)
-			if !isPermissionViolation(refusal) {
-				t.Fatalf("the server answered %v, want a permissions violation", refusal)
-			}
-			got.add("%s: %v", a.name, refusal)
-		})
-	}
+	refused(t, f, "tenant-"+tenantB, refusedAttacks(f, f.cacheKeyOf(t, tenantA)), &got)
 	runSteps(t, f, []step{
 		{"a consumer whose filter is not the create subject's", func(t *testing.T, f *fleet) { filterMismatch(t, f, &got) }},
 		{"the publisher as tenant A", publisherAsA},
@@ -70,59 +55,99 @@ func attacksRefused(t *testing.T, f *fleet) {
 	t.Logf("the server's answers to tenant %s:\n  %s", tenantB, strings.Join(got, "\n  "))
 }
 
+// refused tries each attack, as identity on a connection of its own, and
+// checks that the server refuses it; it records the server's answers.
+func refused(t *testing.T, f *fleet, identity string, attacks []refusedAttack, got *answers) {
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) {
+			errs := make(errorsOf, 8)
+			nc := f.connect(t, identity, errs.handler())
+			if err := a.try(nc); err != nil {
+				t.Fatalf("the client refused to send it: %v", err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			refusal := errs.refusal(t)
+			if !isPermissionViolation(refusal) {
+				t.Fatalf("the server answered %v, want a permissions violation", refusal)
+			}
+			got.add("%s: %v", a.name, refusal)
+		})
+	}
+}
+
+// Attacks: what a connection sends.
+func tryPub(subject string) func(*nats.Conn) error {
+	return func(nc *nats.Conn) error { return nc.Publish(subject, []byte(`{}`)) }
+}
+
+func tryRequest(subject string) func(*nats.Conn) error {
+	return func(nc *nats.Conn) error { return nc.PublishRequest(subject, nats.NewInbox(), []byte(`{}`)) }
+}
+
+func trySub(subject string) func(*nats.Conn) error {
+	return func(nc *nats.Conn) error { _, err := nc.SubscribeSync(subject); return err }
+}
+
+func tryQueueSub(subject, queue string) func(*nats.Conn) error {
+	return func(nc *nats.Conn) error { _, err := nc.QueueSubscribeSync(subject, queue); return err }
+}
+
 // refusedAttacks are the attacks the server refuses B outright; cacheKey
 // is a key of A's cached answers.
 func refusedAttacks(f *fleet, cacheKey string) []refusedAttack {
 	api := f.envs["tenant-"+tenantB].NATSAPI + "." // B's JetStream API prefix: JS.chat.API.
 	n := f.names
 	replies, jobs := n.RepliesStream(), n.JobsStream()
-	pub := func(subject string) func(*nats.Conn) error {
-		return func(nc *nats.Conn) error { return nc.Publish(subject, []byte(`{}`)) }
-	}
-	request := func(subject string) func(*nats.Conn) error {
-		return func(nc *nats.Conn) error { return nc.PublishRequest(subject, nats.NewInbox(), []byte(`{}`)) }
-	}
-	sub := func(subject string) func(*nats.Conn) error {
-		return func(nc *nats.Conn) error { _, err := nc.SubscribeSync(subject); return err }
-	}
 	kv := func(bucket string) string { return "KV_" + bucket }
 	return []refusedAttack{
-		{"publish a job on A's subject", pub(n.Jobs(tenantA))},
-		{"subscribe to A's replies", sub(n.Prefix() + ".reply." + tenantA + ".>")},
-		{"subscribe to every reply", sub(n.AllReplies())},
-		{"subscribe to everything", sub(">")},
-		{"subscribe to A's stored reply events", sub(n.Prefix() + ".write." + tenantA + ".>")},
-		{"forge an event of A's reply", pub(n.ReplyWrite(tenantA, "a-victim"))},
-		{"direct get of A's stored reply", request(api + "DIRECT.GET." + replies + "." + n.ReplyWrite(tenantA, "a-1"))},
-		{"direct get of A's stored reply, default API prefix", request("$JS.API.DIRECT.GET." + replies + "." + n.ReplyWrite(tenantA, "a-1"))},
-		{"direct get by sequence (any subject)", request(api + "DIRECT.GET." + replies)},
-		{"attach: consumer with A's filter", request(api + "CONSUMER.CREATE." + replies + ".x." + n.ReplyWrite(tenantA, "a-1"))},
-		{"consumer without a filter", request(api + "CONSUMER.CREATE." + replies + ".x")},
-		{"list the replies stream's consumers", request(api + "CONSUMER.LIST." + replies)},
-		{"consumer names of the replies stream", request(api + "CONSUMER.NAMES." + replies)},
-		{"delete the workers' consumer", request(api + "CONSUMER.DELETE." + jobs + "." + n.WorkersConsumer())},
-		{"read A's cache entry (direct get)", request(api + "DIRECT.GET." + kv(n.CacheBucket()) + ".$KV." + n.CacheBucket() + "." + cacheKey)},
-		{"read A's cache entries (consumer)", request(api + "CONSUMER.CREATE." + kv(n.CacheBucket()) + ".x.$KV." + n.CacheBucket() + "." + tenantA + ".>")},
-		{"read the cache bucket (stream info)", request(api + "STREAM.INFO." + kv(n.CacheBucket()))},
-		{"subscribe to cache writes", sub("$KV." + n.CacheBucket() + ".>")},
-		{"poison A's cache entry", pub("$KV." + n.CacheBucket() + "." + cacheKey)},
-		{"read A's cancel entry (direct get)", request(api + "DIRECT.GET." + kv(n.CancelBucket()) + "." + n.CancelSubject(tenantA, "a-cancel"))},
-		{"read A's cancel entries (consumer)", request(api + "CONSUMER.CREATE." + kv(n.CancelBucket()) + ".x.$KV." + n.CancelBucket() + "." + tenantA + ".>")},
-		{"cancel A's request", pub(n.CancelSubject(tenantA, "a-victim"))},
-		{"read the leases (direct get)", request(api + "DIRECT.GET." + kv(n.InflightBucket()) + ".$KV." + n.InflightBucket() + "._maintenance")},
-		{"take the maintenance lease", pub("$KV." + n.InflightBucket() + "._maintenance")},
-		{"write B's own quota in the tenants bucket", pub("$KV." + n.TenantsBucket() + "." + tenantB)},
-		{"read the tenants bucket", request(api + "DIRECT.GET." + kv(n.TenantsBucket()) + ".$KV." + n.TenantsBucket() + "." + tenantA)},
-		{"forge a max-deliveries advisory", pub("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + jobs + "." + n.WorkersConsumer())},
-		{"create a stream", request(api + "STREAM.CREATE.EVIL")},
-		{"delete the jobs stream", request(api + "STREAM.DELETE." + jobs)},
-		{"update the replies stream", request(api + "STREAM.UPDATE." + replies)},
-		{"purge the jobs stream", request(api + "STREAM.PURGE." + jobs)},
-		{"delete the jobs stream, default API prefix", request("$JS.API.STREAM.DELETE." + jobs)},
-		{"pull jobs from the workers' consumer", request(api + "CONSUMER.MSG.NEXT." + jobs + "." + n.WorkersConsumer())},
-		{"a worker's control subject", pub(n.Control("w1"))},
-		{"a worker's status", request(n.Prefix() + ".status.w1")},
-		{"the workers' services", request("$SRV.PING")},
+		{"publish a job on A's subject", tryPub(n.Jobs(tenantA))},
+		{"publish a high-priority job on A's subject", tryPub(n.PriorityJobs(tenantA, "high"))},
+		{"subscribe to the queue announcements", trySub(n.QueuedJobs())},
+		{"subscribe to A's replies", trySub(n.Prefix() + ".reply." + tenantA + ".>")},
+		{"subscribe to every reply", trySub(n.AllReplies())},
+		{"subscribe to everything", trySub(">")},
+		{"subscribe to A's stored reply events", trySub(n.Prefix() + ".write." + tenantA + ".>")},
+		{"forge an event of A's reply", tryPub(n.ReplyWrite(tenantA, "a-victim"))},
+		{"direct get of A's stored reply", tryRequest(api + "DIRECT.GET." + replies + "." + n.ReplyWrite(tenantA, "a-1"))},
+		{"direct get of A's stored reply, default API prefix", tryRequest("$JS.API.DIRECT.GET." + replies + "." + n.ReplyWrite(tenantA, "a-1"))},
+		{"direct get by sequence (any subject)", tryRequest(api + "DIRECT.GET." + replies)},
+		{"attach: consumer with A's filter", tryRequest(api + "CONSUMER.CREATE." + replies + ".x." + n.ReplyWrite(tenantA, "a-1"))},
+		{"consumer without a filter", tryRequest(api + "CONSUMER.CREATE." + replies + ".x")},
+		{"list the replies stream's consumers", tryRequest(api + "CONSUMER.LIST." + replies)},
+		{"consumer names of the replies stream", tryRequest(api + "CONSUMER.NAMES." + replies)},
+		{"delete A's queue consumer", tryRequest(api + "CONSUMER.DELETE." + jobs + "." + n.QueueConsumer(tenantA, "normal"))},
+		{"read A's cache entry (direct get)", tryRequest(api + "DIRECT.GET." + kv(n.CacheBucket()) + ".$KV." + n.CacheBucket() + "." + cacheKey)},
+		{"read A's cache entries (consumer)", tryRequest(api + "CONSUMER.CREATE." + kv(n.CacheBucket()) + ".x.$KV." + n.CacheBucket() + "." + tenantA + ".>")},
+		{"read the cache bucket (stream info)", tryRequest(api + "STREAM.INFO." + kv(n.CacheBucket()))},
+		{"subscribe to cache writes", trySub("$KV." + n.CacheBucket() + ".>")},
+		{"poison A's cache entry", tryPub("$KV." + n.CacheBucket() + "." + cacheKey)},
+		{"read A's cancel entry (direct get)", tryRequest(api + "DIRECT.GET." + kv(n.CancelBucket()) + "." + n.CancelSubject(tenantA, "a-cancel"))},
+		{"read A's cancel entries (consumer)", tryRequest(api + "CONSUMER.CREATE." + kv(n.CancelBucket()) + ".x.$KV." + n.CancelBucket() + "." + tenantA + ".>")},
+		{"cancel A's request", tryPub(n.CancelSubject(tenantA, "a-victim"))},
+		{"read the leases (direct get)", tryRequest(api + "DIRECT.GET." + kv(n.InflightBucket()) + ".$KV." + n.InflightBucket() + "._maintenance")},
+		{"take the maintenance lease", tryPub("$KV." + n.InflightBucket() + "._maintenance")},
+		{"write B's own quota in the tenants bucket", tryPub("$KV." + n.TenantsBucket() + "." + tenantB)},
+		{"read the tenants bucket", tryRequest(api + "DIRECT.GET." + kv(n.TenantsBucket()) + ".$KV." + n.TenantsBucket() + "." + tenantA)},
+		{"forge a max-deliveries advisory", tryPub("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + jobs + "." + n.QueueConsumer(tenantA, "normal"))},
+		{"create a stream", tryRequest(api + "STREAM.CREATE.EVIL")},
+		{"delete the jobs stream", tryRequest(api + "STREAM.DELETE." + jobs)},
+		{"update the replies stream", tryRequest(api + "STREAM.UPDATE." + replies)},
+		{"purge the jobs stream", tryRequest(api + "STREAM.PURGE." + jobs)},
+		{"delete the jobs stream, default API prefix", tryRequest("$JS.API.STREAM.DELETE." + jobs)},
+		{"pull A's jobs from its queue consumer", tryRequest(api + "CONSUMER.MSG.NEXT." + jobs + "." + n.QueueConsumer(tenantA, "normal"))},
+		{"create a queue consumer of A's jobs", tryRequest(api + "CONSUMER.CREATE." + jobs + "." + n.QueueConsumer(tenantA, "high") + "." + n.PriorityJobs(tenantA, "high"))},
+		{"a worker's control subject", tryPub(n.Control("w1"))},
+		{"a worker's status", tryRequest(n.Prefix() + ".status.w1")},
+		{"the workers' services", tryRequest("$SRV.PING")},
+		{"call a fleet tool", tryRequest(n.Tool("calculator"))},
+		{"stream output into a tool call", tryPub(n.ToolOutput("x"))},
+		{"read the tools' output", trySub(n.AllToolOutputs())},
+		{"serve a tool", tryQueueSub(n.Tool("calculator"), tools.ServiceName)},
+		{"ask the tool servers what they serve", tryRequest("$SRV.INFO." + tools.ServiceName)},
+		{"ask A's preparation service", tryRequest(n.Prepare(tenantA))},
+		{"serve A's preparation", tryQueueSub(n.Prepare(tenantA), tools.PrepareServiceName)},
 	}
 }
 

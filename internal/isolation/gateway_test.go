@@ -96,9 +96,10 @@ func gatewayWorks(t *testing.T, f *fleet) {
 			},
 			"a worker's control": func(nc *nats.Conn) error { return nc.Publish(n.Control("w1"), []byte(`{}`)) },
 			"pull the workers' jobs": func(nc *nats.Conn) error {
-				return nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+n.JobsStream()+"."+n.WorkersConsumer(), nc.NewInbox(), nil)
+				return nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+n.JobsStream()+"."+n.QueueConsumer(tenantA, "normal"), nc.NewInbox(), nil)
 			},
-			"read the stored job queue": func(nc *nats.Conn) error { _, err := nc.SubscribeSync(n.AllJobs()); return err },
+			"read the stored job queue":    func(nc *nats.Conn) error { _, err := nc.SubscribeSync(n.AllJobs()); return err },
+			"read the queue announcements": func(nc *nats.Conn) error { _, err := nc.SubscribeSync(n.QueuedJobs()); return err },
 		} {
 			t.Run(name, func(t *testing.T) {
 				errs := make(errorsOf, 8)

@@ -49,7 +49,7 @@ type fleet struct {
 	opsPub *publisher.Publisher
 	pubA   *publisher.Publisher
 	pubB   *publisher.Publisher
-	envs   map[string]config.Env        // by settings file: workers, operators, gateway, tenant-acme, tenant-beta
+	envs   map[string]config.Env        // by settings file: workers, operators, gateway, tools, prepare, tenant-acme, tenant-beta
 	vars   map[string]map[string]string // the same settings as variables, for the CLI
 	gates  *gates
 }
@@ -68,7 +68,7 @@ func newFleet(t *testing.T) *fleet {
 	}
 	f := &fleet{names: subjects.Default(), envs: map[string]config.Env{}, vars: map[string]map[string]string{}, gates: newGates()}
 	f.nats = natstest.RunServerFromConfig(t, conf)
-	for _, name := range []string{"workers", "operators", "gateway", "tenant-" + tenantA, "tenant-" + tenantB} {
+	for _, name := range []string{"workers", "operators", "gateway", "tools", "prepare", "tenant-" + tenantA, "tenant-" + tenantB} {
 		f.envs[name], f.vars[name] = settings(t, filepath.Join(secrets, name+".env"), f.nats.ClientURL())
 	}
 	f.llm = llmtest.New(llmtest.WithScript(f.gates.reply))
@@ -168,7 +168,8 @@ func job(tenant, id, prompt string) protocol.Job {
 }
 
 // gates holds back the upstream's answer to a prompt that starts with
-// "hold:" after its first token, until the test opens its gate.
+// "hold:" after its first token, until the test opens its gate. The
+// upstream calls the tools a request offers.
 type gates struct {
 	mu sync.Mutex
 	ch map[string]chan struct{}
@@ -198,6 +199,10 @@ func (g *gates) open(prompt string) {
 }
 
 func (g *gates) reply(r llmtest.Request) llmtest.Reply {
+	// A model that uses the fleet tools a job offers (tools_test.go).
+	if rep, ok := llmtest.ToolUseReply(r, 0); ok {
+		return rep
+	}
 	rep := llmtest.DefaultReply(r)
 	if p := r.LastUserMessage(); strings.HasPrefix(p, "hold:") {
 		rep.StallAfter, rep.Release = 1, g.gate(p)

@@ -1,6 +1,7 @@
 package isolation_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -24,6 +25,7 @@ func TestSharedFleet(t *testing.T) {
 	t.Run("attacks", func(t *testing.T) { attacksRefused(t, f) })
 	t.Run("operators", func(t *testing.T) { operatorsWork(t, f) })
 	t.Run("gateway", func(t *testing.T) { gatewayWorks(t, f) })
+	t.Run("tools", func(t *testing.T) { toolsWork(t, f) })
 }
 
 // step is one subtest of the shared fleet.
@@ -42,6 +44,7 @@ func runSteps(t *testing.T, f *fleet, steps []step) {
 func tenantWorks(t *testing.T, f *fleet) {
 	runSteps(t, f, []step{
 		{"submit and stream", submitAndStream},
+		{"a high-priority job on its own priority subject", highPriorityOwn},
 		{"last event and attach from the stream", attachFromStream},
 		{"a resubmitted request is read from the stream", resubmitReadsStream},
 		{"dedupe and cache", dedupeAndCache},
@@ -81,6 +84,30 @@ func submitAndStream(t *testing.T, f *fleet) {
 	ans, err := f.pubA.Complete(fleettest.Context(t, 20*time.Second), job(tenantA, "a-1", "hello from acme"))
 	if err != nil || ans.FinishReason != "stop" || ans.Content == "" {
 		t.Fatalf("Complete = %+v, %v; want an answer", ans, err)
+	}
+}
+
+// highPriorityOwn: A's account imports its priority subjects: a job
+// published there is stored (the stream's ack comes back) and answered.
+// Without the import the publisher would fall back to the normal subject
+// unnoticed, so the ack is checked on a connection of A's own.
+func highPriorityOwn(t *testing.T, f *fleet) {
+	ctx := fleettest.Context(t, 20*time.Second)
+	js, err := jetstream.New(f.connect(t, "tenant-"+tenantA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(job(tenantA, "a-high-raw", "raw high from acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, f.names.PriorityJobs(tenantA, "high"), data); err != nil {
+		t.Fatalf("A publishing on its high-priority subject: %v", err)
+	}
+	high := job(tenantA, "a-high", "high from acme")
+	high.Priority = protocol.PriorityHigh
+	if ans, err := f.pubA.Complete(ctx, high); err != nil || ans.FinishReason != "stop" {
+		t.Fatalf("A's high-priority job: %+v, %v", ans, err)
 	}
 }
 

@@ -25,6 +25,14 @@ type Cluster struct {
 // it is ready (see WaitReady). Every server is shut down in t.Cleanup.
 func RunCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return RunClusterWith(t, n, nil)
+}
+
+// RunClusterWith is RunCluster with each member's configuration adjusted
+// by tune, when not nil: a configuration file to start from (chatfleet
+// auth's accounts and users), server options.
+func RunClusterWith(t testing.TB, n int, tune func(*natsserver.Config)) *Cluster {
+	t.Helper()
 	if n < 1 {
 		t.Fatalf("natstest: a cluster needs at least one server, got %d", n)
 	}
@@ -37,7 +45,7 @@ func RunCluster(t testing.TB, n int) *Cluster {
 		routes[i] = "nats-route://127.0.0.1:" + strconv.Itoa(p)
 	}
 	for i := range n {
-		s, err := natsserver.Start(natsserver.Config{
+		cfg := natsserver.Config{
 			Name:     fmt.Sprintf("%s-n%d", c.Name, i+1),
 			StoreDir: t.TempDir(),
 			Cluster: &natsserver.ClusterConfig{
@@ -45,7 +53,11 @@ func RunCluster(t testing.TB, n int) *Cluster {
 				Listen: "127.0.0.1:" + strconv.Itoa(ports[i]),
 				Routes: routes,
 			},
-		})
+		}
+		if tune != nil {
+			tune(&cfg)
+		}
+		s, err := natsserver.Start(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

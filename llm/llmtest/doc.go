@@ -36,6 +36,16 @@
 //
 // New listens on a free port of 127.0.0.1; Listen takes the address.
 //
+// # Tools
+//
+// WithToolUse makes the default script a model that uses the tools a
+// request offers (ToolUseReply): asked "what is 17*23?" with a
+// "calculator" tool, it calls calculator({"expression":"17*23"}) with
+// finish_reason "tool_calls"; given the tool's result in a "tool"
+// message, it answers "The calculator says 391." Dev mode's simulated
+// model runs with it, so the fleet's tool loop can be tried without an
+// LLM.
+//
 // # Observing the client
 //
 // Calls, Requests and Disconnects report what the server saw; WaitCalls and

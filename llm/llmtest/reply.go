@@ -153,8 +153,12 @@ func natural(r Request) string {
 func DefaultReply(r Request) Reply { return defaultReply(r, 0) }
 
 // defaultReply is DefaultReply with n tokens (n <= 0: the natural length).
-func defaultReply(r Request, n int) Reply {
-	tokens := SplitTokens(natural(r))
+func defaultReply(r Request, n int) Reply { return fit(SplitTokens(natural(r)), n, r.MaxTokens()) }
+
+// fit makes an answer's tokens n long (n <= 0: as they are), ending a
+// sentence, and cuts them at limit (finish_reason "length"; limit <= 0:
+// none).
+func fit(tokens []string, n, limit int) Reply {
 	if n > 0 {
 		for i := 0; len(tokens) < n; i++ {
 			tokens = append(tokens, filler[i%len(filler)])
@@ -165,7 +169,7 @@ func defaultReply(r Request, n int) Reply {
 		}
 	}
 	rep := Reply{Tokens: tokens}
-	if limit := r.MaxTokens(); limit > 0 && len(tokens) > limit {
+	if limit > 0 && len(tokens) > limit {
 		rep.Tokens, rep.FinishReason = tokens[:limit], "length"
 	}
 	return rep

@@ -17,7 +17,8 @@ import (
 type Server struct {
 	script         func(Request) Reply
 	first, between time.Duration
-	tokens         int // WithTokens
+	tokens         int  // WithTokens
+	toolUse        bool // WithToolUse
 	models         []string
 	modelsSet      bool // WithModels was given
 
@@ -64,9 +65,12 @@ func Listen(addr string, opts ...Option) (*Server, error) {
 		o(s)
 	}
 	if s.script == nil {
-		first, between, tokens := s.first, s.between, s.tokens
+		first, between, tokens, toolUse := s.first, s.between, s.tokens, s.toolUse
 		s.script = func(r Request) Reply {
-			rep := defaultReply(r, tokens)
+			rep, ok := ToolUseReply(r, tokens)
+			if !toolUse || !ok {
+				rep = defaultReply(r, tokens)
+			}
 			rep.FirstDelay, rep.Delay = first, between
 			return rep
 		}

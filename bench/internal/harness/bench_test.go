@@ -193,6 +193,16 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 
+	if len(got.GlobalCap) != 1+len(sz.GlobalCapWorkers) {
+		t.Errorf("%d global-cap steps, want %d", len(got.GlobalCap), 1+len(sz.GlobalCapWorkers))
+	}
+	for _, g := range got.GlobalCap {
+		noErrors("global cap", g.Load, sz.GlobalCapJobs)
+		if g.UpstreamMax > sz.GlobalCap || len(g.Series) == 0 {
+			t.Errorf("global cap, %d workers: the upstream saw %d streams at once, over the cap %d (%d samples)", g.Workers, g.UpstreamMax, sz.GlobalCap, len(g.Series))
+		}
+	}
+
 	if len(got.Memory) != 2*len(sz.MemoryNs) {
 		t.Errorf("%d memory results, want %d", len(got.Memory), 2*len(sz.MemoryNs))
 	}

@@ -56,7 +56,7 @@ type Config struct {
 }
 
 // ScenarioNames are the scenarios, in the order they run.
-var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "memory", "large", "gateway", "peer"}
+var ScenarioNames = []string{"baselines", "throughput", "latency", "herd", "cache", "scaling", "globalcap", "memory", "large", "gateway", "queues", "peer"}
 
 // OptInScenarios run only when named: they compare builds and take long.
 var OptInScenarios = []string{"hotpath"}
@@ -105,6 +105,11 @@ type Sizes struct {
 	// ScalingWindows: chunk windows to run the scaling steps with too,
 	// besides the default (fewer, larger chunk events cost less CPU).
 	ScalingWindows []time.Duration
+	// Global cap: the scaling upstream, a fleet-wide cap of GlobalCap
+	// streams, GlobalCapJobs jobs on each of GlobalCapWorkers workers.
+	GlobalCapWorkers []int
+	GlobalCap        int
+	GlobalCapJobs    int
 
 	// Memory: streams held by one worker.
 	MemoryNs     []int
@@ -122,6 +127,12 @@ type Sizes struct {
 	GatewayJobs        int   // requests per throughput run
 	GatewayWarmup      int   // requests before each throughput run (and, up to 50, before the latency run)
 	GatewayConcurrency []int // HTTP clients (jobs in flight when direct), one run each
+
+	// Queues: priorities and fair share, one worker, a slow upstream.
+	QueuesBacklog    int           // jobs queued before the measured ones
+	QueuesMeasured   int           // jobs measured per case, submitted at once
+	QueuesDelay      time.Duration // per answer
+	QueuesLLMStreams int           // the worker's upstream slots (and request slots)
 
 	// Peer.
 	PeerJobs        int
@@ -167,6 +178,9 @@ func DefaultSizes() Sizes {
 		ScalingDelay:          100 * time.Millisecond,
 		ScalingLLMStreams:     16,
 		ScalingWindows:        []time.Duration{25 * time.Millisecond},
+		GlobalCapWorkers:      []int{1, 2, 4},
+		GlobalCap:             8,
+		GlobalCapJobs:         1200,
 		MemoryNs:              []int{1000, 10_000},
 		MemoryWarmup:          200,
 		MemorySettle:          time.Second,
@@ -176,6 +190,10 @@ func DefaultSizes() Sizes {
 		GatewayJobs:           10_000,
 		GatewayWarmup:         500,
 		GatewayConcurrency:    []int{64, 256},
+		QueuesBacklog:         5000,
+		QueuesMeasured:        20,
+		QueuesDelay:           20 * time.Millisecond,
+		QueuesLLMStreams:      16,
 		PeerJobs:              20_000,
 		PeerWorkers:           []int{1, 2},
 		PeerLatencyJobs:       300,
@@ -216,6 +234,9 @@ func SmokeSizes() Sizes {
 		ScalingDelay:          20 * time.Millisecond,
 		ScalingLLMStreams:     16,
 		ScalingWindows:        []time.Duration{25 * time.Millisecond},
+		GlobalCapWorkers:      []int{1, 2},
+		GlobalCap:             2,
+		GlobalCapJobs:         20,
 		MemoryNs:              []int{20},
 		MemoryWarmup:          20,
 		MemorySettle:          100 * time.Millisecond,
@@ -225,6 +246,10 @@ func SmokeSizes() Sizes {
 		GatewayJobs:           6,
 		GatewayWarmup:         2,
 		GatewayConcurrency:    []int{3},
+		QueuesBacklog:         50,
+		QueuesMeasured:        4,
+		QueuesDelay:           5 * time.Millisecond,
+		QueuesLLMStreams:      4,
 		PeerJobs:              20,
 		PeerWorkers:           []int{1},
 		PeerLatencyJobs:       2,

@@ -26,9 +26,11 @@ type Report struct {
 	Herd        []HerdResult       `json:"herd,omitempty"`
 	Cache       *CacheResult       `json:"cache,omitempty"`
 	Scaling     []ScalingResult    `json:"scaling,omitempty"`
+	GlobalCap   []GlobalCapResult  `json:"global_cap,omitempty"`
 	Memory      []MemoryResult     `json:"memory,omitempty"`
 	LargeAnswer *LargeAnswerResult `json:"large_answer,omitempty"`
 	Gateway     *GatewayResult     `json:"gateway,omitempty"`
+	Queues      *QueuesResult      `json:"queues,omitempty"`
 	Peer        *PeerResult        `json:"peer,omitempty"`
 	Hotpath     *HotpathResult     `json:"hotpath,omitempty"`
 
@@ -182,8 +184,18 @@ func (rep *Report) scenarioRows(p func(format string, a ...any)) {
 	for _, s := range rep.Scaling {
 		p("scaling\t%d worker(s), %.0f ms upstream, %s\t%.0f\t%s\t%s\t%d\tefficiency %.3f (upstream capacity %.0f jobs/s); CPU cores: %s", s.Workers, s.DelayMS, s.Variant, s.Load.JobsPerS, dist(s.Load.TTFC), dist(s.Load.Done), s.Load.Errors, s.Efficiency, s.IdealPerS, coresString(s.CPU))
 	}
+	for _, g := range rep.GlobalCap {
+		p("global cap\t%d worker(s), %s cap %d, %.0f ms upstream\t%.0f\t%s\t%s\t%d\tupstream streams max %d, mean %.1f, at the cap %.0f%% of %d samples",
+			g.Workers, g.Variant, g.Cap, g.DelayMS, g.Load.JobsPerS, dist(g.Load.TTFC), dist(g.Load.Done), g.Load.Errors, g.UpstreamMax, g.UpstreamMean, 100*g.AtCap, len(g.Series))
+	}
 	for _, mr := range rep.Memory {
 		p("memory\t%d %s\t\t\t\t%d\tRSS %s → %s: %s per stream %s", mr.N, mr.Kind, mr.Load.Errors, mib(mr.RSSBefore), mib(mr.RSSHolding), kib(mr.BytesPerStream), mr.Note)
+	}
+	if q := rep.Queues; q != nil {
+		for _, c := range q.Cases {
+			p("queues\t%s (%d queued first, 1 worker × %d slots, %.0f ms upstream)\t\t\t%s\t%d\tqueue wait of %d jobs: %s",
+				c.Name, q.Backlog, q.LLMStreams, q.DelayMS, dist(c.Done), c.Errors, q.Measured, dist(c.Queue))
+		}
 	}
 	if la := rep.LargeAnswer; la != nil {
 		p("large answer\t%s in %d B deltas\t\t\t%.0f ms\t0\t%d chunk events, largest %s (%s encoded); worker RSS %s → peak %s: growth %.2f× the answer; worker CPU %.1fs; upstream calls %d %s",

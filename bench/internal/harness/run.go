@@ -158,12 +158,16 @@ func (r *runner) scenario(ctx context.Context, name string) error {
 		return r.cache(ctx)
 	case "scaling":
 		return r.scaling(ctx)
+	case "globalcap":
+		return r.globalCap(ctx)
 	case "memory":
 		return r.memory(ctx)
 	case "large":
 		return r.largeAnswer(ctx)
 	case "gateway":
 		return r.gateway(ctx)
+	case "queues":
+		return r.queues(ctx)
 	case "peer":
 		return r.peer(ctx)
 	case "hotpath":
@@ -234,6 +238,8 @@ func (r *runner) startNATS(ctx context.Context) error {
 		"CHATFLEET_LOG_FORMAT=json",
 		// Keeps dev mode from starting its simulated model; nothing calls it.
 		"CHATFLEET_LLM_BASE_URL=http://127.0.0.1:1/v1",
+		// Nor its gateway: the benchmark runs its own, and 8080 may be taken.
+		"CHATFLEET_GATEWAY_ADDR=",
 	}
 	if r.cfg.ProfileDir != "" {
 		env = append(env, "CHATFLEET_BENCH_CPUPROFILE="+filepath.Join(r.cfg.ProfileDir, "nats.cpu.pprof"))

@@ -44,11 +44,17 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 		case <-tick.C:
 			r.progress()
 		case ack := <-r.copyAcked():
-			r.stored(r.copy.seq, ack.Sequence)
-			r.copy = nil
-		case err := <-r.copyFailed():
 			typ := r.copyType() // before settleCopy clears it
-			if r.verdict(typ, r.settleCopy(nil, err)) != nil {
+			if r.verdict(typ, r.confirmed(ack, nil)) != nil {
+				return
+			}
+		case err := <-r.copyFailed():
+			typ := r.copyType()
+			if r.verdict(typ, r.confirmed(nil, err)) != nil {
+				return
+			}
+		case <-r.flushTimerC():
+			if r.verdict(r.unstored.typ, r.flushTimerFired()) != nil {
 				return
 			}
 		}

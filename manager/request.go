@@ -40,12 +40,15 @@ type request struct {
 	lastStored uint64 // its sequence in the replies stream: what the next event expects
 	// Live events (live.go): the producer asked for them (HeaderLive).
 	live        bool
-	liveSubject string      // the reply subject
-	epoch       string      // protocol.HeaderEpoch: the delivery number
-	copy        *storedCopy // the last live event's stored copy, not yet confirmed
-	chunks      int         // chunks published since the last reset
-	stage       string      // the last stage the hub reported (progress events)
-	reason      string      // and why it waits, for a waiting stage
+	liveSubject string         // the reply subject
+	epoch       string         // protocol.HeaderEpoch: the delivery number
+	unstored    unstoredEvents // shown live, not yet sent to be stored
+	copy        *storedCopy    // the batch sent to be stored, not yet confirmed
+	flushTimer  *time.Timer    // sends unstored when StoreBatchDelay has passed
+	flushArmed  bool
+	chunks      int    // chunks published since the last reset
+	stage       string // the last stage the hub reported (progress events)
+	reason      string // and why it waits, for a waiting stage
 
 	// For metrics and traces (observe.go).
 	role      protocol.Role // "" while routing

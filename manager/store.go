@@ -76,7 +76,8 @@ func (r *request) refused(typ protocol.EventType, err error) {
 	perr := &protocol.Error{Code: protocol.CodeInternal, Message: fmt.Sprintf("a %s event of the reply could not be stored (%v); the job was dead-lettered", typ, errors.Unwrap(err))}
 	r.deadLetter(r.job.Tenant, r.job.ID, perr)
 	r.m.countEnding(protocol.EventError, perr.Code, 1)
-	r.copy, r.seq = nil, r.storedSeq // a live event not stored is not followed
+	r.copy = nil // a live reply's events not stored are not followed
+	r.takeUnstored()
 	if serr := r.store(&protocol.Event{Type: protocol.EventError, Error: perr}); serr != nil {
 		r.log.Error("error event not stored either", "err", serr)
 	}
@@ -144,7 +145,26 @@ func (r *request) store(ev *protocol.Event) error {
 		return err
 	}
 	if r.live {
-		return r.storeMsg(ev.Seq, r.replyMsg(ev.Seq, b))
+		// With the events shown live and not stored yet, if any: first on
+		// their own when together they would not fit.
+		if n := len(r.unstored.events); n > 0 && r.unstored.bytes+len(b) > r.m.batchLimit() {
+			last := r.unstored.last()
+			data, err := protocol.StoredBatch(r.unstored.events)
+			if err != nil {
+				return err
+			}
+			msg := r.batchMsg(r.unstored.first, last, data)
+			r.takeUnstored()
+			if err := r.storeMsg(last, msg); err != nil {
+				return err
+			}
+		}
+		events := append(r.takeUnstored(), b)
+		data, err := protocol.StoredBatch(events)
+		if err != nil {
+			return err
+		}
+		return r.storeMsg(ev.Seq, r.batchMsg(ev.Seq+1-uint64(len(events)), ev.Seq, data))
 	}
 	return r.storeMsg(ev.Seq, replyMsg(r.subject, r.streamSeq, ev.Seq, b, true))
 }

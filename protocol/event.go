@@ -66,22 +66,23 @@ const (
 const HeaderJobSeq = "Chatfleet-Job-Seq"
 
 // HeaderLive on a job asks for live events: the worker publishes each
-// event on the reply subject at once, ahead of its stored copy, instead of
-// only storing it (the stream republishes stored copies there too; a
-// reader keeps the first copy of each seq). A reader that sets it must
-// follow the rules of HeaderEpoch. The publisher sets it to "1".
+// event after the first on the reply subject at once, and stores the
+// events in batches (see HeaderBatch), instead of storing each before it
+// is seen. The stream republishes the stored batches on the reply subject
+// too; a reader keeps the first copy of each seq and must follow the rules
+// of HeaderEpoch. The publisher sets it to "1".
 const HeaderLive = "Chatfleet-Live"
 
 // HeaderEpoch is carried by every event a worker wrote for a live job
 // (HeaderLive), live or stored: the job's delivery number, so a later
 // writer of the same reply (a redelivery) has a higher epoch. A writer
-// stores a reply's first event before showing anything live, and then
-// shows at most one event live before its stored copy is confirmed; a
-// writer that takes over a reply continues after the last stored event
-// with a reset. So a reader accepts a reset of another epoch at the seq
-// it returned last (it replaces the one event the previous writer showed
-// and never stored), and drops events of an epoch lower than one it
-// accepted: it never splices two writers' output.
+// stores a reply's first event before showing anything live; the events it
+// shows after that may be stored up to a batch later, or never if it dies
+// or is fenced. A writer that takes over a reply continues after the last
+// stored event with a reset. So a reader accepts a reset of a higher epoch
+// at or below the seq it expects next (the reset discards what the
+// previous writer showed and never stored), and drops events of an epoch
+// lower than one it accepted: it never splices two writers' output.
 const HeaderEpoch = "Chatfleet-Epoch"
 
 // Terminal reports whether t ends a request.

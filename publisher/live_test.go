@@ -180,3 +180,80 @@ func TestFencedWriterNeverSpliced(t *testing.T) {
 		})
 	}
 }
+
+// storeBatch stores evs as one message, as a live writer stores what it
+// showed within a batch delay (protocol.StoredBatch).
+func (w *liveWriter) storeBatch(epoch uint64, evs ...protocol.Event) {
+	w.t.Helper()
+	var raws [][]byte
+	for _, ev := range evs {
+		ev.V, ev.ID = 1, w.id
+		b, _ := ev.Marshal()
+		raws = append(raws, b)
+	}
+	data, err := protocol.StoredBatch(raws)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	m := w.msg(w.p.names.ReplyWrite(w.tenant, w.id), epoch, evs[len(evs)-1])
+	m.Data = data
+	m.Header.Set(protocol.HeaderBatch, strconv.FormatUint(evs[0].Seq, 10))
+	if _, err := w.js.PublishMsg(context.Background(), m); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// TestMissedLiveEventsRecoveredFromBatches: the events go out live one by
+// one and are stored four to a message; the producer misses every third
+// live event and recovers each from the stored batches, in order, once;
+// a reader attaching afterwards reads the same events from the batches.
+func TestMissedLiveEventsRecoveredFromBatches(t *testing.T) {
+	t.Parallel()
+	p, w := setupLive(t, "batched")
+	r, err := p.subscribe(w.tenant, w.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.both(1, protocol.Event{Seq: 1, Type: protocol.EventMeta})
+	var batch []protocol.Event
+	want := ""
+	for seq := uint64(2); seq <= 22; seq++ {
+		ev := protocol.Event{Seq: seq, Type: protocol.EventChunk, Content: strconv.FormatUint(seq, 10) + " "}
+		if seq == 22 {
+			ev = protocol.Event{Seq: seq, Type: protocol.EventDone, FinishReason: "stop"}
+		} else {
+			want += ev.Content
+		}
+		if seq%3 != 0 && seq != 22 {
+			w.live(1, ev) // every third is lost live; the end is never live
+		}
+		if batch = append(batch, ev); len(batch) == 4 || seq == 22 {
+			w.storeBatch(1, batch...)
+			batch = nil
+		}
+	}
+	for name, reply := range map[string]func() *Reply{
+		"live":     func() *Reply { return r },
+		"attached": func() *Reply { a, err := p.Attach(context.Background(), w.tenant, w.id); mustNot(t, err); return a },
+	} {
+		got := readAll(t, reply())
+		if len(got) != 22 {
+			t.Fatalf("%s: %d events, want 22: %+v", name, len(got), got)
+		}
+		for i, ev := range got {
+			if ev.Seq != uint64(i+1) {
+				t.Fatalf("%s: event %d has seq %d", name, i, ev.Seq)
+			}
+		}
+		if c := content(got); c != want {
+			t.Errorf("%s: content %q, want %q", name, c, want)
+		}
+	}
+}
+
+func mustNot(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -234,7 +234,11 @@ func TestQueueTimeoutRaceWorkerFirst(t *testing.T) {
 	<-paused // the maintainer saw the queued job undelivered
 
 	close(stalls["first"]) // the slot frees: the worker pulls the queued job
-	<-queued.metaRead      // and stores its first event
+	<-queued.metaRead      // and stores its first event (shown live before it is stored)
+	fleettest.Poll(t, ctx, "the first event stored", func() bool {
+		_, err := top.Replies.GetLastMsgForSubject(ctx, "chat.write.default."+queued.reply.ID())
+		return err == nil
+	})
 	if queued.res.meta.Type != protocol.EventMeta {
 		t.Fatalf("queued job's first event: %s", describe(queued.res))
 	}

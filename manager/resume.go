@@ -24,7 +24,20 @@ func (r *request) resume() bool {
 		last, err := r.m.topo.Replies.GetLastMsgForSubject(ctx, r.subject)
 		cancel()
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return true // nothing stored, so nothing shown (live.go)
+			if !r.live {
+				return true // nothing stored, so nothing shown
+			}
+			// An earlier delivery may have shown events live that it never
+			// stored (live.go): a reset first tells their reader to
+			// discard them.
+			r.seq, r.lastStored = 0, 0
+			if r.resumeWith() {
+				return true
+			}
+			if r.settled {
+				return false
+			}
+			continue
 		}
 		if err != nil {
 			r.log.Warn("cannot read the reply so far; job handed back", "err", err)

@@ -26,12 +26,11 @@ var errNotOurReply = errors.New("another delivery of this job writes its reply")
 // resumes from what the stream holds); when another delivery of the job
 // owns the reply, this one stops without a word.
 func (r *request) publish(ev protocol.Event) error {
-	if r.live && r.lastStored != 0 {
+	if r.live && (r.lastStored != 0 || r.deliveries == 1) {
 		return r.verdict(ev.Type, r.publishLive(&ev))
 	}
-	// The first event is stored before anything goes live: only then is
-	// the reply known to be this job's (not an earlier job's under the
-	// same ID, see duplicateID, nor another delivery's).
+	// A redelivery's first event is stored before anything goes live
+	// (resume), so that a reader knows the writer changed.
 	return r.verdict(ev.Type, r.store(&ev))
 }
 

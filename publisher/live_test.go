@@ -257,3 +257,30 @@ func mustNot(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestEndStoredByAnotherWriterAfterLiveStart: a first delivery shows its
+// meta and a chunk live before storing them; the fleet's maintainer ends
+// the job first (a queue timeout stored as the reply's first event, no
+// epoch). The producer gets the meta, the chunk, then that end: one
+// terminal event, and nothing of the fenced writer after it.
+func TestEndStoredByAnotherWriterAfterLiveStart(t *testing.T) {
+	t.Parallel()
+	p, w := setupLive(t, "raced")
+	r, err := p.subscribe(w.tenant, w.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustNot(t, p.nc.Flush()) // the subscription is in place before anything goes live
+	w.live(1, protocol.Event{Seq: 1, Type: protocol.EventMeta})
+	w.live(1, protocol.Event{Seq: 2, Type: protocol.EventChunk, Content: "never stored"})
+	end := protocol.Event{V: 1, ID: w.id, Seq: 1, Type: protocol.EventError, Error: &protocol.Error{Code: protocol.CodeQueueTimeout, Message: "queued too long"}}
+	b, _ := end.Marshal()
+	if _, err := w.js.Publish(context.Background(), w.p.names.ReplyWrite(w.tenant, w.id), b); err != nil {
+		t.Fatal(err)
+	}
+	w.live(1, protocol.Event{Seq: 3, Type: protocol.EventChunk, Content: "zombie"})
+	got := readAll(t, r)
+	if len(got) != 3 || got[2].Type != protocol.EventError || got[2].Error.Code != protocol.CodeQueueTimeout {
+		t.Fatalf("got %+v, want meta, chunk, the queue_timeout error", got)
+	}
+}

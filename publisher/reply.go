@@ -116,20 +116,27 @@ func (r *Reply) Next(ctx context.Context) (protocol.Event, error) {
 		}
 		ev := e.ev
 		switch {
-		case !e.stored && e.epoch != r.epoch:
-			// Live from a writer other than the one whose stored events we
-			// follow: a fenced writer's, arriving late, or a new writer's
-			// ahead of its first stored event, which comes from the stream.
+		case !e.stored && e.epoch != r.epoch && r.next > 1:
+			// Live from a writer other than the one we follow: a fenced
+			// writer's, arriving late, or a new writer's ahead of its
+			// first stored event, which comes from the stream. (A first
+			// delivery shows its first event before storing it.)
 			continue
-		case e.stored && e.epoch != r.epoch && ev.Seq < r.next && ev.Seq > 1 && ev.Type == protocol.EventReset:
+		case e.stored && e.epoch != r.epoch && ev.Seq < r.next && ev.Type == protocol.EventReset:
 			// A writer that took over the reply: the event this reset's
 			// seq follows is the last one stored, and those we returned
 			// from its seq on were its predecessor's, shown live, never
 			// stored. The reset discards them.
 			r.next = ev.Seq
-		case r.next == 1 && ev.Seq > 1 && isDuplicateID(&ev):
+		case e.stored && ev.Seq < r.next && ev.Type.Terminal():
+			// Another writer ended the reply (the fleet's maintainer, say,
+			// ending a job queued past its timeout) before the first
+			// delivery stored what it showed live: its end is the reply's.
+			r.next = ev.Seq
+		case ev.Seq != r.next && isDuplicateID(&ev):
 			// This job reused the ID of an earlier request whose events
-			// come first on the subject: its only event follows them.
+			// come first on the subject: its end follows them (after what
+			// its worker may have shown live before it found out).
 			r.next = ev.Seq
 		case ev.Seq < r.next:
 			continue // already delivered (seen live, now again in the stream)

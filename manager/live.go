@@ -104,7 +104,10 @@ func (r *request) publishLive(ev *protocol.Event) error {
 	r.seq = ev.Seq
 	r.unstored.add(ev.Type, ev.Seq, b)
 	// Events other than output are rare and say what the request waits
-	// for: stored at once, so a reader of the stream knows it too.
+	// for or that its output starts over: stored at once, so a reader of
+	// the stream knows it too. The first one so, too, claims the reply
+	// within a round trip, as storing it first did (an ID reused while
+	// its earlier job starts must lose that race at once).
 	urgent := ev.Type != protocol.EventChunk && ev.Type != protocol.EventTool
 	if r.copy == nil && (urgent || r.flushDue()) {
 		return r.flush()

@@ -1,7 +1,9 @@
 package manager_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -42,26 +44,7 @@ func TestLiveWriterFenced(t *testing.T) {
 	// The other writer, epoch 2, stores a reset after the last stored
 	// event, as a resuming delivery does; the first writer's chunks are
 	// not stored yet (they wait for StoreBatchDelay).
-	stream, err := js.Stream(ctx, "CHAT_REPLIES")
-	if err != nil {
-		t.Fatal(err)
-	}
-	last, err := stream.GetLastMsgForSubject(ctx, "chat.write.default.fenced-live")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lastEv, err := protocol.DecodeEvent(last.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	takeover := lastEv.Seq + 1
-	intruder := protocol.Event{V: 1, ID: job.ID, Seq: takeover, Type: protocol.EventReset}
-	msg := nats.NewMsg("chat.write.default.fenced-live")
-	msg.Data, _ = intruder.Marshal()
-	msg.Header.Set(protocol.HeaderEpoch, "2")
-	if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last.Sequence)); err != nil {
-		t.Fatal(err)
-	}
+	takeover := storeTakeover(t, ctx, js, "chat.write.default.fenced-live", job.ID, "2")
 	close(stall) // the first writer goes on: its next batch finds the intruder's event
 
 	// The producer's answer is the redelivery's, whole, after a reset.
@@ -86,6 +69,10 @@ func TestLiveWriterFenced(t *testing.T) {
 	}
 
 	// What it stored past the takeover: nothing.
+	stream, err := js.Stream(ctx, "CHAT_REPLIES")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for seq := uint64(1); ; seq++ {
 		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject("chat.write.default.fenced-live"))
 		if err != nil {
@@ -162,4 +149,38 @@ func watchReply(t *testing.T, nc *nats.Conn, subject string) chan *nats.Msg {
 		t.Fatal(err)
 	}
 	return msgs
+}
+
+// storeTakeover stores a reset on a reply (subject chat.write.<tenant>.<id>)
+// as a resuming delivery does: after the last stored event, or first
+// when nothing is stored yet, expecting that last event. epoch, when not
+// empty, is its protocol.HeaderEpoch. It returns the reset's seq.
+func storeTakeover(t *testing.T, ctx context.Context, js jetstream.JetStream, subject, id, epoch string) uint64 {
+	t.Helper()
+	stream, err := js.Stream(ctx, "CHAT_REPLIES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, lastStored := uint64(1), uint64(0)
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	switch {
+	case err == nil:
+		lastEv, err := protocol.DecodeEvent(last.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, lastStored = lastEv.Seq+1, last.Sequence
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		t.Fatal(err)
+	}
+	reset := protocol.Event{V: 1, ID: id, Seq: seq, Type: protocol.EventReset}
+	msg := nats.NewMsg(subject)
+	msg.Data, _ = reset.Marshal()
+	if epoch != "" {
+		msg.Header.Set(protocol.HeaderEpoch, epoch)
+	}
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(lastStored)); err != nil {
+		t.Fatal(err)
+	}
+	return seq
 }

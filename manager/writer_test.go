@@ -4,8 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/chatfleet/chatfleet/internal/fleettest"
 	"github.com/chatfleet/chatfleet/internal/natstest"
 	"github.com/chatfleet/chatfleet/llm/llmtest"
@@ -43,23 +41,7 @@ func TestOneWriterPerReply(t *testing.T) {
 	// resuming delivery does. (With live events, what is stored may trail
 	// what the producer saw: the reset discards the difference.)
 	_, js := natstest.JetStream(t, f.NATS.ClientURL())
-	stream, err := js.Stream(ctx, "CHAT_REPLIES")
-	if err != nil {
-		t.Fatal(err)
-	}
-	last, err := stream.GetLastMsgForSubject(ctx, "chat.write.default."+r.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lastEv, err := protocol.DecodeEvent(last.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	intruder := protocol.Event{V: 1, ID: r.ID(), Seq: lastEv.Seq + 1, Type: protocol.EventReset}
-	b, _ := intruder.Marshal()
-	if _, err := js.Publish(ctx, "chat.write.default."+r.ID(), b, jetstream.WithExpectLastSequencePerSubject(last.Sequence)); err != nil {
-		t.Fatal(err)
-	}
+	storeTakeover(t, ctx, js, "chat.write.default."+r.ID(), r.ID(), "")
 	close(stall) // the first writer's next stored batch now finds the intruder's event
 
 	for {

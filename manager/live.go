@@ -137,6 +137,16 @@ func (r *request) armFlush() {
 	r.flushArmed = true
 }
 
+// stopFlushTimer stops the flush timer. A tick it may still deliver
+// (timers before Go 1.23) is never read: flushTimerC is nil until the
+// timer is armed again, and a flush with nothing queued does nothing.
+func (r *request) stopFlushTimer() {
+	if r.flushArmed {
+		r.flushTimer.Stop()
+	}
+	r.flushArmed = false
+}
+
 // flushTimerC is the flush timer's channel, nil when it is not running.
 func (r *request) flushTimerC() <-chan time.Time {
 	if !r.flushArmed {
@@ -163,10 +173,7 @@ func (r *request) flush() error {
 		return nil
 	}
 	r.unstored = unstoredEvents{}
-	if r.flushArmed && !r.flushTimer.Stop() {
-		<-r.flushTimer.C
-	}
-	r.flushArmed = false
+	r.stopFlushTimer()
 	data, err := protocol.StoredBatch(u.events)
 	if err != nil {
 		return err
@@ -269,10 +276,7 @@ func (r *request) confirmed(ack *jetstream.PubAck, failed error) error {
 func (r *request) takeUnstored() [][]byte {
 	events := r.unstored.events
 	r.unstored = unstoredEvents{}
-	if r.flushArmed && !r.flushTimer.Stop() {
-		<-r.flushTimer.C
-	}
-	r.flushArmed = false
+	r.stopFlushTimer()
 	return events
 }
 

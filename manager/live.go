@@ -97,10 +97,9 @@ func (r *request) publishLive(ev *protocol.Event) error {
 			return err
 		}
 	}
-	live := &nats.Msg{Subject: r.liveSubject, Data: b, Header: nats.Header{}}
-	live.Header.Set(protocol.HeaderJobSeq, strconv.FormatUint(r.streamSeq, 10))
-	live.Header.Set(protocol.HeaderEpoch, r.epoch)
-	_ = r.m.nc.PublishMsg(live) // best effort: the stored copy follows
+	// Best effort: the stored copy follows. The header is the request's
+	// own, read and never kept by PublishMsg.
+	_ = r.m.nc.PublishMsg(&nats.Msg{Subject: r.liveSubject, Data: b, Header: r.liveHeader})
 	r.seq = ev.Seq
 	r.unstored.add(ev.Type, ev.Seq, b)
 	// Events other than output are rare and say what the request waits

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
@@ -42,6 +43,7 @@ type request struct {
 	live        bool
 	liveSubject string         // the reply subject
 	epoch       string         // protocol.HeaderEpoch: the delivery number
+	liveHeader  nats.Header    // of every live event: the job's sequence and the epoch
 	unstored    unstoredEvents // shown live, not yet sent to be stored
 	copy        *storedCopy    // the batch sent to be stored, not yet confirmed
 	flushTimer  *time.Timer    // sends unstored when StoreBatchDelay has passed

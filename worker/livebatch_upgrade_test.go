@@ -1,6 +1,8 @@
 package worker_test
 
 import (
+	"context"
+	"errors"
 	"syscall"
 	"testing"
 	"time"
@@ -15,7 +17,7 @@ import (
 // TestLiveReplyAcrossVersions: a fleet mid-upgrade. A live job (this
 // version's publisher) begun by a worker of this version, which has stored
 // part of its reply in batches, is handed back as that worker stops; a
-// worker of the previous version (which knows single stored events only)
+// worker of the previous version, started in its place, (which knows single stored events only)
 // takes it over: it reads the last stored batch as its last event,
 // continues after it with a reset, and ends the reply. The producer reads
 // the whole answer after a reset, each event once; a reader of the stored
@@ -54,10 +56,14 @@ func TestLiveReplyAcrossVersions(t *testing.T) {
 		return err == nil && last.Header.Get(protocol.HeaderBatch) != ""
 	})
 
-	startOldWorker(t, f, bin, "previous")
-	if err := w.Stop(ctx); err != nil { // hands the job back
-		t.Fatal(err)
+	// The new worker stops at once, handing the job back; a worker of the
+	// previous version comes up in its place.
+	now, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := w.Stop(now); !errors.Is(err, worker.ErrGraceExpired) {
+		t.Fatalf("stop: %v, want the job handed back", err)
 	}
+	startOldWorker(t, f, bin, "previous")
 	ans, err := r.Collect(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +101,7 @@ func TestLiveReplyBegunByPreviousVersion(t *testing.T) {
 		}
 		return rep
 	})}})
-	old := startOldWorker(t, f, bin, "previous")
+	old := startOldWorker(t, f, bin, "previous", "CHATFLEET_SHUTDOWN_GRACE=100ms")
 	ctx := fleettest.Context(t, time.Minute)
 	r, err := f.Pub.Submit(ctx, soloJob("begun the old way"))
 	if err != nil {
@@ -149,6 +155,6 @@ func TestLiveReplyBegunByPreviousVersion(t *testing.T) {
 // reply's, not a follower's.
 func soloJob(prompt string) protocol.Job {
 	j, off := userJob(prompt), false
-	j.Dedupe = &off
+	j.Dedupe, j.Model = &off, "test-model" // the previous version's default model is set otherwise
 	return j
 }

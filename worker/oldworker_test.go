@@ -122,14 +122,16 @@ func buildAt(dir, version string) (bin, skip string) {
 	return bin, ""
 }
 
-// startOldWorker runs `chatfleet worker` of the older version against f.
-func startOldWorker(t *testing.T, f *fleettest.Fleet, bin, id string) *exec.Cmd {
+// startOldWorker runs `chatfleet worker` of the older version against f,
+// with extraEnv added to its environment.
+func startOldWorker(t *testing.T, f *fleettest.Fleet, bin, id string, extraEnv ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "worker")
 	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.Env = append(os.Environ(), "CHATFLEET_NATS_URL="+f.NATS.ClientURL(), "CHATFLEET_LLM_BASE_URL="+f.LLM.URL(),
 		"CHATFLEET_WORKER_ID="+id, "CHATFLEET_HTTP_ADDR=", "CHATFLEET_DEFAULT_MODEL=test-model")
+	cmd.Env = append(cmd.Env, extraEnv...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

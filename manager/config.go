@@ -67,8 +67,8 @@ type Config struct {
 	// StoreBatchDelay is how long a live reply's events (see live.go) may
 	// wait to be stored after they went out live: the events shown
 	// meanwhile are stored together, in one message. It bounds how far a
-	// reader recovering from the stream trails the live reply. Defaults to
-	// 50ms.
+	// reader recovering from the stream trails the live reply. Negative
+	// stores each as soon as the batch before it is. Defaults to 50ms.
 	StoreBatchDelay time.Duration
 	// MaxAnswerBytes bounds one answer's output (text, tool-call arguments,
 	// refusal and reasoning together): a longer one ends with

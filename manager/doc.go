@@ -16,10 +16,10 @@
 //     and republished on <prefix>.reply.<tenant>.<id>; its writer is one
 //     request at a time (store.go).
 //   - live: a job whose producer asked for its events at once
-//     (protocol.HeaderLive): after the first, each event goes out on the
-//     reply subject before its stored copy is confirmed (live.go). A stored
-//     copy is the event in the replies stream; epoch is the writing
-//     delivery's number, carried by both.
+//     (protocol.HeaderLive): each event goes out on the reply subject at
+//     once, and the events shown within StoreBatchDelay are stored
+//     together, as one batch (live.go); epoch is the writing delivery's
+//     number, carried by live and stored events.
 //   - dedupe key: tenant.hash, where hash (Key) covers everything that
 //     determines the answer. It names the cache entry and the lease.
 //   - hub: where the requests on this worker that want the same answer

@@ -76,11 +76,11 @@ func replyEvents(t *testing.T, top *topology.Topology, id string) []protocol.Eve
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev, err := protocol.DecodeEvent(m.Data)
+		evs, _, err := protocol.DecodeStored(m.Data) // a live reply stores batches
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, ev)
+		out = append(out, evs...)
 		seq = m.Sequence + 1
 	}
 }

@@ -122,12 +122,18 @@ func (r *Reply) Next(ctx context.Context) (protocol.Event, error) {
 			// first stored event, which comes from the stream. (A first
 			// delivery shows its first event before storing it.)
 			continue
-		case e.stored && e.epoch != r.epoch && ev.Seq < r.next && ev.Type == protocol.EventReset:
+		case e.stored && e.epoch != r.epoch && ev.Seq <= r.next && ev.Type == protocol.EventReset:
 			// A writer that took over the reply: the event this reset's
 			// seq follows is the last one stored, and those we returned
 			// from its seq on were its predecessor's, shown live, never
 			// stored. The reset discards them.
 			r.next = ev.Seq
+		case e.stored && e.epoch != r.epoch && r.next > 1 && r.stored == nil:
+			// Another writer's stored event, and we did not see it take
+			// over (its reset may have gone by while we reconnected): the
+			// stream has the reply in order, the takeover included.
+			r.fromStream = true
+			continue
 		case e.stored && ev.Seq < r.next && ev.Type.Terminal():
 			// Another writer ended the reply (the fleet's maintainer, say,
 			// ending a job queued past its timeout) before the first
@@ -210,16 +216,17 @@ func (r *Reply) Stop() {
 // read returns the next event of this request, from the live
 // subscription or the stream.
 func (r *Reply) read(ctx context.Context) (readEvent, error) {
-	if len(r.queued) > 0 {
-		e := r.queued[0]
-		r.queued = r.queued[1:]
-		return e, nil
-	}
 	for {
 		if r.fromStream && r.stored == nil {
+			r.queued = nil // the stream has them too, in order
 			if err := r.openStream(ctx); err != nil {
 				return readEvent{}, err
 			}
+		}
+		if len(r.queued) > 0 {
+			e := r.queued[0]
+			r.queued = r.queued[1:]
+			return e, nil
 		}
 		var data []byte
 		var header nats.Header

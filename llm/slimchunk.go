@@ -1,0 +1,335 @@
+package llm
+
+import "bytes"
+
+// slimChunk appends to dst the chunk b with only the fields Recv reads:
+//
+//	{"choices":[{"index":…,"delta":{"content":…,"tool_calls":…,"refusal":…,"reasoning_content":…},"finish_reason":…}],"usage":…}
+//
+// go-openai decodes every line into its full response type with
+// encoding/json, and a chunk as OpenAI sends it is two-thirds fields no
+// one reads (id, object, created, model, system_fingerprint, logprobs,
+// Azure's content_filter_results, …): the slim line costs it a third of
+// the bytes and a few fields. The values that stay are copied as they
+// were sent, so go-openai still checks them. A delta's "reasoning"
+// becomes "reasoning_content" as rewriteChunk does it.
+//
+// ok is false, with dst as it was, for a chunk that needs rewriteChunk
+// (a string "error" anywhere: it may carry an error; Groq's x_groq), one
+// this scanner does not follow (not an object, a key with an escape or a
+// non-ASCII byte, a key that go-openai would take for a kept field in
+// another case, a repeated kept key, nesting deeper than maxSlimDepth) or
+// that is not JSON in its structure. Fields dropped are not checked
+// beyond their structure.
+func slimChunk(dst, b []byte) (out []byte, ok bool) {
+	s := chunkScanner{b: b}
+	mark := len(dst)
+	dst = append(dst, '{')
+	var seen [2]bool
+	ok = s.members(func(key []byte) bool {
+		i, ok := field(key, "choices", "usage")
+		switch {
+		case !ok || string(key) == "x_groq":
+			return false
+		case i < 0:
+			return s.skip()
+		case seen[i]:
+			return false
+		}
+		seen[i] = true
+		if len(dst) > mark+1 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '"')
+		dst = append(dst, key...)
+		dst = append(dst, '"', ':')
+		if i == 0 {
+			dst, ok = s.slimArray(dst, s.slimChoice)
+			return ok
+		}
+		return s.copyValue(&dst)
+	})
+	s.ws()
+	if !ok || s.flag || s.i != len(b) {
+		return dst[:mark], false
+	}
+	return append(dst, '}'), true
+}
+
+// slimChoice appends a choice with its index, delta and finish_reason.
+func (s *chunkScanner) slimChoice(dst []byte) ([]byte, bool) {
+	var seen [3]bool
+	n := 0
+	dst = append(dst, '{')
+	ok := s.members(func(key []byte) bool {
+		i, ok := field(key, "index", "delta", "finish_reason")
+		switch {
+		case !ok || i >= 0 && seen[i]:
+			return false
+		case i < 0:
+			return s.skip()
+		}
+		seen[i] = true
+		if n++; n > 1 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '"')
+		dst = append(dst, key...)
+		dst = append(dst, '"', ':')
+		if i == 1 {
+			dst, ok = s.slimDelta(dst)
+			return ok
+		}
+		return s.copyValue(&dst)
+	})
+	return append(dst, '}'), ok
+}
+
+// The fields of a delta slimDelta keeps, in deltaFields' order.
+const (
+	deltaContent = iota
+	deltaToolCalls
+	deltaRefusal
+	deltaReasoningContent
+	deltaReasoning
+)
+
+var deltaFields = []string{"content", "tool_calls", "refusal", "reasoning_content", "reasoning"}
+
+// slimDelta appends a delta's content, tool_calls, refusal and
+// reasoning_content; a non-empty "reasoning" string becomes
+// reasoning_content unless that is a non-empty string already
+// (renameReasoning's rule).
+func (s *chunkScanner) slimDelta(dst []byte) ([]byte, bool) {
+	if !s.at('{') {
+		return dst, s.copyValue(&dst)
+	}
+	var vals [5][]byte
+	ok := s.members(func(key []byte) bool {
+		i, ok := field(key, deltaFields...)
+		switch {
+		case !ok || i >= 0 && vals[i] != nil:
+			return false
+		case i < 0:
+			return s.skip()
+		}
+		s.ws()
+		start := s.i
+		ok = s.skip()
+		vals[i] = s.b[start:s.i]
+		return ok
+	})
+	if !ok {
+		return dst, false
+	}
+	if nonEmptyString(vals[deltaReasoning]) && !nonEmptyString(vals[deltaReasoningContent]) {
+		vals[deltaReasoningContent] = vals[deltaReasoning]
+	}
+	dst = append(dst, '{')
+	n := 0
+	for i, v := range vals[:deltaReasoning] {
+		if v == nil {
+			continue
+		}
+		if n++; n > 1 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '"')
+		dst = append(dst, deltaFields[i]...)
+		dst = append(dst, '"', ':')
+		dst = append(dst, v...)
+	}
+	return append(dst, '}'), true
+}
+
+// nonEmptyString reports a JSON string value other than "".
+func nonEmptyString(v []byte) bool { return len(v) > 2 && v[0] == '"' }
+
+// field returns the index of key among names, -1 for none; ok is false
+// for a key slimChunk leaves to rewriteChunk: one with an escape or a
+// non-ASCII byte, or one encoding/json (which matches keys ignoring case)
+// would take for a name it does not equal.
+func field(key []byte, names ...string) (i int, ok bool) {
+	for _, c := range key {
+		if c == '\\' || c >= 0x80 {
+			return -1, false
+		}
+	}
+	for i, n := range names {
+		if len(key) != len(n) {
+			continue
+		}
+		if string(key) == n {
+			return i, true
+		}
+		if bytes.EqualFold(key, []byte(n)) {
+			return -1, false
+		}
+	}
+	return -1, true
+}
+
+// maxSlimDepth bounds the nesting slimChunk follows; encoding/json's own
+// bound is 10,000.
+const maxSlimDepth = 10000
+
+// chunkScanner reads one JSON chunk for slimChunk.
+type chunkScanner struct {
+	b     []byte
+	i     int
+	depth int
+	flag  bool // a string "error" was read
+}
+
+func (s *chunkScanner) ws() {
+	for s.i < len(s.b) && s.b[s.i] <= ' ' {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// at reports whether the next value starts with c.
+func (s *chunkScanner) at(c byte) bool {
+	s.ws()
+	return s.i < len(s.b) && s.b[s.i] == c
+}
+
+func (s *chunkScanner) eat(c byte) bool {
+	if s.at(c) {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// str reads a string and returns it as sent, escapes included. Its
+// bytes are looked at one by one: the strings of a chunk are short, too
+// short for bytes.IndexByte to pay.
+func (s *chunkScanner) str() ([]byte, bool) {
+	if !s.at('"') {
+		return nil, false
+	}
+	start := s.i + 1
+	for j := start; j < len(s.b); j++ {
+		switch s.b[j] {
+		case '\\':
+			j++ // the escaped byte
+		case '"':
+			raw := s.b[start:j]
+			s.i = j + 1
+			if string(raw) == "error" {
+				s.flag = true
+			}
+			return raw, true
+		}
+	}
+	return nil, false
+}
+
+// members reads an object, calling member with each key once the scanner
+// is at its value; member must read the value.
+func (s *chunkScanner) members(member func(key []byte) bool) bool {
+	if !s.eat('{') || !s.enter() {
+		return false
+	}
+	ok := s.eat('}')
+	for !ok {
+		key, kok := s.str()
+		if !kok || !s.eat(':') || !member(key) {
+			break
+		}
+		if ok = s.eat('}'); !ok && !s.eat(',') {
+			break
+		}
+	}
+	s.depth--
+	return ok
+}
+
+// elements reads an array, calling element at each element; element must
+// read it.
+func (s *chunkScanner) elements(element func() bool) bool {
+	if !s.eat('[') || !s.enter() {
+		return false
+	}
+	ok := s.eat(']')
+	for !ok {
+		if !element() {
+			break
+		}
+		if ok = s.eat(']'); !ok && !s.eat(',') {
+			break
+		}
+	}
+	s.depth--
+	return ok
+}
+
+// enter counts one more level of nesting, false past maxSlimDepth; the
+// caller takes it back with s.depth--.
+func (s *chunkScanner) enter() bool {
+	s.depth++
+	return s.depth <= maxSlimDepth
+}
+
+// slimArray appends an array with slim applied to each object in it;
+// other values are copied, as is a value that is not an array.
+func (s *chunkScanner) slimArray(dst []byte, slim func([]byte) ([]byte, bool)) ([]byte, bool) {
+	if !s.at('[') {
+		return dst, s.copyValue(&dst)
+	}
+	dst = append(dst, '[')
+	n := 0
+	ok := s.elements(func() bool {
+		if n++; n > 1 {
+			dst = append(dst, ',')
+		}
+		if !s.at('{') {
+			return s.copyValue(&dst)
+		}
+		var ok bool
+		dst, ok = slim(dst)
+		return ok
+	})
+	return append(dst, ']'), ok
+}
+
+// copyValue reads a value and appends it to *dst as it was sent.
+func (s *chunkScanner) copyValue(dst *[]byte) bool {
+	s.ws()
+	start := s.i
+	ok := s.skip()
+	*dst = append(*dst, s.b[start:s.i]...)
+	return ok
+}
+
+// skip reads a value. Literals are read as a run of the bytes numbers,
+// true, false and null are made of, unchecked.
+func (s *chunkScanner) skip() bool {
+	s.ws()
+	if s.i >= len(s.b) {
+		return false
+	}
+	switch s.b[s.i] {
+	case '"':
+		_, ok := s.str()
+		return ok
+	case '{':
+		return s.members(func([]byte) bool { return s.skip() })
+	case '[':
+		return s.elements(s.skip)
+	}
+	start := s.i
+	for s.i < len(s.b) && isLiteralByte(s.b[s.i]) {
+		s.i++
+	}
+	return s.i > start
+}
+
+func isLiteralByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'E'
+}

@@ -7,12 +7,14 @@ import "bytes"
 //	{"choices":[{"index":…,"delta":{"content":…,"tool_calls":…,"refusal":…,"reasoning_content":…},"finish_reason":…}],"usage":…}
 //
 // go-openai decodes every line into its full response type with
-// encoding/json, and a chunk as OpenAI sends it is two-thirds fields no
-// one reads (id, object, created, model, system_fingerprint, logprobs,
-// Azure's content_filter_results, …): the slim line costs it a third of
-// the bytes and a few fields. The values that stay are copied as they
-// were sent, so go-openai still checks them. A delta's "reasoning"
-// becomes "reasoning_content" as rewriteChunk does it.
+// encoding/json, and a chunk as OpenAI sends it is mostly fields no one
+// reads (id, object, created, model, system_fingerprint, logprobs,
+// Azure's content_filter_results, …). Of the fields Recv reads, those
+// that decode to nothing are dropped too: a null, and an index of 0. The
+// values that stay are copied as they were sent, so go-openai still
+// checks them. A delta's "reasoning" becomes "reasoning_content" as
+// rewriteChunk does it. OpenAI's content chunk goes from 283 bytes to
+// {"choices":[{"delta":{"content":" fox"}}]}.
 //
 // ok is false, with dst as it was, for a chunk that needs rewriteChunk
 // (a string "error" anywhere: it may carry an error; Groq's x_groq), one
@@ -29,20 +31,16 @@ func slimChunk(dst, b []byte) (out []byte, ok bool) {
 	ok = s.members(func(key []byte) bool {
 		i, ok := field(key, "choices", "usage")
 		switch {
-		case !ok || string(key) == "x_groq":
+		case !ok || string(key) == "x_groq" || i >= 0 && seen[i]:
 			return false
 		case i < 0:
 			return s.skip()
-		case seen[i]:
-			return false
 		}
 		seen[i] = true
-		if len(dst) > mark+1 {
-			dst = append(dst, ',')
+		if s.literal("null") {
+			return true
 		}
-		dst = append(dst, '"')
-		dst = append(dst, key...)
-		dst = append(dst, '"', ':')
+		dst = appendKey(dst, mark+1, key)
 		if i == 0 {
 			dst, ok = s.slimArray(dst, s.slimChoice)
 			return ok
@@ -59,8 +57,8 @@ func slimChunk(dst, b []byte) (out []byte, ok bool) {
 // slimChoice appends a choice with its index, delta and finish_reason.
 func (s *chunkScanner) slimChoice(dst []byte) ([]byte, bool) {
 	var seen [3]bool
-	n := 0
 	dst = append(dst, '{')
+	first := len(dst)
 	ok := s.members(func(key []byte) bool {
 		i, ok := field(key, "index", "delta", "finish_reason")
 		switch {
@@ -70,12 +68,10 @@ func (s *chunkScanner) slimChoice(dst []byte) ([]byte, bool) {
 			return s.skip()
 		}
 		seen[i] = true
-		if n++; n > 1 {
-			dst = append(dst, ',')
+		if s.literal("null") || i == 0 && s.literal("0") || i == 2 && s.literal(`""`) {
+			return true
 		}
-		dst = append(dst, '"')
-		dst = append(dst, key...)
-		dst = append(dst, '"', ':')
+		dst = appendKey(dst, first, key)
 		if i == 1 {
 			dst, ok = s.slimDelta(dst)
 			return ok
@@ -97,9 +93,9 @@ const (
 var deltaFields = []string{"content", "tool_calls", "refusal", "reasoning_content", "reasoning"}
 
 // slimDelta appends a delta's content, tool_calls, refusal and
-// reasoning_content; a non-empty "reasoning" string becomes
-// reasoning_content unless that is a non-empty string already
-// (renameReasoning's rule).
+// reasoning_content, those that decode to something; a non-empty "reasoning"
+// string becomes reasoning_content unless that is a non-empty string
+// already (renameReasoning's rule).
 func (s *chunkScanner) slimDelta(dst []byte) ([]byte, bool) {
 	if !s.at('{') {
 		return dst, s.copyValue(&dst)
@@ -126,20 +122,25 @@ func (s *chunkScanner) slimDelta(dst []byte) ([]byte, bool) {
 		vals[deltaReasoningContent] = vals[deltaReasoning]
 	}
 	dst = append(dst, '{')
-	n := 0
+	first := len(dst)
 	for i, v := range vals[:deltaReasoning] {
-		if v == nil {
-			continue
+		if v != nil && string(v) != "null" && (i == deltaToolCalls || string(v) != `""`) {
+			dst = appendKey(dst, first, []byte(deltaFields[i]))
+			dst = append(dst, v...)
 		}
-		if n++; n > 1 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, '"')
-		dst = append(dst, deltaFields[i]...)
-		dst = append(dst, '"', ':')
-		dst = append(dst, v...)
 	}
 	return append(dst, '}'), true
+}
+
+// appendKey appends "key": to an object whose first member would start
+// at first, after a comma unless it is the first.
+func appendKey(dst []byte, first int, key []byte) []byte {
+	if len(dst) > first {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, '"')
+	dst = append(dst, key...)
+	return append(dst, '"', ':')
 }
 
 // nonEmptyString reports a JSON string value other than "".
@@ -296,6 +297,17 @@ func (s *chunkScanner) slimArray(dst []byte, slim func([]byte) ([]byte, bool)) (
 		return ok
 	})
 	return append(dst, ']'), ok
+}
+
+// literal reads the next value if it is the literal lit.
+func (s *chunkScanner) literal(lit string) bool {
+	s.ws()
+	end := s.i + len(lit)
+	if end > len(s.b) || string(s.b[s.i:end]) != lit || end < len(s.b) && isLiteralByte(s.b[end]) {
+		return false
+	}
+	s.i = end
+	return true
 }
 
 // copyValue reads a value and appends it to *dst as it was sent.

@@ -52,12 +52,14 @@ func BenchmarkStreamRecv(b *testing.B) {
 	}
 }
 
-// benchRecv reads a whole answer per iteration and reports ns, B and
-// allocations per chunk (every event but [DONE]).
+// benchRecv reads a whole answer per iteration and reports ns, the
+// process's CPU time (the GC's included), B and allocations per chunk
+// (every event but [DONE]).
 func benchRecv(b *testing.B, c *Client, tokens, events int) {
 	j := job("say something")
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu := processCPU()
 	b.ReportAllocs()
 	for b.Loop() {
 		s, err := c.Stream(b.Context(), j)
@@ -82,9 +84,11 @@ func benchRecv(b *testing.B, c *Client, tokens, events int) {
 			b.Fatalf("%d content deltas, want %d", n, tokens)
 		}
 	}
+	cpu = processCPU() - cpu
 	runtime.ReadMemStats(&after)
 	chunks := float64(b.N * (events - 1))
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/chunks, "ns/chunk")
+	b.ReportMetric(float64(cpu.Nanoseconds())/chunks, "cpu-ns/chunk")
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/chunks, "B/chunk")
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/chunks, "allocs/chunk")
 }

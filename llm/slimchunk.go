@@ -183,14 +183,11 @@ type chunkScanner struct {
 }
 
 func (s *chunkScanner) ws() {
-	for s.i < len(s.b) && s.b[s.i] <= ' ' {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
+	b, i := s.b, s.i
+	for i < len(b) && b[i] <= ' ' {
+		i++
 	}
+	s.i = i
 }
 
 // at reports whether the next value starts with c.
@@ -214,15 +211,15 @@ func (s *chunkScanner) str() ([]byte, bool) {
 	if !s.at('"') {
 		return nil, false
 	}
-	start := s.i + 1
-	for j := start; j < len(s.b); j++ {
-		switch s.b[j] {
+	b, start := s.b, s.i+1
+	for j := start; j < len(b); j++ {
+		switch b[j] {
 		case '\\':
 			j++ // the escaped byte
 		case '"':
-			raw := s.b[start:j]
 			s.i = j + 1
-			if string(raw) == "error" {
+			raw := b[start:j]
+			if len(raw) == 5 && string(raw) == "error" {
 				s.flag = true
 			}
 			return raw, true

@@ -151,19 +151,18 @@ func nonEmptyString(v []byte) bool { return len(v) > 2 && v[0] == '"' }
 // non-ASCII byte, or one encoding/json (which matches keys ignoring case)
 // would take for a name it does not equal.
 func field(key []byte, names ...string) (i int, ok bool) {
+	for i, n := range names {
+		if string(key) == n {
+			return i, true
+		}
+	}
 	for _, c := range key {
 		if c == '\\' || c >= 0x80 {
 			return -1, false
 		}
 	}
-	for i, n := range names {
-		if len(key) != len(n) {
-			continue
-		}
-		if string(key) == n {
-			return i, true
-		}
-		if bytes.EqualFold(key, []byte(n)) {
+	for _, n := range names {
+		if len(key) == len(n) && bytes.EqualFold(key, []byte(n)) {
 			return -1, false
 		}
 	}

@@ -10,9 +10,9 @@ import "bytes"
 // encoding/json, and a chunk as OpenAI sends it is mostly fields no one
 // reads (id, object, created, model, system_fingerprint, logprobs,
 // Azure's content_filter_results, …). Of the fields Recv reads, those
-// that decode to nothing are dropped too: a null, and an index of 0. The
-// values that stay are copied as they were sent, so go-openai still
-// checks them. A delta's "reasoning" becomes "reasoning_content" as
+// that decode to nothing are dropped too: a null, an index of 0, "" where
+// go-openai has a string. The values that stay are copied as they were
+// sent, so go-openai still checks them. A delta's "reasoning" becomes "reasoning_content" as
 // rewriteChunk does it. OpenAI's content chunk goes from 283 bytes to
 // {"choices":[{"delta":{"content":" fox"}}]}.
 //
@@ -203,28 +203,57 @@ func (s *chunkScanner) eat(c byte) bool {
 	return false
 }
 
-// str reads a string and returns it as sent, escapes included. Its
-// bytes are looked at one by one: the strings of a chunk are short, too
-// short for bytes.IndexByte to pay.
+// str reads a string and returns it as sent, escapes included. The
+// first bytes are looked at one by one (most strings of a chunk are
+// shorter than a call to bytes.IndexByte costs), the rest of a long one
+// (a large content delta) with bytes.IndexByte.
 func (s *chunkScanner) str() ([]byte, bool) {
 	if !s.at('"') {
 		return nil, false
 	}
 	b, start := s.b, s.i+1
+	end := -1
 	for j := start; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
+		if j-start == 32 {
+			end = strEnd(b, j)
+			break
+		}
+		if c := b[j]; c == '\\' {
 			j++ // the escaped byte
-		case '"':
-			s.i = j + 1
-			raw := b[start:j]
-			if len(raw) == 5 && string(raw) == "error" {
-				s.flag = true
-			}
-			return raw, true
+		} else if c == '"' {
+			end = j
+			break
 		}
 	}
-	return nil, false
+	if end < 0 {
+		return nil, false
+	}
+	s.i = end + 1
+	raw := b[start:end]
+	if len(raw) == 5 && string(raw) == "error" {
+		s.flag = true
+	}
+	return raw, true
+}
+
+// strEnd returns the index of the quote that ends the string b[j] is in
+// (not in an escape), or -1.
+func strEnd(b []byte, j int) int {
+	for {
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
+			return -1
+		}
+		q += j
+		e := bytes.IndexByte(b[j:q], '\\')
+		if e < 0 {
+			return q
+		}
+		j += e + 2 // past the escape
+		if j > len(b) {
+			return -1
+		}
+	}
 }
 
 // members reads an object, calling member with each key once the scanner

@@ -133,3 +133,26 @@ func BenchmarkSlimChunk(b *testing.B) {
 	}
 	b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
+
+// TestSlimChunkLongStrings: strings longer than str's byte-by-byte start,
+// with escapes on either side of it and at its end, read whole.
+func TestSlimChunkLongStrings(t *testing.T) {
+	t.Parallel()
+	for _, content := range []string{
+		strings.Repeat("a", 31) + `\"` + strings.Repeat("b", 40),
+		strings.Repeat("a", 32) + `\\`,
+		strings.Repeat("a", 33) + `\"\\\"` + strings.Repeat(`\\`, 20) + `\"`,
+		strings.Repeat("x", 100_000),
+	} {
+		in := `{"id":"` + content + `","choices":[{"delta":{"content":"` + content + `"}}]}`
+		want := `{"choices":[{"delta":{"content":"` + content + `"}}]}`
+		if got, ok := slimChunk(nil, []byte(in)); !ok || string(got) != want {
+			t.Errorf("content of %d bytes: %.200s (%v)", len(content), got, ok)
+		}
+	}
+	for _, cut := range []string{`{"id":"` + strings.Repeat("a", 40) + `\`, `{"id":"` + strings.Repeat("a", 40) + `\"}`} {
+		if got, ok := slimChunk(nil, []byte(cut)); ok {
+			t.Errorf("%q slimmed to %s", cut, got)
+		}
+	}
+}

@@ -13,8 +13,8 @@ import "bytes"
 // that decode to nothing are dropped too: a null, an index of 0, "" where
 // go-openai has a string. The values that stay are copied as they were
 // sent, so go-openai still checks them. A delta's "reasoning" becomes "reasoning_content" as
-// rewriteChunk does it. OpenAI's content chunk goes from 283 bytes to
-// {"choices":[{"delta":{"content":" fox"}}]}.
+// rewriteChunk does it. OpenAI's content chunk, about 300 bytes as sent,
+// becomes {"choices":[{"delta":{"content":" fox"}}]}.
 //
 // ok is false, with dst as it was, for a chunk that needs rewriteChunk
 // (a string "error" anywhere: it may carry an error; Groq's x_groq), one

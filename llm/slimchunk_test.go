@@ -10,6 +10,7 @@ import (
 	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/chatfleet/chatfleet/llm/llmtest"
+	"github.com/chatfleet/chatfleet/protocol"
 )
 
 func TestSlimChunk(t *testing.T) {
@@ -75,6 +76,23 @@ func TestSlimChunk(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUnreadFieldsUnchecked: through the client, a chunk whose unread
+// fields have the wrong types (go-openai's decode would fail on them) is
+// read, and one whose read fields have the wrong types still fails.
+func TestUnreadFieldsUnchecked(t *testing.T) {
+	t.Parallel()
+	odd := `data: {"id":5,"created":"yesterday","model":["m"],"choices":[{"index":0,"delta":{"content":"a"},"logprobs":"none"}]}` + "\n\n"
+	c, _ := setup(t, Config{}, script(llmtest.Reply{Raw: []string{odd, finishStop, done}}))
+	ds, err := run(t, c, job("x"))
+	if err != nil || content(ds) != "a" || ds[len(ds)-1].FinishReason != "stop" {
+		t.Errorf("deltas %+v, %v", ds, err)
+	}
+
+	bad := `data: {"id":"c","choices":[{"index":0,"delta":{"content":5}}]}` + "\n\n"
+	c, _ = setup(t, Config{MaxRetries: -1}, script(llmtest.Reply{Raw: []string{bad, finishStop, done}}))
+	asError(t, streamErr(t, c, job("x")), protocol.CodeUpstreamError)
 }
 
 // FuzzSlimChunk: a slimmed chunk reads as the same delta as the chunk

@@ -16,8 +16,11 @@ import "bytes"
 // rewriteChunk does it. OpenAI's content chunk, about 300 bytes as sent,
 // becomes {"choices":[{"delta":{"content":" fox"}}]}.
 //
+// A top-level "error": null is dropped too: go-openai takes a line that
+// starts with {"error": for an error and would fail the stream.
+//
 // ok is false, with dst as it was, for a chunk that needs rewriteChunk
-// (a string "error" anywhere: it may carry an error; Groq's x_groq), one
+// (a string "error" anywhere else: it may carry an error; Groq's x_groq), one
 // this scanner does not follow (not an object, a key with an escape or a
 // non-ASCII byte, a key that go-openai would take for a kept field in
 // another case, a repeated kept key, nesting deeper than maxSlimDepth) or
@@ -31,6 +34,9 @@ func slimChunk(dst, b []byte) (out []byte, ok bool) {
 	ok = s.members(func(key []byte) bool {
 		i, ok := field(key, "choices", "usage")
 		switch {
+		case string(key) == "error" && s.literal("null"):
+			s.errors-- // no error (chunkError's reading); dropped, go-openai would take it for one
+			return true
 		case !ok || string(key) == "x_groq" || i >= 0 && seen[i]:
 			return false
 		case i < 0:
@@ -48,7 +54,7 @@ func slimChunk(dst, b []byte) (out []byte, ok bool) {
 		return s.copyValue(&dst)
 	})
 	s.ws()
-	if !ok || s.flag || s.i != len(b) {
+	if !ok || s.errors > 0 || s.i != len(b) {
 		return dst[:mark], false
 	}
 	return append(dst, '}'), true
@@ -175,10 +181,10 @@ const maxSlimDepth = 10000
 
 // chunkScanner reads one JSON chunk for slimChunk.
 type chunkScanner struct {
-	b     []byte
-	i     int
-	depth int
-	flag  bool // a string "error" was read
+	b      []byte
+	i      int
+	depth  int
+	errors int // strings "error" read, but for a top-level "error": null
 }
 
 func (s *chunkScanner) ws() {
@@ -231,7 +237,7 @@ func (s *chunkScanner) str() ([]byte, bool) {
 	s.i = end + 1
 	raw := b[start:end]
 	if len(raw) == 5 && string(raw) == "error" {
-		s.flag = true
+		s.errors++
 	}
 	return raw, true
 }

@@ -46,7 +46,9 @@ func TestSlimChunk(t *testing.T) {
 		{"no choices", `{"id":"x"}`, `{}`},
 		{"empty", `{}`, `{}`},
 		{"an error object", `{"error":{"message":"boom"}}`, ""},
-		{"a null error", `{"error":null,"choices":[]}`, ""},
+		{"a null error", `{"error":null,"choices":[]}`, `{"choices":[]}`},
+		{"a null error and another", `{"error":null,"choices":[{"finish_reason":"error"}]}`, ""},
+		{"an error after a null one", `{"error":null,"error":{"message":"boom"}}`, ""},
 		{"vLLM's error", `{"object":"error","message":"m"}`, ""},
 		{"finish_reason error", `{"choices":[{"delta":{},"finish_reason":"error"}]}`, ""},
 		{"Groq usage", `{"choices":[],"x_groq":{"usage":{"total_tokens":1}}}`, ""},
@@ -93,6 +95,19 @@ func TestUnreadFieldsUnchecked(t *testing.T) {
 	bad := `data: {"id":"c","choices":[{"index":0,"delta":{"content":5}}]}` + "\n\n"
 	c, _ = setup(t, Config{MaxRetries: -1}, script(llmtest.Reply{Raw: []string{bad, finishStop, done}}))
 	asError(t, streamErr(t, c, job("x")), protocol.CodeUpstreamError)
+}
+
+// TestNullErrorFirst: a chunk that starts with "error": null (no error)
+// is read; go-openai alone takes any line starting {"error": for an error
+// and ended the stream as malformed.
+func TestNullErrorFirst(t *testing.T) {
+	t.Parallel()
+	line := `data: {"error":null,"id":"c","choices":[{"index":0,"delta":{"content":"a"}}]}` + "\n\n"
+	c, _ := setup(t, Config{MaxRetries: -1}, script(llmtest.Reply{Raw: []string{line, finishStop, done}}))
+	ds, err := run(t, c, job("x"))
+	if err != nil || content(ds) != "a" || ds[len(ds)-1].FinishReason != "stop" {
+		t.Errorf("deltas %+v, %v", ds, err)
+	}
 }
 
 // FuzzSlimChunk: a slimmed chunk reads as the same delta as the chunk

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // maxEventBytes bounds one line of an event stream, and a non-streamed
@@ -61,28 +62,39 @@ const (
 //   - "reasoning" (OpenRouter, Ollama, vLLM 0.11 on) becomes
 //     "reasoning_content", and Groq's x_groq.usage the chunk's usage;
 //   - a body that is one JSON chat.completion (a server that ignored
-//     "stream": true) becomes one chunk, its usage and [DONE].
+//     "stream": true) becomes one chunk, its usage and [DONE];
+//   - every chunk is cut down to the fields Recv reads (slimChunk), which
+//     more than halves what go-openai decodes per line.
 //
 // Each line, and a JSON body, is bounded by maxEventBytes. It is read by
 // one goroutine at a time (go-openai's, inside Stream.Recv).
 type dialectReader struct {
-	src    io.Reader
-	info   *StreamInfo
-	in     []byte       // read, not yet split into lines
-	out    bytes.Buffer // rewritten, not yet returned
-	err    error        // returned once out is drained
-	mode   int
-	seen   int    // bytes of in known to hold no line end
-	skipLF bool   // the last line ended with CR: a LF next belongs to it
-	event  string // the current event's name
-	data   bool   // a data line was read
-	other  bool   // a line that is no SSE field was read
-	done   bool   // [DONE] or an error was written: ignore the rest
-	chunk  [32 << 10]byte
+	src      io.Reader
+	info     *StreamInfo
+	in       []byte       // read, not yet split into lines; its room is read into
+	readSize int          // the room a read is offered
+	out      bytes.Buffer // rewritten, not yet returned
+	err      error        // returned once out is drained
+	mode     int
+	seen     int    // bytes of in known to hold no line end
+	skipLF   bool   // the last line ended with CR: a LF next belongs to it
+	event    string // the current event's name
+	data     bool   // a data line was read
+	other    bool   // a line that is no SSE field was read
+	done     bool   // [DONE] or an error was written: ignore the rest
+	slim     []byte // slimChunk's buffer, reused
 }
 
+// A dialectReader's reads start at minRead bytes, enough for a paced
+// upstream's events, and double up to maxRead while they fill what they
+// are offered (a fast upstream): fewer, larger reads.
+const (
+	minRead = 4 << 10
+	maxRead = 64 << 10
+)
+
 func newDialectReader(src io.Reader, info *StreamInfo) *dialectReader {
-	return &dialectReader{src: src, info: info}
+	return &dialectReader{src: src, info: info, readSize: minRead}
 }
 
 func (r *dialectReader) Read(p []byte) (int, error) {
@@ -90,17 +102,29 @@ func (r *dialectReader) Read(p []byte) (int, error) {
 		if r.err != nil {
 			return 0, r.err
 		}
-		n, err := r.src.Read(r.chunk[:])
-		r.in = append(r.in, r.chunk[:n]...)
-		r.process(err)
+		r.fill()
 	}
 	return r.out.Read(p)
+}
+
+// fill reads once from src straight into in's room, and processes it.
+func (r *dialectReader) fill() {
+	if cap(r.in)-len(r.in) < r.readSize {
+		r.in = slices.Grow(r.in, r.readSize)
+	}
+	room := r.in[len(r.in):cap(r.in)]
+	n, err := r.src.Read(room)
+	if n == len(room) && r.readSize < maxRead {
+		r.readSize *= 2
+	}
+	r.in = r.in[:len(r.in)+n]
+	r.process(err)
 }
 
 // process handles what was read; err is the read's error.
 func (r *dialectReader) process(err error) {
 	if r.mode == modeUnknown {
-		r.in = bytes.TrimLeft(r.in, " \t\r\n\ufeff")
+		r.in = r.in[:copy(r.in, bytes.TrimLeft(r.in, " \t\r\n\ufeff"))]
 		switch {
 		case len(r.in) == 0:
 		case r.in[0] == '{':
@@ -129,39 +153,57 @@ func (r *dialectReader) process(err error) {
 	}
 }
 
-// lines handles every complete line of in; at the end of the body the
-// rest is the last line.
+// lines handles every complete line of in, and keeps the rest at its
+// start; at the end of the body the rest is the last line.
 func (r *dialectReader) lines(eof bool) {
+	pos := 0 // where the next line starts
 	for !r.done {
-		if r.skipLF && len(r.in) > 0 {
-			if r.in[0] == '\n' {
-				r.in = r.in[1:]
+		if r.skipLF && pos < len(r.in) {
+			if r.in[pos] == '\n' {
+				pos++
 			}
 			r.skipLF = false
 		}
-		i := bytes.IndexAny(r.in[r.seen:], "\r\n")
+		rest := r.in[pos:]
+		i := lineEnd(rest[r.seen:])
 		if i < 0 {
-			r.seen = len(r.in)
+			r.seen = len(rest)
 			switch {
-			case len(r.in) > maxEventBytes:
+			case len(rest) > maxEventBytes:
 				r.fail(errEventTooLarge)
-			case eof && len(r.in) > 0:
-				r.line(r.in)
-				r.in, r.seen = r.in[:0], 0
+			case eof && len(rest) > 0:
+				r.line(rest)
+				pos, r.seen = len(r.in), 0
 			}
-			return
+			break
 		}
 		i += r.seen
-		line := r.in[:i]
-		r.skipLF = r.in[i] == '\r'
-		r.in, r.seen = r.in[i+1:], 0
+		line := rest[:i]
+		r.skipLF = rest[i] == '\r'
+		pos, r.seen = pos+i+1, 0
 		if len(line) > maxEventBytes {
 			r.fail(errEventTooLarge)
-			return
+			break
 		}
 		r.line(line)
 	}
-	r.in = r.in[:0]
+	if r.done {
+		r.in = r.in[:0]
+		return
+	}
+	r.in = r.in[:copy(r.in, r.in[pos:])]
+}
+
+// lineEnd returns the index of the first CR or LF in b, or -1.
+func lineEnd(b []byte) int {
+	lf := bytes.IndexByte(b, '\n')
+	if lf < 0 {
+		return bytes.IndexByte(b, '\r')
+	}
+	if cr := bytes.IndexByte(b[:lf], '\r'); cr >= 0 {
+		return cr
+	}
+	return lf
 }
 
 // line handles one line of the event stream.
@@ -202,10 +244,15 @@ func (r *dialectReader) dataLine(v []byte) {
 		r.fail(eventError(v))
 		return
 	}
-	chunk, err := rewriteChunk(v)
-	if err != nil {
-		r.fail(err)
-		return
+	chunk, ok := slimChunk(r.slim[:0], v)
+	if ok {
+		r.slim = chunk
+	} else {
+		var err error
+		if chunk, err = rewriteChunk(v); err != nil {
+			r.fail(err)
+			return
+		}
 	}
 	r.out.WriteString("data: ")
 	r.out.Write(chunk)

@@ -50,7 +50,10 @@
 //     provider's message and the code of the status it stands for (see
 //     Error); never a finish;
 //   - a server that ignores "stream": true and answers with one JSON
-//     chat.completion is taken as a stream of one delta.
+//     chat.completion is taken as a stream of one delta;
+//   - fields of a chunk that chatfleet does not read (id, model, created,
+//     system_fingerprint, logprobs, content filter results, …) are dropped
+//     before decoding, unchecked: a malformed one does not end a stream.
 //
 // A line of the stream, or a JSON answer, longer than 16 MiB ends it with
 // CodeUpstreamError. Stream.Info tells what a stream showed of its

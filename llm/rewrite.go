@@ -33,23 +33,11 @@ var errBodyShape = errors.New("llm: request body is not a chat-completions objec
 //
 // A body that needs none of this is returned unchanged.
 func rewriteBody(b []byte, job *protocol.Job) ([]byte, error) {
-	floats := []struct {
-		key string
-		v   *float64
-	}{
-		{"temperature", job.Temperature},
-		{"top_p", job.TopP},
-		{"presence_penalty", job.PresencePenalty},
-		{"frequency_penalty", job.FrequencyPenalty},
-	}
-	empty, noSchema := emptyContents(job), schemaless(job)
-	needed := len(job.Extra) > 0 || empty || noSchema
-	for _, f := range floats {
-		needed = needed || f.v != nil
-	}
-	if !needed {
+	if !needsRewrite(job) {
 		return b, nil
 	}
+	floats := samplingFloats(job)
+	empty, noSchema := emptyContents(job), schemaless(job)
 	var body map[string]json.RawMessage
 	if err := json.Unmarshal(b, &body); err != nil {
 		return nil, err
@@ -86,6 +74,30 @@ func rewriteBody(b []byte, job *protocol.Job) ([]byte, error) {
 		}
 	}
 	return json.Marshal(body)
+}
+
+// needsRewrite reports whether rewriteBody changes the body for job.
+func needsRewrite(job *protocol.Job) bool {
+	needed := len(job.Extra) > 0 || emptyContents(job) || schemaless(job)
+	for _, f := range samplingFloats(job) {
+		needed = needed || f.v != nil
+	}
+	return needed
+}
+
+// samplingFloat is a sampling parameter the job may set.
+type samplingFloat struct {
+	key string
+	v   *float64
+}
+
+func samplingFloats(job *protocol.Job) [4]samplingFloat {
+	return [4]samplingFloat{
+		{"temperature", job.Temperature},
+		{"top_p", job.TopP},
+		{"presence_penalty", job.PresencePenalty},
+		{"frequency_penalty", job.FrequencyPenalty},
+	}
 }
 
 // emptyContents reports whether a message has content go-openai omits: an

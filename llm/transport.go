@@ -118,7 +118,7 @@ func (a *attempt) drain() {
 }
 
 // doer is the HTTPDoer go-openai sends through. For a chat-completions
-// request of an attempt it rewrites the body, records the outcome on the
+// request of an attempt it rewrites the body when the job needs it, records the outcome on the
 // attempt (go-openai's errors carry no headers) and watches the body.
 type doer struct {
 	next *http.Client
@@ -130,7 +130,7 @@ func (d doer) Do(req *http.Request) (*http.Response, error) {
 	if !ok {
 		return d.next.Do(req)
 	}
-	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/chat/completions") && req.Body != nil {
+	if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/chat/completions") && req.Body != nil && needsRewrite(a.job) {
 		if err := rewriteRequest(req, a.job); err != nil {
 			return nil, err
 		}

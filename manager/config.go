@@ -64,6 +64,12 @@ type Config struct {
 	// one chunk event; the first delta after a quiet spell goes out at
 	// once. Negative disables merging. Defaults to 5ms.
 	ChunkWindow time.Duration
+	// StoreBatchDelay is how long a live reply's events (see live.go) may
+	// wait to be stored after they went out live: the events shown
+	// meanwhile are stored together, in one message. It bounds how far a
+	// reader recovering from the stream trails the live reply. Negative
+	// stores each as soon as the batch before it is. Defaults to 50ms.
+	StoreBatchDelay time.Duration
 	// MaxAnswerBytes bounds one answer's output (text, tool-call arguments,
 	// refusal and reasoning together): a longer one ends with
 	// answer_too_large and its upstream request is cancelled. It bounds
@@ -137,6 +143,7 @@ func (c Config) WithDefaults() Config {
 	defaults.Set(&c.MaxConcurrentFollowers, 1024)
 	defaults.Set(&c.MaxParkedJobs, 1024)
 	defaults.Set(&c.ChunkWindow, 5*time.Millisecond)
+	defaults.Set(&c.StoreBatchDelay, 50*time.Millisecond)
 	defaults.Set(&c.MaxAnswerBytes, 8<<20)
 	defaults.Set(&c.ProgressInterval, 5*time.Second)
 	defaults.Set(&c.ProcessingTimeout, 10*time.Minute)

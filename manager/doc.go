@@ -15,6 +15,11 @@
 //   - reply: the events of one request, stored on <prefix>.write.<tenant>.<id>
 //     and republished on <prefix>.reply.<tenant>.<id>; its writer is one
 //     request at a time (store.go).
+//   - live: a job whose producer asked for its events at once
+//     (protocol.HeaderLive): each event goes out on the reply subject at
+//     once, and the events shown within StoreBatchDelay are stored
+//     together, as one batch (live.go); epoch is the writing delivery's
+//     number, carried by live and stored events.
 //   - dedupe key: tenant.hash, where hash (Key) covers everything that
 //     determines the answer. It names the cache entry and the lease.
 //   - hub: where the requests on this worker that want the same answer

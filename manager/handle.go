@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -157,6 +158,10 @@ func (r *request) decode() bool {
 	r.job = job
 	r.reqKey = names.RequestKey(job.Tenant, job.ID)
 	r.subject = names.ReplyWrite(job.Tenant, job.ID)
+	if r.msg.Headers().Get(protocol.HeaderLive) == "1" {
+		r.live, r.liveSubject, r.epoch = true, names.Reply(job.Tenant, job.ID), strconv.FormatUint(r.deliveries, 10)
+		r.liveHeader = nats.Header{protocol.HeaderJobSeq: {strconv.FormatUint(r.streamSeq, 10)}, protocol.HeaderEpoch: {r.epoch}}
+	}
 	return true
 }
 

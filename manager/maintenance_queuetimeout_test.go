@@ -76,11 +76,11 @@ func replyEvents(t *testing.T, top *topology.Topology, id string) []protocol.Eve
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev, err := protocol.DecodeEvent(m.Data)
+		evs, _, err := protocol.DecodeStored(m.Data) // a live reply stores batches
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, ev)
+		out = append(out, evs...)
 		seq = m.Sequence + 1
 	}
 }
@@ -234,7 +234,11 @@ func TestQueueTimeoutRaceWorkerFirst(t *testing.T) {
 	<-paused // the maintainer saw the queued job undelivered
 
 	close(stalls["first"]) // the slot frees: the worker pulls the queued job
-	<-queued.metaRead      // and stores its first event
+	<-queued.metaRead      // and stores its first event (shown live before it is stored)
+	fleettest.Poll(t, ctx, "the first event stored", func() bool {
+		_, err := top.Replies.GetLastMsgForSubject(ctx, "chat.write.default."+queued.reply.ID())
+		return err == nil
+	})
 	if queued.res.meta.Type != protocol.EventMeta {
 		t.Fatalf("queued job's first event: %s", describe(queued.res))
 	}

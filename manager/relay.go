@@ -16,6 +16,13 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 	for {
 		entries, wake := h.since(sub.next)
 		for _, e := range entries {
+			if r.ctx.Err() != nil {
+				// Cancelled (or timed out) with a backlog to relay: a
+				// relay that keeps up with a fast upstream would otherwise
+				// reach the select below only at the end of the answer.
+				r.endByContext()
+				return
+			}
 			sub.next++
 			if !r.relayEntry(&e, p) {
 				return
@@ -43,6 +50,20 @@ func (r *request) relay(sub *subscription, tick *time.Ticker) {
 			return
 		case <-tick.C:
 			r.progress()
+		case ack := <-r.copyAcked():
+			typ := r.copyType() // before settleCopy clears it
+			if r.verdict(typ, r.confirmed(ack, nil)) != nil {
+				return
+			}
+		case err := <-r.copyFailed():
+			typ := r.copyType()
+			if r.verdict(typ, r.confirmed(nil, err)) != nil {
+				return
+			}
+		case <-r.flushTimerC():
+			if r.verdict(r.unstored.typ, r.flushTimerFired()) != nil {
+				return
+			}
 		}
 	}
 }

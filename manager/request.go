@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
@@ -35,11 +36,21 @@ type request struct {
 	deadline   time.Time // pulled + processing timeout
 	settled    bool      // acked, nacked or terminated
 	firstChunk time.Time
-	seq        uint64 // last stored
+	seq        uint64 // last numbered (for a live job it may be live and not yet stored)
+	storedSeq  uint64 // last stored
 	lastStored uint64 // its sequence in the replies stream: what the next event expects
-	chunks     int    // chunks published since the last reset
-	stage      string // the last stage the hub reported (progress events)
-	reason     string // and why it waits, for a waiting stage
+	// Live events (live.go): the producer asked for them (HeaderLive).
+	live        bool
+	liveSubject string         // the reply subject
+	epoch       string         // protocol.HeaderEpoch: the delivery number
+	liveHeader  nats.Header    // of every live event: the job's sequence and the epoch
+	unstored    unstoredEvents // shown live, not yet sent to be stored
+	copy        *storedCopy    // the batch sent to be stored, not yet confirmed
+	flushTimer  *time.Timer    // sends unstored when StoreBatchDelay has passed
+	flushArmed  bool
+	chunks      int    // chunks published since the last reset
+	stage       string // the last stage the hub reported (progress events)
+	reason      string // and why it waits, for a waiting stage
 
 	// For metrics and traces (observe.go).
 	role      protocol.Role // "" while routing

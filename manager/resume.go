@@ -24,7 +24,20 @@ func (r *request) resume() bool {
 		last, err := r.m.topo.Replies.GetLastMsgForSubject(ctx, r.subject)
 		cancel()
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return true
+			if !r.live {
+				return true // nothing stored, so nothing shown
+			}
+			// An earlier delivery may have shown events live that it never
+			// stored (live.go): a reset first tells their reader to
+			// discard them.
+			r.seq, r.lastStored = 0, 0
+			if r.resumeWith() {
+				return true
+			}
+			if r.settled {
+				return false
+			}
+			continue
 		}
 		if err != nil {
 			r.log.Warn("cannot read the reply so far; job handed back", "err", err)
@@ -41,6 +54,9 @@ func (r *request) resume() bool {
 			r.ack()
 			return false
 		}
+		// A live writer before us may have shown one event past this
+		// one: our reset takes its seq, and its reader drops what it
+		// showed (live.go).
 		r.seq, r.lastStored = ev.Seq, last.Sequence
 		if r.offersNotIdempotentTool() {
 			// Its first delivery may have called the tool: running the
@@ -49,18 +65,33 @@ func (r *request) resume() bool {
 				Message: "the job was handed over after its answer began, and it offers a fleet tool that is not idempotent"})
 			return false
 		}
-		switch err := r.store(&protocol.Event{Type: protocol.EventReset}); {
-		case err == nil:
+		if r.resumeWith() {
 			return true
-		case errors.Is(err, errNotOurReply):
-			// Something was stored meanwhile: read the reply again.
-		default:
-			r.log.Warn("reset not stored; job handed back", "err", err)
-			r.nak(time.Second)
+		}
+		if r.settled {
 			return false
 		}
+	}
+	if r.settled {
+		return false
 	}
 	r.log.Warn("the reply keeps changing under a redelivered job; handed back")
 	r.nak(time.Second)
 	return false
+}
+
+// resumeWith stores the reset a resumed reply continues after; false when
+// it was not stored: something was stored meanwhile (read the reply again)
+// or the job was handed back (settled).
+func (r *request) resumeWith() bool {
+	switch err := r.store(&protocol.Event{Type: protocol.EventReset}); {
+	case err == nil:
+		return true
+	case errors.Is(err, errNotOurReply):
+		return false
+	default:
+		r.log.Warn("reset not stored; job handed back", "err", err)
+		r.nak(time.Second)
+		return false
+	}
 }

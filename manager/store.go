@@ -20,22 +20,34 @@ var errHandedBack = errors.New("job handed back")
 // errNotOurReply: another delivery of the same job now writes its reply.
 var errNotOurReply = errors.New("another delivery of this job writes its reply")
 
-// publish stores a non-terminal event on the reply subject. When it cannot
-// be stored the job goes back to the queue (its next delivery resumes from
-// what the stream holds); when another delivery of the job owns the reply,
-// this one stops without a word.
+// publish stores a non-terminal event on the reply subject; for a live
+// job (live.go) it publishes it live and stores it asynchronously. When it
+// cannot be stored the job goes back to the queue (its next delivery
+// resumes from what the stream holds); when another delivery of the job
+// owns the reply, this one stops without a word.
 func (r *request) publish(ev protocol.Event) error {
-	switch err := r.store(&ev); {
+	if r.live && (r.lastStored != 0 || r.deliveries == 1) {
+		return r.verdict(ev.Type, r.publishLive(&ev))
+	}
+	// A redelivery's first event is stored before anything goes live
+	// (resume), so that a reader knows the writer changed.
+	return r.verdict(ev.Type, r.store(&ev))
+}
+
+// verdict settles the request after a failed store of an event of type
+// typ (nil: stored, nothing to do) and returns err.
+func (r *request) verdict(typ protocol.EventType, err error) error {
+	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, errNotOurReply):
 		r.superseded()
 		return err
 	case isRefused(err):
-		r.refused(ev.Type, err)
+		r.refused(typ, err)
 		return err
 	default:
-		r.log.Warn("reply event not stored; job handed back", "type", ev.Type, "err", err)
+		r.log.Warn("reply event not stored; job handed back", "type", typ, "err", err)
 		r.nak(time.Second)
 		return errHandedBack
 	}
@@ -63,6 +75,8 @@ func (r *request) refused(typ protocol.EventType, err error) {
 	perr := &protocol.Error{Code: protocol.CodeInternal, Message: fmt.Sprintf("a %s event of the reply could not be stored (%v); the job was dead-lettered", typ, errors.Unwrap(err))}
 	r.deadLetter(r.job.Tenant, r.job.ID, perr)
 	r.m.countEnding(protocol.EventError, perr.Code, 1)
+	r.copy = nil // a live reply's events not stored are not followed
+	r.takeUnstored()
 	if serr := r.store(&protocol.Event{Type: protocol.EventError, Error: perr}); serr != nil {
 		r.log.Error("error event not stored either", "err", serr)
 	}
@@ -85,6 +99,12 @@ func (r *request) end(ev protocol.Event) {
 	var code protocol.Code
 	if ev.Error != nil {
 		code = ev.Error.Code
+	}
+	if r.live {
+		// Everything before the end is stored before it (live.go).
+		if r.verdict(r.copyType(), r.confirmStored()) != nil {
+			return
+		}
 	}
 	r.m.countEnding(ev.Type, code, 1) // before the producer can hear of it
 	switch err := r.store(&ev); {
@@ -123,7 +143,34 @@ func (r *request) store(ev *protocol.Event) error {
 	if err != nil {
 		return err
 	}
-	msg := replyMsg(r.subject, r.streamSeq, ev.Seq, b, true)
+	if r.live {
+		// With the events shown live and not stored yet, if any: first on
+		// their own when together they would not fit.
+		if n := len(r.unstored.events); n > 0 && r.unstored.bytes+len(b) > r.m.batchLimit() {
+			last := r.unstored.last()
+			data, err := protocol.StoredBatch(r.unstored.events)
+			if err != nil {
+				return err
+			}
+			msg := r.batchMsg(r.unstored.first, last, data)
+			r.takeUnstored()
+			if err := r.storeMsg(last, msg); err != nil {
+				return err
+			}
+		}
+		events := append(r.takeUnstored(), b)
+		data, err := protocol.StoredBatch(events)
+		if err != nil {
+			return err
+		}
+		return r.storeMsg(ev.Seq, r.batchMsg(ev.Seq+1-uint64(len(events)), ev.Seq, data))
+	}
+	return r.storeMsg(ev.Seq, replyMsg(r.subject, r.streamSeq, ev.Seq, b, true))
+}
+
+// storeMsg stores msg, event number seq, as store describes, retrying.
+func (r *request) storeMsg(seq uint64, msg *nats.Msg) error {
+	var err error
 	for attempt := range 4 {
 		if attempt > 0 {
 			r.progress()
@@ -138,14 +185,14 @@ func (r *request) store(ev *protocol.Event) error {
 		case r.m.refuses(r.subject, perr):
 			return &refusedError{perr}
 		case perr == nil:
-			r.seq, r.lastStored = ev.Seq, ack.Sequence
+			r.stored(seq, ack.Sequence)
 			return nil
 		case isWrongLastSequence(perr):
 			// An earlier attempt stored it (its ack was lost), or another
 			// delivery writes this reply.
-			seq, ours, lerr := r.m.lastStoredIs(r.subject, b)
+			streamSeq, ours, lerr := r.m.lastStoredIs(r.subject, msg.Data)
 			if lerr == nil && ours {
-				r.seq, r.lastStored = ev.Seq, seq
+				r.stored(seq, streamSeq)
 				return nil
 			}
 			if lerr == nil {
@@ -159,6 +206,11 @@ func (r *request) store(ev *protocol.Event) error {
 		}
 	}
 	return err
+}
+
+// stored records that event number seq is stored at streamSeq.
+func (r *request) stored(seq, streamSeq uint64) {
+	r.seq, r.storedSeq, r.lastStored = max(r.seq, seq), seq, streamSeq
 }
 
 // superseded leaves a reply another delivery of the job now writes: no ack

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,12 +30,23 @@ type Reply struct {
 	stored     jetstream.MessagesContext // slow path: the replies stream from the first event
 	fromStream bool                      // switch to the stream before the next read
 	next       uint64                    // the seq expected next
+	epoch      uint64                    // the epoch of the writer whose events we follow (protocol.HeaderEpoch; 0 without)
 	jobSeq     string                    // the job's sequence in the jobs stream, when known (protocol.HeaderJobSeq)
 	probe      time.Duration             // current quiet spell before checking the stream
 	timer      *time.Timer               // times the quiet spell; reused
 	suspect    bool                      // the last check found events stored but not seen live
 	ended      bool
-	raw        []byte // the JSON of the event Next returned last
+	raw        []byte      // the JSON of the event Next returned last
+	queued     []readEvent // the rest of a stored batch read last
+}
+
+// readEvent is an event as read: decoded, its JSON, its writer's epoch,
+// and whether it came from the stream (stored) or live.
+type readEvent struct {
+	ev     protocol.Event
+	raw    []byte
+	epoch  uint64
+	stored bool
 }
 
 // liveBuffer is how many events a reply holds before a reader that does
@@ -97,14 +110,39 @@ func (r *Reply) Next(ctx context.Context) (protocol.Event, error) {
 	ctx, cancel := r.waitContext(ctx)
 	defer cancel()
 	for {
-		ev, raw, err := r.read(ctx)
+		e, err := r.read(ctx)
 		if err != nil {
 			return protocol.Event{}, r.waitError(ctx, err)
 		}
+		ev := e.ev
 		switch {
-		case r.next == 1 && ev.Seq > 1 && isDuplicateID(&ev):
+		case !e.stored && e.epoch != r.epoch && r.next > 1:
+			// Live from a writer other than the one we follow: a fenced
+			// writer's, arriving late, or a new writer's ahead of its
+			// first stored event, which comes from the stream. (A first
+			// delivery shows its first event before storing it.)
+			continue
+		case e.stored && e.epoch != r.epoch && ev.Seq <= r.next && ev.Type == protocol.EventReset:
+			// A writer that took over the reply: the event this reset's
+			// seq follows is the last one stored, and those we returned
+			// from its seq on were its predecessor's, shown live, never
+			// stored. The reset discards them.
+			r.next = ev.Seq
+		case e.stored && e.epoch != r.epoch && r.next > 1 && r.stored == nil:
+			// Another writer's stored event, and we did not see it take
+			// over (its reset may have gone by while we reconnected): the
+			// stream has the reply in order, the takeover included.
+			r.fromStream = true
+			continue
+		case e.stored && ev.Seq < r.next && ev.Type.Terminal():
+			// Another writer ended the reply (the fleet's maintainer, say,
+			// ending a job queued past its timeout) before the first
+			// delivery stored what it showed live: its end is the reply's.
+			r.next = ev.Seq
+		case ev.Seq != r.next && isDuplicateID(&ev):
 			// This job reused the ID of an earlier request whose events
-			// come first on the subject: its only event follows them.
+			// come first on the subject: its end follows them (after what
+			// its worker may have shown live before it found out).
 			r.next = ev.Seq
 		case ev.Seq < r.next:
 			continue // already delivered (seen live, now again in the stream)
@@ -116,10 +154,11 @@ func (r *Reply) Next(ctx context.Context) (protocol.Event, error) {
 			return protocol.Event{}, fmt.Errorf("%w: want seq %d, stream has %d next", ErrEventsLost, r.next, ev.Seq)
 		}
 		r.next++
+		r.epoch = e.epoch
 		if ev.Type.Terminal() {
 			r.Stop()
 		}
-		r.raw = raw
+		r.raw = e.raw
 		return ev, nil
 	}
 }
@@ -174,42 +213,81 @@ func (r *Reply) Stop() {
 	}
 }
 
-// read returns the next message that is an event of this request, from
-// the live subscription or the stream, decoded and raw.
-func (r *Reply) read(ctx context.Context) (protocol.Event, []byte, error) {
+// read returns the next event of this request, from the live
+// subscription or the stream.
+func (r *Reply) read(ctx context.Context) (readEvent, error) {
 	for {
 		if r.fromStream && r.stored == nil {
+			r.queued = nil // the stream has them too, in order
 			if err := r.openStream(ctx); err != nil {
-				return protocol.Event{}, nil, err
+				return readEvent{}, err
 			}
+		}
+		if len(r.queued) > 0 {
+			e := r.queued[0]
+			r.queued = r.queued[1:]
+			return e, nil
 		}
 		var data []byte
 		var header nats.Header
 		if r.stored != nil {
 			msg, err := r.stored.Next(jetstream.NextContext(ctx))
 			if err != nil {
-				return protocol.Event{}, nil, err
+				return readEvent{}, err
 			}
 			data, header = msg.Data(), msg.Headers()
 		} else {
 			msg, err := r.readLive(ctx)
 			if err != nil {
-				return protocol.Event{}, nil, err
+				return readEvent{}, err
 			}
 			if msg == nil {
 				continue // switched to the stream
 			}
+			if r.seen(msg.Header) {
+				continue // the stored copy of an event that came live
+			}
 			data, header = msg.Data, msg.Header
-		}
-		ev, err := protocol.DecodeEvent(data)
-		if err != nil || ev.ID != r.id || ev.Seq == 0 {
-			continue // not an event of this request; nothing a worker sent
 		}
 		if js := header.Get(protocol.HeaderJobSeq); js != "" && r.jobSeq != "" && js != r.jobSeq {
 			continue // an earlier job's, which used the same ID
 		}
-		return ev, data, nil
+		events, raws, err := protocol.DecodeStored(data)
+		if err != nil {
+			continue // nothing a worker sent
+		}
+		epoch, _ := strconv.ParseUint(header.Get(protocol.HeaderEpoch), 10, 64)
+		stored := r.stored != nil || header.Get(jetstream.SequenceHeader) != ""
+		for i, ev := range events {
+			if ev.ID != r.id || ev.Seq == 0 {
+				continue // not an event of this request
+			}
+			r.queued = append(r.queued, readEvent{ev: ev, raw: raws[i], epoch: epoch, stored: stored})
+		}
+		if len(r.queued) > 0 {
+			return r.read(ctx)
+		}
 	}
+}
+
+// seen reports, without decoding it, that a message is the stream's
+// republished copy of an event already returned: its message ID (set by
+// the worker, "<subject>:<seq>", the last seq of a stored batch) names a
+// seq below the next, and its writer is the one we follow. With live
+// events every event arrives twice; this keeps the second copy cheap.
+func (r *Reply) seen(h nats.Header) bool {
+	id := h.Get(jetstream.MsgIDHeader)
+	i := strings.LastIndexByte(id, ':')
+	if i < 0 || h.Get(jetstream.SequenceHeader) == "" {
+		return false
+	}
+	seq, err := strconv.ParseUint(id[i+1:], 10, 64)
+	if err != nil || seq >= r.next {
+		return false
+	}
+	// Another writer's may be a takeover's reset.
+	epoch, _ := strconv.ParseUint(h.Get(protocol.HeaderEpoch), 10, 64)
+	return epoch == r.epoch
 }
 
 // waitContext applies the wait timeout to a context without a deadline.

@@ -68,6 +68,7 @@ func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, protocol.MsgID(job.Tenant, job.ID))
+	msg.Header.Set(protocol.HeaderLive, "1") // Next follows HeaderEpoch's rules
 	natstrace.Inject(ctx, msg.Header)
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(p.names.JobsStream()))
 	if subject != p.names.Jobs(job.Tenant) && (errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)) {

@@ -20,9 +20,19 @@ import (
 // consumer (the older layout).
 const oldVersion = "a35fab6f03cf12dea72928e8f5d708db9fe81f4a"
 
-// oldBuild is the older version's binary, built once for every test of
-// the package that needs it; TestMain removes its directory.
-var oldBuild struct {
+// previousVersion is the last commit before live replies are stored in
+// batches: its workers store every event on its own and read a stored
+// message as one event.
+const previousVersion = "3e9102c93959ba4aa5bd75290c3d9d15527674d8"
+
+// oldBuilds are the older versions' binaries, each built once for every
+// test of the package that needs it; TestMain removes their directories.
+var oldBuilds struct {
+	mu     sync.Mutex
+	builds map[string]*oldBuild
+}
+
+type oldBuild struct {
 	once sync.Once
 	dir  string
 	bin  string
@@ -32,36 +42,51 @@ var oldBuild struct {
 // buildOldWorker builds chatfleet at oldVersion from this repository's
 // history, once; the test is skipped where that is impossible (no git, a
 // shallow clone, no module cache to build offline).
-func buildOldWorker(t *testing.T) string {
+func buildOldWorker(t *testing.T) string { return buildVersion(t, oldVersion) }
+
+// buildVersion builds chatfleet at version, as buildOldWorker does.
+func buildVersion(t *testing.T, version string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds an older chatfleet: skipped with -short")
 	}
-	oldBuild.once.Do(func() {
+	oldBuilds.mu.Lock()
+	if oldBuilds.builds == nil {
+		oldBuilds.builds = map[string]*oldBuild{}
+	}
+	b := oldBuilds.builds[version]
+	if b == nil {
+		b = &oldBuild{}
+		oldBuilds.builds[version] = b
+	}
+	oldBuilds.mu.Unlock()
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "chatfleet-old-")
 		if err != nil {
-			oldBuild.skip = err.Error()
+			b.skip = err.Error()
 			return
 		}
-		oldBuild.dir = dir
-		oldBuild.bin, oldBuild.skip = buildAt(dir)
+		b.dir = dir
+		b.bin, b.skip = buildAt(dir, version)
 	})
-	if oldBuild.skip != "" {
-		t.Skip(oldBuild.skip)
+	if b.skip != "" {
+		t.Skip(b.skip)
 	}
-	return oldBuild.bin
+	return b.bin
 }
 
-// removeOldBuild removes what buildOldWorker built.
+// removeOldBuild removes what buildVersion built.
 func removeOldBuild() {
-	if oldBuild.dir != "" {
-		_ = os.RemoveAll(oldBuild.dir)
+	for _, b := range oldBuilds.builds {
+		if b.dir != "" {
+			_ = os.RemoveAll(b.dir)
+		}
 	}
 }
 
-// buildAt extracts oldVersion into dir and builds it there; skip says why
+// buildAt extracts version into dir and builds it there; skip says why
 // it could not.
-func buildAt(dir string) (bin, skip string) {
+func buildAt(dir, version string) (bin, skip string) {
 	root, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 	if err != nil {
 		return "", "no git repository: " + err.Error()
@@ -70,7 +95,7 @@ func buildAt(dir string) (bin, skip string) {
 	if err := os.Mkdir(src, 0o755); err != nil {
 		return "", err.Error()
 	}
-	archive := exec.Command("git", "-C", strings.TrimSpace(string(root)), "archive", "--format=tar", oldVersion)
+	archive := exec.Command("git", "-C", strings.TrimSpace(string(root)), "archive", "--format=tar", version)
 	untar := exec.Command("tar", "-x", "-C", src)
 	if untar.Stdin, err = archive.StdoutPipe(); err != nil {
 		return "", err.Error()
@@ -82,7 +107,7 @@ func buildAt(dir string) (bin, skip string) {
 	archive.Stderr = &stderr
 	if err := archive.Run(); err != nil {
 		_ = untar.Wait()
-		return "", "git archive " + oldVersion + ": " + err.Error() + " " + stderr.String()
+		return "", "git archive " + version + ": " + err.Error() + " " + stderr.String()
 	}
 	if err := untar.Wait(); err != nil {
 		return "", "tar: " + err.Error()
@@ -97,14 +122,16 @@ func buildAt(dir string) (bin, skip string) {
 	return bin, ""
 }
 
-// startOldWorker runs `chatfleet worker` of the older version against f.
-func startOldWorker(t *testing.T, f *fleettest.Fleet, bin, id string) *exec.Cmd {
+// startOldWorker runs `chatfleet worker` of the older version against f,
+// with extraEnv added to its environment.
+func startOldWorker(t *testing.T, f *fleettest.Fleet, bin, id string, extraEnv ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "worker")
 	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.Env = append(os.Environ(), "CHATFLEET_NATS_URL="+f.NATS.ClientURL(), "CHATFLEET_LLM_BASE_URL="+f.LLM.URL(),
 		"CHATFLEET_WORKER_ID="+id, "CHATFLEET_HTTP_ADDR=", "CHATFLEET_DEFAULT_MODEL=test-model")
+	cmd.Env = append(cmd.Env, extraEnv...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

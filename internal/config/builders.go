@@ -55,6 +55,7 @@ func (e Env) Worker(llmCfg llm.Config, logger *slog.Logger) worker.Config {
 			DisableDedupe:           !e.Dedupe,
 			DisableCache:            !e.Cache,
 			ChunkWindow:             off(e.ChunkWindow),
+			StoreBatchDelay:         off(e.StoreBatchDelay),
 			MaxAnswerBytes:          e.MaxAnswerBytes,
 			ProgressInterval:        e.ProgressInterval,
 			ProcessingTimeout:       e.ProcessingTimeout,

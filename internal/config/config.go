@@ -56,6 +56,7 @@ type Env struct {
 	Dedupe                  bool          `envconfig:"CHATFLEET_DEDUPE" default:"true" desc:"share one generation among identical concurrent jobs (jobs may override)"`
 	Cache                   bool          `envconfig:"CHATFLEET_CACHE" default:"true" desc:"serve and store finished answers (jobs may override)"`
 	ChunkWindow             time.Duration `envconfig:"CHATFLEET_CHUNK_WINDOW" default:"5ms" desc:"merge deltas arriving within this window into one chunk event; 0 disables"`
+	StoreBatchDelay         time.Duration `envconfig:"CHATFLEET_STORE_BATCH_DELAY" default:"50ms" desc:"a live reply's events shown within this delay are stored together, as one message; 0 stores each as soon as the one before is"`
 	MaxAnswerBytes          int           `envconfig:"CHATFLEET_MAX_ANSWER_BYTES" default:"8388608" desc:"longest answer (text, tool-call arguments, refusal and reasoning together); a longer one ends with answer_too_large and its upstream request is cancelled"`
 	ProgressInterval        time.Duration `envconfig:"CHATFLEET_PROGRESS_INTERVAL" default:"5s" desc:"a request waiting for its first output repeats its stage (a progress event) after this long without an event"`
 	ProcessingTimeout       time.Duration `envconfig:"CHATFLEET_PROCESSING_TIMEOUT" default:"10m" desc:"longest a job may run"`

@@ -457,7 +457,7 @@ func checkStored(t *testing.T, id string, evs []protocol.Event, end protocol.Eve
 }
 
 // storedReplies returns the events the replies stream holds for each
-// request, by request ID, in stream order: every message but the shared
+// request, by request ID, in stream order (batches expanded): every message but the shared
 // generations' (the subjects the stream stores replies under are the
 // product's business; the event names its request).
 func (f *fleet) storedReplies(ctx context.Context) (map[string][]protocol.Event, error) {
@@ -480,11 +480,14 @@ func (f *fleet) storedReplies(ctx context.Context) (map[string][]protocol.Event,
 			return out, err
 		}
 		if !strings.HasPrefix(msg.Subject(), gens) {
-			ev, err := protocol.DecodeEvent(msg.Data())
+			// A live reply's message may hold a batch of events.
+			evs, _, err := protocol.DecodeStored(msg.Data())
 			if err != nil {
 				return out, fmt.Errorf("undecodable message on %s: %w", msg.Subject(), err)
 			}
-			out[ev.ID] = append(out[ev.ID], ev)
+			for _, ev := range evs {
+				out[ev.ID] = append(out[ev.ID], ev)
+			}
 		}
 		meta, err := msg.Metadata()
 		if err != nil {

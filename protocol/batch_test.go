@@ -1,0 +1,58 @@
+package protocol
+
+import (
+	"strconv"
+	"testing"
+)
+
+func TestStoredBatchRoundTrip(t *testing.T) {
+	var evs []Event
+	var raw [][]byte
+	for seq := uint64(3); seq <= 7; seq++ {
+		ev := Event{V: Version, ID: "r1", Seq: seq, Type: EventChunk, Content: "t" + strconv.FormatUint(seq, 10) + `"},{`}
+		if seq == 7 {
+			ev = Event{V: Version, ID: "r1", Seq: seq, Type: EventDone, FinishReason: "stop", Usage: &Usage{TotalTokens: 5}}
+		}
+		b, err := ev.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, raw = append(evs, ev), append(raw, b)
+	}
+	b, err := StoredBatch(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, raws, err := DecodeStored(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(evs) {
+		t.Fatalf("%d events, want %d: %s", len(got), len(evs), b)
+	}
+	for i := range got {
+		gb, _ := got[i].Marshal()
+		if string(gb) != string(raw[i]) || string(raws[i]) != string(raw[i]) {
+			t.Errorf("event %d: %s (raw %s), want %s", i, gb, raws[i], raw[i])
+		}
+	}
+	// A reader that knows single events only sees the last one.
+	last, err := DecodeEvent(b)
+	if err != nil || last.Seq != 7 || last.Type != EventDone || last.Usage.TotalTokens != 5 {
+		t.Errorf("as one event: %+v, %v", last, err)
+	}
+}
+
+func TestStoredBatchOfOne(t *testing.T) {
+	one := []byte(`{"v":1,"id":"a","seq":1,"type":"meta"}`)
+	b, err := StoredBatch([][]byte{one})
+	if err != nil || string(b) != string(one) {
+		t.Fatalf("%s, %v", b, err)
+	}
+	if _, err := StoredBatch(nil); err == nil {
+		t.Error("an empty batch was accepted")
+	}
+	if _, err := StoredBatch([][]byte{one, []byte("[]")}); err == nil {
+		t.Error("a batch ending in a non-object was accepted")
+	}
+}

@@ -25,15 +25,7 @@ import (
 func TestLiveReplyAcrossVersions(t *testing.T) {
 	bin := buildVersion(t, previousVersion)
 	t.Parallel()
-	stall := make(chan struct{})
-	defer close(stall)
-	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
-		rep := llmtest.DefaultReply(r)
-		if r.N == 1 {
-			rep.StallAfter, rep.Release = 6, stall // the new worker's call: 6 tokens, then nothing
-		}
-		return rep
-	})}})
+	f := fleettest.New(t, fleettest.Options{LLM: firstCallStalls(t, 6)}) // the new worker's call
 	w := f.StartWorker(func(c *worker.Config) {
 		withModel(c)
 		c.Manager.ChunkWindow = -1
@@ -92,15 +84,7 @@ func TestLiveReplyAcrossVersions(t *testing.T) {
 func TestLiveReplyBegunByPreviousVersion(t *testing.T) {
 	bin := buildVersion(t, previousVersion)
 	t.Parallel()
-	stall := make(chan struct{})
-	defer close(stall)
-	f := fleettest.New(t, fleettest.Options{LLM: []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
-		rep := llmtest.DefaultReply(r)
-		if r.N == 1 {
-			rep.StallAfter, rep.Release = 3, stall
-		}
-		return rep
-	})}})
+	f := fleettest.New(t, fleettest.Options{LLM: firstCallStalls(t, 3)}) // the previous version's call
 	old := startOldWorker(t, f, bin, "previous", "CHATFLEET_SHUTDOWN_GRACE=100ms")
 	ctx := fleettest.Context(t, time.Minute)
 	r, err := f.Pub.Submit(ctx, soloJob("begun the old way"))
@@ -157,4 +141,18 @@ func soloJob(prompt string) protocol.Job {
 	j, off := userJob(prompt), false
 	j.Dedupe, j.Model = &off, "test-model" // the previous version's default model is set otherwise
 	return j
+}
+
+// firstCallStalls is an upstream whose first call sends tokens tokens and
+// then nothing until the test ends; later calls answer in full.
+func firstCallStalls(t *testing.T, tokens int) []llmtest.Option {
+	stall := make(chan struct{})
+	t.Cleanup(func() { close(stall) })
+	return []llmtest.Option{llmtest.WithScript(func(r llmtest.Request) llmtest.Reply {
+		rep := llmtest.DefaultReply(r)
+		if r.N == 1 {
+			rep.StallAfter, rep.Release = tokens, stall
+		}
+		return rep
+	})}
 }

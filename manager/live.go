@@ -93,7 +93,7 @@ func (r *request) publishLive(ev *protocol.Event) error {
 		if err := r.confirmStored(); err != nil {
 			return err
 		}
-		if err := r.flush(); err != nil {
+		if err := r.flush(false); err != nil {
 			return err
 		}
 	}
@@ -109,7 +109,7 @@ func (r *request) publishLive(ev *protocol.Event) error {
 	// its earlier job starts must lose that race at once).
 	urgent := ev.Type != protocol.EventChunk && ev.Type != protocol.EventTool
 	if r.copy == nil && (urgent || r.flushDue()) {
-		return r.flush()
+		return r.flush(!urgent)
 	}
 	r.armFlush()
 	return nil
@@ -161,14 +161,24 @@ func (r *request) flushTimerFired() error {
 	if r.copy != nil {
 		return nil
 	}
-	return r.flush()
+	return r.flush(true)
 }
 
 // flush sends the queued events to be stored as one batch, expecting the
-// last stored message; at most one batch is in flight.
-func (r *request) flush() error {
+// last stored message; at most one batch is in flight. When this worker
+// has many batches in flight, a deferrable flush waits another delay.
+func (r *request) flush(deferrable bool) error {
 	u := r.unstored
 	if len(u.events) == 0 {
+		return nil
+	}
+	if deferrable && r.m.js.PublishAsyncPending() >= maxPendingCopies && u.bytes < r.m.batchLimit() {
+		// A burst (a herd of followers): this worker has many batches in
+		// flight already. Keep collecting for another delay instead: fewer,
+		// larger batches, and no relay waiting on a store.
+		r.unstored.since = time.Now()
+		r.stopFlushTimer()
+		r.armFlush()
 		return nil
 	}
 	r.unstored = unstoredEvents{}
@@ -179,8 +189,8 @@ func (r *request) flush() error {
 	}
 	msg := r.batchMsg(u.first, u.last(), data)
 	if r.m.js.PublishAsyncPending() >= maxPendingCopies {
-		// A burst (a herd of followers): store it the slow way rather
-		// than stall in the asynchronous publisher's queue.
+		// A full batch in a burst: store it the slow way rather than stall
+		// in the asynchronous publisher's queue.
 		return r.storeMsg(u.last(), msg)
 	}
 	fut, err := r.m.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(r.lastStored))
@@ -264,7 +274,7 @@ func (r *request) confirmed(ack *jetstream.PubAck, failed error) error {
 		return err
 	}
 	if r.flushDue() {
-		return r.flush()
+		return r.flush(true)
 	}
 	r.armFlush()
 	return nil

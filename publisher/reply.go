@@ -36,6 +36,7 @@ type Reply struct {
 	timer      *time.Timer               // times the quiet spell; reused
 	suspect    bool                      // the last check found events stored but not seen live
 	ended      bool
+	duplicate  bool        // Submit's job was stored before (Duplicate)
 	raw        []byte      // the JSON of the event Next returned last
 	queued     []readEvent // the rest of a stored batch read last
 }
@@ -99,6 +100,12 @@ func (r *Reply) Tenant() string { return r.tenant }
 
 // Subject returns the reply subject, where the reply's events arrive live.
 func (r *Reply) Subject() string { return r.subject }
+
+// Duplicate reports whether Submit found the job stored already: the jobs
+// stream took its ID within the duplicate window, so this submit was
+// dropped and the reply is that of the job submitted first, which may be
+// running (or queued) with nothing stored yet.
+func (r *Reply) Duplicate() bool { return r.duplicate }
 
 // Next returns the next event. After the terminal event (done, error or
 // cancelled) it returns ErrReplyEnded. When ctx has no deadline, a wait

@@ -86,7 +86,7 @@ func (p *Publisher) Submit(ctx context.Context, job protocol.Job) (*Reply, error
 	if ack.Duplicate {
 		// The job was stored before: its events may already be gone from
 		// the live subject, so read them from the stream.
-		r.fromStream = true
+		r.fromStream, r.duplicate = true, true
 	}
 	return r, nil
 }

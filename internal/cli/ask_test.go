@@ -507,6 +507,32 @@ func TestAskIDRunning(t *testing.T) {
 	}
 }
 
+// TestAskIDQueued: asked again under the ID of a job that is still queued
+// (nothing stored for it yet, so the reply lookup finds nothing), ask
+// learns from the jobs stream that the job was submitted before and follows
+// it: its timeout leaves the job alone, which a worker then answers.
+func TestAskIDQueued(t *testing.T) {
+	f := fleettest.New(t, fleettest.Options{})
+	useNATS(t, f.NATS.ClientURL())
+	ctx := fleettest.Context(t, 30*time.Second)
+	_, js := natstest.JetStream(t, f.NATS.ClientURL())
+	if _, err := topology.Ensure(ctx, js, f.Topology); err != nil { // no worker yet: the job waits
+		t.Fatal(err)
+	}
+	jobs := countJobs(t, f)
+	owner := start(ctx, "ask", "--id", "queued-1", "--model", testModel, "a queued question")
+	fleettest.Poll(t, ctx, "the first job stored", func() bool { return jobs() == 1 })
+	res := run(ctx, "", "ask", "--id", "queued-1", "--model", testModel, "--timeout", "500ms", "a queued question")
+	if res.code != 1 || !strings.Contains(res.err, "request default/queued-1 is already running; following its reply") ||
+		!strings.Contains(res.err, "the request goes on") {
+		t.Errorf("second ask: %v", res)
+	}
+	f.StartWorker(func(c *worker.Config) { c.Manager.DefaultModel = testModel })
+	if res := owner.wait(t, 30*time.Second); res.code != 0 {
+		t.Errorf("the queued request was disturbed: %v", res)
+	}
+}
+
 // countJobs counts the jobs published from now on (on any jobs subject);
 // the returned func says how many so far.
 func countJobs(t *testing.T, f *fleettest.Fleet) func() int {

@@ -53,6 +53,14 @@ func (a *asker) submit(ctx context.Context, job protocol.Job) int {
 		return a.failed(err)
 	}
 	defer reply.Stop()
+	if reply.Duplicate() {
+		// Asked again under an ID whose job runs (or waits) with nothing
+		// stored yet: follow it as ask does a running one, and never
+		// cancel it on a timeout.
+		reply.Stop()
+		fmt.Fprintf(a.io.Err, "chatfleet ask: request %s/%s is already running; following its reply\n", job.Tenant, job.ID)
+		return a.follow(ctx, job.Tenant, job.ID)
+	}
 	interrupted, stopHandler := onInterrupt(ctx, cancelRequest, cancelRead)
 	defer stopHandler()
 	code, err := a.print(readCtx, reply)

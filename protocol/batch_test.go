@@ -56,3 +56,18 @@ func TestStoredBatchOfOne(t *testing.T) {
 		t.Error("a batch ending in a non-object was accepted")
 	}
 }
+
+// FuzzDecodeStored: a stored message is input from a stranger (any NATS
+// client may write one where a reader looks); decoding never panics, and
+// what decodes gives one JSON per event.
+func FuzzDecodeStored(f *testing.F) {
+	f.Add([]byte(`{"v":1,"id":"a","seq":3,"type":"chunk","content":"c","before":[{"v":1,"id":"a","seq":2,"type":"meta"}]}`))
+	f.Add([]byte(`{"before":[1,2,3]}`))
+	f.Add([]byte(`{"before":[{"before":[{}]}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		evs, raws, err := DecodeStored(b)
+		if err == nil && len(evs) != len(raws) {
+			t.Fatalf("%d events, %d raws", len(evs), len(raws))
+		}
+	})
+}

@@ -96,13 +96,14 @@ func (a *fleetAuth) workerPermissions() permissions {
 // operatorPermissions: the whole JetStream API and every bucket of the
 // fleet account (init, status, dlq, cancelling any tenant's requests,
 // tenants and the cache), submitting for any tenant, asking workers for
-// their status; not writing reply or generation events, nor the workers'
-// control subjects.
+// their status; not writing reply or generation events, stored or live
+// (readers trust a live event on a reply subject as the worker's), nor
+// the workers' control subjects.
 func (a *fleetAuth) operatorPermissions() permissions {
 	p := a.names.Prefix()
 	return permissions{
 		pubAllow: []string{p + ".>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$SRV.>"},
-		pubDeny:  []string{"$JS.EVENT.>", p + ".write.>", p + ".gen.>", p + ".ctl.>"},
+		pubDeny:  []string{"$JS.EVENT.>", p + ".write.>", p + ".reply.>", p + ".gen.>", p + ".ctl.>"},
 		subAllow: []string{p + ".>", "_INBOX.>"},
 	}
 }

@@ -88,6 +88,7 @@ func gatewayWorks(t *testing.T, f *fleet) {
 		n := f.names
 		for name, try := range map[string]func(*nats.Conn) error{
 			"forge a reply event":      func(nc *nats.Conn) error { return nc.Publish(n.ReplyWrite(tenantA, "g-1"), []byte(`{}`)) },
+			"forge a live reply event": func(nc *nats.Conn) error { return nc.Publish(n.Reply(tenantA, "g-1"), []byte(`{}`)) },
 			"store an API key":         func(nc *nats.Conn) error { return nc.Publish("$KV."+n.APIKeysBucket()+".x", []byte(tenantA)) },
 			"write the tenants bucket": func(nc *nats.Conn) error { return nc.Publish("$KV."+n.TenantsBucket()+"."+tenantA, []byte(`{}`)) },
 			"poison the cache":         func(nc *nats.Conn) error { return nc.Publish("$KV."+n.CacheBucket()+".x.y", []byte(`{}`)) },

@@ -276,7 +276,27 @@ func operatorsWork(t *testing.T, f *fleet) {
 		{"a tenant's in-flight limit, set with chatfleet tenant", opsTenantLimit},
 		{"a tenant paused and resumed with chatfleet tenant", opsTenantPause},
 		{"every request of a tenant cancelled with chatfleet tenant", opsTenantCancel},
+		{"no reply events, live or stored", opsNoReplyEvents},
 	})
+}
+
+// opsNoReplyEvents: the operators may not write a reply's events, neither
+// where the stream stores them nor on the reply subject, where a reader
+// takes a live event as its worker's.
+func opsNoReplyEvents(t *testing.T, f *fleet) {
+	for _, subject := range []string{f.names.ReplyWrite(tenantA, "ops-1"), f.names.Reply(tenantA, "ops-1")} {
+		errs := make(errorsOf, 8)
+		nc := f.connect(t, "operators", errs.handler())
+		if err := nc.Publish(subject, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if refusal := errs.refusal(t); !isPermissionViolation(refusal) {
+			t.Fatalf("publishing on %s: the server answered %v, want a permissions violation", subject, refusal)
+		}
+	}
 }
 
 // opsTenantCancel: `chatfleet tenant cancel` as the operators ends B's

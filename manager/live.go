@@ -21,8 +21,12 @@ import (
 // next batch (or its end), after its reader may have seen the events of
 // this one. So that a reader never splices two writers' output:
 //
-//   - the first event of a reply is stored before anything goes live, so
-//     nothing is shown on a reply that turns out not to be this job's;
+//   - a redelivery stores its first event (a reset, resume) before
+//     anything goes live; a first delivery shows its first event as it
+//     sends it to be stored, and a reply that turns out not to be this
+//     job's is told apart by its reader: an earlier job's by the job's
+//     sequence (protocol.HeaderJobSeq), an end stored first (a queue
+//     timeout) as a stored end below the seq it expects next;
 //   - at most one batch is in flight: the next waits for its ack, and
 //     collects the events shown meanwhile;
 //   - every event carries the writer's epoch, the job's delivery number

@@ -30,7 +30,7 @@ func (r *request) resume() bool {
 			// An earlier delivery may have shown events live that it never
 			// stored (live.go): a reset first tells their reader to
 			// discard them.
-			r.seq, r.lastStored = 0, 0
+			r.seq, r.storedSeq, r.lastStored = 0, 0, 0
 			if r.resumeWith() {
 				return true
 			}
@@ -57,7 +57,7 @@ func (r *request) resume() bool {
 		// A live writer before us may have shown one event past this
 		// one: our reset takes its seq, and its reader drops what it
 		// showed (live.go).
-		r.seq, r.lastStored = ev.Seq, last.Sequence
+		r.seq, r.storedSeq, r.lastStored = ev.Seq, ev.Seq, last.Sequence
 		if r.offersNotIdempotentTool() {
 			// Its first delivery may have called the tool: running the
 			// generation again could call it twice.

@@ -75,8 +75,15 @@ func (r *request) refused(typ protocol.EventType, err error) {
 	perr := &protocol.Error{Code: protocol.CodeInternal, Message: fmt.Sprintf("a %s event of the reply could not be stored (%v); the job was dead-lettered", typ, errors.Unwrap(err))}
 	r.deadLetter(r.job.Tenant, r.job.ID, perr)
 	r.m.countEnding(protocol.EventError, perr.Code, 1)
-	r.copy = nil // a live reply's events not stored are not followed
-	r.takeUnstored()
+	if r.live {
+		// The events shown live and not stored are not followed: the
+		// error follows the last stored event, so the stored reply has no
+		// gap (a live reader that saw more takes a stored end below its
+		// next seq as the end, publisher.Reply.Next).
+		r.copy = nil
+		r.takeUnstored()
+		r.seq = r.storedSeq
+	}
 	if serr := r.store(&protocol.Event{Type: protocol.EventError, Error: perr}); serr != nil {
 		r.log.Error("error event not stored either", "err", serr)
 	}

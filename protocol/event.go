@@ -66,23 +66,23 @@ const (
 const HeaderJobSeq = "Chatfleet-Job-Seq"
 
 // HeaderLive on a job asks for live events: the worker publishes each
-// event after the first on the reply subject at once, and stores the
-// events in batches (see HeaderBatch), instead of storing each before it
-// is seen. The stream republishes the stored batches on the reply subject
+// event on the reply subject at once (a redelivery after storing its
+// first, a reset), and stores the events in batches (see HeaderBatch),
+// instead of storing each before it is seen. The stream republishes the stored batches on the reply subject
 // too; a reader keeps the first copy of each seq and must follow the rules
 // of HeaderEpoch. The publisher sets it to "1".
 const HeaderLive = "Chatfleet-Live"
 
 // HeaderEpoch is carried by every event a worker wrote for a live job
 // (HeaderLive), live or stored: the job's delivery number, so a later
-// writer of the same reply (a redelivery) has a higher epoch. A writer
-// stores a reply's first event before showing anything live; the events it
-// shows after that may be stored up to a batch later, or never if it dies
-// or is fenced. A writer that takes over a reply continues after the last
-// stored event with a reset. So a reader accepts a reset of a higher epoch
-// at or below the seq it expects next (the reset discards what the
-// previous writer showed and never stored), and drops events of an epoch
-// lower than one it accepted: it never splices two writers' output.
+// writer of the same reply (a redelivery) has a higher epoch. The events a
+// writer shows may be stored up to a batch later, or never if it dies or
+// is fenced. A writer that takes over a reply stores a reset first,
+// continuing after the last stored event. So a reader accepts a stored
+// reset of a writer it has not followed yet at or below the seq it expects
+// next (the reset discards what the previous writer showed and never
+// stored), takes live events only from the writer it follows, and never
+// splices two writers' output.
 const HeaderEpoch = "Chatfleet-Epoch"
 
 // Terminal reports whether t ends a request.

@@ -60,14 +60,15 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // missedEvents reports whether the stream holds an event at or beyond the
-// one expected next.
+// one expected next, or an end we never got: a live reply's takeover may
+// end below the seq its predecessor showed live.
 func (r *Reply) missedEvents(ctx context.Context) bool {
 	data, found, err := r.p.lastStored(ctx, r.storedSubject)
 	if !found || err != nil {
 		return false
 	}
 	ev, err := protocol.DecodeEvent(data)
-	return err == nil && ev.Seq >= r.next
+	return err == nil && (ev.Seq >= r.next || ev.Type.Terminal())
 }
 
 // openStream switches to an ordered consumer over the reply subject from

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,7 @@ type Reply struct {
 	fromStream bool                      // switch to the stream before the next read
 	next       uint64                    // the seq expected next
 	epoch      uint64                    // the epoch of the writer whose events we follow (protocol.HeaderEpoch; 0 without)
+	followed   []uint64                  // every epoch followed so far: their resets, read again, are no takeover
 	jobSeq     string                    // the job's sequence in the jobs stream, when known (protocol.HeaderJobSeq)
 	probe      time.Duration             // current quiet spell before checking the stream
 	timer      *time.Timer               // times the quiet spell; reused
@@ -129,11 +131,12 @@ func (r *Reply) Next(ctx context.Context) (protocol.Event, error) {
 			// first stored event, which comes from the stream. (A first
 			// delivery shows its first event before storing it.)
 			continue
-		case e.stored && e.epoch != r.epoch && ev.Seq <= r.next && ev.Type == protocol.EventReset:
+		case e.stored && !slices.Contains(r.followed, e.epoch) && ev.Seq <= r.next && ev.Type == protocol.EventReset:
 			// A writer that took over the reply: the event this reset's
 			// seq follows is the last one stored, and those we returned
 			// from its seq on were its predecessor's, shown live, never
-			// stored. The reset discards them.
+			// stored. The reset discards them. (A reset of a writer we
+			// followed, read again from the stream, is one we returned.)
 			r.next = ev.Seq
 		case e.stored && e.epoch != r.epoch && r.next > 1 && r.stored == nil:
 			// Another writer's stored event, and we did not see it take
@@ -161,7 +164,9 @@ func (r *Reply) Next(ctx context.Context) (protocol.Event, error) {
 			return protocol.Event{}, fmt.Errorf("%w: want seq %d, stream has %d next", ErrEventsLost, r.next, ev.Seq)
 		}
 		r.next++
-		r.epoch = e.epoch
+		if r.epoch = e.epoch; !slices.Contains(r.followed, e.epoch) {
+			r.followed = append(r.followed, e.epoch)
+		}
 		if ev.Type.Terminal() {
 			r.Stop()
 		}

@@ -182,7 +182,9 @@ func isDuplicateID(ev *protocol.Event) bool {
 }
 
 // Raw returns the JSON of the event Next returned last, exactly as the
-// worker published it.
+// worker published it — but for the last event of a stored batch (a live
+// reply read from the stream), which is encoded again from its decoded
+// fields.
 func (r *Reply) Raw() []byte { return r.raw }
 
 // Events iterates over the events up to and including the terminal one.

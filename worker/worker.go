@@ -90,7 +90,10 @@ func (w *Worker) Start(ctx context.Context) error {
 
 func (w *Worker) start(ctx context.Context) error {
 	w.started = time.Now()
-	js, err := jetstream.New(w.nc)
+	// A stored batch of a live reply (manager/live.go) whose ack never
+	// comes (no disconnect to fail it) is stored again the slow way after
+	// this long, instead of holding the reply's next batches back.
+	js, err := jetstream.New(w.nc, jetstream.WithPublishAsyncTimeout(asyncPublishTimeout))
 	if err != nil {
 		return err
 	}
@@ -205,3 +208,6 @@ func (w *Worker) Stopped() <-chan struct{} { return w.stopped }
 // idleRoutine is how long a job goroutine waits for the next job before
 // it ends.
 const idleRoutine = 10 * time.Second
+
+// asyncPublishTimeout bounds the wait for a stored batch's ack.
+const asyncPublishTimeout = 5 * time.Second

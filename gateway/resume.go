@@ -60,6 +60,10 @@ func (g *Gateway) handleResume(ctx context.Context, rec *recorder, r *http.Reque
 		g.replayEnded(ctx, s, reply)
 		return
 	}
+	var prev struct {
+		epoch uint64
+		seen  bool
+	}
 	for {
 		ev, err := reply.Next(ctx)
 		if err != nil {
@@ -68,10 +72,33 @@ func (g *Gateway) handleResume(ctx context.Context, rec *recorder, r *http.Reque
 			}
 			return // a resumed stream's client leaving cancels nothing
 		}
+		if takenOverBehind(&ev, reply.Epoch(), prev.epoch, prev.seen, after) {
+			_ = s.fail(after.seq+1, errTakenOverBehind(s.requestID()))
+			return
+		}
+		prev.epoch, prev.seen = reply.Epoch(), true
 		if done, err := s.event(&ev); done || err != nil {
 			return
 		}
 	}
+}
+
+// takenOverBehind reports a reset by another writer (a takeover) at or
+// before the position a resumed client had reached: with live replies the
+// events the client had there may be the first writer's, shown and never
+// stored, which the takeover replaced. The SSE ids do not say whose they
+// were, so the stream ends as it does for a reset after output — even for
+// a client that did see the takeover before any output (rare; it reads
+// the whole answer again).
+func takenOverBehind(ev *protocol.Event, epoch, prevEpoch uint64, prevSeen bool, after eventPos) bool {
+	return ev.Type == protocol.EventReset && prevSeen && epoch != prevEpoch &&
+		after != (eventPos{}) && !after.before(eventPos{seq: ev.Seq})
+}
+
+// errTakenOverBehind is the stream_reset of a resume behind a takeover.
+func errTakenOverBehind(id string) *httpError {
+	return newError(http.StatusBadGateway, "server_error", "stream_reset", "",
+		"the fleet restarted this answer (its worker was replaced) before the event you resumed after; the partial output is void: read the whole answer again with GET /v1/chat/completions/"+id+"/stream once it has finished, or retry")
 }
 
 // replayEnded writes an ended reply from its meta event and everything

@@ -181,6 +181,11 @@ func isDuplicateID(ev *protocol.Event) bool {
 	return ev.Type == protocol.EventError && ev.Error != nil && ev.Error.Code == protocol.CodeDuplicateID
 }
 
+// Epoch returns the writer epoch of the event Next returned last
+// (protocol.HeaderEpoch: the delivery of the job that wrote it; 0 for a
+// writer without epochs, an older worker's).
+func (r *Reply) Epoch() uint64 { return r.epoch }
+
 // Raw returns the JSON of the event Next returned last, exactly as the
 // worker published it — but for the last event of a stored batch (a live
 // reply read from the stream), which is encoded again from its decoded

@@ -54,9 +54,9 @@ func (r *request) resume() bool {
 			r.ack()
 			return false
 		}
-		// A live writer before us may have shown one event past this
-		// one: our reset takes its seq, and its reader drops what it
-		// showed (live.go).
+		// A live writer before us may have shown events past this one
+		// and never stored them: our reset takes the next seq, and their
+		// reader drops what it showed (live.go).
 		r.seq, r.storedSeq, r.lastStored = ev.Seq, ev.Seq, last.Sequence
 		if r.offersNotIdempotentTool() {
 			// Its first delivery may have called the tool: running the

@@ -185,24 +185,53 @@ func (r *request) flush(deferrable bool) error {
 		r.armFlush()
 		return nil
 	}
-	r.unstored = unstoredEvents{}
-	r.stopFlushTimer()
-	data, err := protocol.StoredBatch(u.events)
-	if err != nil {
-		return err
-	}
-	msg := r.batchMsg(u.first, u.last(), data)
 	if r.m.js.PublishAsyncPending() >= maxPendingCopies {
 		// A full batch in a burst: store it the slow way rather than stall
 		// in the asynchronous publisher's queue.
-		return r.storeMsg(u.last(), msg)
+		return r.storeQueued()
+	}
+	last, msg, err := r.takeBatch()
+	if err != nil {
+		return err
 	}
 	fut, err := r.m.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(r.lastStored))
 	if err != nil {
-		return r.storeMsg(u.last(), r.batchMsg(u.first, u.last(), data))
+		return r.storeMsg(last, copyMsg(msg))
 	}
-	r.copy = &storedCopy{typ: u.typ, seq: u.last(), msg: msg, ack: fut}
+	r.copy = &storedCopy{typ: u.typ, seq: last, msg: msg, ack: fut}
 	return nil
+}
+
+// takeBatch takes the queued events as one stored message, and the seq of
+// its last event.
+func (r *request) takeBatch() (uint64, *nats.Msg, error) {
+	u := r.takeUnstored()
+	data, err := protocol.StoredBatch(u.events)
+	if err != nil {
+		return 0, nil, err
+	}
+	return u.last(), r.batchMsg(u.first, u.last(), data), nil
+}
+
+// storeQueued stores the queued events now, as one message, the slow way
+// (store's retries and verdicts).
+func (r *request) storeQueued() error {
+	last, msg, err := r.takeBatch()
+	if err != nil {
+		return err
+	}
+	return r.storeMsg(last, msg)
+}
+
+// copyMsg is a message of its own with m's subject, data and headers: one
+// the asynchronous publisher may still hold is not sent twice.
+func copyMsg(m *nats.Msg) *nats.Msg {
+	again := nats.NewMsg(m.Subject)
+	again.Data = m.Data
+	for k, v := range m.Header {
+		again.Header[k] = v
+	}
+	return again
 }
 
 // batchMsg is the stored message of events first..last of a live reply.
@@ -259,14 +288,7 @@ func (r *request) settleCopy(ack *jetstream.PubAck, failed error) error {
 	case r.m.refuses(r.subject, failed):
 		return &refusedError{failed}
 	default:
-		// A message of its own: the asynchronous publisher may still hold
-		// the first one.
-		again := nats.NewMsg(c.msg.Subject)
-		again.Data = c.msg.Data
-		for k, v := range c.msg.Header {
-			again.Header[k] = v
-		}
-		return r.storeMsg(c.seq, again)
+		return r.storeMsg(c.seq, copyMsg(c.msg))
 	}
 	return nil
 }
@@ -284,13 +306,12 @@ func (r *request) confirmed(ack *jetstream.PubAck, failed error) error {
 	return nil
 }
 
-// takeUnstored returns the queued events and forgets them: they travel
-// with the terminal event.
-func (r *request) takeUnstored() [][]byte {
-	events := r.unstored.events
+// takeUnstored returns the queued events and forgets them.
+func (r *request) takeUnstored() unstoredEvents {
+	u := r.unstored
 	r.unstored = unstoredEvents{}
 	r.stopFlushTimer()
-	return events
+	return u
 }
 
 // replyMsg is the stored copy of event seq, data, of a live reply.

@@ -153,24 +153,13 @@ func (r *request) store(ev *protocol.Event) error {
 	if r.live {
 		// With the events shown live and not stored yet, if any: first on
 		// their own when together they would not fit.
-		if n := len(r.unstored.events); n > 0 && r.unstored.bytes+len(b) > r.m.batchLimit() {
-			last := r.unstored.last()
-			data, err := protocol.StoredBatch(r.unstored.events)
-			if err != nil {
-				return err
-			}
-			msg := r.batchMsg(r.unstored.first, last, data)
-			r.takeUnstored()
-			if err := r.storeMsg(last, msg); err != nil {
+		if len(r.unstored.events) > 0 && r.unstored.bytes+len(b) > r.m.batchLimit() {
+			if err := r.storeQueued(); err != nil {
 				return err
 			}
 		}
-		events := append(r.takeUnstored(), b)
-		data, err := protocol.StoredBatch(events)
-		if err != nil {
-			return err
-		}
-		return r.storeMsg(ev.Seq, r.batchMsg(ev.Seq+1-uint64(len(events)), ev.Seq, data))
+		r.unstored.add(ev.Type, ev.Seq, b)
+		return r.storeQueued()
 	}
 	return r.storeMsg(ev.Seq, replyMsg(r.subject, r.streamSeq, ev.Seq, b, true))
 }

@@ -64,11 +64,7 @@ func TestFleetStreamCapAcrossFleet(t *testing.T) {
 		t.Errorf("the cache hit while jobs wait for the fleet: %v", describeEvents(hit.sofar()))
 	}
 	release()
-	for i, a := range as {
-		if end := a.end(t); end.Type != protocol.EventDone {
-			t.Errorf("job %d: %v", i, describeEvents(a.sofar()))
-		}
-	}
+	wantAllDone(t, "job", as...)
 	if got := f.LLM.MaxConcurrent(ofTenant("A")); got != 3 {
 		t.Errorf("streams at once at the upstream: at most %d, want 3 (the fleet's cap, reached)", got)
 	}
@@ -102,11 +98,7 @@ func TestFleetStreamCapFromBucket(t *testing.T) {
 		t.Fatalf("after raising the limit to 2: %v", err)
 	}
 	release()
-	for i, b := range bs {
-		if end := b.end(t); end.Type != protocol.EventDone {
-			t.Errorf("job %d: %v", i, describeEvents(b.sofar()))
-		}
-	}
+	wantAllDone(t, "job", bs...)
 	if got := f.LLM.MaxConcurrent(ofTenant("B")); got != 2 {
 		t.Errorf("streams at once: at most %d, want 2", got)
 	}
@@ -352,11 +344,7 @@ func TestFleetWaitKeepsTheJobAlive(t *testing.T) {
 		t.Errorf("consumer after three ack waits: %d redelivered, %d pending (%v); want 0 and 2", info.NumRedelivered, info.NumAckPending, err)
 	}
 	release()
-	for _, l := range []*eventLog{first, second} {
-		if end := l.end(t); end.Type != protocol.EventDone {
-			t.Errorf("job ended %v", describeEvents(l.sofar()))
-		}
-	}
+	wantAllDone(t, "job", first, second)
 	if n := count(second.sofar(), func(ev protocol.Event) bool { return ev.Type == protocol.EventMeta }); n != 1 || f.LLM.Calls() != 2 {
 		t.Errorf("the waiting job: %d meta events, %d upstream calls in all; want 1 and 2 (never redelivered): %v",
 			n, f.LLM.Calls(), describeEvents(second.sofar()))
@@ -395,11 +383,7 @@ func TestFleetCapacityByPriorityAcrossWorkers(t *testing.T) {
 		t.Fatalf("both jobs on worker %s; the test needs two", w1)
 	}
 	release() // P-0 ends: its share is free
-	for _, l := range []*eventLog{busy, highLog, lowLog} {
-		if end := l.end(t); end.Type != protocol.EventDone {
-			t.Errorf("job ended %v", describeEvents(l.sofar()))
-		}
-	}
+	wantAllDone(t, "job", busy, highLog, lowLog)
 	reqs := f.LLM.Requests()
 	if len(reqs) != 3 || reqs[1].LastUserMessage() != "H-1" {
 		var order []string

@@ -118,3 +118,14 @@ func countWaiting(t *testing.T, ctx context.Context, logs []*eventLog, reason st
 	}
 	return waited
 }
+
+// wantAllDone checks that every one of logs ended with done; what names
+// them in an error ("job", "A's job").
+func wantAllDone(t *testing.T, what string, logs ...*eventLog) {
+	t.Helper()
+	for i, l := range logs {
+		if end := l.end(t); end.Type != protocol.EventDone {
+			t.Errorf("%s %d: %v", what, i, describeEvents(l.sofar()))
+		}
+	}
+}

@@ -51,11 +51,7 @@ func TestTenantInflightAcrossFleet(t *testing.T) {
 		t.Errorf("A's calls at the upstream while it waits: %d, want 3", got)
 	}
 	release()
-	for i, a := range as {
-		if end := a.end(t); end.Type != protocol.EventDone {
-			t.Errorf("A's job %d: %v", i, describeEvents(a.sofar()))
-		}
-	}
+	wantAllDone(t, "A's job", as...)
 	if got := f.LLM.MaxConcurrent(ofTenant("A")); got != 3 {
 		t.Errorf("A's calls at once at the upstream: at most %d, want 3 (its limit, reached)", got)
 	}
@@ -88,11 +84,7 @@ func TestTenantInflightLimitChangedLive(t *testing.T) {
 		t.Errorf("L's calls at once: at most %d, want 3", got)
 	}
 	release()
-	for i, l := range ls {
-		if end := l.end(t); end.Type != protocol.EventDone {
-			t.Errorf("L's job %d: %v", i, describeEvents(l.sofar()))
-		}
-	}
+	wantAllDone(t, "L's job", ls...)
 }
 
 // TestTenantShareOfDeadWorker: a worker process holding a tenant's only
@@ -143,11 +135,7 @@ func testShareOfDeadWorker(t *testing.T, reason string, limit func(context.Conte
 		t.Errorf("second upstream call for %q, want K-2", r.LastUserMessage())
 	}
 	release()
-	for _, l := range []*eventLog{first, second} {
-		if end := l.end(t); end.Type != protocol.EventDone {
-			t.Errorf("job ended %v", describeEvents(l.sofar()))
-		}
-	}
+	wantAllDone(t, "job", first, second)
 	if got := f.LLM.MaxConcurrent(ofTenant("K")); got != 1 {
 		t.Errorf("K's calls at once: at most %d, want 1", got)
 	}

@@ -109,11 +109,7 @@ func tenantMaxQueued(t *testing.T, prios []protocol.Priority) {
 		}
 	}
 	release()
-	for i, a := range append(as[:2], busy) {
-		if end := a.end(t); end.Type != protocol.EventDone {
-			t.Errorf("job %d: %v", i, describeEvents(a.sofar()))
-		}
-	}
+	wantAllDone(t, "job", append(as[:2], busy)...)
 	if _, err := f.Pub.Complete(ctx, tenantJob("A", 2)); err != nil {
 		t.Errorf("A again, its queue empty: %v", err)
 	}

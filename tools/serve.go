@@ -219,9 +219,10 @@ func (s *Server) dispatch(r micro.Request, run func(micro.Request)) {
 		return
 	}
 	s.calls.Add(1)
+	detached := detachedRequest{Request: r, nc: s.nc}
 	go func() {
 		defer func() { <-s.slots; s.calls.Done() }()
-		run(r)
+		run(detached)
 	}()
 }
 

@@ -112,7 +112,7 @@ func (s *Stream) Recv() (Delta, error) {
 			return d, nil
 		}
 		if err == io.EOF { // only on [DONE]; see body
-			a.done = true
+			a.done.Store(true)
 			s.c.resolve(a, alive)
 			_, eof := s.finish(io.EOF)
 			if s.finished {

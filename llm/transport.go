@@ -53,7 +53,7 @@ type attempt struct {
 
 	os       *openai.ChatCompletionStream // once open
 	body     *body                        // the response body, set by doer
-	done     bool                         // the stream ended with [DONE]
+	done     atomic.Bool                  // the stream ended with [DONE]; read by end, which may run beside Recv
 	resolved atomic.Bool                  // the breaker has the outcome
 	endOnce  sync.Once
 	cancel   context.CancelCauseFunc
@@ -97,7 +97,7 @@ func (a *attempt) touch() {
 func (a *attempt) end() {
 	a.endOnce.Do(func() {
 		a.timer.Stop()
-		if a.done && a.body != nil {
+		if a.done.Load() && a.body != nil {
 			a.drain()
 		}
 		a.cancel(context.Canceled)

@@ -52,7 +52,7 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 				}
 			}
 			if got < p.n {
-				w.queues.drop(p.queue)
+				w.queues.drop(p)
 			}
 		}
 		release(permits)

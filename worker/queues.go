@@ -33,7 +33,8 @@ func (q queue) priority() string { return string(protocol.Priorities[q.rank]) }
 // pick is how many jobs to pull from one queue this round.
 type pick struct {
 	queue
-	n int
+	n     int
+	marks uint64 // the queue's marks when planned: see drop
 }
 
 // queues is the fetch loop's view of which queues have jobs, and the
@@ -53,9 +54,9 @@ type queues struct {
 	rescan time.Duration
 
 	mu        sync.Mutex
-	active    [numPriorities][]string // tenants with jobs, per priority, in round-robin order
-	next      [numPriorities]int      // the round robin's position per priority
-	member    map[queue]bool
+	active    [numPriorities][]string      // tenants with jobs, per priority, in round-robin order
+	next      [numPriorities]int           // the round robin's position per priority
+	member    map[queue]uint64             // active queues: how often each was marked since it became active
 	credit    [numPriorities]int           // smooth weighted round robin's state
 	consumers map[queue]jetstream.Consumer // only the fetch loop uses it
 	lastScan  time.Time                    // only the fetch loop uses it
@@ -65,7 +66,7 @@ type queues struct {
 }
 
 func newQueues(top *topology.Topology, rescan time.Duration) *queues {
-	return &queues{top: top, rescan: rescan, member: map[queue]bool{}, consumers: map[queue]jetstream.Consumer{},
+	return &queues{top: top, rescan: rescan, member: map[queue]uint64{}, consumers: map[queue]jetstream.Consumer{},
 		bell: make(chan struct{}, 1)}
 }
 
@@ -96,10 +97,10 @@ func (qs *queues) mark(subject string) {
 	}
 	q := queue{tenant: tenant, rank: protocol.Priority(priority).Rank()}
 	qs.mu.Lock()
-	if !qs.member[q] {
-		qs.member[q] = true
+	if qs.member[q] == 0 {
 		qs.active[q.rank] = append(qs.active[q.rank], tenant)
 	}
+	qs.member[q]++
 	qs.mu.Unlock()
 	select {
 	case qs.bell <- struct{}{}:
@@ -107,12 +108,16 @@ func (qs *queues) mark(subject string) {
 	}
 }
 
-// drop notes that q had fewer jobs than asked for: it is inactive until
-// the next announcement or rescan finds work in it.
-func (qs *queues) drop(q queue) {
+// drop notes that p's queue had fewer jobs than p asked for: it is
+// inactive until the next announcement or rescan finds work in it. A queue
+// marked again since p was planned stays active: the announcement may be
+// of a job stored after p's pull had looked, and dropping it would leave
+// that job waiting for the next rescan.
+func (qs *queues) drop(p pick) {
+	q := p.queue
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
-	if !qs.member[q] {
+	if qs.member[q] != p.marks {
 		return
 	}
 	delete(qs.member, q)
@@ -148,7 +153,7 @@ func (qs *queues) plan(n int) []pick {
 			continue
 		}
 		at[q] = len(picks)
-		picks = append(picks, pick{queue: q, n: 1})
+		picks = append(picks, pick{queue: q, n: 1, marks: qs.member[q]})
 	}
 	return picks
 }

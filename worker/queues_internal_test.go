@@ -61,8 +61,8 @@ func TestPlanShares(t *testing.T) {
 	if len(p) != 2 || p[0].n != 8 || p[1].n != 8 {
 		t.Errorf("two tenants: plan = %+v, want 8 and 8", p)
 	}
-	qs.drop(queue{tenant: "a", rank: 1})
-	qs.drop(queue{tenant: "b", rank: 1})
+	qs.drop(p[0])
+	qs.drop(p[1])
 	if p := qs.plan(4); len(p) != 0 {
 		t.Errorf("all dropped: plan = %+v, want none", p)
 	}
@@ -70,5 +70,26 @@ func TestPlanShares(t *testing.T) {
 	qs.mark("chat.pjobs.b.normal")
 	if p := qs.plan(4); len(p) != 0 {
 		t.Errorf("junk subjects: plan = %+v, want none", p)
+	}
+}
+
+// TestAnnouncedDuringPullStaysActive: a queue announced again while a
+// pull from it runs (a job stored after the pull looked) stays active when
+// that pull comes back short, so the job is pulled at once, not at the
+// next rescan; without a new announcement it is dropped.
+func TestAnnouncedDuringPullStaysActive(t *testing.T) {
+	t.Parallel()
+	qs := testQueues()
+	qs.mark("chat.jobs.a")
+	p := qs.plan(4)
+	qs.mark("chat.jobs.a") // announced while p's pull runs
+	qs.drop(p[0])          // p's pull came back short
+	p = qs.plan(4)
+	if len(p) != 1 || p[0].tenant != "a" {
+		t.Fatalf("after an announcement during the pull: plan = %+v, want queue a", p)
+	}
+	qs.drop(p[0])
+	if p := qs.plan(4); len(p) != 0 {
+		t.Errorf("after a short pull with no announcement since: plan = %+v, want none", p)
 	}
 }

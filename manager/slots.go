@@ -115,12 +115,23 @@ func (s *Slots) Reserve(ctx context.Context, max int) ([]*Permit, error) {
 	if err := s.requests.sem.Acquire(ctx, 1); err != nil {
 		return nil, err
 	}
-	n := 1 + s.requests.reserve(max-1)
+	return s.requestPermits(1 + s.requests.reserve(max-1)), nil
+}
+
+// TryReserve reserves every free request slot up to max without waiting,
+// and returns a permit per slot: none when every slot is taken or
+// reserved.
+func (s *Slots) TryReserve(max int) []*Permit {
+	return s.requestPermits(s.requests.reserve(max))
+}
+
+// requestPermits makes a permit for each of n reserved request slots.
+func (s *Slots) requestPermits(n int) []*Permit {
 	out := make([]*Permit, n)
 	for i := range out {
 		out[i] = &Permit{s: s, kind: slotRequest}
 	}
-	return out, nil
+	return out
 }
 
 // WaitIdle waits until every slot of every pool is free: all requests and

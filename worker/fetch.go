@@ -13,25 +13,33 @@ import (
 // request slot, shares those pulls among the queues with jobs (queues.plan:
 // by priority, then tenant), asks each queue for its share without waiting,
 // and hands each job with its permit to the manager. With no queue
-// active it waits for the stream's next announcement. A worker never holds
+// active it waits for the stream's next announcement, with a standing pull
+// on the queue it pulled from last (standing.go). A worker never holds
 // more jobs than it has slots, so idle capacity elsewhere in the fleet is
 // used.
 func (w *Worker) fetchLoop(ctx context.Context) {
 	defer close(w.fetching)
-	slots := w.mgr.Slots()
 	backoff := 50 * time.Millisecond
+	var standing *standingPull
+	defer func() {
+		if standing != nil {
+			standing.stop(w.nc)
+		}
+	}()
 	for {
 		if err := w.queues.scan(ctx, false); err != nil && !w.pause(ctx, err, &backoff) {
 			return
 		}
-		permits, err := slots.Reserve(ctx, w.cfg.Manager.MaxConcurrentRequests)
+		standing = w.afterStanding(standing)
+		permits, err := w.reserve(ctx, &standing)
 		if err != nil {
 			return // stopping
 		}
 		picks := w.queues.plan(len(permits))
 		if len(picks) == 0 {
+			standing, permits = w.standBy(ctx, standing, permits)
 			release(permits)
-			if !w.queues.wait(ctx) {
+			if !w.queues.wait(ctx, standing.endedC()) {
 				return
 			}
 			if err := w.queues.scan(ctx, false); err != nil && !w.pause(ctx, err, &backoff) {
@@ -62,6 +70,64 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 	}
 }
 
+// reserve reserves the free request slots for a round of pulls, waiting
+// for one. A standing pull holding the last free slot is stopped for it:
+// the round may be for another queue.
+func (w *Worker) reserve(ctx context.Context, standing **standingPull) ([]*manager.Permit, error) {
+	slots, n := w.mgr.Slots(), w.cfg.Manager.MaxConcurrentRequests
+	if *standing != nil {
+		if permits := slots.TryReserve(n); len(permits) > 0 {
+			return permits, nil
+		}
+		(*standing).stop(w.nc)
+		*standing = w.afterStanding(*standing)
+	}
+	return slots.Reserve(ctx, n)
+}
+
+// standBy keeps a standing pull on the queue pulled from last, with one
+// of permits: it starts one, or moves the one on another queue there. It
+// returns the pull (or nil) and the permits left.
+//
+// The last queue pulled from is where a job may be waiting that the pull
+// did not find: the stream announces a job before its consumer counts it,
+// so a pull right after the announcement can come back empty. A standing
+// pull there gets that job as the consumer counts it, where the fetch
+// loop would find it at its next rescan only.
+func (w *Worker) standBy(ctx context.Context, s *standingPull, permits []*manager.Permit) (*standingPull, []*manager.Permit) {
+	q, ok := w.queues.lastPulled()
+	if !ok || ctx.Err() != nil || (s != nil && s.queue == q) {
+		return s, permits
+	}
+	if s != nil {
+		s.stop(w.nc)
+		w.afterStanding(s)
+		permits = append(permits, w.mgr.Slots().TryReserve(1)...) // its slot, unless a job took it
+	}
+	if len(permits) == 0 {
+		return nil, permits
+	}
+	s = w.stand(ctx, q, permits[0])
+	if s == nil {
+		w.queues.forget(q) // not again until a pull from it succeeds
+	}
+	return s, permits[1:]
+}
+
+// afterStanding returns s while it waits, nil once it has ended. One that
+// ended on an error (its consumer deleted, say) is not started again on
+// that queue until a pull from it succeeds.
+func (w *Worker) afterStanding(s *standingPull) *standingPull {
+	if s == nil || !s.ended() {
+		return s
+	}
+	if s.err != nil {
+		w.cfg.Logger.Debug("standing pull ended", "tenant", s.queue.tenant, "priority", s.queue.priority(), "err", s.err)
+		w.queues.forget(s.queue)
+	}
+	return nil
+}
+
 // pull fetches up to p.n jobs from p's queue and hands them to the
 // manager with permits; it releases the permits no job arrived for. The
 // pull request is not tied to ctx: cancelling it would strand jobs the
@@ -78,6 +144,7 @@ func (w *Worker) pull(ctx context.Context, p pick, permits []*manager.Permit) (i
 		got++
 		w.dispatch(ctx, msg, permit)
 	}
+	w.queues.pulled(p.queue)
 	release(permits[got:])
 	if err := batch.Error(); err != nil {
 		w.queues.forget(p.queue)

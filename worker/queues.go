@@ -60,6 +60,7 @@ type queues struct {
 	credit    [numPriorities]int           // smooth weighted round robin's state
 	consumers map[queue]jetstream.Consumer // only the fetch loop uses it
 	lastScan  time.Time                    // only the fetch loop uses it
+	last      *queue                       // the queue pulled from last; only the fetch loop uses it
 
 	bell chan struct{} // rung (capacity 1) when a queue becomes active
 	sub  *nats.Subscription
@@ -226,18 +227,38 @@ func (qs *queues) fetch(ctx context.Context, p pick) (jetstream.MessageBatch, er
 }
 
 // forget drops q's consumer handle after a failed pull, so the next one
-// looks it up (or creates it) again.
-func (qs *queues) forget(q queue) { delete(qs.consumers, q) }
+// looks it up (or creates it) again; nor is q the queue to stand by on
+// until a pull from it succeeds.
+func (qs *queues) forget(q queue) {
+	delete(qs.consumers, q)
+	if qs.last != nil && *qs.last == q {
+		qs.last = nil
+	}
+}
 
-// wait waits until a queue becomes active or the rescan interval passes;
-// false when ctx ends.
-func (qs *queues) wait(ctx context.Context) bool {
+// pulled notes a pull from q that did not fail, jobs or none.
+func (qs *queues) pulled(q queue) { qs.last = &q }
+
+// lastPulled is the queue pulled from last, if that pull did not fail:
+// the queue to stand by on (standing.go).
+func (qs *queues) lastPulled() (queue, bool) {
+	if qs.last == nil {
+		return queue{}, false
+	}
+	return *qs.last, true
+}
+
+// wait waits until a queue becomes active, standing is closed (a
+// standing pull ended) or the rescan interval passes; false when ctx
+// ends.
+func (qs *queues) wait(ctx context.Context, standing <-chan struct{}) bool {
 	t := time.NewTimer(qs.rescan)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
 	case <-qs.bell:
+	case <-standing:
 	case <-t.C:
 	}
 	return true

@@ -82,6 +82,7 @@ func (g *Gateway) stream(ctx context.Context, rec *recorder, s *sse, reply *publ
 			}
 			s.writeHeader() // sent with the first event, in one write
 		}
+		s.epoch = reply.Epoch()
 		done, err := s.event(&ev)
 		if first && err == nil {
 			rec.firstByte()

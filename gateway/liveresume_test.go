@@ -27,8 +27,42 @@ func TestResumeAfterTakeoverBelowLastEventID(t *testing.T) {
 	t.Parallel()
 	b := setup(t, fleettest.Options{}, nil)
 	ctx := fleettest.Context(t, 30*time.Second)
-	_, js := natstest.JetStream(t, b.f.NATS.ClientURL())
 	const id = "taken-over"
+	storeTakenOver(t, b, id, false)
+
+	got := readAll(t, openStream(t, ctx, "GET", b.url+"/chat/completions/chatcmpl-"+id+"/stream", "", http.Header{"Last-Event-ID": {"4"}}))
+	if len(got) == 0 || !strings.Contains(got[0].data, "stream_reset") {
+		t.Fatalf("resumed after seq 4 of writer 1, got %q; want stream_reset, not writer 2's tail", got)
+	}
+}
+
+// TestResumeAfterTakeoverFromItsWriter: a client that saw writer 2's
+// reset before any output, then writer 2's chunks up to seq 4 (SSE id
+// "2:4"), resumes into writer 2's answer: chunk 5 and the end, with ids
+// naming writer 2 — not stream_reset, and not writer 1's stored chunk.
+func TestResumeAfterTakeoverFromItsWriter(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fleettest.Options{}, nil)
+	ctx := fleettest.Context(t, 30*time.Second)
+	const id = "taken-over-seen"
+	storeTakenOver(t, b, id, true)
+
+	got := readAll(t, openStream(t, ctx, "GET", b.url+"/chat/completions/chatcmpl-"+id+"/stream", "", http.Header{"Last-Event-ID": {"2:4"}}))
+	if len(got) != 3 || content(t, got[0]) != "new5 " || got[2].data != "[DONE]" {
+		t.Fatalf("resumed after writer 2's seq 4, got %q; want chunk 5, the finish and [DONE]", got)
+	}
+	if got[0].id != "2:5" || got[1].id != "2:6" {
+		t.Errorf("ids %q, %q; want 2:5 and 2:6 (writer 2's events)", got[0].id, got[1].id)
+	}
+}
+
+// storeTakenOver stores reply id as writer 1 and then writer 2 (a
+// takeover) left it: writer 1's meta (and, with oldChunk, a chunk at seq
+// 2), writer 2's reset, its chunks up to seq 5 and its done.
+func storeTakenOver(t *testing.T, b *bundle, id string, oldChunk bool) {
+	t.Helper()
+	ctx := fleettest.Context(t, 10*time.Second)
+	_, js := natstest.JetStream(t, b.f.NATS.ClientURL())
 	subject := b.f.Topology.WithDefaults().Names.ReplyWrite("default", id)
 	store := func(epoch int, ev protocol.Event) {
 		ev.V, ev.ID = protocol.Version, id
@@ -41,26 +75,32 @@ func TestResumeAfterTakeoverBelowLastEventID(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store(1, protocol.Event{Seq: 1, Type: protocol.EventMeta, Model: testModel})
-	store(2, protocol.Event{Seq: 2, Type: protocol.EventReset})
-	for seq := uint64(3); seq <= 5; seq++ {
+	seq := uint64(1)
+	store(1, protocol.Event{Seq: seq, Type: protocol.EventMeta, Model: testModel})
+	if oldChunk {
+		seq++
+		store(1, protocol.Event{Seq: seq, Type: protocol.EventChunk, Content: "old "})
+	}
+	seq++
+	store(2, protocol.Event{Seq: seq, Type: protocol.EventReset})
+	for seq++; seq <= 5; seq++ {
 		store(2, protocol.Event{Seq: seq, Type: protocol.EventChunk, Content: "new" + strconv.FormatUint(seq, 10) + " "})
 	}
 	store(2, protocol.Event{Seq: 6, Type: protocol.EventDone, FinishReason: "stop"})
+}
 
-	r := openStream(t, ctx, "GET", b.url+"/chat/completions/chatcmpl-"+id+"/stream", "", http.Header{"Last-Event-ID": {"4"}})
-	var got []string
+// readAll reads a stream's events to its end.
+func readAll(t *testing.T, r *sseReader) []sseEvent {
+	t.Helper()
+	var got []sseEvent
 	for {
 		ev, err := r.next()
 		if err == io.EOF {
-			break
+			return got
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, ev.data)
-	}
-	if len(got) == 0 || !strings.Contains(got[0], "stream_reset") {
-		t.Fatalf("resumed after seq 4 of writer 1, got %q; want stream_reset, not writer 2's tail", got)
+		got = append(got, ev)
 	}
 }

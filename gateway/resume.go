@@ -54,7 +54,7 @@ func (g *Gateway) handleResume(ctx context.Context, rec *recorder, r *http.Reque
 		return
 	}
 	rec.firstByte()
-	if after == (eventPos{}) && last.Type.Terminal() {
+	if after.none() && last.Type.Terminal() {
 		// A whole answer that has ended: read it first, so the client gets
 		// only the output after its last reset, never a spliced one.
 		g.replayEnded(ctx, s, reply)
@@ -77,6 +77,7 @@ func (g *Gateway) handleResume(ctx context.Context, rec *recorder, r *http.Reque
 			return
 		}
 		prev.epoch, prev.seen = reply.Epoch(), true
+		s.epoch = reply.Epoch()
 		if done, err := s.event(&ev); done || err != nil {
 			return
 		}
@@ -84,15 +85,16 @@ func (g *Gateway) handleResume(ctx context.Context, rec *recorder, r *http.Reque
 }
 
 // takenOverBehind reports a reset by another writer (a takeover) at or
-// before the position a resumed client had reached: with live replies the
-// events the client had there may be the first writer's, shown and never
-// stored, which the takeover replaced. The SSE ids do not say whose they
-// were, so the stream ends as it does for a reset after output — even for
-// a client that did see the takeover before any output (rare; it reads
-// the whole answer again).
+// before the position a resumed client had reached, when the client's
+// events there were not that writer's (its SSE id names the writer): with
+// live replies they may be the first writer's, shown and never stored,
+// which the takeover replaced. The stream ends as it does for a reset
+// after output. A client whose id is the takeover's writer's saw the
+// reset before any output, and goes on. A writer without epochs (an older
+// worker) counts as another one.
 func takenOverBehind(ev *protocol.Event, epoch, prevEpoch uint64, prevSeen bool, after eventPos) bool {
 	return ev.Type == protocol.EventReset && prevSeen && epoch != prevEpoch &&
-		after != (eventPos{}) && !after.before(eventPos{seq: ev.Seq})
+		!after.none() && !after.before(eventPos{seq: ev.Seq}) && (epoch == 0 || epoch != after.epoch)
 }
 
 // errTakenOverBehind is the stream_reset of a resume behind a takeover.
@@ -105,12 +107,13 @@ func errTakenOverBehind(id string) *httpError {
 // after its last reset.
 func (g *Gateway) replayEnded(ctx context.Context, s *sse, reply *publisher.Reply) {
 	var events []protocol.Event
+	var epochs []uint64
 	for ev, err := range reply.Events(ctx) {
 		if err != nil {
 			_ = s.fail(0, waitError(err))
 			return
 		}
-		events = append(events, ev)
+		events, epochs = append(events, ev), append(epochs, reply.Epoch())
 	}
 	from := 0
 	for i, ev := range events {
@@ -123,6 +126,7 @@ func (g *Gateway) replayEnded(ctx context.Context, s *sse, reply *publisher.Repl
 		if (i > 0 && i < from) || ev.Type == protocol.EventReset {
 			continue // the meta event, then only the output that stood
 		}
+		s.epoch = epochs[i]
 		if done, err := s.event(ev); done || err != nil {
 			return
 		}

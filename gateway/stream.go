@@ -14,27 +14,46 @@ import (
 // eventPos is a position in a reply as SSE ids name it: chatfleet event
 // seq, and the index of the OpenAI chunk made from it (one event may make
 // several chunks, and some events none). The id "12" is chunk 0 of event
-// 12, "12.1" its chunk 1.
+// 12, "12.1" its chunk 1. An event of a writer after a takeover (epoch 2
+// and up: the job's delivery that wrote it) is prefixed with it: "2:12.1".
+// The first delivery's ids have no prefix, as before epochs.
 type eventPos struct {
-	seq uint64
-	k   int
+	seq   uint64
+	k     int
+	epoch uint64 // the writer's; 1 for ids without one
 }
+
+// none reports whether p is no position: a stream from the start.
+func (p eventPos) none() bool { return p.seq == 0 && p.k == 0 }
 
 func (p eventPos) String() string {
-	if p.k == 0 {
-		return strconv.FormatUint(p.seq, 10)
+	id := strconv.FormatUint(p.seq, 10)
+	if p.k != 0 {
+		id += "." + strconv.Itoa(p.k)
 	}
-	return strconv.FormatUint(p.seq, 10) + "." + strconv.Itoa(p.k)
+	if p.epoch > 1 {
+		id = strconv.FormatUint(p.epoch, 10) + ":" + id
+	}
+	return id
 }
 
-// parsePos reads an SSE id ("12" or "12.1").
+// parsePos reads an SSE id ("12", "12.1" or "2:12.1").
 func parsePos(s string) (eventPos, bool) {
-	seq, k, hasK := strings.Cut(strings.TrimSpace(s), ".")
+	p := eventPos{epoch: 1}
+	rest := strings.TrimSpace(s)
+	if epoch, pos, ok := strings.Cut(rest, ":"); ok {
+		e, err := strconv.ParseUint(epoch, 10, 64)
+		if err != nil || e == 0 {
+			return eventPos{}, false
+		}
+		p.epoch, rest = e, pos
+	}
+	seq, k, hasK := strings.Cut(rest, ".")
 	n, err := strconv.ParseUint(seq, 10, 64)
 	if err != nil {
 		return eventPos{}, false
 	}
-	p := eventPos{seq: n}
+	p.seq = n
 	if hasK {
 		if p.k, err = strconv.Atoi(k); err != nil || p.k < 0 {
 			return eventPos{}, false
@@ -55,6 +74,7 @@ type sse struct {
 	created      int64
 	includeUsage bool
 	after        eventPos
+	epoch        uint64 // the writer of the event being written, for its ids
 	wrote        bool   // response headers written
 	output       bool   // content, a refusal, reasoning or tool calls reached the client
 	buf          []byte // one SSE event being written, reused
@@ -124,6 +144,13 @@ func (s *sse) write(ev *protocol.Event) (done bool, err error) {
 		// A comment: the connection is alive, and SDKs skip it.
 		return false, s.comment(fmt.Sprintf("progress %s %s", ev.Stage, ev.Reason))
 	case protocol.EventReset:
+		if !s.after.before(eventPos{seq: ev.Seq}) {
+			// A resumed client had this reset: what came before it is
+			// void, and the client had none of it (a reset after output
+			// ended its stream).
+			s.output = false
+			return false, nil
+		}
 		if !s.output {
 			return false, nil // nothing to take back
 		}
@@ -171,7 +198,7 @@ func (s *sse) chunk(d delta, finish *string, usage *protocol.Usage) chunk {
 // the client had.
 func (s *sse) chunks(seq uint64, cs ...chunk) error {
 	for k := range cs {
-		pos := eventPos{seq: seq, k: k}
+		pos := eventPos{seq: seq, k: k, epoch: s.epoch}
 		if !s.after.before(pos) {
 			continue
 		}
@@ -186,7 +213,8 @@ func (s *sse) chunks(seq uint64, cs ...chunk) error {
 	return nil
 }
 
-// before reports whether p comes before q.
+// before reports whether p comes before q in the reply (whoever wrote
+// them).
 func (p eventPos) before(q eventPos) bool {
 	return p.seq < q.seq || (p.seq == q.seq && p.k < q.k)
 }
@@ -194,7 +222,7 @@ func (p eventPos) before(q eventPos) bool {
 // fail ends the stream with an error event, as OpenAI sends one
 // mid-stream, and flushes it.
 func (s *sse) fail(seq uint64, e *httpError) error {
-	pos := eventPos{seq: seq}
+	pos := eventPos{seq: seq, epoch: s.epoch}
 	if !s.after.before(pos) {
 		return nil
 	}

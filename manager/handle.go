@@ -206,7 +206,7 @@ func (r *request) reject(tenant, id string, perr *protocol.Error) {
 		ev := protocol.Event{V: protocol.Version, ID: id, Seq: 1, Type: protocol.EventError, Error: perr}
 		if b, err := ev.Marshal(); err == nil {
 			ctx, cancel := context.WithTimeout(r.m.hard, r.m.ackWait()/4)
-			_, err = r.m.js.PublishMsg(ctx, replyMsg(r.m.cfg.Names.ReplyWrite(tenant, id), r.streamSeq, 1, b, false),
+			_, err = r.m.js.PublishMsg(ctx, replyMsg(r.m.cfg.Names.ReplyWrite(tenant, id), r.streamSeq, 0, 1, b),
 				jetstream.WithExpectLastSequencePerSubject(0))
 			cancel()
 			if err != nil {

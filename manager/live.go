@@ -316,7 +316,7 @@ func (r *request) takeUnstored() unstoredEvents {
 
 // replyMsg is the stored copy of event seq, data, of a live reply.
 func (r *request) replyMsg(seq uint64, data []byte) *nats.Msg {
-	msg := replyMsg(r.subject, r.streamSeq, seq, data, true)
+	msg := replyMsg(r.subject, r.streamSeq, r.deliveries, seq, data)
 	msg.Header.Set(protocol.HeaderEpoch, r.epoch)
 	return msg
 }

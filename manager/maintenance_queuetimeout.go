@@ -214,7 +214,7 @@ func (m *Manager) storeQueuedEnding(ctx context.Context, msg *jetstream.RawStrea
 	subject := m.cfg.Names.ReplyWrite(job.Tenant, job.ID)
 	// No message ID: the worker's first event carries subject:1 as its
 	// ID, and a duplicate would be acknowledged instead of refused.
-	_, err = m.js.PublishMsg(ctx, replyMsg(subject, msg.Sequence, 1, b, false), jetstream.WithExpectLastSequencePerSubject(0))
+	_, err = m.js.PublishMsg(ctx, replyMsg(subject, msg.Sequence, 0, 1, b), jetstream.WithExpectLastSequencePerSubject(0))
 	if err == nil {
 		return true, true, nil
 	}

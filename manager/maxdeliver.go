@@ -255,7 +255,7 @@ func (m *Manager) endGivenUpReply(ctx context.Context, tenant, id string, jobSeq
 		ev := protocol.Event{V: protocol.Version, ID: id, Seq: seq + 1, Type: protocol.EventError, Error: perr}
 		b, _ := ev.Marshal()
 		m.countEnding(protocol.EventError, perr.Code, 1) // before the producer can hear of it
-		if _, err := m.js.PublishMsg(ctx, replyMsg(subject, jobSeq, ev.Seq, b, false), jetstream.WithExpectLastSequencePerSubject(lastSeq)); err == nil {
+		if _, err := m.js.PublishMsg(ctx, replyMsg(subject, jobSeq, 0, ev.Seq, b), jetstream.WithExpectLastSequencePerSubject(lastSeq)); err == nil {
 			return
 		}
 		m.countEnding(protocol.EventError, perr.Code, -1)

@@ -19,14 +19,19 @@ import (
 // guess.
 
 // replyMsg is event number seq of a reply, answering the job at jobSeq.
-// withID adds a message ID that makes JetStream drop a second copy of it
-// (a retried store whose ack was lost).
-func replyMsg(subject string, jobSeq, seq uint64, data []byte, withID bool) *nats.Msg {
+// A delivery (above 0) adds a message ID that makes JetStream drop a
+// second copy of it (a retried store whose ack was lost):
+// <subject>:<jobSeq>.<delivery>:<seq>. The ID names the writer, so no other
+// writer's event is ever dropped as this one's copy: with replicas the
+// server checks IDs before the expected last sequence, and a takeover's
+// event with the fenced writer's ID would be acked as stored without
+// being stored, the fence passed.
+func replyMsg(subject string, jobSeq, delivery, seq uint64, data []byte) *nats.Msg {
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	msg.Header.Set(protocol.HeaderJobSeq, strconv.FormatUint(jobSeq, 10))
-	if withID {
-		msg.Header.Set(jetstream.MsgIDHeader, subject+":"+strconv.FormatUint(seq, 10))
+	if delivery > 0 {
+		msg.Header.Set(jetstream.MsgIDHeader, subject+":"+strconv.FormatUint(jobSeq, 10)+"."+strconv.FormatUint(delivery, 10)+":"+strconv.FormatUint(seq, 10))
 	}
 	return msg
 }
@@ -87,7 +92,7 @@ func (m *Manager) endDuplicate(ctx context.Context, d deadLetter, last *jetstrea
 		return err
 	}
 	m.countEnding(protocol.EventError, d.err.Code, 1) // before the producer can hear of it
-	_, err = m.js.PublishMsg(ctx, replyMsg(last.Subject, d.streamSeq, ev.Seq, b, false), jetstream.WithExpectLastSequencePerSubject(last.Sequence))
+	_, err = m.js.PublishMsg(ctx, replyMsg(last.Subject, d.streamSeq, 0, ev.Seq, b), jetstream.WithExpectLastSequencePerSubject(last.Sequence))
 	if err != nil {
 		m.countEnding(protocol.EventError, d.err.Code, -1)
 	}

@@ -161,7 +161,7 @@ func (r *request) store(ev *protocol.Event) error {
 		r.unstored.add(ev.Type, ev.Seq, b)
 		return r.storeQueued()
 	}
-	return r.storeMsg(ev.Seq, replyMsg(r.subject, r.streamSeq, ev.Seq, b, true))
+	return r.storeMsg(ev.Seq, replyMsg(r.subject, r.streamSeq, r.deliveries, ev.Seq, b))
 }
 
 // storeMsg stores msg, event number seq, as store describes, retrying.

@@ -14,7 +14,8 @@ import (
 // reader that reads every event expands it with DecodeStored.
 
 // HeaderBatch is carried by a stored message that holds several events:
-// the seq of its first one. Its Nats-Msg-Id names its last.
+// the seq of its first one. Its Nats-Msg-Id names its last (after the
+// last colon).
 const HeaderBatch = "Chatfleet-Batch"
 
 // StoredBatch joins the JSON of consecutive events into one stored

@@ -157,14 +157,28 @@ func (w *Worker) pull(ctx context.Context, p pick, permits []*manager.Permit) (i
 // or back to the queue when stopping.
 func (w *Worker) dispatch(ctx context.Context, msg jetstream.Msg, permit *manager.Permit) {
 	if ctx.Err() != nil {
-		_ = msg.Nak() // stopping: hand it straight back
-		permit.Release()
+		handBack(msg, permit) // stopping
 		return
 	}
 	if !w.handlers.Go(func() { w.mgr.Handle(msg, permit) }) { // owned by the worker: Stop's handlers.Close waits for it
-		_ = msg.Nak() // the pool closed under us: hand it back
-		permit.Release()
+		handBack(msg, permit) // the pool closed under us
 	}
+}
+
+// handle hands a pulled job to the manager on this goroutine (one of the
+// pool's), or back to the queue when stopping.
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, permit *manager.Permit) {
+	if ctx.Err() != nil {
+		handBack(msg, permit)
+		return
+	}
+	w.mgr.Handle(msg, permit)
+}
+
+// handBack gives a pulled job straight back to the queue, and its permit.
+func handBack(msg jetstream.Msg, permit *manager.Permit) {
+	_ = msg.Nak()
+	permit.Release()
 }
 
 // release gives back permits no job arrived for.

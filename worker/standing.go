@@ -42,19 +42,28 @@ func (w *Worker) stand(ctx context.Context, q queue, permit *manager.Permit) *st
 		return nil
 	}
 	s := &standingPull{queue: q, iter: iter, done: make(chan struct{})}
-	go func() { // owned by the fetch loop: it stops the pull and waits for done
-		defer close(s.done)
+	// On a goroutine of the handlers' pool, which goes on to handle the
+	// job: one hand-off less before it starts. The fetch loop waits for
+	// done (the pull), Stop's handlers.Close for the job.
+	started := w.handlers.Go(func() {
 		msg, err := iter.Next()
 		if err != nil {
 			permit.Release()
 			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				s.err = err
 			}
+			close(s.done)
 			return
 		}
 		iter.Stop()
-		w.dispatch(ctx, msg, permit)
-	}()
+		close(s.done)
+		w.handle(ctx, msg, permit)
+	})
+	if !started { // the pool closed: stopping
+		iter.Stop()
+		permit.Release()
+		return nil
+	}
 	return s
 }
 

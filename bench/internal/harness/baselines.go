@@ -15,6 +15,7 @@ import (
 // Baselines are raw NATS on the same server, measured with nats.go.
 type Baselines struct {
 	JetStream *JetStreamBaseline `json:"jetstream,omitempty"`
+	CorePub   *CorePubBaseline   `json:"core_publish,omitempty"`
 	ReqReply  *ReqReplyBaseline  `json:"request_reply,omitempty"`
 }
 
@@ -44,6 +45,12 @@ func (r *runner) baselines(ctx context.Context) error {
 	}
 	r.rep.Baselines.JetStream = js
 	r.progress("   JetStream async publish + pull consume: %.0f msgs/s (publish alone %.0f msgs/s)", js.MsgsPerS, js.PublishMsgsPerS)
+	cp, err := r.corePubBaseline(ctx)
+	if err != nil {
+		return fmt.Errorf("core publish: %w", err)
+	}
+	r.rep.Baselines.CorePub = cp
+	r.progress("   core publish to a subscriber: %.0f msgs/s", cp.MsgsPerS)
 	rr, err := r.reqReplyBaseline(ctx)
 	if err != nil {
 		return fmt.Errorf("request/reply: %w", err)

@@ -118,7 +118,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 
-	if b := got.Baselines; b == nil || b.JetStream == nil || b.JetStream.MsgsPerS <= 0 || b.ReqReply == nil || b.ReqReply.Latency.N != sz.ReqReplyN {
+	if b := got.Baselines; b == nil || b.JetStream == nil || b.JetStream.MsgsPerS <= 0 || b.CorePub == nil || b.CorePub.MsgsPerS <= 0 || b.ReqReply == nil || b.ReqReply.Latency.N != sz.ReqReplyN {
 		t.Errorf("baselines incomplete: %+v", b)
 	}
 

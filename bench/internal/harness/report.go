@@ -153,6 +153,9 @@ func (rep *Report) scenarioRows(p func(format string, a ...any)) {
 		if j := b.JetStream; j != nil {
 			p("baseline JetStream\tasync pub + pull ack\t%.0f msgs/s\t\t\t\tpublish alone %.0f msgs/s, %d B msgs", j.MsgsPerS, j.PublishMsgsPerS, j.MsgBytes)
 		}
+		if c := b.CorePub; c != nil {
+			p("baseline core NATS\tpublish → subscriber\t%.0f msgs/s\t\t\t\t%d B msgs, one publisher, one subscriber", c.MsgsPerS, c.MsgBytes)
+		}
 		if r := b.ReqReply; r != nil {
 			p("baseline core NATS\trequest/reply\t\t%s\t\t\tround trip, one at a time", dist(r.Latency))
 		}

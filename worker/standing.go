@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,10 +23,11 @@ import (
 // stops), never stranded until its ack wait. The slot goes back when it
 // ends without a job.
 type standingPull struct {
-	queue queue
-	iter  jetstream.MessagesContext
-	done  chan struct{} // closed once it has ended
-	err   error         // why it ended on its own without a job; read after done
+	queue    queue
+	iter     jetstream.MessagesContext
+	stopping atomic.Bool   // stop was called
+	done     chan struct{} // closed once it has ended
+	err      error         // why it ended without a job and without stop; read after done
 }
 
 // stand starts a standing pull on q with permit, or returns nil and gives
@@ -49,8 +51,8 @@ func (w *Worker) stand(ctx context.Context, q queue, permit *manager.Permit) *st
 		msg, err := iter.Next()
 		if err != nil {
 			permit.Release()
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				s.err = err
+			if !s.stopping.Load() || !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				s.err = err // not stopped: not to be started there again at once
 			}
 			close(s.done)
 			return
@@ -72,6 +74,7 @@ func (w *Worker) stand(ctx context.Context, q queue, permit *manager.Permit) *st
 // cut off from it, there is nobody to ask, and a job sent before the cut
 // comes back after its ack wait whatever the worker does.
 func (s *standingPull) stop(nc *nats.Conn) {
+	s.stopping.Store(true)
 	if nc.IsConnected() {
 		s.iter.Drain()
 	} else {

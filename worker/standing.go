@@ -46,6 +46,7 @@ func (w *Worker) stand(ctx context.Context, q queue, permit *manager.Permit) *st
 		defer close(s.done)
 		msg, err := iter.Next()
 		if err != nil {
+			iter.Stop() // Next leaves it running on ErrNoHeartbeat
 			permit.Release()
 			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				s.err = err

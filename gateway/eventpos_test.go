@@ -33,3 +33,21 @@ func TestEventPos(t *testing.T) {
 		t.Error("the first delivery's ids must look as they did before epochs")
 	}
 }
+
+// FuzzParsePos: an SSE id the gateway accepts names a position it writes
+// back as an id that reads as the same position.
+func FuzzParsePos(f *testing.F) {
+	for _, s := range []string{"12", "12.1", "2:12", "3:12.2", "1:12", "0", "x", "2:", ":1", "1.-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, ok := parsePos(s)
+		if !ok {
+			return
+		}
+		q, ok := parsePos(p.String())
+		if !ok || q != p {
+			t.Fatalf("parsePos(%q) = %+v, written %q, read back %+v, %v", s, p, p.String(), q, ok)
+		}
+	})
+}

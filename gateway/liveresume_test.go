@@ -61,20 +61,7 @@ func TestResumeAfterTakeoverFromItsWriter(t *testing.T) {
 // 2), writer 2's reset, its chunks up to seq 5 and its done.
 func storeTakenOver(t *testing.T, b *bundle, id string, oldChunk bool) {
 	t.Helper()
-	ctx := fleettest.Context(t, 10*time.Second)
-	_, js := natstest.JetStream(t, b.f.NATS.ClientURL())
-	subject := b.f.Topology.WithDefaults().Names.ReplyWrite("default", id)
-	store := func(epoch int, ev protocol.Event) {
-		ev.V, ev.ID = protocol.Version, id
-		data, _ := ev.Marshal()
-		m := nats.NewMsg(subject)
-		m.Data = data
-		m.Header.Set(protocol.HeaderEpoch, strconv.Itoa(epoch))
-		m.Header.Set(jetstream.MsgIDHeader, subject+":"+strconv.FormatUint(ev.Seq, 10))
-		if _, err := js.PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	store := storer(t, b, id)
 	seq := uint64(1)
 	store(1, protocol.Event{Seq: seq, Type: protocol.EventMeta, Model: testModel})
 	if oldChunk {
@@ -87,6 +74,27 @@ func storeTakenOver(t *testing.T, b *bundle, id string, oldChunk bool) {
 		store(2, protocol.Event{Seq: seq, Type: protocol.EventChunk, Content: "new" + strconv.FormatUint(seq, 10) + " "})
 	}
 	store(2, protocol.Event{Seq: 6, Type: protocol.EventDone, FinishReason: "stop"})
+}
+
+// storer returns a function that stores an event of reply id as the
+// writer of epoch would, as the tests mean to leave the reply.
+func storer(t *testing.T, b *bundle, id string) func(epoch int, ev protocol.Event) {
+	t.Helper()
+	ctx := fleettest.Context(t, 10*time.Second)
+	_, js := natstest.JetStream(t, b.f.NATS.ClientURL())
+	subject := b.f.Topology.WithDefaults().Names.ReplyWrite("default", id)
+	return func(epoch int, ev protocol.Event) {
+		t.Helper()
+		ev.V, ev.ID = protocol.Version, id
+		data, _ := ev.Marshal()
+		m := nats.NewMsg(subject)
+		m.Data = data
+		m.Header.Set(protocol.HeaderEpoch, strconv.Itoa(epoch))
+		m.Header.Set(jetstream.MsgIDHeader, subject+":"+strconv.FormatUint(ev.Seq, 10))
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // readAll reads a stream's events to its end.

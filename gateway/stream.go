@@ -220,17 +220,23 @@ func (p eventPos) before(q eventPos) bool {
 }
 
 // fail ends the stream with an error event, as OpenAI sends one
-// mid-stream, and flushes it.
+// mid-stream, and flushes it. The error of event seq has its id (and a
+// resumed client that had it gets nothing); one that no event carries
+// (seq 0: the reply could not be read) has none, and is always written.
 func (s *sse) fail(seq uint64, e *httpError) error {
-	pos := eventPos{seq: seq, epoch: s.epoch}
-	if !s.after.before(pos) {
-		return nil
+	var id string
+	if seq > 0 {
+		pos := eventPos{seq: seq, epoch: s.epoch}
+		if !s.after.before(pos) {
+			return nil
+		}
+		id = pos.String()
 	}
 	b, err := json.Marshal(e.body)
 	if err != nil {
 		return err
 	}
-	if err := s.data(b, pos.String()); err != nil {
+	if err := s.data(b, id); err != nil {
 		return err
 	}
 	return s.rc.Flush()

@@ -31,6 +31,12 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 			return
 		}
 		standing = w.afterStanding(standing)
+		if w.standingWaits(standing) {
+			if !w.queues.wait(ctx, standing.endedC()) {
+				return
+			}
+			continue
+		}
 		permits, err := w.reserve(ctx, &standing)
 		if err != nil {
 			return // stopping
@@ -83,6 +89,19 @@ func (w *Worker) reserve(ctx context.Context, standing **standingPull) ([]*manag
 		*standing = w.afterStanding(*standing)
 	}
 	return slots.Reserve(ctx, n)
+}
+
+// standingWaits reports whether the fetch loop has nothing to do but
+// wait: s waits where it should (on the queue pulled from last) and no
+// queue is known to have jobs. Reserving slots would stop s when it holds
+// the last free one, only to start it again on the same queue: at every
+// rescan of a worker with one slot, or with all its other slots busy.
+func (w *Worker) standingWaits(s *standingPull) bool {
+	if s == nil || w.queues.anyActive() {
+		return false
+	}
+	q, ok := w.queues.lastPulled()
+	return !ok || q == s.queue
 }
 
 // standBy keeps a standing pull on the queue pulled from last, with one

@@ -50,6 +50,7 @@ func (w *Worker) stand(ctx context.Context, q queue, permit *manager.Permit) *st
 	started := w.handlers.Go(func() {
 		msg, err := iter.Next()
 		if err != nil {
+			iter.Stop() // Next leaves it running on ErrNoHeartbeat
 			permit.Release()
 			if !s.stopping.Load() || !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				s.err = err // not stopped: not to be started there again at once

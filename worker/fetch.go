@@ -23,7 +23,7 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 	var standing *standingPull
 	defer func() {
 		if standing != nil {
-			standing.stop(w.nc)
+			<-standing.over // within standingExpiry; a job it took goes back
 		}
 	}()
 	for {
@@ -31,19 +31,15 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 			return
 		}
 		standing = w.afterStanding(standing)
-		if w.standingWaits(standing) {
-			if !w.queues.wait(ctx, standing.endedC()) {
-				return
-			}
-			continue
-		}
-		permits, err := w.reserve(ctx, &standing)
+		permits, err := w.reserve(ctx, standing)
 		if err != nil {
 			return // stopping
 		}
 		picks := w.queues.plan(len(permits))
 		if len(picks) == 0 {
-			standing, permits = w.standBy(ctx, standing, permits)
+			if standing == nil {
+				standing, permits = w.standBy(ctx, permits)
+			}
 			release(permits)
 			if !w.queues.wait(ctx, standing.endedC()) {
 				return
@@ -77,56 +73,33 @@ func (w *Worker) fetchLoop(ctx context.Context) {
 }
 
 // reserve reserves the free request slots for a round of pulls, waiting
-// for one. A standing pull holding the last free slot is stopped for it:
-// the round may be for another queue.
-func (w *Worker) reserve(ctx context.Context, standing **standingPull) ([]*manager.Permit, error) {
+// for one. While a standing pull waits, only the other free slots count:
+// with none, reserve waits for a job to end or for the standing pull's
+// slot, within standingExpiry.
+func (w *Worker) reserve(ctx context.Context, standing *standingPull) ([]*manager.Permit, error) {
 	slots, n := w.mgr.Slots(), w.cfg.Manager.MaxConcurrentRequests
-	if *standing != nil {
+	if standing != nil {
 		if permits := slots.TryReserve(n); len(permits) > 0 {
 			return permits, nil
 		}
-		(*standing).stop(w.nc)
-		*standing = w.afterStanding(*standing)
 	}
 	return slots.Reserve(ctx, n)
 }
 
-// standingWaits reports whether the fetch loop has nothing to do but
-// wait: s waits where it should (on the queue pulled from last) and no
-// queue is known to have jobs. Reserving slots would stop s when it holds
-// the last free one, only to start it again on the same queue: at every
-// rescan of a worker with one slot, or with all its other slots busy.
-func (w *Worker) standingWaits(s *standingPull) bool {
-	if s == nil || w.queues.anyActive() {
-		return false
-	}
-	q, ok := w.queues.lastPulled()
-	return !ok || q == s.queue
-}
-
-// standBy keeps a standing pull on the queue pulled from last, with one
-// of permits: it starts one, or moves the one on another queue there. It
-// returns the pull (or nil) and the permits left.
+// standBy starts a standing pull with one of permits on the queue pulled
+// from last, if any; it returns the pull (or nil) and the permits left.
 //
 // The last queue pulled from is where a job may be waiting that the pull
 // did not find: the stream announces a job before its consumer counts it,
 // so a pull right after the announcement can come back empty. A standing
 // pull there gets that job as the consumer counts it, where the fetch
 // loop would find it at its next rescan only.
-func (w *Worker) standBy(ctx context.Context, s *standingPull, permits []*manager.Permit) (*standingPull, []*manager.Permit) {
+func (w *Worker) standBy(ctx context.Context, permits []*manager.Permit) (*standingPull, []*manager.Permit) {
 	q, ok := w.queues.lastPulled()
-	if !ok || ctx.Err() != nil || (s != nil && s.queue == q) {
-		return s, permits
-	}
-	if s != nil {
-		s.stop(w.nc)
-		w.afterStanding(s)
-		permits = append(permits, w.mgr.Slots().TryReserve(1)...) // its slot, unless a job took it
-	}
-	if len(permits) == 0 {
+	if !ok || ctx.Err() != nil || len(permits) == 0 {
 		return nil, permits
 	}
-	s = w.stand(ctx, q, permits[0])
+	s := w.stand(ctx, q, permits[0])
 	if s == nil {
 		w.queues.forget(q) // not again until a pull from it succeeds
 	}
@@ -134,14 +107,14 @@ func (w *Worker) standBy(ctx context.Context, s *standingPull, permits []*manage
 }
 
 // afterStanding returns s while it waits, nil once it has ended. One that
-// ended on an error (its consumer deleted, say) is not started again on
-// that queue until a pull from it succeeds.
+// failed (its consumer deleted, say) is not started again on that queue
+// until a pull from it succeeds.
 func (w *Worker) afterStanding(s *standingPull) *standingPull {
 	if s == nil || !s.ended() {
 		return s
 	}
 	if s.err != nil {
-		w.cfg.Logger.Debug("standing pull ended", "tenant", s.queue.tenant, "priority", s.queue.priority(), "err", s.err)
+		w.cfg.Logger.Debug("standing pull failed", "tenant", s.queue.tenant, "priority", s.queue.priority(), "err", s.err)
 		w.queues.forget(s.queue)
 	}
 	return nil

@@ -134,13 +134,6 @@ func (qs *queues) drop(p pick) {
 	}
 }
 
-// anyActive reports whether a queue is known to have jobs.
-func (qs *queues) anyActive() bool {
-	qs.mu.Lock()
-	defer qs.mu.Unlock()
-	return len(qs.member) > 0
-}
-
 // plan shares n pulls among the active queues.
 func (qs *queues) plan(n int) []pick {
 	qs.mu.Lock()

@@ -2,32 +2,35 @@ package worker
 
 import (
 	"context"
-	"errors"
-	"sync/atomic"
+	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatfleet/chatfleet/manager"
 )
 
-// standingPull is a pull request that waits at the server for the next
-// job of one queue while the worker has nothing queued to pull, holding
-// one reserved request slot. A job stored meanwhile reaches the worker
-// with the stream's announcement of it, not one round trip after: the
+// standingExpiry is how long a standing pull waits at the server. It
+// bounds what a standing pull can hold up: a worker's last free slot
+// wanted for another queue's job, and a stopping worker. Each idle worker
+// sends a pull this often.
+const standingExpiry = 250 * time.Millisecond
+
+// standingPull is a pull request that waits at the server, for one job of
+// one queue, while the worker has nothing queued to pull, holding one
+// reserved request slot. A job stored meanwhile reaches the worker with
+// the stream's announcement of it, not one round trip after: the
 // announcement, then a pull, is the path of every other job.
 //
-// It takes one job at most. Stopping it drains its subscription: the
-// server stops sending at once, and a job it sent just before is still
-// read and handed to the manager (or back to the queue when the worker
-// stops), never stranded until its ack wait. The slot goes back when it
-// ends without a job.
+// It is never cut short: it ends with its job, or when the server ends it
+// after standingExpiry and the slot goes back. Unsubscribing from a pull
+// early can lose a job: in a cluster the consumer's leader may send one
+// before it hears of the unsubscribe, and the job then waits out its ack
+// wait with nobody working on it. So the fetch loop waits for a standing
+// pull: when it needs its slot, and when the worker stops.
 type standingPull struct {
-	queue    queue
-	iter     jetstream.MessagesContext
-	stopping atomic.Bool   // stop was called
-	done     chan struct{} // closed once it has ended
-	err      error         // why it ended without a job and without stop; read after done
+	queue queue
+	over  chan struct{} // closed once it has ended: its job taken, or its slot given back
+	err   error         // why it ended without a job, if it failed; read after over
 }
 
 // stand starts a standing pull on q with permit, or returns nil and gives
@@ -38,50 +41,40 @@ func (w *Worker) stand(ctx context.Context, q queue, permit *manager.Permit) *st
 		permit.Release()
 		return nil
 	}
-	iter, err := c.Messages(jetstream.PullMaxMessages(1), jetstream.StopAfter(1))
+	batch, err := c.Fetch(1, jetstream.FetchMaxWait(standingExpiry))
 	if err != nil {
 		permit.Release()
 		return nil
 	}
-	s := &standingPull{queue: q, iter: iter, done: make(chan struct{})}
-	// On a goroutine of the handlers' pool, which goes on to handle the
-	// job: one hand-off less before it starts. The fetch loop waits for
-	// done (the pull), Stop's handlers.Close for the job.
-	started := w.handlers.Go(func() {
-		msg, err := iter.Next()
-		if err != nil {
-			iter.Stop() // Next leaves it running on ErrNoHeartbeat
+	s := &standingPull{queue: q, over: make(chan struct{})}
+	wait := func() {
+		msg, ok := <-batch.Messages()
+		if !ok {
 			permit.Release()
-			if !s.stopping.Load() || !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				s.err = err // not stopped: not to be started there again at once
-			}
-			close(s.done)
+			s.err = batch.Error()
+			close(s.over)
 			return
 		}
-		iter.Stop()
-		close(s.done)
+		close(s.over)
 		w.handle(ctx, msg, permit)
-	})
-	if !started { // the pool closed: stopping
-		iter.Stop()
-		permit.Release()
-		return nil
+	}
+	// On a goroutine of the handlers' pool, which goes on to handle the
+	// job: one hand-off less before it starts. The fetch loop waits for
+	// over (the pull), Stop's handlers.Close for the job.
+	if !w.handlers.Go(wait) {
+		wait() // the pool closed (it does only after the fetch loop returned)
 	}
 	return s
 }
 
-// stop ends the pull and waits until it has: its job, if one came,
-// dispatched, its slot otherwise given back. Draining asks the server;
-// cut off from it, there is nobody to ask, and a job sent before the cut
-// comes back after its ack wait whatever the worker does.
-func (s *standingPull) stop(nc *nats.Conn) {
-	s.stopping.Store(true)
-	if nc.IsConnected() {
-		s.iter.Drain()
-	} else {
-		s.iter.Stop()
+// ended reports whether the pull has ended.
+func (s *standingPull) ended() bool {
+	select {
+	case <-s.over:
+		return true
+	default:
+		return false
 	}
-	<-s.done
 }
 
 // endedC is closed once the pull has ended; nil (never) for no pull.
@@ -89,15 +82,5 @@ func (s *standingPull) endedC() <-chan struct{} {
 	if s == nil {
 		return nil
 	}
-	return s.done
-}
-
-// ended reports whether the pull has ended on its own.
-func (s *standingPull) ended() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
+	return s.over
 }

@@ -13,11 +13,14 @@ import (
 	"github.com/chatfleet/chatfleet/worker"
 )
 
-// TestStandingPullStaysWhileIdle: a worker whose standing pull holds its
-// last free request slot keeps that pull while no queue has jobs: its
-// rescans (every FetchWait) neither stop it nor send another — with one
-// slot, or with every other slot busy (not yet: see the skip).
-func TestStandingPullStaysWhileIdle(t *testing.T) {
+// TestStandingPullRenewedOnlyAtExpiry: a worker whose standing pull holds
+// its last free request slot renews that pull when the server ends it, and
+// its rescans (every 20ms here, far more often) do not cut it short for
+// another: with one slot, one pull per expiry; with its other slot busy,
+// two (the rescan finds the running job's queue counted as having a job
+// until the job is acked, and pulls it once the standing pull's slot is
+// back).
+func TestStandingPullRenewedOnlyAtExpiry(t *testing.T) {
 	t.Parallel()
 	t.Run("one slot", func(t *testing.T) {
 		t.Parallel()
@@ -25,11 +28,9 @@ func TestStandingPullStaysWhileIdle(t *testing.T) {
 		startRescanning(f, 1)
 		submitAndCollect(t, f, userJob("first"))
 		waitStanding(t, f)
-		checkNoPullsWhileRescanning(t, f)
+		checkPullsPerExpiry(t, f, 1)
 	})
 	t.Run("other slots busy", func(t *testing.T) {
-		t.Skip("known: a rescan marks the running job's queue as having jobs (the stream counts it until " +
-			"it is acked), so each rescan stops the standing pull for a pull that finds nothing, and starts it again")
 		t.Parallel()
 		stall, release := fleettest.Stalled()
 		defer release()
@@ -41,7 +42,7 @@ func TestStandingPullStaysWhileIdle(t *testing.T) {
 		}
 		t.Cleanup(r.Stop)
 		waitStanding(t, f)
-		checkNoPullsWhileRescanning(t, f)
+		checkPullsPerExpiry(t, f, 2)
 	})
 }
 
@@ -55,25 +56,29 @@ func startRescanning(f *fleettest.Fleet, slots int) {
 	})
 }
 
-// checkNoPullsWhileRescanning counts the pull requests sent while the
-// fleet's worker rescans ten times: none but, at most, one renewal.
-func checkNoPullsWhileRescanning(t *testing.T, f *fleettest.Fleet) {
+// checkPullsPerExpiry counts the pull requests the fleet's worker sends
+// while the server ends ten of its pulls at their expiry (a 408 status to
+// the pull's inbox): at most perExpiry each, and one more in flight at
+// either end.
+func checkPullsPerExpiry(t *testing.T, f *fleettest.Fleet, perExpiry int64) {
 	t.Helper()
 	nc := natstest.Connect(t, f.NATS.ClientURL())
-	var pulls, scans atomic.Int64
-	for subject, n := range map[string]*atomic.Int64{
-		"$JS.API.CONSUMER.MSG.NEXT.>":                                         &pulls,
-		"$JS.API.STREAM.INFO." + f.Topology.WithDefaults().Names.JobsStream(): &scans,
-	} {
-		if _, err := nc.Subscribe(subject, func(*nats.Msg) { n.Add(1) }); err != nil {
-			t.Fatal(err)
+	var pulls, expired atomic.Int64
+	if _, err := nc.Subscribe("$JS.API.CONSUMER.MSG.NEXT.>", func(*nats.Msg) { pulls.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Subscribe("_INBOX.>", func(m *nats.Msg) {
+		if m.Header.Get("Status") == "408" {
+			expired.Add(1)
 		}
+	}); err != nil {
+		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	fleettest.Poll(t, fleettest.Context(t, 10*time.Second), "ten rescans", func() bool { return scans.Load() >= 10 })
-	if n := pulls.Load(); n > 1 {
-		t.Errorf("%d pull requests during ten idle rescans; want the standing pull to stay (at most one)", n)
+	fleettest.Poll(t, fleettest.Context(t, 30*time.Second), "ten standing pulls to expire", func() bool { return expired.Load() >= 10 })
+	if n, e := pulls.Load(), expired.Load(); n > perExpiry*e+2 {
+		t.Errorf("%d pull requests while %d expired; want at most %d per expiry", n, e, perExpiry)
 	}
 }

@@ -33,7 +33,6 @@ func TestStandingPullStopLosesNoJobInACluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 3-node cluster")
 	}
-	t.Skip("known bug: a standing pull stopped as the consumer's leader (another node) sends it a job loses the job until its ack wait")
 	t.Parallel()
 	c := natstest.RunCluster(t, 3)
 	upstream := llmtest.New()

@@ -145,3 +145,13 @@ func (m *Manager) watchTenants(ctx context.Context) error {
 	m.tenantMirror = mirror
 	return nil
 }
+
+// TenantsRevision is the tenants bucket's revision this worker has
+// applied: a change stored at or before it (a pause, a limit) is in effect
+// here. 0 before the manager has started.
+func (m *Manager) TenantsRevision() uint64 {
+	if m.tenantMirror == nil {
+		return 0
+	}
+	return m.tenantMirror.Applied()
+}

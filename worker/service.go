@@ -46,6 +46,10 @@ type Status struct {
 	// Tenants is this worker's usage by tenant since it started, by name:
 	// the tenants in the tenants bucket, the rest as manager.OtherTenants.
 	Tenants []TenantStatus `json:"tenants"`
+	// TenantsRevision is the tenants bucket's revision the worker has
+	// applied: a change stored at or before it is in effect here. Nil
+	// from workers of earlier versions, which do not say.
+	TenantsRevision *uint64 `json:"tenants_revision,omitempty"`
 }
 
 // TenantStatus is one tenant's usage on a worker.
@@ -82,9 +86,11 @@ func (w *Worker) Status() Status {
 		Worker: w.cfg.ID, Prefix: w.cfg.Prefix, Started: w.started, UptimeS: time.Since(w.started).Seconds(),
 		Draining: w.draining.Load(), InFlight: w.mgr.InFlight(), Slots: w.mgr.Slots().Usage(),
 		Leading: st.Generations, Totals: st, Upstreams: w.mgr.Upstream(), Routes: w.mgr.Upstreams(),
-		Tenants: w.tenants(),
+		Tenants: w.tenants(), TenantsRevision: ptr(w.mgr.TenantsRevision()),
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // registerService registers the worker as a NATS micro service with a
 // status endpoint on a subject of its own.

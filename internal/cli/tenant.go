@@ -163,15 +163,19 @@ func tenantCommand(ctx context.Context, nc *nats.Conn, names subjects.Names, f *
 	store := tenantStore{kv: kv, names: names}
 	switch f.sub {
 	case "set":
-		t, err := store.update(ctx, name, f.apply)
-		if err == nil {
-			fmt.Fprintf(io.Out, "tenant %s: %s\n", name, describeLimits(t))
-		}
-		return err
-	case "pause", "resume":
-		if _, err := store.update(ctx, name, func(t *protocol.Tenant) { t.Paused = f.sub == "pause" }); err != nil {
+		t, rev, err := store.update(ctx, name, f.apply)
+		if err != nil {
 			return err
 		}
+		confirmApplied(ctx, nc, names.Prefix(), rev, io)
+		fmt.Fprintf(io.Out, "tenant %s: %s\n", name, describeLimits(t))
+		return nil
+	case "pause", "resume":
+		_, rev, err := store.update(ctx, name, func(t *protocol.Tenant) { t.Paused = f.sub == "pause" })
+		if err != nil {
+			return err
+		}
+		confirmApplied(ctx, nc, names.Prefix(), rev, io)
 		fmt.Fprintf(io.Out, "tenant %s %sd\n", name, f.sub)
 		return nil
 	case "rm":
@@ -207,25 +211,25 @@ func (s tenantStore) get(ctx context.Context, name string) (t protocol.Tenant, r
 
 // update changes tenant's entry with compare-and-swap, creating it if
 // missing, and returns what it wrote.
-func (s tenantStore) update(ctx context.Context, name string, change func(*protocol.Tenant)) (protocol.Tenant, error) {
+func (s tenantStore) update(ctx context.Context, name string, change func(*protocol.Tenant)) (protocol.Tenant, uint64, error) {
 	for {
 		t, rev, found, err := s.get(ctx, name)
 		if err != nil {
-			return t, fmt.Errorf("tenant %s: %w", name, err)
+			return t, 0, fmt.Errorf("tenant %s: %w", name, err)
 		}
 		change(&t)
 		t.V, t.Updated = max(t.V, protocol.TenantVersion), time.Now().UTC()
 		b, err := json.Marshal(t)
 		if err != nil {
-			return t, err
+			return t, 0, err
 		}
 		if found {
-			_, err = s.kv.Update(ctx, s.names.TenantKey(name), b, rev)
+			rev, err = s.kv.Update(ctx, s.names.TenantKey(name), b, rev)
 		} else {
-			_, err = s.kv.Create(ctx, s.names.TenantKey(name), b)
+			rev, err = s.kv.Create(ctx, s.names.TenantKey(name), b)
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return t, err
+			return t, rev, err
 		}
 		// Someone else changed it meanwhile: apply ours to theirs.
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,9 +16,14 @@ import (
 
 // Mirror applies a bucket's changes until Stop.
 type Mirror struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	applied atomic.Uint64 // the revision of the last entry applied
 }
+
+// Applied returns the bucket revision applied last: every change stored
+// at or before it is in the caller's view.
+func (m *Mirror) Applied() uint64 { return m.applied.Load() }
 
 // Start applies every current entry of kv whose key matches keys (">" for
 // all), in revision order, and returns once they are applied: from then
@@ -27,6 +33,11 @@ type Mirror struct {
 // read.
 func Start(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, keys string, logger *slog.Logger, apply func(jetstream.KeyValueEntry)) (*Mirror, error) {
 	life, cancel := context.WithCancel(context.Background())
+	m := &Mirror{cancel: cancel, done: make(chan struct{})}
+	noted := func(e jetstream.KeyValueEntry) {
+		apply(e)
+		m.applied.Store(e.Revision())
+	}
 	w, err := kv.Watch(life, keys)
 	if err != nil {
 		cancel()
@@ -44,7 +55,7 @@ func Start(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, keys strin
 				initial = false
 			default:
 				last = e.Revision()
-				apply(e)
+				noted(e)
 			}
 		case <-ctx.Done():
 			cancel()
@@ -52,8 +63,7 @@ func Start(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, keys strin
 			return nil, errors.Join(fmt.Errorf("watch bucket %s", kv.Bucket()), ctx.Err())
 		}
 	}
-	m := &Mirror{cancel: cancel, done: make(chan struct{})}
-	f := follower{nc: nc, kv: kv, keys: keys, logger: logger, apply: apply}
+	f := follower{nc: nc, kv: kv, keys: keys, logger: logger, apply: noted}
 	go func() { // owned by the mirror: Stop cancels life and waits for done
 		defer close(m.done)
 		f.follow(life, w, last)

@@ -1,0 +1,48 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// How long a tenant change waits for the workers to apply it, and how long
+// each round of asking them waits for their answers.
+const (
+	confirmWait    = 3 * time.Second
+	confirmAskWait = 250 * time.Millisecond
+)
+
+// confirmApplied waits until every worker that answers has applied the
+// tenants bucket at revision rev or later — so a job pulled after the
+// command returns meets the change — for up to confirmWait, and says on
+// io.Err how many had not by then. Workers watch the bucket and apply a
+// change within moments; without this wait, a job submitted right after
+// `tenant pause` could start on a worker whose watch had not delivered
+// the pause yet. Workers of earlier versions do not say what they have
+// applied and are not waited for.
+func confirmApplied(ctx context.Context, nc *nats.Conn, prefix string, rev uint64, io IO) {
+	deadline := time.Now().Add(confirmWait)
+	for {
+		statuses, err := workerStatuses(ctx, nc, prefix, confirmAskWait)
+		if err != nil {
+			return
+		}
+		behind := 0
+		for _, st := range statuses {
+			if st.TenantsRevision != nil && *st.TenantsRevision < rev {
+				behind++
+			}
+		}
+		if behind == 0 {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			fmt.Fprintf(io.Err, "chatfleet tenant: %d of %d workers have not applied the change yet; each does as its watch of the tenants bucket delivers it\n",
+				behind, len(statuses))
+			return
+		}
+	}
+}

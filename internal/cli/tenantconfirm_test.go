@@ -1,0 +1,52 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/chatfleet/chatfleet/internal/fleettest"
+	"github.com/chatfleet/chatfleet/internal/natstest"
+	"github.com/chatfleet/chatfleet/worker"
+)
+
+// TestTenantChangeWaitsForWorkers: `tenant pause` returns once every
+// worker says it has applied the change: the real worker at once; one
+// that keeps saying it has not (a worker whose watch of the bucket lags,
+// played here by a service answering as one) is waited for, then named
+// on stderr. A worker that says nothing of it (an earlier version) is not
+// waited for.
+func TestTenantChangeWaitsForWorkers(t *testing.T) {
+	f := newFleet(t, nil)
+	ctx := fleettest.Context(t, time.Minute)
+	if res := run(ctx, "", "tenant", "pause", "acme"); res.code != 0 || res.err != "" {
+		t.Fatalf("pause with an up-to-date worker: %v", res)
+	}
+
+	stale := uint64(1)
+	lagging := worker.Status{Worker: "lagging", Prefix: "chat", TenantsRevision: &stale}
+	older := worker.Status{Worker: "older", Prefix: "chat"}
+	for _, st := range []worker.Status{lagging, older} {
+		svc, err := micro.AddService(natstest.Connect(t, f.NATS.ClientURL()), micro.Config{Name: worker.ServiceName, Version: "0.0.1",
+			StatsHandler: func(*micro.Endpoint) any { return st }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.AddEndpoint("status", micro.HandlerFunc(func(req micro.Request) { _ = req.RespondJSON(st) })); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = svc.Stop() })
+	}
+	res := run(ctx, "", "tenant", "resume", "acme")
+	if res.code != 0 || res.out != "tenant acme resumed\n" || !strings.Contains(res.err, "1 of 3 workers have not applied the change yet") {
+		t.Fatalf("resume with a lagging worker: %v", res)
+	}
+	// The status the lagging one answers says so, in the JSON workers send.
+	b, _ := json.Marshal(lagging)
+	if !strings.Contains(string(b), `"tenants_revision":1`) {
+		t.Errorf("status JSON %s", b)
+	}
+}

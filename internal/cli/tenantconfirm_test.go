@@ -3,9 +3,11 @@ package cli_test
 import (
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/chatfleet/chatfleet/internal/fleettest"
@@ -48,5 +50,40 @@ func TestTenantChangeWaitsForWorkers(t *testing.T) {
 	b, _ := json.Marshal(lagging)
 	if !strings.Contains(string(b), `"tenants_revision":1`) {
 		t.Errorf("status JSON %s", b)
+	}
+}
+
+// TestTenantChangeWaitsForAWorkerThatFellSilent: a worker that said it
+// had not applied the change, then misses the next round of asking (busy
+// for a moment, say), still has not applied it: the command goes on
+// waiting for it and says so on stderr, rather than return as if every
+// worker had applied the change.
+func TestTenantChangeWaitsForAWorkerThatFellSilent(t *testing.T) {
+	f := newFleet(t, nil)
+	ctx := fleettest.Context(t, time.Minute)
+	stale := uint64(0) // before any entry
+	data, err := json.Marshal(worker.Status{Worker: "lagging", Prefix: "chat", TenantsRevision: &stale})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := json.Marshal(micro.Stats{Endpoints: []*micro.EndpointStats{{Name: "status", Data: data}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := natstest.Connect(t, f.NATS.ClientURL())
+	var asked atomic.Bool
+	if _, err := nc.Subscribe("$SRV.STATS."+worker.ServiceName, func(m *nats.Msg) {
+		if !asked.Swap(true) { // the first round only
+			_ = m.Respond(stats)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	res := run(ctx, "", "tenant", "pause", "acme")
+	if res.code != 0 || !strings.Contains(res.err, "have not applied the change yet") {
+		t.Fatalf("pause with a worker behind that then fell silent: %v", res)
 	}
 }

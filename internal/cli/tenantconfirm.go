@@ -29,6 +29,7 @@ func confirmApplied(ctx context.Context, nc *nats.Conn, prefix string, rev uint6
 	deadline := time.Now().Add(confirmWait)
 	seen, behind := map[string]bool{}, map[string]bool{} // by worker ID
 	for {
+		asked := time.Now()
 		statuses, err := workerStatuses(ctx, nc, prefix, confirmAskWait)
 		if err != nil {
 			return
@@ -50,6 +51,12 @@ func confirmApplied(ctx context.Context, nc *nats.Conn, prefix string, rev uint6
 			fmt.Fprintf(io.Err, "chatfleet tenant: %d of %d workers have not applied the change yet; each does as its watch of the tenants bucket delivers it\n",
 				len(behind), len(seen))
 			return
+		}
+		// A round ends at once when no worker is left to answer ("no
+		// responders"): rounds start confirmAskWait apart all the same.
+		select {
+		case <-time.After(time.Until(asked.Add(confirmAskWait))):
+		case <-ctx.Done():
 		}
 	}
 }

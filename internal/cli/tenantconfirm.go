@@ -21,28 +21,42 @@ const (
 // io.Err how many had not by then. Workers watch the bucket and apply a
 // change within moments; without this wait, a job submitted right after
 // `tenant pause` could start on a worker whose watch had not delivered
-// the pause yet. Workers of earlier versions do not say what they have
-// applied and are not waited for.
+// the pause yet. A worker that said it had not is waited for until it
+// says it has: missing one round of answers (busy for a moment) does not
+// make it up to date. Workers of earlier versions do not say what they
+// have applied and are not waited for.
 func confirmApplied(ctx context.Context, nc *nats.Conn, prefix string, rev uint64, io IO) {
 	deadline := time.Now().Add(confirmWait)
+	seen, behind := map[string]bool{}, map[string]bool{} // by worker ID
 	for {
+		asked := time.Now()
 		statuses, err := workerStatuses(ctx, nc, prefix, confirmAskWait)
 		if err != nil {
 			return
 		}
-		behind := 0
 		for _, st := range statuses {
-			if st.TenantsRevision != nil && *st.TenantsRevision < rev {
-				behind++
+			seen[st.Worker] = true
+			switch {
+			case st.TenantsRevision == nil: // an earlier version
+			case *st.TenantsRevision < rev:
+				behind[st.Worker] = true
+			default:
+				delete(behind, st.Worker)
 			}
 		}
-		if behind == 0 {
+		if len(behind) == 0 {
 			return
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			fmt.Fprintf(io.Err, "chatfleet tenant: %d of %d workers have not applied the change yet; each does as its watch of the tenants bucket delivers it\n",
-				behind, len(statuses))
+				len(behind), len(seen))
 			return
+		}
+		// A round ends at once when no worker is left to answer ("no
+		// responders"): rounds start confirmAskWait apart all the same.
+		select {
+		case <-time.After(time.Until(asked.Add(confirmAskWait))):
+		case <-ctx.Done():
 		}
 	}
 }

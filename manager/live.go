@@ -92,7 +92,7 @@ func (r *request) publishLive(ev *protocol.Event) error {
 	if err != nil {
 		return err
 	}
-	if len(r.unstored.events) > 0 && r.unstored.bytes+len(b) > r.m.batchLimit() {
+	if r.overflows(b) {
 		// A batch stays below the limit: send what is queued first.
 		if err := r.confirmStored(); err != nil {
 			return err
@@ -117,6 +117,12 @@ func (r *request) publishLive(ev *protocol.Event) error {
 	}
 	r.armFlush()
 	return nil
+}
+
+// overflows reports whether event b would take the queued events past a
+// batch's size: they are sent on their own first.
+func (r *request) overflows(b []byte) bool {
+	return len(r.unstored.events) > 0 && r.unstored.bytes+len(b) > r.m.batchLimit()
 }
 
 // flushDue reports whether the queued events should be sent: the oldest
@@ -176,7 +182,8 @@ func (r *request) flush(deferrable bool) error {
 	if len(u.events) == 0 {
 		return nil
 	}
-	if deferrable && r.m.js.PublishAsyncPending() >= maxPendingCopies && u.bytes < r.m.batchLimit() {
+	burst := r.m.js.PublishAsyncPending() >= maxPendingCopies
+	if deferrable && burst && u.bytes < r.m.batchLimit() {
 		// A burst (a herd of followers): this worker has many batches in
 		// flight already. Keep collecting for another delay instead: fewer,
 		// larger batches, and no relay waiting on a store.
@@ -185,7 +192,7 @@ func (r *request) flush(deferrable bool) error {
 		r.armFlush()
 		return nil
 	}
-	if r.m.js.PublishAsyncPending() >= maxPendingCopies {
+	if burst {
 		// A full batch in a burst: store it the slow way rather than stall
 		// in the asynchronous publisher's queue.
 		return r.storeQueued()

@@ -153,7 +153,7 @@ func (r *request) store(ev *protocol.Event) error {
 	if r.live {
 		// With the events shown live and not stored yet, if any: first on
 		// their own when together they would not fit.
-		if len(r.unstored.events) > 0 && r.unstored.bytes+len(b) > r.m.batchLimit() {
+		if r.overflows(b) {
 			if err := r.storeQueued(); err != nil {
 				return err
 			}

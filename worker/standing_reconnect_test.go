@@ -32,8 +32,8 @@ func (d *refusingDialer) Dial(network, address string) (net.Conn, error) {
 // reconnect buffer and gives each up (unsubscribes its inbox) when its
 // own timer ends, one second after its expiry. After the reconnect the
 // server gets all of them at once, and a job stored meanwhile is pending.
-// It must go to the pull still waited on, not to one given up (it would
-// wait out its ack wait, 30 s, with nobody on it) — also on a server with
+// It must not wait out its ack wait (30 s) at a pull given up, with
+// nobody on it: it is answered within a third of that — also on a server with
 // leaf nodes enabled, which serves a pull received in the last 2 s even
 // when nobody subscribes to its inbox at the moment (review rv19: it
 // passes; kept as a guard).
@@ -74,11 +74,11 @@ func TestStandingPullsWhileDisconnectedStrandNoJob(t *testing.T) {
 	if _, err := r.Collect(answered); err != nil {
 		t.Fatalf("the job stored while the worker was away: %v", err)
 	}
-	info, err := f.ConsumerInfo(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.NumRedelivered != 0 {
-		t.Errorf("jobs redelivered: %d, want none", info.NumRedelivered)
-	}
+	// That bound is the assertion. Which pull the server tries first is
+	// its own: one it finds without interest as it sends (a pull given
+	// up) it takes back at once and sends to the next (nats-server's
+	// didNotDeliver), so the consumer may count a redelivery without any
+	// job waiting for its ack wait. (An earlier version of this test also
+	// wanted no redelivery; under load it saw one, and the job was still
+	// answered at once.)
 }

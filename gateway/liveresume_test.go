@@ -37,15 +37,15 @@ func TestResumeAfterTakeoverBelowLastEventID(t *testing.T) {
 }
 
 // TestResumeAfterTakeoverFromItsWriter: a client that saw writer 2's
-// reset before any output, then writer 2's chunks up to seq 4 (SSE id
-// "2:4"), resumes into writer 2's answer: chunk 5 and the end, with ids
-// naming writer 2 — not stream_reset, and not writer 1's stored chunk.
+// reset before any output (writer 1 stored only its meta), then writer 2's
+// chunks up to seq 4 (SSE id "2:4"), resumes into writer 2's answer: chunk
+// 5 and the end, with ids naming writer 2 — not stream_reset.
 func TestResumeAfterTakeoverFromItsWriter(t *testing.T) {
 	t.Parallel()
 	b := setup(t, fleettest.Options{}, nil)
 	ctx := fleettest.Context(t, 30*time.Second)
 	const id = "taken-over-seen"
-	storeTakenOver(t, b, id, true)
+	storeTakenOver(t, b, id, false)
 
 	got := readAll(t, openStream(t, ctx, "GET", b.url+"/chat/completions/chatcmpl-"+id+"/stream", "", http.Header{"Last-Event-ID": {"2:4"}}))
 	if len(got) != 3 || content(t, got[0]) != "new5 " || got[2].data != "[DONE]" {
@@ -53,6 +53,46 @@ func TestResumeAfterTakeoverFromItsWriter(t *testing.T) {
 	}
 	if got[0].id != "2:5" || got[1].id != "2:6" {
 		t.Errorf("ids %q, %q; want 2:5 and 2:6 (writer 2's events)", got[0].id, got[1].id)
+	}
+}
+
+// TestResumeNeverPastAResetAfterOutput: no resume position takes a
+// client past a reset that follows output it was sent — whatever id it
+// sends. A stream that ends with stream_reset gives that error no id, so
+// an EventSource that reconnects (with the last id it saw, its last
+// chunk's) gets stream_reset again, not the restarted answer's tail after
+// the old head: the same writer's restart, and a takeover after output of
+// the writer before it (an id naming the new writer cannot come after
+// that output: the client's stream ended at the reset).
+func TestResumeNeverPastAResetAfterOutput(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fleettest.Options{}, nil)
+	ctx := fleettest.Context(t, 30*time.Second)
+	const restarted = "restarted"
+	store := storer(t, b, restarted)
+	store(1, protocol.Event{Seq: 1, Type: protocol.EventMeta, Model: testModel})
+	store(1, protocol.Event{Seq: 2, Type: protocol.EventChunk, Content: "old2 "})
+	store(1, protocol.Event{Seq: 3, Type: protocol.EventChunk, Content: "old3 "})
+	store(1, protocol.Event{Seq: 4, Type: protocol.EventReset})
+	store(1, protocol.Event{Seq: 5, Type: protocol.EventChunk, Content: "new5 "})
+	store(1, protocol.Event{Seq: 6, Type: protocol.EventDone, FinishReason: "stop"})
+	const takenOver = "taken-over-after-output"
+	storeTakenOver(t, b, takenOver, true)
+
+	resume := func(id, after string) []sseEvent {
+		return readAll(t, openStream(t, ctx, "GET", b.url+"/chat/completions/chatcmpl-"+id+"/stream", "", http.Header{"Last-Event-ID": {after}}))
+	}
+	got := resume(restarted, "2")
+	if len(got) != 2 || content(t, got[0]) != "old3 " || !strings.Contains(got[1].data, "stream_reset") || got[1].id != "" {
+		t.Fatalf("resumed after 2: %q; want old3, then stream_reset without an id", got)
+	}
+	for _, c := range []struct{ id, after string }{
+		{restarted, "3"}, {restarted, "4"}, {restarted, "5"}, // its last chunk's id, and positions past the reset
+		{takenOver, "2"}, {takenOver, "2:3"}, {takenOver, "2:4"},
+	} {
+		if got := resume(c.id, c.after); len(got) == 0 || !strings.Contains(got[0].data, "stream_reset") {
+			t.Errorf("%s resumed after %s: %q; want stream_reset, not the restarted answer", c.id, c.after, got)
+		}
 	}
 }
 

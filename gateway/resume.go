@@ -73,7 +73,7 @@ func (g *Gateway) handleResume(ctx context.Context, rec *recorder, r *http.Reque
 			return // a resumed stream's client leaving cancels nothing
 		}
 		if takenOverBehind(&ev, reply.Epoch(), prev.epoch, prev.seen, after) {
-			_ = s.fail(after.seq+1, errTakenOverBehind(s.requestID()))
+			_ = s.fail(0, errTakenOverBehind(s.requestID())) // no id: see the reset in sse.write
 			return
 		}
 		prev.epoch, prev.seen = reply.Epoch(), true

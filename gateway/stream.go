@@ -144,20 +144,17 @@ func (s *sse) write(ev *protocol.Event) (done bool, err error) {
 		// A comment: the connection is alive, and SDKs skip it.
 		return false, s.comment(fmt.Sprintf("progress %s %s", ev.Stage, ev.Reason))
 	case protocol.EventReset:
-		if !s.after.before(eventPos{seq: ev.Seq}) {
-			// A resumed client had this reset: what came before it is
-			// void, and the client had none of it (a reset after output
-			// ended its stream).
-			s.output = false
-			return false, nil
-		}
 		if !s.output {
 			return false, nil // nothing to take back
 		}
 		// The client has part of an answer the fleet restarted (a
 		// failover): splicing the new one after it would be a wrong
-		// answer, so the stream ends with an error instead.
-		return true, s.fail(ev.Seq, newError(http.StatusBadGateway, "server_error", "stream_reset", "",
+		// answer, so the stream ends with an error instead — without an
+		// id: a client that resumes (an EventSource does at once) resumes
+		// from its last chunk, meets this reset again after its output,
+		// and gets this error again. (A client that had the reset before
+		// any output has no chunk before it.)
+		return true, s.fail(0, newError(http.StatusBadGateway, "server_error", "stream_reset", "",
 			"the fleet restarted this answer after a failover; the partial output is void: read the whole answer again with GET /v1/chat/completions/"+s.requestID()+"/stream once it has finished, or retry"))
 	case protocol.EventDone:
 		fin := ev.FinishReason

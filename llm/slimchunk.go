@@ -220,7 +220,7 @@ func (s *chunkScanner) str() ([]byte, bool) {
 	b, start := s.b, s.i+1
 	end := -1
 	for j := start; j < len(b); j++ {
-		if j-start == 32 {
+		if j-start >= 32 { // (an escape may step over 32)
 			end = strEnd(b, j)
 			break
 		}

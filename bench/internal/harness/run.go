@@ -225,13 +225,7 @@ func (r *runner) startNATS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gwPort, err := freePort()
-	if err != nil {
-		return err
-	}
 	env := []string{
-		// Builds whose dev mode starts a gateway get a free port for it.
-		"CHATFLEET_GATEWAY_ADDR=127.0.0.1:" + strconv.Itoa(gwPort),
 		"CHATFLEET_DEV_WORKERS=0",
 		"CHATFLEET_DEV_LISTEN=127.0.0.1:" + strconv.Itoa(port),
 		"CHATFLEET_DEV_DATA_DIR=" + filepath.Join(r.cfg.WorkDir, "nats"),

@@ -29,18 +29,30 @@ func StoredBatch(events [][]byte) ([]byte, error) {
 	if len(events) == 1 {
 		return last, nil
 	}
-	if len(last) < 2 || last[len(last)-1] != '}' {
-		return nil, errors.New("the last event of a batch is not a JSON object")
+	if len(last) < 3 || last[0] != '{' || last[len(last)-1] != '}' {
+		return nil, errors.New("the last event of a batch is not a JSON object with fields")
 	}
+	before := events[:len(events)-1]
 	size := len(last) + len(`,"before":[]`)
-	for _, e := range events[:len(events)-1] {
+	for _, e := range before {
 		size += len(e) + 1
 	}
 	b := make([]byte, 0, size)
 	b = append(b, last[:len(last)-1]...)
+	return append(appendBefore(b, before), '}'), nil
+}
+
+// appendBefore appends a batch's "before" field, as StoredBatch writes
+// it: a comma first, then the events in order.
+func appendBefore[E ~[]byte](b []byte, before []E) []byte {
 	b = append(b, `,"before":[`...)
-	b = append(b, bytes.Join(events[:len(events)-1], []byte{','})...)
-	return append(b, "]}"...), nil
+	for i, e := range before {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e...)
+	}
+	return append(b, ']')
 }
 
 // storedMessage is a stored message: an event and the events before it.
@@ -50,8 +62,8 @@ type storedMessage struct {
 }
 
 // DecodeStored decodes a stored message into its events, in order, and
-// the JSON of each (as the worker published it live; the last one's is
-// encoded again when the message holds several).
+// the JSON of each, as the worker published it live. (Only the last one of
+// a batch not written by StoredBatch is encoded again.)
 func DecodeStored(b []byte) ([]Event, [][]byte, error) {
 	var m storedMessage
 	if err := json.Unmarshal(b, &m); err != nil {
@@ -68,9 +80,20 @@ func DecodeStored(b []byte) ([]Event, [][]byte, error) {
 		}
 		events, raws = append(events, ev), append(raws, raw)
 	}
-	last, err := m.Event.Marshal()
+	last, err := lastOfBatch(b, m)
 	if err != nil {
 		return nil, nil, err
 	}
 	return append(events, m.Event), append(raws, last), nil
+}
+
+// lastOfBatch is the JSON of a batch's last event: b without the "before"
+// field StoredBatch appended, byte for byte, or else m's event encoded
+// again.
+func lastOfBatch(b []byte, m storedMessage) ([]byte, error) {
+	suffix := append(appendBefore(nil, m.Before), '}')
+	if n := len(b) - len(suffix); n > 0 && bytes.Equal(b[n:], suffix) {
+		return append(b[:n:n], '}'), nil
+	}
+	return m.Event.Marshal()
 }

@@ -55,6 +55,25 @@ func TestStoredBatchOfOne(t *testing.T) {
 	if _, err := StoredBatch([][]byte{one, []byte("[]")}); err == nil {
 		t.Error("a batch ending in a non-object was accepted")
 	}
+	if b, err := StoredBatch([][]byte{one, []byte("{}")}); err == nil {
+		t.Errorf("a batch ending in {} was accepted, as %s", b)
+	}
+}
+
+// TestStoredBatchKeepsTheLastEventsBytes: the last event of a batch reads
+// back byte for byte, with fields this version does not know (a newer
+// worker's), as the event itself came live.
+func TestStoredBatchKeepsTheLastEventsBytes(t *testing.T) {
+	first := []byte(`{"v":1,"id":"a","seq":2,"type":"chunk","content":"x"}`)
+	last := []byte(`{"v":1,"id":"a","seq":3,"type":"done","finish_reason":"stop","new_field":7}`)
+	b, err := StoredBatch([][]byte{first, last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, raws, err := DecodeStored(b)
+	if err != nil || len(evs) != 2 || string(raws[0]) != string(first) || string(raws[1]) != string(last) {
+		t.Fatalf("raws %q, %v; want the events' own bytes", raws, err)
+	}
 }
 
 // FuzzDecodeStored: a stored message is input from a stranger (any NATS

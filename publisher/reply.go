@@ -187,9 +187,7 @@ func isDuplicateID(ev *protocol.Event) bool {
 func (r *Reply) Epoch() uint64 { return r.epoch }
 
 // Raw returns the JSON of the event Next returned last, exactly as the
-// worker published it — but for the last event of a stored batch (a live
-// reply read from the stream), which is encoded again from its decoded
-// fields.
+// worker published it (from a stored batch too: protocol.DecodeStored).
 func (r *Reply) Raw() []byte { return r.raw }
 
 // Events iterates over the events up to and including the terminal one.
@@ -281,11 +279,13 @@ func (r *Reply) read(ctx context.Context) (readEvent, error) {
 			if ev.ID != r.id || ev.Seq == 0 {
 				continue // not an event of this request
 			}
-			r.queued = append(r.queued, readEvent{ev: ev, raw: raws[i], epoch: epoch, stored: stored})
+			e := readEvent{ev: ev, raw: raws[i], epoch: epoch, stored: stored}
+			if len(events) == 1 {
+				return e, nil // every live event: nothing to queue
+			}
+			r.queued = append(r.queued, e)
 		}
-		if len(r.queued) > 0 {
-			return r.read(ctx)
-		}
+		// A batch: the loop's top returns its first event.
 	}
 }
 

@@ -60,10 +60,7 @@ func (g *Gateway) handleResume(ctx context.Context, rec *recorder, r *http.Reque
 		g.replayEnded(ctx, s, reply)
 		return
 	}
-	var prev struct {
-		epoch uint64
-		seen  bool
-	}
+	seen := false // an event: s.epoch is its writer's
 	for {
 		ev, err := reply.Next(ctx)
 		if err != nil {
@@ -72,12 +69,11 @@ func (g *Gateway) handleResume(ctx context.Context, rec *recorder, r *http.Reque
 			}
 			return // a resumed stream's client leaving cancels nothing
 		}
-		if takenOverBehind(&ev, reply.Epoch(), prev.epoch, prev.seen, after) {
+		if takenOverBehind(&ev, reply.Epoch(), s.epoch, seen, after) {
 			_ = s.fail(0, errTakenOverBehind(s.requestID())) // no id: see the reset in sse.write
 			return
 		}
-		prev.epoch, prev.seen = reply.Epoch(), true
-		s.epoch = reply.Epoch()
+		seen, s.epoch = true, reply.Epoch()
 		if done, err := s.event(&ev); done || err != nil {
 			return
 		}

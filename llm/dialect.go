@@ -121,12 +121,17 @@ func (r *dialectReader) fill() {
 	r.process(err)
 }
 
+// bom is UTF-8's byte order mark, which some servers send first.
+const bom = "\ufeff"
+
 // process handles what was read; err is the read's error.
 func (r *dialectReader) process(err error) {
 	if r.mode == modeUnknown {
-		r.in = r.in[:copy(r.in, bytes.TrimLeft(r.in, " \t\r\n\ufeff"))]
+		r.in = r.in[:copy(r.in, bytes.TrimLeft(r.in, " \t\r\n"+bom))]
 		switch {
 		case len(r.in) == 0:
+		case err == nil && len(r.in) < len(bom) && bytes.HasPrefix([]byte(bom), r.in):
+			return // a BOM cut between reads: its rest comes next
 		case r.in[0] == '{':
 			r.mode = modeJSON
 		default:

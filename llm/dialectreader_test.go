@@ -18,6 +18,7 @@ func FuzzDialectReaderPieces(f *testing.F) {
 		f.Add(d.Body, uint16(7))
 	}
 	f.Add([]byte("data: {\"choices\":[]}\r\r\ndata: [DONE]"), uint16(1))
+	f.Add([]byte("\ufeffdata: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: [DONE]\n"), uint16(0)) // a BOM cut between reads
 	f.Add(append(bytes.Repeat([]byte(": keep-alive\n"), 1000), "data: [DONE]\n"...), uint16(4095))
 	f.Add([]byte("data: {\"x\":\""+string(bytes.Repeat([]byte("x"), 3*minRead))+"\"}\n\ndata: [DONE]\n"), uint16(1000))
 	f.Fuzz(func(t *testing.T, body []byte, piece uint16) {

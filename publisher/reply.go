@@ -291,7 +291,8 @@ func (r *Reply) read(ctx context.Context) (readEvent, error) {
 
 // seen reports, without decoding it, that a message is the stream's
 // republished copy of an event already returned: its message ID (set by
-// the worker, "<subject>:<seq>", the last seq of a stored batch) names a
+// the worker, "<subject>:<job seq>.<delivery>:<seq>" — "<subject>:<seq>" from
+// older workers — the last seq of a stored batch) names a
 // seq below the next, and its writer is the one we follow. With live
 // events every event arrives twice; this keeps the second copy cheap.
 func (r *Reply) seen(h nats.Header) bool {
